@@ -1,0 +1,379 @@
+//! [`Local`] and [`Locked`]: a [`Backend`] turned into what Rust code allocates through.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::UnsafeCell;
+use core::fmt;
+use core::ptr::{self, NonNull};
+
+use allocator_api2::alloc::{AllocError, Allocator};
+
+use crate::sync::{SpinGuard, SpinLock};
+use crate::{resize, Backend, Stats};
+
+/// A backend used from one thread, as an [`allocator_api2::alloc::Allocator`].
+///
+/// `Local` is `!Sync`: no lock, no atomics, one pointer indirection. Collections take it by
+/// reference (`Vec::new_in(&local)`), since `&A` is an allocator whenever `A` is.
+///
+/// ```
+/// use allocator_api2::vec::Vec;
+/// use heapkit_core::Local;
+/// use heapkit_testkit::Reference;
+///
+/// let heap = Local::new(Reference::with_budget(4096));
+/// let mut squares = Vec::new_in(&heap);
+/// squares.extend((1..=10u32).map(|n| n * n));
+/// assert_eq!(squares.iter().sum::<u32>(), 385);
+/// assert!(heap.owns(core::ptr::NonNull::from(&squares[0]).cast()));
+/// assert!(heap.stats().in_use >= 10 * 4);
+/// ```
+pub struct Local<B> {
+    backend: UnsafeCell<B>,
+}
+
+impl<B> Local<B> {
+    /// Wraps `backend`.
+    pub const fn new(backend: B) -> Self {
+        Self {
+            backend: UnsafeCell::new(backend),
+        }
+    }
+
+    /// The backend, reached through exclusive ownership (no allocation can be in progress).
+    pub fn get_mut(&mut self) -> &mut B {
+        self.backend.get_mut()
+    }
+
+    /// Unwraps the backend.
+    pub fn into_inner(self) -> B {
+        self.backend.into_inner()
+    }
+
+    /// Runs one backend call with exclusive access.
+    #[inline(always)]
+    fn with<R>(&self, f: impl FnOnce(&mut B) -> R) -> R {
+        // SAFETY: `Local` is `!Sync`, so only this thread can be here, and `f` is always one
+        // of our own calls into the backend, which by `Backend`'s contract never re-enters
+        // this adapter: no other reference to the backend exists while `f` runs.
+        f(unsafe { &mut *self.backend.get() })
+    }
+}
+
+impl<B: Backend> Local<B> {
+    /// The backend's [`Stats`].
+    pub fn stats(&self) -> Stats {
+        self.with(|backend| backend.stats())
+    }
+
+    /// Whether `ptr` lies in memory the backend manages.
+    pub fn owns(&self, ptr: NonNull<u8>) -> bool {
+        self.with(|backend| backend.owns(ptr))
+    }
+}
+
+impl<B: Default> Default for Local<B> {
+    fn default() -> Self {
+        Self::new(B::default())
+    }
+}
+
+impl<B: Backend> fmt::Debug for Local<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Local")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+// SAFETY: every method forwards to `resize`, which upholds `Allocator`'s contract given
+// `Backend`'s: blocks are valid until freed, and moving or borrowing the `Local` does not
+// move the memory the backend manages.
+unsafe impl<B: Backend> Allocator for Local<B> {
+    #[inline]
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.with(|backend| resize::allocate(backend, layout, false))
+    }
+
+    #[inline]
+    fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.with(|backend| resize::allocate(backend, layout, true))
+    }
+
+    #[inline]
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: `Allocator::deallocate`'s contract is `resize::deallocate`'s.
+        self.with(|backend| unsafe { resize::deallocate(backend, ptr, layout) });
+    }
+
+    #[inline]
+    unsafe fn grow(
+        &self,
+        ptr: NonNull<u8>,
+        old_layout: Layout,
+        new_layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: `Allocator::grow`'s contract is `resize::grow`'s.
+        self.with(|backend| unsafe { resize::grow(backend, ptr, old_layout, new_layout, false) })
+    }
+
+    #[inline]
+    unsafe fn grow_zeroed(
+        &self,
+        ptr: NonNull<u8>,
+        old_layout: Layout,
+        new_layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: `Allocator::grow_zeroed`'s contract is `resize::grow`'s.
+        self.with(|backend| unsafe { resize::grow(backend, ptr, old_layout, new_layout, true) })
+    }
+
+    #[inline]
+    unsafe fn shrink(
+        &self,
+        ptr: NonNull<u8>,
+        old_layout: Layout,
+        new_layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: `Allocator::shrink`'s contract is `resize::shrink`'s.
+        self.with(|backend| unsafe { resize::shrink(backend, ptr, old_layout, new_layout) })
+    }
+}
+
+/// A backend behind a spin lock: `Sync`, an [`Allocator`] and a [`GlobalAlloc`].
+///
+/// Use it for a heap shared between threads or as `#[global_allocator]`; its constructor is
+/// `const`, so it can live in a `static`. [`lock`](Self::lock) gives direct access to the
+/// backend, for setting it up (adding memory) after the static is created.
+///
+/// With the `checked` feature, a panic raised inside the backend (an invalid free detected)
+/// happens while the lock is held; in a `#[global_allocator]` the panic machinery's own
+/// allocation then waits for that lock forever. Use `checked` global allocators in tests
+/// that expect no invalid frees, and exercise invalid frees through `Local` or `&Locked`.
+///
+/// ```
+/// use heapkit_core::Locked;
+/// use heapkit_testkit::Reference;
+///
+/// static HEAP: Locked<Reference> = Locked::new(Reference::with_budget(1 << 20));
+///
+/// let handles: Vec<_> = (0..2u64)
+///     .map(|t| {
+///         std::thread::spawn(move || {
+///             let mut v = allocator_api2::vec::Vec::new_in(&HEAP);
+///             v.extend(0..1000 * (t + 1));
+///             v.iter().sum::<u64>()
+///         })
+///     })
+///     .collect();
+/// let sums: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+/// assert_eq!(sums, [499_500, 1_999_000]);
+/// assert_eq!(HEAP.stats().in_use, 0);
+/// ```
+pub struct Locked<B> {
+    backend: SpinLock<B>,
+}
+
+impl<B> Locked<B> {
+    /// Wraps `backend`.
+    #[cfg(not(loom))]
+    pub const fn new(backend: B) -> Self {
+        Self {
+            backend: SpinLock::new(backend),
+        }
+    }
+
+    /// Wraps `backend`.
+    #[cfg(loom)]
+    pub fn new(backend: B) -> Self {
+        Self {
+            backend: SpinLock::new(backend),
+        }
+    }
+
+    /// Locks the backend until the guard is dropped, for set-up and inspection.
+    ///
+    /// Allocating through this `Locked` while holding the guard on the same thread deadlocks.
+    pub fn lock(&self) -> SpinGuard<'_, B> {
+        self.backend.lock()
+    }
+
+    /// The backend, reached through exclusive ownership (no lock needed).
+    pub fn get_mut(&mut self) -> &mut B {
+        self.backend.get_mut()
+    }
+
+    /// Unwraps the backend.
+    pub fn into_inner(self) -> B {
+        self.backend.into_inner()
+    }
+}
+
+impl<B: Backend> Locked<B> {
+    /// The backend's [`Stats`].
+    pub fn stats(&self) -> Stats {
+        self.lock().stats()
+    }
+
+    /// Whether `ptr` lies in memory the backend manages.
+    pub fn owns(&self, ptr: NonNull<u8>) -> bool {
+        self.lock().owns(ptr)
+    }
+}
+
+impl<B: Default> Default for Locked<B> {
+    fn default() -> Self {
+        Self::new(B::default())
+    }
+}
+
+impl<B> fmt::Debug for Locked<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Locked").finish_non_exhaustive()
+    }
+}
+
+// SAFETY: as for `Local`: every method forwards to `resize` with the lock held, so the
+// backend is used by one thread at a time and `Backend`'s contract gives `Allocator`'s.
+unsafe impl<B: Backend + Send> Allocator for Locked<B> {
+    #[inline]
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        resize::allocate(&mut *self.lock(), layout, false)
+    }
+
+    #[inline]
+    fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        resize::allocate(&mut *self.lock(), layout, true)
+    }
+
+    #[inline]
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: `Allocator::deallocate`'s contract is `resize::deallocate`'s.
+        unsafe { resize::deallocate(&mut *self.lock(), ptr, layout) }
+    }
+
+    #[inline]
+    unsafe fn grow(
+        &self,
+        ptr: NonNull<u8>,
+        old_layout: Layout,
+        new_layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: `Allocator::grow`'s contract is `resize::grow`'s.
+        unsafe { resize::grow(&mut *self.lock(), ptr, old_layout, new_layout, false) }
+    }
+
+    #[inline]
+    unsafe fn grow_zeroed(
+        &self,
+        ptr: NonNull<u8>,
+        old_layout: Layout,
+        new_layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: `Allocator::grow_zeroed`'s contract is `resize::grow`'s.
+        unsafe { resize::grow(&mut *self.lock(), ptr, old_layout, new_layout, true) }
+    }
+
+    #[inline]
+    unsafe fn shrink(
+        &self,
+        ptr: NonNull<u8>,
+        old_layout: Layout,
+        new_layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: `Allocator::shrink`'s contract is `resize::shrink`'s.
+        unsafe { resize::shrink(&mut *self.lock(), ptr, old_layout, new_layout) }
+    }
+}
+
+// SAFETY: `GlobalAlloc`'s rules map onto `resize`'s: null reports failure, `realloc` keeps
+// the alignment and copies `min(old, new)` bytes when it moves, and the lock serialises all
+// access to the backend.
+unsafe impl<B: Backend + Send> GlobalAlloc for Locked<B> {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        resize::allocate(&mut *self.lock(), layout, false)
+            .map_or(ptr::null_mut(), |block| block.cast::<u8>().as_ptr())
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        resize::allocate(&mut *self.lock(), layout, true)
+            .map_or(ptr::null_mut(), |block| block.cast::<u8>().as_ptr())
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // `GlobalAlloc` hands back only pointers it returned, and it never returns null.
+        if let Some(ptr) = NonNull::new(ptr) {
+            // SAFETY: `ptr` came from `alloc` with this `layout` (GlobalAlloc's contract).
+            unsafe { resize::deallocate(&mut *self.lock(), ptr, layout) }
+        }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let Some(ptr) = NonNull::new(ptr) else {
+            return ptr::null_mut();
+        };
+        let Ok(new_layout) = Layout::from_size_align(new_size, layout.align()) else {
+            return ptr::null_mut();
+        };
+        let mut backend = self.lock();
+        // SAFETY: `ptr` is live with `layout` (GlobalAlloc's contract), and the size
+        // comparison picks the function whose precondition holds.
+        let block = unsafe {
+            if new_size >= layout.size() {
+                resize::grow(&mut *backend, ptr, layout, new_layout, false)
+            } else {
+                resize::shrink(&mut *backend, ptr, layout, new_layout)
+            }
+        };
+        block.map_or(ptr::null_mut(), |block| block.cast::<u8>().as_ptr())
+    }
+}
+
+// SAFETY: forwarding to the borrowed backend keeps every guarantee it makes.
+unsafe impl<B: Backend + ?Sized> Backend for &mut B {
+    #[inline]
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        (**self).allocate(layout)
+    }
+
+    #[inline]
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { (**self).deallocate(ptr, layout) }
+    }
+
+    #[inline]
+    unsafe fn grow_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old_layout: Layout,
+        new_layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { (**self).grow_in_place(ptr, old_layout, new_layout) }
+    }
+
+    #[inline]
+    unsafe fn shrink_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old_layout: Layout,
+        new_layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { (**self).shrink_in_place(ptr, old_layout, new_layout) }
+    }
+
+    #[inline]
+    fn owns(&self, ptr: NonNull<u8>) -> bool {
+        (**self).owns(ptr)
+    }
+
+    #[inline]
+    fn stats(&self) -> Stats {
+        (**self).stats()
+    }
+}

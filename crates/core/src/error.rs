@@ -1,0 +1,159 @@
+//! Errors reported when a backend is set up, and the hook that reports invalid frees.
+
+use core::fmt;
+
+/// Why a backend could not be built over the memory or parameters it was given.
+///
+/// Construction never panics on bad input: every problem comes back as one of these, and
+/// `Display` says what was wrong with which numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The region cannot hold even one block plus the backend's bookkeeping.
+    RegionTooSmall {
+        /// Bytes the backend needs at least.
+        needed: usize,
+        /// Bytes it was given.
+        given: usize,
+    },
+    /// The region's start is not aligned as the backend requires.
+    RegionMisaligned {
+        /// The region's start address.
+        address: usize,
+        /// The alignment required.
+        required: usize,
+    },
+    /// A region reaches past the end of the address space or past what the backend indexes.
+    RegionTooLarge {
+        /// Bytes given.
+        given: usize,
+        /// Largest number of bytes the backend can manage in one region.
+        max: usize,
+    },
+    /// A new region overlaps memory the backend already manages.
+    RegionOverlaps {
+        /// Start address of the new region.
+        address: usize,
+    },
+    /// A block size below what the backend needs to store its free-list links.
+    BlockTooSmall {
+        /// The block size asked for.
+        block: usize,
+        /// The smallest block size supported.
+        min: usize,
+    },
+    /// An alignment or block size that must be a power of two is not.
+    NotPowerOfTwo {
+        /// What the value is (for example `"alignment"`).
+        what: &'static str,
+        /// The value given.
+        value: usize,
+    },
+    /// A parameter outside its supported range.
+    OutOfRange {
+        /// The parameter's name.
+        what: &'static str,
+        /// The value given.
+        value: usize,
+        /// Smallest allowed value.
+        min: usize,
+        /// Largest allowed value.
+        max: usize,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::RegionTooSmall { needed, given } => write!(
+                f,
+                "region too small: {given} bytes given, at least {needed} needed"
+            ),
+            Self::RegionMisaligned { address, required } => write!(
+                f,
+                "region start {address:#x} is not aligned to {required} bytes"
+            ),
+            Self::RegionTooLarge { given, max } => write!(
+                f,
+                "region too large: {given} bytes given, at most {max} supported"
+            ),
+            Self::RegionOverlaps { address } => write!(
+                f,
+                "region at {address:#x} overlaps memory the allocator already manages"
+            ),
+            Self::BlockTooSmall { block, min } => write!(
+                f,
+                "block size {block} is below the minimum of {min} bytes (room for the free-list link)"
+            ),
+            Self::NotPowerOfTwo { what, value } => {
+                write!(f, "{what} {value} is not a power of two")
+            }
+            Self::OutOfRange {
+                what,
+                value,
+                min,
+                max,
+            } => write!(f, "{what} {value} is outside {min}..={max}"),
+        }
+    }
+}
+
+impl core::error::Error for ConfigError {}
+
+/// Reports an invalid free, reallocation or ownership query and panics.
+///
+/// Backends call this from their `checked` code paths (double free, foreign pointer, wrong
+/// layout, corrupted header) so every message has one shape:
+/// `heapkit-pool: invalid deallocate of 0x1000: block is already free`.
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub fn invalid_free(crate_name: &str, operation: &str, address: *const u8, reason: &str) -> ! {
+    panic!("{crate_name}: invalid {operation} of {address:p}: {reason}")
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::string::ToString;
+
+    #[test]
+    fn messages_name_the_numbers() {
+        let e = ConfigError::RegionTooSmall {
+            needed: 64,
+            given: 10,
+        };
+        assert_eq!(
+            e.to_string(),
+            "region too small: 10 bytes given, at least 64 needed"
+        );
+        let e = ConfigError::NotPowerOfTwo {
+            what: "alignment",
+            value: 12,
+        };
+        assert_eq!(e.to_string(), "alignment 12 is not a power of two");
+        let e = ConfigError::RegionMisaligned {
+            address: 0x1001,
+            required: 16,
+        };
+        assert_eq!(
+            e.to_string(),
+            "region start 0x1001 is not aligned to 16 bytes"
+        );
+    }
+
+    #[test]
+    fn invalid_free_names_crate_operation_and_address() {
+        let address = core::ptr::without_provenance::<u8>(0x1230);
+        let payload = std::panic::catch_unwind(|| {
+            invalid_free("heapkit-demo", "deallocate", address, "block is already free")
+        })
+        .unwrap_err();
+        let message = payload.downcast_ref::<std::string::String>().unwrap();
+        assert_eq!(
+            message,
+            "heapkit-demo: invalid deallocate of 0x1230: block is already free"
+        );
+    }
+}

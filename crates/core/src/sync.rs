@@ -1,0 +1,216 @@
+//! The one place heapkit names atomics, cells shared between threads, and locks.
+//!
+//! Built normally, these are `core`'s types. Built with `RUSTFLAGS="--cfg loom"`, they are
+//! [loom](https://docs.rs/loom)'s, so the loom tests model-check exactly the code that ships:
+//! every concurrent structure in heapkit must take its atomics from here.
+//!
+//! Under loom, constructors cannot be `const` (loom's atomics register with the model at
+//! run time), so [`SpinLock::new`] is a `const fn` only in ordinary builds.
+
+use core::fmt;
+use core::marker::PhantomData;
+use core::mem::ManuallyDrop;
+use core::ops::{Deref, DerefMut};
+
+cfg_if::cfg_if! {
+    if #[cfg(loom)] {
+        pub use loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicUsize, Ordering};
+        #[cfg(target_has_atomic = "64")]
+        pub use loom::sync::atomic::AtomicU64;
+        /// Signals a busy-wait; under loom it yields so the model can run another thread.
+        pub use loom::hint::spin_loop;
+        pub use loom::cell::{MutPtr, UnsafeCell};
+    } else {
+        pub use core::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicUsize, Ordering};
+        #[cfg(target_has_atomic = "64")]
+        pub use core::sync::atomic::AtomicU64;
+        /// Signals a busy-wait; under loom it yields so the model can run another thread.
+        pub use core::hint::spin_loop;
+        pub use self::plain_cell::{MutPtr, UnsafeCell};
+    }
+}
+
+/// `core::cell::UnsafeCell` behind loom's access-tracking API, so one call site serves both.
+#[cfg(not(loom))]
+mod plain_cell {
+    /// A cell whose contents are reached through raw pointers; see `loom::cell::UnsafeCell`.
+    #[derive(Debug, Default)]
+    #[repr(transparent)]
+    pub struct UnsafeCell<T: ?Sized>(core::cell::UnsafeCell<T>);
+
+    impl<T> UnsafeCell<T> {
+        /// Wraps `value`.
+        pub const fn new(value: T) -> Self {
+            Self(core::cell::UnsafeCell::new(value))
+        }
+
+        /// Unwraps the value.
+        pub fn into_inner(self) -> T {
+            self.0.into_inner()
+        }
+    }
+
+    impl<T: ?Sized> UnsafeCell<T> {
+        /// Calls `f` with a mutable raw pointer to the contents.
+        #[inline]
+        pub fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0.get())
+        }
+
+        /// A mutable pointer to the contents, tracked as one access under loom.
+        #[inline]
+        pub fn get_mut(&self) -> MutPtr<T> {
+            MutPtr(self.0.get())
+        }
+    }
+
+    /// A raw mutable pointer into an [`UnsafeCell`], mirroring `loom::cell::MutPtr`.
+    #[derive(Debug)]
+    pub struct MutPtr<T: ?Sized>(*mut T);
+
+    impl<T: ?Sized> MutPtr<T> {
+        /// Dereferences the pointer.
+        ///
+        /// # Safety
+        ///
+        /// No other reference to the contents may exist while the result is used.
+        #[inline]
+        #[allow(clippy::mut_from_ref)] // mirrors loom's API: exclusivity is the caller's duty
+        pub unsafe fn deref(&self) -> &mut T {
+            // SAFETY: the caller guarantees exclusive access; the pointer comes from a live cell.
+            unsafe { &mut *self.0 }
+        }
+    }
+}
+
+/// A test-and-test-and-set spin lock, for `no_std` targets with no OS to block on.
+///
+/// Fair enough for an allocator's short critical sections; not a general-purpose mutex
+/// (no poisoning, no parking). [`Locked`](crate::Locked) is built on it.
+pub struct SpinLock<T> {
+    locked: AtomicBool,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the lock hands out access to `value` to one thread at a time, so sharing the lock
+// only ever moves `T` between threads, which `T: Send` permits.
+unsafe impl<T: Send> Sync for SpinLock<T> {}
+// SAFETY: owning the lock is owning the `T` inside it.
+unsafe impl<T: Send> Send for SpinLock<T> {}
+
+impl<T> SpinLock<T> {
+    /// An unlocked lock around `value`.
+    #[cfg(not(loom))]
+    pub const fn new(value: T) -> Self {
+        Self {
+            locked: AtomicBool::new(false),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// An unlocked lock around `value`.
+    #[cfg(loom)]
+    pub fn new(value: T) -> Self {
+        Self {
+            locked: AtomicBool::new(false),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// Spins until the lock is free, then holds it until the guard is dropped.
+    #[inline]
+    pub fn lock(&self) -> SpinGuard<'_, T> {
+        loop {
+            if let Some(guard) = self.try_lock() {
+                return guard;
+            }
+            // Wait on a plain load so waiting threads do not keep stealing the cache line.
+            while self.locked.load(Ordering::Relaxed) {
+                spin_loop();
+            }
+        }
+    }
+
+    /// Takes the lock if it is free right now.
+    #[inline]
+    pub fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
+        self.locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| SpinGuard {
+                lock: self,
+                value: ManuallyDrop::new(self.value.get_mut()),
+                _not_send: PhantomData,
+            })
+    }
+
+    /// The value, reached through exclusive ownership of the lock: no locking needed.
+    pub fn get_mut(&mut self) -> &mut T {
+        // SAFETY: `&mut self` proves no guard and no other reference to the value exists,
+        // and the returned borrow of `self` keeps it that way for as long as it lives.
+        self.value.with_mut(|value| unsafe { &mut *value })
+    }
+
+    /// Unwraps the value.
+    pub fn into_inner(self) -> T {
+        self.value.into_inner()
+    }
+}
+
+impl<T: Default> Default for SpinLock<T> {
+    fn default() -> Self {
+        Self::new(T::default())
+    }
+}
+
+impl<T> fmt::Debug for SpinLock<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpinLock")
+            .field("locked", &self.locked.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Exclusive access to a [`SpinLock`]'s value; unlocks when dropped.
+pub struct SpinGuard<'a, T> {
+    lock: &'a SpinLock<T>,
+    // Dropped by hand before unlocking: under loom the pointer marks an access in progress,
+    // and it must end before another thread may take the lock.
+    value: ManuallyDrop<MutPtr<T>>,
+    // Unlocking from another thread than the one that locked is fine for a spin lock, but a
+    // guard that migrates would be surprising and is never needed: keep it on one thread.
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl<T> Deref for SpinGuard<'_, T> {
+    type Target = T;
+
+    #[inline]
+    fn deref(&self) -> &T {
+        // SAFETY: the guard holds the lock, so this is the only access to the value.
+        unsafe { MutPtr::deref(&self.value) }
+    }
+}
+
+impl<T> DerefMut for SpinGuard<'_, T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: the guard holds the lock, so this is the only access to the value.
+        unsafe { MutPtr::deref(&self.value) }
+    }
+}
+
+impl<T> Drop for SpinGuard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: `value` is dropped exactly once, here, and never used afterwards.
+        unsafe { ManuallyDrop::drop(&mut self.value) };
+        self.lock.locked.store(false, Ordering::Release);
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for SpinGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}

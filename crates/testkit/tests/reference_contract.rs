@@ -1,0 +1,14 @@
+//! The reference backend passes the whole contract suite, through both adapters.
+
+use heapkit_core::{Local, Locked};
+use heapkit_testkit::{contract_suite, Profile, Reference, Regions};
+
+const BUDGET: usize = 64 * 1024;
+
+contract_suite!(local_reference, Profile::default(), |_: &mut Regions| {
+    Local::new(Reference::with_budget(BUDGET))
+});
+
+contract_suite!(locked_reference, Profile::default(), |_: &mut Regions| {
+    Locked::new(Reference::with_budget(BUDGET))
+});
