@@ -1,1 +1,350 @@
-fn main() {}
+//! `cargo xtask <command>`: heapkit's project automation, one command per job.
+//!
+//! `cargo xtask ci` is what `.ci/run` calls: it installs what the later steps need, then runs
+//! fmt, clippy, tests, miri, loom, the `no_std` build and a fuzz smoke run, stopping at the
+//! first failure with the step's name.
+
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  ci                      every step below, in order, after `install`
+  install                 the nightly miri + rust-src components, the thumbv7em target,
+                          and cargo-fuzz (each only when missing)
+  fmt                     rustfmt check of the workspace and the fuzz project
+  clippy                  clippy on all targets and features, warnings denied
+  test                    cargo test --workspace --all-features (unit, integration, doc)
+  miri                    unit and integration tests under miri, strict provenance
+  loom                    every crates/*/tests/loom*.rs under --cfg loom, release mode
+  nostd                   build every #![no_std] crate for thumbv7em-none-eabihf
+  fuzz [--seconds N] [TARGET]
+                          run each fuzz target (or TARGET) for N seconds (default 20)
+";
+
+const NO_STD_TARGET: &str = "thumbv7em-none-eabihf";
+const DEFAULT_FUZZ_SECONDS: u64 = 20;
+
+type Step = Result<(), String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let Some(command) = args.first() else {
+        eprint!("{USAGE}");
+        return ExitCode::FAILURE;
+    };
+    let rest = &args[1..];
+    let root = workspace_root();
+    let started = Instant::now();
+    let result = match command.as_str() {
+        "ci" => ci(&root),
+        "install" => run_step("install", install),
+        "fmt" => run_step("fmt", || fmt(&root)),
+        "clippy" => run_step("clippy", || clippy(&root)),
+        "test" => run_step("test", || test(&root)),
+        "miri" => run_step("miri", || miri(&root)),
+        "loom" => run_step("loom", || loom(&root)),
+        "nostd" => run_step("nostd", || nostd(&root)),
+        "fuzz" => parse_fuzz_args(rest).and_then(|(seconds, target)| {
+            run_step("fuzz", || fuzz(&root, seconds, target.as_deref()))
+        }),
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown command `{other}`\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => {
+            eprintln!("xtask: {command} passed in {:.0?}", started.elapsed());
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn ci(root: &Path) -> Step {
+    run_step("install", install)?;
+    run_step("fmt", || fmt(root))?;
+    run_step("clippy", || clippy(root))?;
+    run_step("test", || test(root))?;
+    run_step("miri", || miri(root))?;
+    run_step("loom", || loom(root))?;
+    run_step("nostd", || nostd(root))?;
+    run_step("fuzz", || fuzz(root, DEFAULT_FUZZ_SECONDS, None))
+}
+
+/// Announces a step, times it, and names it in the error if it fails.
+fn run_step(name: &str, step: impl FnOnce() -> Step) -> Step {
+    eprintln!("\n==> xtask: step `{name}`");
+    let started = Instant::now();
+    let result = step().map_err(|why| format!("step `{name}` failed: {why}"));
+    if result.is_ok() {
+        eprintln!("==> xtask: step `{name}` done in {:.0?}", started.elapsed());
+    }
+    result
+}
+
+fn install() -> Step {
+    // All three are no-ops when already present.
+    run(Command::new("rustup").args(["component", "add", "rustfmt", "clippy"]))?;
+    run(Command::new("rustup").args(["+nightly", "component", "add", "miri", "rust-src"]))?;
+    run(Command::new("rustup").args(["target", "add", NO_STD_TARGET]))?;
+    let have_fuzz = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if have_fuzz {
+        eprintln!("cargo-fuzz is installed");
+        Ok(())
+    } else {
+        run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))
+    }
+}
+
+fn fmt(root: &Path) -> Step {
+    run(cargo(root).args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo(&root.join("fuzz")).args(["fmt", "--", "--check"]))
+}
+
+fn clippy(root: &Path) -> Step {
+    run(cargo(root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
+
+fn test(root: &Path) -> Step {
+    run(cargo(root).args(["test", "--workspace", "--all-features"]))
+}
+
+fn miri(root: &Path) -> Step {
+    // Doctests are left to `test`: miri would rebuild each as its own crate, and they
+    // exercise nothing the unit and contract tests do not.
+    let mut command = cargo(root);
+    command
+        .args([
+            "+nightly",
+            "miri",
+            "test",
+            "--workspace",
+            "--exclude",
+            "xtask",
+        ])
+        .args(["--all-features", "--lib", "--tests"])
+        .env("MIRIFLAGS", miri_flags());
+    run(&mut command)
+}
+
+fn miri_flags() -> String {
+    let mut flags = String::from("-Zmiri-strict-provenance");
+    if let Ok(extra) = env::var("MIRIFLAGS") {
+        flags.push(' ');
+        flags.push_str(&extra);
+    }
+    flags
+}
+
+fn loom(root: &Path) -> Step {
+    let tests = loom_tests(root)?;
+    if tests.is_empty() {
+        return Err("no crates/*/tests/loom*.rs found".into());
+    }
+    for (package, test) in tests {
+        eprintln!("--> loom: {package} / {test}");
+        let mut command = cargo(root);
+        command
+            .args([
+                "test",
+                "--release",
+                "--all-features",
+                "-p",
+                &package,
+                "--test",
+                &test,
+            ])
+            .args(["--", "--nocapture"])
+            .env("RUSTFLAGS", "--cfg loom")
+            .env("CARGO_TARGET_DIR", root.join("target").join("loom"));
+        if env::var_os("LOOM_MAX_PREEMPTIONS").is_none() {
+            command.env("LOOM_MAX_PREEMPTIONS", "3");
+        }
+        run(&mut command)?;
+    }
+    Ok(())
+}
+
+/// `(package, test target)` for every `crates/<dir>/tests/loom*.rs`.
+fn loom_tests(root: &Path) -> Result<Vec<(String, String)>, String> {
+    let mut found = Vec::new();
+    for dir in crate_dirs(root)? {
+        let Ok(entries) = fs::read_dir(dir.join("tests")) else {
+            continue;
+        };
+        let package = package_name(&dir)?;
+        let mut names: Vec<String> = entries
+            .filter_map(|entry| {
+                let path = entry.ok()?.path();
+                let stem = path.file_stem()?.to_str()?.to_owned();
+                (stem.starts_with("loom") && path.extension()? == "rs").then_some(stem)
+            })
+            .collect();
+        names.sort();
+        found.extend(names.into_iter().map(|name| (package.clone(), name)));
+    }
+    Ok(found)
+}
+
+fn nostd(root: &Path) -> Step {
+    let mut built = 0;
+    for dir in crate_dirs(root)? {
+        let lib = fs::read_to_string(dir.join("src/lib.rs")).unwrap_or_default();
+        if !lib.contains("#![no_std]") && !lib.contains("no_std)]") {
+            continue;
+        }
+        let package = package_name(&dir)?;
+        let manifest = fs::read_to_string(dir.join("Cargo.toml")).map_err(|e| e.to_string())?;
+        let mut feature_sets = vec![""];
+        if manifest
+            .lines()
+            .any(|line| line.trim_start().starts_with("checked ="))
+        {
+            feature_sets.push("checked");
+        }
+        for features in feature_sets {
+            eprintln!("--> nostd: {package} [{features}]");
+            let mut command = cargo(root);
+            command
+                .args(["build", "--target", NO_STD_TARGET, "-p", &package])
+                .arg("--no-default-features");
+            if !features.is_empty() {
+                command.args(["--features", features]);
+            }
+            run(&mut command)?;
+            built += 1;
+        }
+    }
+    if built == 0 {
+        return Err("no #![no_std] crate found under crates/".into());
+    }
+    Ok(())
+}
+
+fn fuzz(root: &Path, seconds: u64, only: Option<&str>) -> Step {
+    let fuzz_dir = root.join("fuzz");
+    let listed = Command::new("cargo")
+        .args(["+nightly", "fuzz", "list"])
+        .current_dir(&fuzz_dir)
+        .output()
+        .map_err(|e| format!("cannot run cargo fuzz: {e}"))?;
+    if !listed.status.success() {
+        return Err(String::from_utf8_lossy(&listed.stderr).into_owned());
+    }
+    let targets: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|name| !name.is_empty() && only.is_none_or(|only| only == *name))
+        .map(str::to_owned)
+        .collect();
+    if targets.is_empty() {
+        return Err(match only {
+            Some(name) => format!("no fuzz target named `{name}`"),
+            None => "no fuzz targets in fuzz/".into(),
+        });
+    }
+    for target in targets {
+        eprintln!("--> fuzz: {target} for {seconds} s");
+        fs::create_dir_all(fuzz_dir.join("corpus").join(&target)).map_err(|e| e.to_string())?;
+        run(Command::new("cargo")
+            .args(["+nightly", "fuzz", "run", &target])
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}"))
+            .arg("-print_final_stats=1")
+            .current_dir(&fuzz_dir))?;
+    }
+    Ok(())
+}
+
+fn parse_fuzz_args(args: &[String]) -> Result<(u64, Option<String>), String> {
+    let mut seconds = DEFAULT_FUZZ_SECONDS;
+    let mut target = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg == "--seconds" {
+            let value = args.next().ok_or("--seconds needs a number")?;
+            seconds = value
+                .parse()
+                .map_err(|_| format!("--seconds takes a whole number, not `{value}`"))?;
+        } else if target.is_none() && !arg.starts_with('-') {
+            target = Some(arg.clone());
+        } else {
+            return Err(format!("unexpected argument `{arg}`\n{USAGE}"));
+        }
+    }
+    Ok((seconds, target))
+}
+
+/// A `cargo` command (through the rustup proxy, so `+nightly` works) run in `dir`.
+fn cargo(dir: &Path) -> Command {
+    let mut command = Command::new("cargo");
+    command.current_dir(dir);
+    command
+}
+
+fn run(command: &mut Command) -> Step {
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot start {command:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{command:?} exited with {status}"))
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    // xtask lives in <root>/xtask.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is inside the workspace")
+        .to_path_buf()
+}
+
+fn crate_dirs(root: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut dirs: Vec<PathBuf> = fs::read_dir(root.join("crates"))
+        .map_err(|e| format!("cannot list crates/: {e}"))?
+        .filter_map(|entry| Some(entry.ok()?.path()))
+        .filter(|path| path.join("Cargo.toml").is_file())
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+fn package_name(dir: &Path) -> Result<String, String> {
+    let manifest = fs::read_to_string(dir.join("Cargo.toml"))
+        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    manifest
+        .lines()
+        .find_map(|line| {
+            let value = line
+                .trim()
+                .strip_prefix("name")?
+                .trim_start()
+                .strip_prefix('=')?;
+            Some(value.trim().trim_matches('"').to_owned())
+        })
+        .ok_or_else(|| format!("no package name in {}/Cargo.toml", dir.display()))
+}

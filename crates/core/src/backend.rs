@@ -198,8 +198,16 @@ mod tests {
             metadata: 10,
         };
         assert!(used.is_consistent());
-        assert!(!Stats { metadata: 11, ..used }.is_consistent());
-        assert!(!Stats { largest_free: 51, ..used }.is_consistent());
+        assert!(!Stats {
+            metadata: 11,
+            ..used
+        }
+        .is_consistent());
+        assert!(!Stats {
+            largest_free: 51,
+            ..used
+        }
+        .is_consistent());
         let overflow = Stats {
             capacity: 0,
             in_use: usize::MAX,

@@ -147,7 +147,12 @@ mod tests {
     fn invalid_free_names_crate_operation_and_address() {
         let address = core::ptr::without_provenance::<u8>(0x1230);
         let payload = std::panic::catch_unwind(|| {
-            invalid_free("heapkit-demo", "deallocate", address, "block is already free")
+            invalid_free(
+                "heapkit-demo",
+                "deallocate",
+                address,
+                "block is already free",
+            )
         })
         .unwrap_err();
         let message = payload.downcast_ref::<std::string::String>().unwrap();

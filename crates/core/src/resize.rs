@@ -77,7 +77,10 @@ pub unsafe fn grow<B: Backend + ?Sized>(
     new_layout: Layout,
     zeroed: bool,
 ) -> Result<NonNull<[u8]>, AllocError> {
-    debug_assert!(new_layout.size() >= old_layout.size(), "grow to a smaller size");
+    debug_assert!(
+        new_layout.size() >= old_layout.size(),
+        "grow to a smaller size"
+    );
     if old_layout.size() == 0 {
         return allocate(backend, new_layout, zeroed);
     }
@@ -93,7 +96,16 @@ pub unsafe fn grow<B: Backend + ?Sized>(
     }
     // SAFETY: `old_layout.size() <= new_layout.size()` bytes are copied, both blocks are
     // live and distinct, and the old block fits `old_layout`.
-    unsafe { relocate(backend, ptr, old_layout, new_layout, old_layout.size(), zeroed) }
+    unsafe {
+        relocate(
+            backend,
+            ptr,
+            old_layout,
+            new_layout,
+            old_layout.size(),
+            zeroed,
+        )
+    }
 }
 
 /// Makes a block smaller: in place when the backend can, otherwise allocate, copy, free.
@@ -115,7 +127,10 @@ pub unsafe fn shrink<B: Backend + ?Sized>(
     old_layout: Layout,
     new_layout: Layout,
 ) -> Result<NonNull<[u8]>, AllocError> {
-    debug_assert!(new_layout.size() <= old_layout.size(), "shrink to a larger size");
+    debug_assert!(
+        new_layout.size() <= old_layout.size(),
+        "shrink to a larger size"
+    );
     if new_layout.size() == 0 {
         // SAFETY: forwarded caller guarantees.
         unsafe { deallocate(backend, ptr, old_layout) };
@@ -133,7 +148,16 @@ pub unsafe fn shrink<B: Backend + ?Sized>(
     // it was allocated with, which size-computing backends (buddy, bitmap) cannot accept.
     // SAFETY: `new_layout.size()` bytes are copied, both blocks are live and distinct, and
     // the old block fits `old_layout`.
-    unsafe { relocate(backend, ptr, old_layout, new_layout, new_layout.size(), false) }
+    unsafe {
+        relocate(
+            backend,
+            ptr,
+            old_layout,
+            new_layout,
+            new_layout.size(),
+            false,
+        )
+    }
 }
 
 /// Moves a block: allocate `new_layout`, copy `keep` bytes, free the old block.
@@ -170,8 +194,9 @@ unsafe fn relocate<B: Backend + ?Sized>(
 fn zero_tail(block: NonNull<[u8]>, from: usize) {
     let len = block.len();
     if from < len {
+        let tail = block.cast::<u8>().as_ptr().wrapping_add(from);
         // SAFETY: `from..len` lies inside a block the caller just received from the backend.
-        unsafe { block.cast::<u8>().as_ptr().add(from).write_bytes(0, len - from) };
+        unsafe { tail.write_bytes(0, len - from) };
     }
 }
 

@@ -47,7 +47,9 @@ unsafe impl Backend for Slots {
         if layout.size() > SLOT || layout.align() > SLOT {
             return Err(AllocError);
         }
-        let index = (0..SLOTS).find(|i| self.used & (1 << i) == 0).ok_or(AllocError)?;
+        let index = (0..SLOTS)
+            .find(|i| self.used & (1 << i) == 0)
+            .ok_or(AllocError)?;
         self.used |= 1 << index;
         // SAFETY: `index < SLOTS`, so the slot lies inside the memory block.
         let slot = unsafe { self.memory.cast::<u8>().add(index * SLOT) };
@@ -57,7 +59,12 @@ unsafe impl Backend for Slots {
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>, _: Layout) {
         let index = self.index(ptr);
         if self.used & (1 << index) == 0 {
-            invalid_free("loom-slots", "deallocate", ptr.as_ptr(), "slot is already free");
+            invalid_free(
+                "loom-slots",
+                "deallocate",
+                ptr.as_ptr(),
+                "slot is already free",
+            );
         }
         self.used &= !(1 << index);
     }
@@ -85,7 +92,9 @@ unsafe impl Backend for Slots {
 fn stamp_and_free(heap: &Locked<Slots>, tag: u8, rounds: usize) {
     let layout = Layout::from_size_align(SLOT, 8).unwrap();
     for _ in 0..rounds {
-        let block = heap.allocate(layout).expect("a slot per thread is always free");
+        let block = heap
+            .allocate(layout)
+            .expect("a slot per thread is always free");
         let ptr = block.cast::<u8>().as_ptr();
         // SAFETY: the slot is ours: 16 writable bytes.
         unsafe { ptr.write_bytes(tag, SLOT) };
@@ -114,13 +123,16 @@ fn check(threads: u8, rounds: usize, builder: &loom::model::Builder) -> usize {
         for other in others {
             other.join().unwrap();
         }
-        assert_eq!(heap.stats(), Stats {
-            capacity: SLOT * SLOTS,
-            in_use: 0,
-            free: SLOT * SLOTS,
-            largest_free: SLOT,
-            metadata: 0,
-        });
+        assert_eq!(
+            heap.stats(),
+            Stats {
+                capacity: SLOT * SLOTS,
+                in_use: 0,
+                free: SLOT * SLOTS,
+                largest_free: SLOT,
+                metadata: 0,
+            }
+        );
     });
     ITERATIONS.load(Ordering::Relaxed)
 }

@@ -84,7 +84,7 @@ impl Profile {
         let value = (raw >> 2) as usize;
         let size = match raw & 3 {
             0 => value % 17,
-            1 | 2 => 1 + value % max.min(256).max(1),
+            1 | 2 => 1 + value % max.clamp(1, 256),
             _ => 1 + ((value as u64 * max as u64) >> 30) as usize,
         };
         size.min(max)
@@ -124,13 +124,16 @@ mod tests {
     #[test]
     fn sizes_stay_in_range_and_cover_it() {
         let profile = Profile::new(4096, 4096);
-        let sizes: Vec<usize> = (0..=u32::MAX).step_by(65_537).map(|r| profile.size(r)).collect();
+        let sizes: Vec<usize> = (0..=u32::MAX)
+            .step_by(65_537)
+            .map(|r| profile.size(r))
+            .collect();
         assert!(sizes.iter().all(|&s| s <= 4096));
         assert!(sizes.contains(&0));
         assert!(sizes.iter().any(|&s| s > 2048));
         let small = Profile::new(8, 8);
-        assert!((0..10_000).all(|r| small.size(r) <= 8));
-        assert!((0..10_000).any(|r| small.size(r) == 8));
+        assert!((0..1_000).all(|r| small.size(r) <= 8));
+        assert!((0..1_000).any(|r| small.size(r) == 8));
     }
 
     #[test]

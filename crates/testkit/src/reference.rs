@@ -80,7 +80,8 @@ unsafe impl Backend for Reference {
         if usable > self.budget - self.in_use {
             return Err(AllocError);
         }
-        let system_layout = Layout::from_size_align(usable, layout.align()).map_err(|_| AllocError)?;
+        let system_layout =
+            Layout::from_size_align(usable, layout.align()).map_err(|_| AllocError)?;
         // SAFETY: `system_layout` has a non-zero size.
         let ptr = NonNull::new(unsafe { alloc(system_layout) }).ok_or(AllocError)?;
         self.in_use += usable;
@@ -123,7 +124,10 @@ unsafe impl Backend for Reference {
         if usable - old_usable > self.budget - self.in_use {
             return Err(AllocError);
         }
-        let block = self.live.get_mut(&ptr.as_ptr().addr()).expect("checked above");
+        let block = self
+            .live
+            .get_mut(&ptr.as_ptr().addr())
+            .expect("checked above");
         block.usable = usable;
         self.in_use += usable - old_usable;
         Ok(NonNull::slice_from_raw_parts(ptr, usable))

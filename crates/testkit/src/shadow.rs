@@ -219,11 +219,105 @@ struct Block {
     id: u64,
 }
 
-/// The byte the harness writes at `offset` of block `id`: differs between neighbouring
-/// blocks and along a block, so a stray write or a shifted copy shows.
-fn pattern(id: u64, offset: usize) -> u8 {
-    let mixed = (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8;
-    mixed ^ (offset as u8).wrapping_mul(31) ^ (offset >> 8) as u8
+impl Block {
+    /// Where in [`pattern_table`] this block's pattern starts: differs between blocks, so
+    /// a neighbour's stray write or a shifted copy shows.
+    fn pattern_start(self) -> usize {
+        (self.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize % PATTERN_LEN
+    }
+
+    /// The block's pattern as `(offset in block, chunk of the table)` pieces covering
+    /// `0..len`: the table repeated from the block's starting point.
+    fn pattern_chunks(self, len: usize) -> impl Iterator<Item = (usize, &'static [u8])> {
+        let table = pattern_table();
+        let mut position = self.pattern_start();
+        let mut offset = 0;
+        std::iter::from_fn(move || {
+            (offset < len).then(|| {
+                let take = (PATTERN_LEN - position).min(len - offset);
+                let chunk = (offset, &table[position..position + take]);
+                offset += take;
+                position = 0;
+                chunk
+            })
+        })
+    }
+
+    /// Writes the block's pattern over its whole usable size.
+    fn fill(self) {
+        for (offset, chunk) in self.pattern_chunks(self.usable) {
+            let dst = self.ptr.as_ptr().wrapping_add(offset);
+            // SAFETY: `offset + chunk.len() <= usable`: the block's usable bytes are ours.
+            unsafe { dst.copy_from_nonoverlapping(chunk.as_ptr(), chunk.len()) };
+        }
+    }
+
+    /// Checks the first `len` bytes still hold the block's pattern.
+    fn verify(self, len: usize) -> Result<(), Violation> {
+        for (offset, expected) in self.pattern_chunks(len) {
+            // SAFETY: `offset + expected.len() <= len <= usable`, inside a live block whose
+            // first `len` bytes we wrote (or the allocator copied).
+            let found = unsafe { self.bytes(offset, expected.len()) };
+            if found != expected {
+                let at = found
+                    .iter()
+                    .zip(expected)
+                    .position(|(f, e)| f != e)
+                    .unwrap_or(0);
+                return Err(Violation::Corrupted {
+                    address: self.ptr.as_ptr().addr(),
+                    offset: offset + at,
+                    expected: expected[at],
+                    found: found[at],
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every byte from `from` on is zero.
+    fn check_zero(self, from: usize) -> Result<(), Violation> {
+        // SAFETY: `from..usable` lies inside a block just handed out and zeroed.
+        let bytes = unsafe { self.bytes(from, self.usable.saturating_sub(from)) };
+        match bytes.iter().position(|b| *b != 0) {
+            None => Ok(()),
+            Some(at) => Err(Violation::NotZeroed {
+                address: self.ptr.as_ptr().addr(),
+                offset: from + at,
+            }),
+        }
+    }
+
+    /// # Safety
+    ///
+    /// `offset..offset + len` must be initialised bytes inside the block.
+    unsafe fn bytes<'a>(self, offset: usize, len: usize) -> &'a [u8] {
+        // SAFETY: the caller's guarantee; nothing writes the block while the slice lives.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset), len) }
+    }
+}
+
+/// Length of the fill-pattern table: a prime, so no block size lines up with its period.
+const PATTERN_LEN: usize = 4099;
+
+/// Pseudo-random bytes the harness fills blocks with. Copying and comparing slices of it
+/// (instead of computing each byte) keeps the harness fast under miri.
+fn pattern_table() -> &'static [u8; PATTERN_LEN] {
+    static TABLE: std::sync::OnceLock<[u8; PATTERN_LEN]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut state = 0x2545_F491_4F6C_DD1D_u64;
+        std::array::from_fn(|_| {
+            // xorshift64
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 32) as u8
+        })
+    })
+}
+
+fn layout(size: usize, align: usize) -> Layout {
+    Layout::from_size_align(size, align).expect("profile yields valid layouts")
 }
 
 /// Drives an allocator with [`Op`]s and checks each step against a shadow of live blocks.
@@ -320,7 +414,7 @@ impl<A: Subject> Harness<A> {
                 align,
                 zeroed,
             } => {
-                let layout = self.layout(self.profile.size(size), self.profile.align(align));
+                let layout = layout(self.profile.size(size), self.profile.align(align));
                 self.allocate(layout, zeroed).map(drop)
             }
             Op::Free { slot, fit } => {
@@ -348,7 +442,7 @@ impl<A: Subject> Harness<A> {
                 } else {
                     self.profile.align(align >> 1)
                 };
-                self.resize(index, self.layout(size, align), zeroed)
+                self.resize(index, layout(size, align), zeroed)
             }
             Op::Shrink { slot, to } => {
                 let Some(index) = self.pick(slot) else {
@@ -356,7 +450,7 @@ impl<A: Subject> Harness<A> {
                 };
                 let old = self.live[index].layout;
                 let size = to as usize % (old.size() + 1);
-                self.resize(index, self.layout(size, old.align()), false)
+                self.resize(index, layout(size, old.align()), false)
             }
         }
     }
@@ -379,9 +473,9 @@ impl<A: Subject> Harness<A> {
         };
         let block = self.admit(slice, layout)?;
         if zeroed {
-            Self::check_zero(block, 0)?;
+            block.check_zero(0)?;
         }
-        self.fill(block, 0);
+        block.fill();
         self.live.push(block);
         self.check_stats()?;
         Ok(true)
@@ -414,19 +508,15 @@ impl<A: Subject> Harness<A> {
         }
     }
 
-    fn layout(&self, size: usize, align: usize) -> Layout {
-        Layout::from_size_align(size, align).expect("profile yields valid layouts")
-    }
-
     fn pick(&self, slot: u16) -> Option<usize> {
         (!self.live.is_empty()).then(|| usize::from(slot) % self.live.len())
     }
 
     fn free_at(&mut self, index: usize, size: usize) -> Result<(), Violation> {
         let block = self.live.swap_remove(index);
-        self.verify(block, block.usable)?;
+        block.verify(block.usable)?;
         self.occupied.remove(&block.ptr.as_ptr().addr());
-        let layout = self.layout(size, block.layout.align());
+        let layout = layout(size, block.layout.align());
         // SAFETY: the block is live, came from this allocator, and `layout` fits it: same
         // alignment, size between the requested and the usable size.
         unsafe { self.allocator.deallocate(block.ptr, layout) };
@@ -435,7 +525,7 @@ impl<A: Subject> Harness<A> {
 
     fn resize(&mut self, index: usize, new_layout: Layout, zeroed: bool) -> Result<(), Violation> {
         let old = self.live[index];
-        self.verify(old, old.usable)?;
+        old.verify(old.usable)?;
         let before = self.allocator.stats();
         let growing = new_layout.size() >= old.layout.size();
         // SAFETY: the block is live, came from this allocator and `old.layout` fits it; the
@@ -458,12 +548,12 @@ impl<A: Subject> Harness<A> {
         let kept = old.layout.size().min(new_layout.size());
         // The first `kept` bytes must carry over, wherever the block now is.
         block.id = old.id;
-        self.verify(block, kept)?;
+        block.verify(kept)?;
         if zeroed {
-            Self::check_zero(block, old.layout.size())?;
+            block.check_zero(old.layout.size())?;
         }
         block.id = self.fresh_id();
-        self.fill(block, 0);
+        block.fill();
         self.live.push(block);
         self.check_stats()
     }
@@ -495,8 +585,7 @@ impl<A: Subject> Harness<A> {
             }
             let end = address + usable;
             let before = self.occupied.range(..end).next_back();
-            if let Some((&start, &live_end)) = before.filter(|(_, &live_end)| live_end > address)
-            {
+            if let Some((&start, &live_end)) = before.filter(|(_, &live_end)| live_end > address) {
                 return Err(Violation::Overlap {
                     block: (address, usable),
                     live: (start, live_end - start),
@@ -515,43 +604,6 @@ impl<A: Subject> Harness<A> {
     fn fresh_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
-    }
-
-    fn fill(&self, block: Block, from: usize) {
-        for offset in from..block.usable {
-            // SAFETY: `offset < usable`, and the block's usable bytes are ours to write.
-            unsafe { block.ptr.as_ptr().add(offset).write(pattern(block.id, offset)) };
-        }
-    }
-
-    fn verify(&self, block: Block, len: usize) -> Result<(), Violation> {
-        for offset in 0..len {
-            // SAFETY: `offset < len <= usable`, inside a live block we filled.
-            let found = unsafe { block.ptr.as_ptr().add(offset).read() };
-            let expected = pattern(block.id, offset);
-            if found != expected {
-                return Err(Violation::Corrupted {
-                    address: block.ptr.as_ptr().addr(),
-                    offset,
-                    expected,
-                    found,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    fn check_zero(block: Block, from: usize) -> Result<(), Violation> {
-        for offset in from..block.usable {
-            // SAFETY: `offset < usable`, inside a block just handed out.
-            if unsafe { block.ptr.as_ptr().add(offset).read() } != 0 {
-                return Err(Violation::NotZeroed {
-                    address: block.ptr.as_ptr().addr(),
-                    offset,
-                });
-            }
-        }
-        Ok(())
     }
 
     fn unchanged_since(&self, before: Stats) -> Result<(), Violation> {

@@ -100,7 +100,8 @@ unsafe impl Backend for LosingFrees {
     forward_rest!();
 }
 
-/// Growing in place also flips a byte of the most recently allocated other block.
+/// Every attempt to grow in place first flips a byte of the most recently allocated other
+/// block, as a grow that scribbles on its neighbour before finding it cannot grow would.
 struct CorruptingGrow {
     inner: Reference,
     recent: Vec<NonNull<[u8]>>,
@@ -124,15 +125,18 @@ unsafe impl Backend for CorruptingGrow {
         old_layout: Layout,
         new_layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded.
-        let grown = unsafe { self.inner.grow_in_place(ptr, old_layout, new_layout) }?;
-        let neighbour = self.recent.iter().rev().find(|b| b.cast::<u8>() != ptr && !b.is_empty());
+        let neighbour = self
+            .recent
+            .iter()
+            .rev()
+            .find(|b| b.cast::<u8>() != ptr && !b.is_empty());
         if let Some(neighbour) = neighbour {
             let byte = neighbour.cast::<u8>().as_ptr();
             // SAFETY: the neighbour is a live block with at least one byte.
             unsafe { byte.write(!byte.read()) };
         }
-        Ok(grown)
+        // SAFETY: forwarded.
+        unsafe { self.inner.grow_in_place(ptr, old_layout, new_layout) }
     }
     forward_rest!();
 }
@@ -148,39 +152,71 @@ fn violation_of<B: Backend>(make: impl Fn() -> B) -> Violation {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "searches and shrinks thousands of sequences; the harness's own memory safety is covered by the contract tests under miri"
+)]
 fn reference_passes() {
     assert_eq!(
-        find_violation(Profile::default(), |_: &mut Regions| Local::new(reference())),
+        find_violation(
+            Profile::default(),
+            |_: &mut Regions| Local::new(reference())
+        ),
         None
     );
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "searches and shrinks thousands of sequences; the harness's own memory safety is covered by the contract tests under miri"
+)]
 fn catches_overlapping_blocks() {
     let violation = violation_of(|| Overlapping {
         inner: reference(),
         calls: 0,
         last: None,
     });
-    assert!(matches!(violation, Violation::Overlap { .. }), "{violation}");
+    assert!(
+        matches!(violation, Violation::Overlap { .. }),
+        "{violation}"
+    );
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "searches and shrinks thousands of sequences; the harness's own memory safety is covered by the contract tests under miri"
+)]
 fn catches_misaligned_blocks() {
     let violation = violation_of(|| Misaligning { inner: reference() });
-    assert!(matches!(violation, Violation::Misaligned { .. }), "{violation}");
+    assert!(
+        matches!(violation, Violation::Misaligned { .. }),
+        "{violation}"
+    );
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "searches and shrinks thousands of sequences; the harness's own memory safety is covered by the contract tests under miri"
+)]
 fn catches_lost_frees() {
     let violation = violation_of(|| LosingFrees {
         inner: reference(),
         frees: 0,
     });
-    assert!(matches!(violation, Violation::InUseMismatch { .. }), "{violation}");
+    assert!(
+        matches!(violation, Violation::InUseMismatch { .. }),
+        "{violation}"
+    );
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "searches and shrinks thousands of sequences; the harness's own memory safety is covered by the contract tests under miri"
+)]
 fn catches_lost_frees_without_exact_in_use() {
     // A combinator profile only checks `in_use >= live`: the leak must still show when
     // everything is freed at the end.
@@ -202,10 +238,17 @@ fn catches_lost_frees_without_exact_in_use() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "searches and shrinks thousands of sequences; the harness's own memory safety is covered by the contract tests under miri"
+)]
 fn catches_neighbour_corruption_on_grow() {
     let violation = violation_of(|| CorruptingGrow {
         inner: reference(),
         recent: Vec::new(),
     });
-    assert!(matches!(violation, Violation::Corrupted { .. }), "{violation}");
+    assert!(
+        matches!(violation, Violation::Corrupted { .. }),
+        "{violation}"
+    );
 }
