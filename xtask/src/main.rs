@@ -5,6 +5,7 @@
 //! first failure with the step's name.
 
 use std::env;
+use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -25,6 +26,9 @@ commands:
   nostd                   build every #![no_std] crate for thumbv7em-none-eabihf
   fuzz [--seconds N] [TARGET]
                           run each fuzz target (or TARGET) for N seconds (default 20)
+  bench NAME [-- ARGS]    run benches/benches/NAME.rs (criterion, all contenders in one
+                          process) and print each group's medians with ratios to the fastest;
+                          the table is also written to target/bench/NAME.md
 ";
 
 const NO_STD_TARGET: &str = "thumbv7em-none-eabihf";
@@ -53,6 +57,10 @@ fn main() -> ExitCode {
         "fuzz" => parse_fuzz_args(rest).and_then(|(seconds, target)| {
             run_step("fuzz", || fuzz(&root, seconds, target.as_deref()))
         }),
+        "bench" => match rest.split_first() {
+            Some((name, args)) => run_step("bench", || bench(&root, name, args)),
+            None => Err(format!("bench needs a name\n{USAGE}")),
+        },
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
@@ -276,6 +284,127 @@ fn fuzz(root: &Path, seconds: u64, only: Option<&str>) -> Step {
             .current_dir(&fuzz_dir))?;
     }
     Ok(())
+}
+
+fn bench(root: &Path, name: &str, args: &[String]) -> Step {
+    let started = std::time::SystemTime::now();
+    let passthrough = args.iter().skip_while(|a| *a == "--");
+    run(cargo(root)
+        .args(["bench", "-p", "heapkit-benches", "--bench", name, "--"])
+        .args(passthrough))?;
+    let table = bench_table(&root.join("target/criterion"), started)?;
+    let out = root.join("target/bench");
+    fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    fs::write(out.join(format!("{name}.md")), &table).map_err(|e| e.to_string())?;
+    println!("\n{table}");
+    Ok(())
+}
+
+/// One criterion result: its group, its name, and the median time per element in ns.
+struct Measured {
+    group: String,
+    name: String,
+    ns_per_element: f64,
+}
+
+/// Markdown tables of every criterion result written since `since`, one per group, with
+/// each median as a ratio to the group's fastest.
+fn bench_table(criterion: &Path, since: std::time::SystemTime) -> Result<String, String> {
+    let mut results = Vec::new();
+    collect_results(criterion, since, &mut results)?;
+    if results.is_empty() {
+        return Err("criterion wrote no results".into());
+    }
+    results.sort_by(|a, b| {
+        a.group
+            .cmp(&b.group)
+            .then(a.ns_per_element.total_cmp(&b.ns_per_element))
+    });
+    let mut table = String::new();
+    for group in results.chunk_by(|a, b| a.group == b.group) {
+        let best = group[0].ns_per_element;
+        let _ = write!(
+            table,
+            "### {}\n\n| allocator | median ns/op | vs fastest |\n|---|---:|---:|\n",
+            group[0].group
+        );
+        for m in group {
+            let _ = writeln!(
+                table,
+                "| {} | {:.2} | {:.2}x |",
+                m.name,
+                m.ns_per_element,
+                m.ns_per_element / best
+            );
+        }
+        table.push('\n');
+    }
+    Ok(table)
+}
+
+fn collect_results(
+    dir: &Path,
+    since: std::time::SystemTime,
+    out: &mut Vec<Measured>,
+) -> Result<(), String> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_results(&path, since, out)?;
+            continue;
+        }
+        let is_new = path.parent().is_some_and(|p| p.ends_with("new"));
+        if !is_new || path.file_name().is_none_or(|n| n != "benchmark.json") {
+            continue;
+        }
+        let fresh = fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|modified| modified >= since);
+        if !fresh {
+            continue;
+        }
+        let info = fs::read_to_string(&path).map_err(|e| e.to_string())?;
+        let estimates =
+            fs::read_to_string(path.with_file_name("estimates.json")).map_err(|e| e.to_string())?;
+        let field = |json: &str, key: &str| json_string(json, key);
+        let group = field(&info, "group_id").ok_or("benchmark.json without group_id")?;
+        let full = field(&info, "full_id").ok_or("benchmark.json without full_id")?;
+        let name = full
+            .strip_prefix(&format!("{group}/"))
+            .unwrap_or(&full)
+            .to_owned();
+        let elements = json_number_after(&info, "\"Elements\":").unwrap_or(1.0);
+        let median = estimates
+            .find("\"median\":")
+            .and_then(|at| json_number_after(&estimates[at..], "\"point_estimate\":"))
+            .ok_or("estimates.json without a median")?;
+        out.push(Measured {
+            group,
+            name,
+            ns_per_element: median / elements,
+        });
+    }
+    Ok(())
+}
+
+/// The string value of `"key":"value"` in a flat JSON text (criterion's files).
+fn json_string(json: &str, key: &str) -> Option<String> {
+    let start = json.find(&format!("\"{key}\":\""))? + key.len() + 4;
+    let end = json[start..].find('"')?;
+    Some(json[start..start + end].to_owned())
+}
+
+/// The number right after the first `marker` in `json`.
+fn json_number_after(json: &str, marker: &str) -> Option<f64> {
+    let start = json.find(marker)? + marker.len();
+    let rest = &json[start..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '-' | 'e' | 'E' | '+')))
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
 }
 
 fn parse_fuzz_args(args: &[String]) -> Result<(u64, Option<String>), String> {

@@ -70,8 +70,6 @@ pub struct AtomicPool {
     /// Free-list head: `index | tag << 32`.
     head: AtomicU64,
     bumped: AtomicUsize,
-    /// Blocks currently handed out, for `stats`.
-    in_use: AtomicUsize,
     links: Links,
     region_len: usize,
 }
@@ -153,7 +151,6 @@ impl AtomicPool {
             blocks,
             head: AtomicU64::new(pack(NIL, 0)),
             bumped: AtomicUsize::new(0),
-            in_use: AtomicUsize::new(0),
             // SAFETY: the table lies inside the region, aligned, with room for `blocks`.
             links: unsafe { Links::new(table, blocks) },
             region_len: len,
@@ -188,13 +185,24 @@ impl AtomicPool {
         offset < self.blocks * self.shape.stride
     }
 
-    /// A snapshot of the pool's use; exact when no other thread is allocating or freeing.
+    /// A snapshot of the pool's use, exact when no other thread is allocating or freeing.
+    ///
+    /// It counts the free list, O(free blocks): keeping a live count instead would put one
+    /// more shared read-modify-write on every allocation and free, doubling their cost.
     pub fn stats(&self) -> Stats {
-        let in_use = self.in_use.load(Ordering::Relaxed).min(self.blocks) * self.shape.stride;
-        let free = self.blocks * self.shape.stride - in_use;
+        let mut free_blocks = self.blocks - self.bumped.load(Ordering::Acquire).min(self.blocks);
+        let (mut index, _) = unpack(self.head.load(Ordering::Acquire));
+        // Bounded, so a list changing under the walk cannot keep it going.
+        let mut listed = 0;
+        while index != NIL && index != ALLOCATED && listed < self.blocks {
+            listed += 1;
+            index = self.links.get(index).load(Ordering::Relaxed);
+        }
+        free_blocks += listed;
+        let free = free_blocks.min(self.blocks) * self.shape.stride;
         Stats {
             capacity: self.region_len,
-            in_use,
+            in_use: self.blocks * self.shape.stride - free,
             free,
             largest_free: if free > 0 { self.shape.stride } else { 0 },
             metadata: self.region_len - self.blocks * self.shape.stride,
@@ -217,7 +225,6 @@ impl AtomicPool {
         if cfg!(feature = "checked") {
             self.links.get(index).store(ALLOCATED, Ordering::Relaxed);
         }
-        self.in_use.fetch_add(1, Ordering::Relaxed);
         // SAFETY: `index < blocks`, so the block lies inside the region.
         let block = unsafe { self.base.add(index as usize * self.shape.stride) };
         Ok(NonNull::slice_from_raw_parts(block, self.shape.stride))
@@ -231,7 +238,6 @@ impl AtomicPool {
     #[inline]
     unsafe fn put(&self, ptr: NonNull<u8>, layout: Layout) {
         let index = self.index_of(ptr, layout, "deallocate");
-        self.in_use.fetch_sub(1, Ordering::Relaxed);
         self.push(index);
     }
 
@@ -259,6 +265,11 @@ impl AtomicPool {
             }
             if !self.fits(layout) {
                 fail("layout does not fit this pool's blocks");
+            }
+            // A block the bump cursor never reached was never handed out (and its link
+            // slot is not even initialised yet).
+            if index >= self.bumped.load(Ordering::Relaxed) {
+                fail("block is already free");
             }
             // Exactly one of two racing frees of the same block wins this exchange.
             let link = self.links.get(index as u32);

@@ -1,0 +1,58 @@
+//! Shared set-up for heapkit's benchmarks: regions that every allocator under test gets in
+//! the same size, so that each comparison runs side by side in one process.
+
+use std::alloc::{alloc, dealloc, Layout};
+use std::ptr::NonNull;
+
+/// An owned, aligned, uninitialised region of memory handed to an allocator under test.
+#[derive(Debug)]
+pub struct Region {
+    ptr: NonNull<u8>,
+    layout: Layout,
+}
+
+impl Region {
+    /// `len` bytes aligned to `align`.
+    ///
+    /// # Panics
+    ///
+    /// If `len` is zero, `align` is not a power of two, or memory runs out.
+    pub fn new(len: usize, align: usize) -> Self {
+        let layout = Layout::from_size_align(len, align).expect("region layout");
+        assert!(len > 0, "empty region");
+        // SAFETY: non-zero size.
+        let ptr = NonNull::new(unsafe { alloc(layout) }).expect("out of memory for a region");
+        Self { ptr, layout }
+    }
+
+    /// Start of the region.
+    pub fn start(&self) -> NonNull<u8> {
+        self.ptr
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.layout.size()
+    }
+
+    /// Always false: regions have at least one byte.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Leaks the region as a `'static` slice, for allocators that require one (the region
+    /// then lives until the process ends, which is what a benchmark process wants).
+    pub fn leak(self) -> &'static mut [std::mem::MaybeUninit<u8>] {
+        let slice = std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr().cast(), self.len());
+        std::mem::forget(self);
+        // SAFETY: the allocation is never freed (forgotten above) and nothing else uses it.
+        unsafe { &mut *slice }
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
