@@ -1,25 +1,4 @@
-//! The test kit every heapkit backend is checked with: a shadow model of live blocks, a
-//! contract suite instantiated by one macro call, and [`Reference`], a backend on the system
-//! allocator that passes it.
-//!
-//! ```
-//! use heapkit_core::Local;
-//! use heapkit_testkit::{Harness, Op, Profile, Reference};
-//!
-//! let mut harness = Harness::new(Profile::default(), |_regions| {
-//!     Local::new(Reference::with_budget(1 << 16))
-//! });
-//! let ops = [
-//!     Op::Alloc { size: 100, align: 3, zeroed: false },
-//!     Op::Grow { slot: 0, by: 4000, align: 0, zeroed: true },
-//!     Op::Free { slot: 0, fit: 0 },
-//! ];
-//! harness.run(&ops).expect("the reference allocator keeps the contract");
-//! ```
-//!
-//! What the shadow model checks after every step, and how a backend runs the suite, is
-//! described on [`Harness`] and [`contract_suite!`]. Fuzz targets feed [`Op`]s decoded
-//! with `arbitrary` to the same [`Harness`].
+#![doc = include_str!("../README.md")]
 
 mod ops;
 mod reference;
