@@ -10,7 +10,7 @@ use heapkit_core::resize::dangling;
 use heapkit_core::sync::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use heapkit_core::{AllocError, Backend, ConfigError, Stats};
 
-use crate::shape::Shape;
+use crate::shape::{static_region, Shape};
 
 /// End of the free list.
 const NIL: u32 = u32::MAX;
@@ -104,10 +104,7 @@ impl AtomicPool {
         block_size: usize,
         block_align: usize,
     ) -> Result<Self, ConfigError> {
-        let len = region.len();
-        let Some(start) = NonNull::new(region.as_mut_ptr().cast::<u8>()) else {
-            unreachable!("slices are never null");
-        };
+        let (start, len) = static_region(region);
         // SAFETY: a `'static` exclusive borrow of `len` bytes is ours to manage forever.
         unsafe { Self::from_raw(start, len, block_size, block_align) }
     }
@@ -175,7 +172,7 @@ impl AtomicPool {
     /// Whether a request of `layout` can be served by a block of this pool.
     #[inline]
     pub fn fits(&self, layout: Layout) -> bool {
-        layout.size() <= self.shape.stride && layout.align() <= self.shape.align
+        self.shape.fits(layout)
     }
 
     /// Whether `ptr` lies inside the pool's blocks.

@@ -7,7 +7,7 @@ use core::ptr::{self, NonNull};
 
 use heapkit_core::{AllocError, Backend, ConfigError, Stats};
 
-use crate::shape::Shape;
+use crate::shape::{static_region, Shape};
 
 /// A pool of equal-size blocks over one region: O(1) allocate, free and set-up.
 ///
@@ -87,10 +87,7 @@ impl Pool {
         block_size: usize,
         block_align: usize,
     ) -> Result<Self, ConfigError> {
-        let len = region.len();
-        let Some(start) = NonNull::new(region.as_mut_ptr().cast::<u8>()) else {
-            unreachable!("slices are never null");
-        };
+        let (start, len) = static_region(region);
         // SAFETY: a `'static` exclusive borrow of `len` bytes is ours to manage forever.
         unsafe { Self::from_raw(start, len, block_size, block_align) }
     }
@@ -158,7 +155,7 @@ impl Pool {
     /// Whether a request of `layout` can be served by a block of this pool.
     #[inline]
     pub fn fits(&self, layout: Layout) -> bool {
-        layout.size() <= self.shape.stride && layout.align() <= self.shape.align
+        self.shape.fits(layout)
     }
 
     #[inline]

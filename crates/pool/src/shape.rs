@@ -1,7 +1,18 @@
 //! Validation of a pool's parameters, shared by [`Pool`](crate::Pool) and
 //! [`AtomicPool`](crate::AtomicPool).
 
+use core::alloc::Layout;
+use core::mem::MaybeUninit;
+use core::ptr::NonNull;
+
 use heapkit_core::ConfigError;
+
+/// Start and length of a `'static` region, for the safe constructors.
+pub(crate) fn static_region(region: &'static mut [MaybeUninit<u8>]) -> (NonNull<u8>, usize) {
+    let len = region.len();
+    let start = NonNull::from(region).cast::<u8>();
+    (start, len)
+}
 
 /// A validated block size and alignment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +58,12 @@ impl Shape {
             stride,
             align: block_align,
         })
+    }
+
+    /// Whether one block serves `layout`.
+    #[inline]
+    pub(crate) fn fits(self, layout: Layout) -> bool {
+        layout.size() <= self.stride && layout.align() <= self.align
     }
 
     /// Checks a region starts at a multiple of the block alignment.

@@ -44,28 +44,25 @@ fn churn(pool: &impl Allocator, thread: u64, operations: u64) {
             held.push((block, serial));
         } else {
             let (block, stamped) = held.swap_remove((rng >> 32) as usize % held.len());
-            // SAFETY: a block this thread holds and stamped.
-            let found = unsafe { block.cast::<[u64; BLOCK / 8]>().read() };
-            assert_eq!(
-                found,
-                checksum(thread, stamped),
-                "block {block:p} was handed out twice"
-            );
-            // SAFETY: live with `layout`, freed once.
-            unsafe { pool.deallocate(block, layout) };
+            verify_and_free(pool, block, thread, stamped);
         }
     }
     for (block, stamped) in held {
-        // SAFETY: as above.
-        let found = unsafe { block.cast::<[u64; BLOCK / 8]>().read() };
-        assert_eq!(
-            found,
-            checksum(thread, stamped),
-            "block {block:p} was handed out twice"
-        );
-        // SAFETY: as above.
-        unsafe { pool.deallocate(block, layout) };
+        verify_and_free(pool, block, thread, stamped);
     }
+}
+
+/// Checks a held block still carries this thread's stamp, then frees it.
+fn verify_and_free(pool: &impl Allocator, block: NonNull<u8>, thread: u64, stamped: u64) {
+    // SAFETY: a block this thread holds and stamped.
+    let found = unsafe { block.cast::<[u64; BLOCK / 8]>().read() };
+    assert_eq!(
+        found,
+        checksum(thread, stamped),
+        "block {block:p} was handed out twice"
+    );
+    // SAFETY: live with the churn layout, freed once.
+    unsafe { pool.deallocate(block, Layout::from_size_align(BLOCK, 8).unwrap()) };
 }
 
 /// Two threads, then a drain that must find every block exactly once.
