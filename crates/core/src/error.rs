@@ -35,6 +35,13 @@ pub enum ConfigError {
         /// Start address of the new region.
         address: usize,
     },
+    /// A side buffer for bookkeeping (a bitmap) too short for even one block.
+    BitmapTooSmall {
+        /// Words needed at least.
+        needed: usize,
+        /// Words given.
+        given: usize,
+    },
     /// A block size below what the backend needs to store its free-list links.
     BlockTooSmall {
         /// The block size asked for.
@@ -80,6 +87,10 @@ impl fmt::Display for ConfigError {
             Self::RegionOverlaps { address } => write!(
                 f,
                 "region at {address:#x} overlaps memory the allocator already manages"
+            ),
+            Self::BitmapTooSmall { needed, given } => write!(
+                f,
+                "bitmap too small: {given} words given, at least {needed} needed"
             ),
             Self::BlockTooSmall { block, min } => write!(
                 f,

@@ -1,6 +1,9 @@
 #![doc = include_str!("../README.md")]
 #![no_std]
 
+#[cfg(loom)]
+extern crate std;
+
 mod adapters;
 mod backend;
 mod error;

@@ -83,6 +83,131 @@ mod plain_cell {
     }
 }
 
+/// An atomic type that can be viewed in place in raw memory: what [`AtomicTable`] holds.
+pub trait TableAtomic: Sized {
+    /// The plain integer the atomic holds.
+    type Value: Copy;
+
+    /// A fresh atomic holding `value` (used for loom's boxed tables).
+    fn fresh(value: Self::Value) -> Self;
+
+    /// Views the integer at `slot` as an atomic.
+    ///
+    /// # Safety
+    ///
+    /// `slot` is aligned and valid for reads and writes for `'a`, and only ever accessed
+    /// atomically during it.
+    unsafe fn view<'a>(slot: *mut Self::Value) -> &'a Self;
+}
+
+macro_rules! table_atomic {
+    ($($atomic:ident($value:ty)),*) => {$(
+        impl TableAtomic for $atomic {
+            type Value = $value;
+
+            fn fresh(value: $value) -> Self {
+                Self::new(value)
+            }
+
+            #[cfg(not(loom))]
+            #[inline]
+            unsafe fn view<'a>(slot: *mut $value) -> &'a Self {
+                // SAFETY: the caller's guarantees are `from_ptr`'s.
+                unsafe { Self::from_ptr(slot) }
+            }
+
+            #[cfg(loom)]
+            unsafe fn view<'a>(_slot: *mut $value) -> &'a Self {
+                unreachable!("loom tables are boxed, never viewed in place")
+            }
+        }
+    )*};
+}
+
+table_atomic!(AtomicU32(u32), AtomicUsize(usize));
+
+/// A table of atomics kept in memory an allocator manages: no allocation, and no set-up
+/// beyond what the owner writes.
+///
+/// Loom's atomics are model objects that cannot be laid over raw memory, so under loom the
+/// table is a boxed slice instead; the code indexing it is the same.
+pub struct AtomicTable<A: TableAtomic> {
+    #[cfg(not(loom))]
+    slots: core::ptr::NonNull<A::Value>,
+    #[cfg(loom)]
+    slots: std::boxed::Box<[A]>,
+    len: usize,
+}
+
+impl<A: TableAtomic> AtomicTable<A> {
+    /// A table of `len` slots at `slots`. Ordinary builds leave the slots as they are (each
+    /// must be written before it is read); loom's boxed table starts every slot at
+    /// `loom_initial`.
+    ///
+    /// # Safety
+    ///
+    /// `slots` points to `len` aligned, writable values that the table's owner uses only
+    /// through the table for as long as it lives.
+    pub unsafe fn new(
+        slots: core::ptr::NonNull<A::Value>,
+        len: usize,
+        loom_initial: A::Value,
+    ) -> Self {
+        #[cfg(not(loom))]
+        let _ = loom_initial;
+        #[cfg(loom)]
+        let _ = slots;
+        Self {
+            #[cfg(not(loom))]
+            slots,
+            #[cfg(loom)]
+            slots: (0..len).map(|_| A::fresh(loom_initial)).collect(),
+            len,
+        }
+    }
+
+    /// Slot `index`.
+    #[inline]
+    pub fn get(&self, index: usize) -> &A {
+        assert!(
+            index < self.len,
+            "atomic table index {index} out of {}",
+            self.len
+        );
+        #[cfg(not(loom))]
+        // SAFETY: `index < len`: the slot is inside the table's memory (`new`), aligned,
+        // and only accessed atomically.
+        unsafe {
+            A::view(self.slots.as_ptr().add(index))
+        }
+        #[cfg(loom)]
+        &self.slots[index]
+    }
+
+    /// Number of slots.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the table has no slots.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+// SAFETY: the table holds atomics (or pointers to them); sharing them is what atomics are for.
+unsafe impl<A: TableAtomic + Sync> Sync for AtomicTable<A> {}
+// SAFETY: as above; the memory is the owner's, not tied to a thread.
+unsafe impl<A: TableAtomic + Send> Send for AtomicTable<A> {}
+
+impl<A: TableAtomic> fmt::Debug for AtomicTable<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AtomicTable")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A test-and-test-and-set spin lock, for `no_std` targets with no OS to block on.
 ///
 /// Fair enough for an allocator's short critical sections; not a general-purpose mutex

@@ -7,7 +7,7 @@ use core::ptr::{self, NonNull};
 
 use allocator_api2::alloc::Allocator;
 use heapkit_core::resize::dangling;
-use heapkit_core::sync::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use heapkit_core::sync::{AtomicTable, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use heapkit_core::{AllocError, Backend, ConfigError, Stats};
 
 use crate::shape::{static_region, Shape};
@@ -70,7 +70,8 @@ pub struct AtomicPool {
     /// Free-list head: `index | tag << 32`.
     head: AtomicU64,
     bumped: AtomicUsize,
-    links: Links,
+    /// The free-list links, one per block, after the blocks.
+    links: AtomicTable<AtomicU32>,
     region_len: usize,
 }
 
@@ -148,8 +149,9 @@ impl AtomicPool {
             blocks,
             head: AtomicU64::new(pack(NIL, 0)),
             bumped: AtomicUsize::new(0),
-            // SAFETY: the table lies inside the region, aligned, with room for `blocks`.
-            links: unsafe { Links::new(table, blocks) },
+            // SAFETY: the table lies inside the region, aligned, with room for `blocks`
+            // slots; a slot is written (push, or a checked hand-out) before it is read.
+            links: unsafe { AtomicTable::new(NonNull::new_unchecked(table), blocks, NIL) },
             region_len: len,
         })
     }
@@ -193,7 +195,7 @@ impl AtomicPool {
         let mut listed = 0;
         while index != NIL && index != ALLOCATED && listed < self.blocks {
             listed += 1;
-            index = self.links.get(index).load(Ordering::Relaxed);
+            index = self.links.get(index as usize).load(Ordering::Relaxed);
         }
         free_blocks += listed;
         let free = free_blocks.min(self.blocks) * self.shape.stride;
@@ -220,7 +222,9 @@ impl AtomicPool {
             .or_else(|| self.pop())
             .ok_or(AllocError)?;
         if cfg!(feature = "checked") {
-            self.links.get(index).store(ALLOCATED, Ordering::Relaxed);
+            self.links
+                .get(index as usize)
+                .store(ALLOCATED, Ordering::Relaxed);
         }
         // SAFETY: `index < blocks`, so the block lies inside the region.
         let block = unsafe { self.base.add(index as usize * self.shape.stride) };
@@ -269,7 +273,7 @@ impl AtomicPool {
                 fail("block is already free");
             }
             // Exactly one of two racing frees of the same block wins this exchange.
-            let link = self.links.get(index as u32);
+            let link = self.links.get(index);
             if link
                 .compare_exchange(ALLOCATED, NIL, Ordering::Relaxed, Ordering::Relaxed)
                 .is_err()
@@ -303,7 +307,7 @@ impl AtomicPool {
             }
             // Acquire on the head pairs with the Release in `push`: the link written
             // before the block was pushed is visible here.
-            let next = self.links.get(index).load(Ordering::Relaxed);
+            let next = self.links.get(index as usize).load(Ordering::Relaxed);
             match self.head.compare_exchange_weak(
                 head,
                 pack(next, tag.wrapping_add(1)),
@@ -323,7 +327,7 @@ impl AtomicPool {
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
             let (top, tag) = unpack(head);
-            self.links.get(index).store(top, Ordering::Relaxed);
+            self.links.get(index as usize).store(top, Ordering::Relaxed);
             match self.head.compare_exchange_weak(
                 head,
                 pack(index, tag.wrapping_add(1)),
@@ -399,7 +403,9 @@ impl AtomicPool {
         if cfg!(feature = "checked") {
             let index = self.index_of(ptr, layout, "resize");
             // `index_of` marked it as being freed; it stays allocated.
-            self.links.get(index).store(ALLOCATED, Ordering::Relaxed);
+            self.links
+                .get(index as usize)
+                .store(ALLOCATED, Ordering::Relaxed);
         }
     }
 }
@@ -544,49 +550,5 @@ impl fmt::Debug for AtomicPool {
             .field("blocks", &self.blocks)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
-    }
-}
-
-/// The side table of free-list links: one atomic `u32` per block.
-///
-/// Ordinary builds keep it in the region (no allocation, O(1) set-up: a slot is written
-/// before it is first read). Under loom, whose atomics are model objects that cannot live
-/// in raw memory, it is a boxed slice; the algorithm using it is the same.
-struct Links {
-    #[cfg(not(loom))]
-    table: NonNull<u32>,
-    #[cfg(loom)]
-    table: std::boxed::Box<[AtomicU32]>,
-}
-
-impl Links {
-    /// # Safety
-    ///
-    /// `table` points to `len` aligned `u32` slots inside memory the pool owns.
-    #[cfg(not(loom))]
-    unsafe fn new(table: *mut u32, _len: usize) -> Self {
-        Self {
-            // SAFETY: derived from the non-null region pointer.
-            table: unsafe { NonNull::new_unchecked(table) },
-        }
-    }
-
-    #[cfg(loom)]
-    unsafe fn new(_table: *mut u32, len: usize) -> Self {
-        Self {
-            table: (0..len).map(|_| AtomicU32::new(NIL)).collect(),
-        }
-    }
-
-    #[inline]
-    fn get(&self, index: u32) -> &AtomicU32 {
-        #[cfg(not(loom))]
-        // SAFETY: callers pass indices of blocks (`< blocks`); the slot is aligned, inside
-        // the region, and only ever accessed atomically.
-        unsafe {
-            AtomicU32::from_ptr(self.table.as_ptr().add(index as usize))
-        }
-        #[cfg(loom)]
-        &self.table[index as usize]
     }
 }

@@ -29,12 +29,23 @@ impl Regions {
     ///
     /// If `size` is zero, `align` is not a power of two, or the system is out of memory.
     pub fn take(&mut self, size: usize, align: usize) -> NonNull<[u8]> {
+        let region = self.take_side_buffer(size, align);
+        self.add_bounds(region.cast(), size);
+        region
+    }
+
+    /// Like [`take`](Self::take), for a buffer the backend keeps bookkeeping in (a bitmap
+    /// given apart from its region): owned here, but not memory blocks may come from.
+    ///
+    /// # Panics
+    ///
+    /// As for [`take`](Self::take).
+    pub fn take_side_buffer(&mut self, size: usize, align: usize) -> NonNull<[u8]> {
         assert!(size > 0, "a test region needs at least one byte");
         let layout = Layout::from_size_align(size, align).expect("valid region layout");
         // SAFETY: `layout` has a non-zero size.
         let ptr = NonNull::new(unsafe { alloc(layout) }).expect("out of memory for a test region");
         self.owned.push((ptr, layout));
-        self.add_bounds(ptr, size);
         NonNull::slice_from_raw_parts(ptr, size)
     }
 

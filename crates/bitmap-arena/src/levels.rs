@@ -1,0 +1,350 @@
+//! A hierarchical bitset: one bit per block at level 0 (set: free), and above it one bit
+//! per word of the level below (set: that word has a set bit). Finding the first set bit at
+//! or after a position reads one word per level: O(log64 n).
+
+use core::ptr::NonNull;
+
+/// Most levels: 64^6 = 2^36 blocks.
+const MAX_LEVELS: usize = 6;
+
+/// Words needed for each level, bottom first, for `bits` bits; the count of levels used.
+fn level_words(bits: usize) -> ([usize; MAX_LEVELS], usize) {
+    let mut words = [0; MAX_LEVELS];
+    let mut width = bits;
+    let mut levels = 0;
+    loop {
+        let count = width.div_ceil(64).max(1);
+        words[levels] = count;
+        levels += 1;
+        if count == 1 || levels == MAX_LEVELS {
+            return (words, levels);
+        }
+        width = count;
+    }
+}
+
+/// Words of storage a [`Levels`] over `bits` bits takes.
+pub(crate) fn storage_words(bits: usize) -> usize {
+    let (words, levels) = level_words(bits);
+    words[..levels].iter().sum()
+}
+
+/// Largest number of bits supported.
+pub(crate) const MAX_BITS: usize = 1 << (6 * MAX_LEVELS);
+
+/// The bitset, over words it does not own.
+pub(crate) struct Levels {
+    words: NonNull<u64>,
+    /// Start of each level in `words`, bottom first.
+    starts: [usize; MAX_LEVELS],
+    depth: usize,
+    bits: usize,
+}
+
+impl Levels {
+    /// A bitset of `bits` clear bits over `words`.
+    ///
+    /// # Safety
+    ///
+    /// `words` points to [`storage_words`]`(bits)` writable, aligned `u64`s that nothing
+    /// else uses while the bitset lives. `bits <= MAX_BITS`.
+    pub(crate) unsafe fn new(words: NonNull<u64>, bits: usize) -> Self {
+        debug_assert!(bits <= MAX_BITS);
+        let (counts, levels) = level_words(bits);
+        let mut starts = [0; MAX_LEVELS];
+        for level in 1..levels {
+            starts[level] = starts[level - 1] + counts[level - 1];
+        }
+        let total = storage_words(bits);
+        // SAFETY: the caller provides `total` writable words.
+        unsafe { words.as_ptr().write_bytes(0, total) };
+        Self {
+            words,
+            starts,
+            depth: levels,
+            bits,
+        }
+    }
+
+    #[inline]
+    fn word(&self, level: usize, index: usize) -> u64 {
+        // SAFETY: callers stay within the level's words, which lie in the storage.
+        unsafe { self.words.as_ptr().add(self.starts[level] + index).read() }
+    }
+
+    #[inline]
+    fn word_mut(&mut self, level: usize, index: usize) -> &mut u64 {
+        // SAFETY: as in `word`; `&mut self` makes the access exclusive.
+        unsafe { &mut *self.words.as_ptr().add(self.starts[level] + index) }
+    }
+
+    /// Whether bit `index` is set.
+    #[inline]
+    #[cfg_attr(not(any(test, feature = "checked")), allow(dead_code))]
+    pub(crate) fn get(&self, index: usize) -> bool {
+        self.word(0, index / 64) & (1 << (index % 64)) != 0
+    }
+
+    /// The first set bit at or after `from`.
+    #[inline]
+    pub(crate) fn next_set(&self, from: usize) -> Option<usize> {
+        if from >= self.bits {
+            return None;
+        }
+        let top = self.depth - 1;
+        let mut level = 0;
+        let mut position = from;
+        // Climb until a word has a set bit at or after `position`.
+        loop {
+            let word_index = position / 64;
+            let bits_here = if level == 0 {
+                self.bits
+            } else {
+                self.level_len(level - 1)
+            };
+            if position < bits_here {
+                let masked = self.word(level, word_index) & (u64::MAX << (position % 64));
+                if masked != 0 {
+                    position = word_index * 64 + masked.trailing_zeros() as usize;
+                    break;
+                }
+            }
+            if level == top {
+                return None;
+            }
+            level += 1;
+            position = word_index + 1;
+        }
+        // Descend to the first set bit under it.
+        while level > 0 {
+            level -= 1;
+            position = position * 64 + self.word(level, position).trailing_zeros() as usize;
+        }
+        Some(position)
+    }
+
+    /// Words at `level`.
+    fn level_len(&self, level: usize) -> usize {
+        let end = if level + 1 < self.depth {
+            self.starts[level + 1]
+        } else {
+            storage_words(self.bits)
+        };
+        end - self.starts[level]
+    }
+
+    /// The first clear bit in `start..end`.
+    #[inline]
+    pub(crate) fn first_clear_in(&self, start: usize, end: usize) -> Option<usize> {
+        let mut position = start;
+        while position < end {
+            let word_index = position / 64;
+            let offset = position % 64;
+            let span = (64 - offset).min(end - position);
+            let mask = span_mask(offset, span);
+            let clear = !self.word(0, word_index) & mask;
+            if clear != 0 {
+                return Some(word_index * 64 + clear.trailing_zeros() as usize);
+            }
+            position += span;
+        }
+        None
+    }
+
+    /// Whether every bit in `start..end` is set.
+    #[inline]
+    pub(crate) fn all_set(&self, start: usize, end: usize) -> bool {
+        self.first_clear_in(start, end).is_none()
+    }
+
+    /// Whether every bit in `start..end` is clear.
+    #[cfg_attr(not(any(test, feature = "checked")), allow(dead_code))]
+    pub(crate) fn all_clear(&self, start: usize, end: usize) -> bool {
+        let mut position = start;
+        while position < end {
+            let word_index = position / 64;
+            let offset = position % 64;
+            let span = (64 - offset).min(end - position);
+            if self.word(0, word_index) & span_mask(offset, span) != 0 {
+                return false;
+            }
+            position += span;
+        }
+        true
+    }
+
+    /// Sets (`value`) or clears every bit in `start..end`, keeping the summaries exact.
+    pub(crate) fn assign(&mut self, start: usize, end: usize, value: bool) {
+        debug_assert!(start <= end && end <= self.bits);
+        let mut position = start;
+        while position < end {
+            let word_index = position / 64;
+            let offset = position % 64;
+            let span = (64 - offset).min(end - position);
+            let mask = span_mask(offset, span);
+            let word = self.word_mut(0, word_index);
+            let before = *word;
+            *word = if value { before | mask } else { before & !mask };
+            let after = *word;
+            if (before == 0) != (after == 0) {
+                self.propagate(word_index, after != 0);
+            }
+            position += span;
+        }
+    }
+
+    /// Word `index` of level 0 became empty (`false`) or non-empty (`true`): update the
+    /// summary bits above it, as far as each change reaches.
+    fn propagate(&mut self, mut index: usize, mut non_empty: bool) {
+        for level in 1..self.depth {
+            let word = self.word_mut(level, index / 64);
+            let before = *word;
+            let bit = 1 << (index % 64);
+            *word = if non_empty {
+                before | bit
+            } else {
+                before & !bit
+            };
+            let after = *word;
+            if (before == 0) == (after == 0) {
+                return;
+            }
+            index /= 64;
+            non_empty = after != 0;
+        }
+    }
+
+    /// Length of the longest run of set bits: O(n / 64) plus the runs inside words.
+    pub(crate) fn longest_run(&self) -> usize {
+        let mut best = 0;
+        // Length of the run reaching the end of the previous word.
+        let mut carried = 0;
+        for word_index in 0..self.bits.div_ceil(64) {
+            let valid = (self.bits - word_index * 64).min(64);
+            let word = self.word(0, word_index);
+            if word == span_mask(0, valid) {
+                carried += valid;
+                best = best.max(carried);
+                continue;
+            }
+            best = best.max(carried + word.trailing_ones() as usize);
+            // Longest run inside the word: each `x & x << 1` shortens every run by one.
+            let mut runs = word;
+            let mut inner = 0;
+            while runs != 0 {
+                runs &= runs << 1;
+                inner += 1;
+            }
+            best = best.max(inner);
+            carried = (word << (64 - valid)).leading_ones() as usize;
+        }
+        best
+    }
+}
+
+/// `span` set bits starting at bit `offset` (`offset + span <= 64`).
+#[inline]
+fn span_mask(offset: usize, span: usize) -> u64 {
+    if span == 64 {
+        u64::MAX
+    } else {
+        ((1u64 << span) - 1) << offset
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec::Vec;
+
+    struct Owned {
+        _storage: Vec<u64>,
+        levels: Levels,
+    }
+
+    fn bitset(bits: usize) -> Owned {
+        let mut storage = std::vec![0u64; storage_words(bits)];
+        let words = NonNull::new(storage.as_mut_ptr()).unwrap();
+        // SAFETY: `storage` has the words and outlives `levels` (same struct, kept).
+        let levels = unsafe { Levels::new(words, bits) };
+        Owned {
+            _storage: storage,
+            levels,
+        }
+    }
+
+    #[test]
+    fn level_sizes() {
+        assert_eq!(level_words(1).1, 1);
+        assert_eq!(level_words(64).1, 1);
+        assert_eq!(level_words(65), ([2, 1, 0, 0, 0, 0], 2));
+        assert_eq!(level_words(1 << 20), ([16384, 256, 4, 1, 0, 0], 4));
+        assert_eq!(storage_words(1 << 20), 16384 + 256 + 4 + 1);
+    }
+
+    #[test]
+    fn next_set_crosses_words_and_summary_words() {
+        for bits in [1, 63, 64, 65, 4095, 4096, 4097, 300_000] {
+            let mut set = bitset(bits);
+            let b = &mut set.levels;
+            assert_eq!(b.next_set(0), None);
+            let last = bits - 1;
+            b.assign(last, bits, true);
+            assert_eq!(b.next_set(0), Some(last), "{bits}");
+            assert_eq!(b.next_set(last), Some(last));
+            if bits > 1 {
+                b.assign(bits / 2, bits / 2 + 1, true);
+                assert_eq!(b.next_set(0), Some(bits / 2));
+                assert_eq!(
+                    b.next_set(bits / 2 + 1),
+                    Some(last).filter(|l| *l > bits / 2)
+                );
+            }
+            b.assign(0, bits, false);
+            assert_eq!(b.next_set(0), None);
+            // Summaries went back to empty too.
+            assert!((0..b.depth).all(|l| (0..b.level_len(l)).all(|w| b.word(l, w) == 0)));
+        }
+    }
+
+    #[test]
+    fn ranges_and_runs() {
+        let mut set = bitset(200);
+        let b = &mut set.levels;
+        b.assign(10, 150, true);
+        assert!(b.all_set(10, 150));
+        assert_eq!(b.first_clear_in(10, 151), Some(150));
+        assert_eq!(b.first_clear_in(5, 20), Some(5));
+        assert_eq!(b.longest_run(), 140);
+        b.assign(64, 70, false);
+        assert_eq!(b.first_clear_in(10, 150), Some(64));
+        assert!(b.all_clear(64, 70));
+        assert!(!b.all_clear(63, 70));
+        assert_eq!(b.longest_run(), 80); // 70..150
+        b.assign(190, 200, true);
+        assert_eq!(b.next_set(151), Some(190));
+        assert_eq!(b.longest_run(), 80);
+    }
+
+    #[test]
+    fn longest_run_matches_a_naive_count() {
+        let mut set = bitset(1000);
+        let b = &mut set.levels;
+        let mut state = 0x9E37_79B9_u64;
+        for _ in 0..200 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let start = (state % 1000) as usize;
+            let end = (start + (state >> 20) as usize % 130).min(1000);
+            b.assign(start, end, state & (1 << 40) != 0);
+            let mut naive = 0;
+            let mut run = 0;
+            for i in 0..1000 {
+                run = if b.get(i) { run + 1 } else { 0 };
+                naive = naive.max(run);
+            }
+            assert_eq!(b.longest_run(), naive);
+        }
+    }
+}

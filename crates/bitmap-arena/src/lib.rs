@@ -1,0 +1,12 @@
+#![doc = include_str!("../README.md")]
+#![no_std]
+
+#[cfg(any(loom, test))]
+extern crate std;
+
+mod arena;
+mod atomic;
+mod levels;
+
+pub use arena::BitmapArena;
+pub use atomic::AtomicBitmap;
