@@ -161,8 +161,8 @@ fn full_arena_refuses_then_frees_back_to_one_run() {
 
 #[test]
 fn runs_cross_word_and_summary_word_boundaries() {
-    let mut regions = Regions::new();
     const BLOCK: usize = 16;
+    let mut regions = Regions::new();
     // 3 summary words' worth of level-0 words: 64 * 64 * 2 + 100 blocks.
     let blocks = 64 * 64 * 2 + 100;
     let (mut arena, base) = exact(&mut regions, blocks, BLOCK);
@@ -222,12 +222,14 @@ fn grow_and_shrink_in_place() {
     let b = arena.allocate(layout(64, 8)).unwrap(); // block 2
     assert_eq!(index(base, 64, b), 2);
     let ptr = a.cast::<u8>();
-    // SAFETY (each call): `ptr` is live with the old layout given.
+    // SAFETY: `ptr` is live with the old layout given.
     assert!(unsafe { arena.grow_in_place(ptr, layout(100, 8), layout(200, 8)) }.is_err());
     // SAFETY: `b` is live.
     unsafe { arena.deallocate(b.cast(), layout(64, 8)) };
+    // SAFETY: `ptr` is live with the old layout given.
     let grown = unsafe { arena.grow_in_place(ptr, layout(100, 8), layout(200, 8)) }.unwrap();
     assert_eq!((grown.cast::<u8>(), grown.len()), (ptr, 256));
+    // SAFETY: `ptr` is live with the old layout given.
     let shrunk = unsafe { arena.shrink_in_place(ptr, layout(200, 8), layout(10, 8)) }.unwrap();
     assert_eq!((shrunk.cast::<u8>(), shrunk.len()), (ptr, 64));
     // The freed tail is reusable right away.
