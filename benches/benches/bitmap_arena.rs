@@ -37,6 +37,7 @@ fn nearly_full(arena: &mut BitmapArena) {
     }
 }
 
+#[allow(clippy::unnecessary_box_returns)] // BitAlloc1M is 130 KiB: keep it off the stack
 fn bit_alloc<B: BitAlloc>(blocks: usize) -> Box<B> {
     let mut b = Box::new(B::DEFAULT);
     b.insert(0..blocks);
@@ -218,6 +219,7 @@ fn fragmenting_churn(c: &mut Criterion) {
 
 /// Heap efficiency: churn 300 live runs for a while (fragmenting the arena), then keep
 /// allocating random runs until the first failure; report the share of the blocks in use.
+#[allow(clippy::cast_precision_loss)] // block counts far below 2^52
 fn heap_efficiency(_: &mut Criterion) {
     let blocks = 4096;
     let steps = 20_000;

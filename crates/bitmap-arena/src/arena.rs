@@ -275,6 +275,50 @@ impl BitmapArena {
     fn find_run(&self, count: usize, align: usize) -> Option<usize> {
         // Blocks are aligned to the block size; larger alignments step over block indices.
         let step = (align >> self.block_shift).max(1);
+        match (count, step) {
+            (1, 1) => self.free.first_set(),
+            (2..=64, 1) => self.find_short_run(count),
+            _ => self.find_aligned_run(count, step),
+        }
+    }
+
+    /// First fit for runs of up to 64 blocks, a word at a time: a run either continues the
+    /// free stretch that ends the previous word, or lies inside this word (found with
+    /// shift-and-mask), or starts at this word's top. Fully used words are skipped through
+    /// the summary levels.
+    fn find_short_run(&self, count: usize) -> Option<usize> {
+        let words = self.blocks.div_ceil(64);
+        // Free blocks immediately before the current word.
+        let mut carried = 0;
+        let mut word_index = self.free.first_set()? / 64;
+        while word_index < words {
+            let word = self.free.leaf(word_index);
+            let start = word_index * 64;
+            if carried + word.trailing_ones() as usize >= count {
+                return Some(start - carried);
+            }
+            let inside = run_starts(word, count);
+            if inside != 0 {
+                return Some(start + inside.trailing_zeros() as usize);
+            }
+            carried = if word == u64::MAX {
+                carried + 64
+            } else {
+                word.leading_ones() as usize
+            };
+            word_index = if carried == 0 {
+                // Nothing carries over: jump to the next word with a free block.
+                self.free.next_set(start + 64)? / 64
+            } else {
+                word_index + 1
+            };
+        }
+        None
+    }
+
+    /// First fit for long or aligned runs: from each candidate start, look for a used block
+    /// inside the run and restart past it.
+    fn find_aligned_run(&self, count: usize, step: usize) -> Option<usize> {
         let base_index = self.base.as_ptr().addr() >> self.block_shift;
         let mut from = 0;
         loop {
@@ -338,11 +382,29 @@ impl BitmapArena {
     /// Marks `start..start + count` as one allocation.
     #[inline]
     fn take(&mut self, start: usize, count: usize) {
-        self.free.assign(start, start + count, false);
+        if count == 1 {
+            self.free.assign_one(start, false);
+        } else {
+            self.free.assign(start, start + count, false);
+        }
         self.free_blocks -= count;
         #[cfg(feature = "checked")]
         self.starts.assign(start, start + 1, true);
     }
+}
+
+/// Bits of `word` at which `count` consecutive set bits start (within the word).
+#[inline]
+fn run_starts(word: u64, count: usize) -> u64 {
+    let mut starts = word;
+    let mut covered = 1;
+    // Each step doubles (at most) the length every remaining bit vouches for.
+    while covered < count && starts != 0 {
+        let shift = covered.min(count - covered);
+        starts &= starts >> shift;
+        covered += shift;
+    }
+    starts
 }
 
 /// The largest `n <= most` with `fits(n)`, for a `fits` true up to some count and false
@@ -391,7 +453,11 @@ unsafe impl Backend for BitmapArena {
 
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) {
         let (start, count) = self.live_run(ptr, layout, "deallocate");
-        self.free.assign(start, start + count, true);
+        if count == 1 {
+            self.free.assign_one(start, true);
+        } else {
+            self.free.assign(start, start + count, true);
+        }
         self.free_blocks += count;
         #[cfg(feature = "checked")]
         self.starts.assign(start, start + 1, false);

@@ -85,6 +85,39 @@ impl Levels {
         self.word(0, index / 64) & (1 << (index % 64)) != 0
     }
 
+    /// The first set bit: one word per level, from the top down.
+    #[inline]
+    pub(crate) fn first_set(&self) -> Option<usize> {
+        let top = self.depth - 1;
+        if self.word(top, 0) == 0 {
+            return None;
+        }
+        let mut position = 0;
+        for level in (0..=top).rev() {
+            position = position * 64 + self.word(level, position).trailing_zeros() as usize;
+        }
+        Some(position)
+    }
+
+    /// Word `index` of level 0 (bit set: free).
+    #[inline]
+    pub(crate) fn leaf(&self, index: usize) -> u64 {
+        self.word(0, index)
+    }
+
+    /// Sets or clears one bit, keeping the summaries exact.
+    #[inline]
+    pub(crate) fn assign_one(&mut self, index: usize, value: bool) {
+        let word_index = index / 64;
+        let bit = 1 << (index % 64);
+        let word = self.word_mut(0, word_index);
+        let before = *word;
+        *word = if value { before | bit } else { before & !bit };
+        if (before == 0) != (*word == 0) {
+            self.propagate(word_index, value);
+        }
+    }
+
     /// The first set bit at or after `from`.
     #[inline]
     pub(crate) fn next_set(&self, from: usize) -> Option<usize> {

@@ -317,3 +317,47 @@ mod checked {
         assert!(message.ends_with("block is already free"), "{message}");
     }
 }
+
+/// Every allocation lands exactly where a naive address-ordered first fit over a shadow
+/// array of blocks says it should, for runs short and long, aligned or not.
+#[test]
+fn allocation_is_exactly_first_fit() {
+    const BLOCK: usize = 8;
+    let blocks = if cfg!(miri) { 300 } else { 3000 };
+    let steps = if cfg!(miri) { 300 } else { 20_000 };
+    let mut regions = Regions::new();
+    let (mut arena, base) = exact(&mut regions, blocks, BLOCK);
+    let mut used = vec![false; blocks];
+    let mut live: Vec<(NonNull<u8>, usize, usize)> = Vec::new();
+    let mut rng = 0x9E37_79B9_7F4A_7C15_u64;
+    for _ in 0..steps {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        if !live.is_empty() && rng % 5 < 2 {
+            let (ptr, count, align) = live.swap_remove((rng >> 8) as usize % live.len());
+            let start = index(base, BLOCK, NonNull::slice_from_raw_parts(ptr, 0));
+            used[start..start + count].fill(false);
+            // SAFETY: live with this layout.
+            unsafe { arena.deallocate(ptr, layout(count * BLOCK, align)) };
+            continue;
+        }
+        let count = match (rng >> 16) % 8 {
+            0..=3 => 1,
+            4 | 5 => 1 + (rng >> 24) as usize % 8,
+            6 => 1 + (rng >> 24) as usize % 64,
+            _ => 65 + (rng >> 24) as usize % 100,
+        };
+        let align = if (rng >> 40) % 4 == 0 { BLOCK << ((rng >> 44) % 4) } else { 1 };
+        let step = (align / BLOCK).max(1);
+        let expected = (0..blocks.saturating_sub(count - 1))
+            .filter(|s| (base / BLOCK + s) % step == 0)
+            .find(|&s| used[s..s + count].iter().all(|u| !u));
+        let got = arena.allocate(layout(count * BLOCK, align)).ok();
+        assert_eq!(got.map(|b| index(base, BLOCK, b)), expected, "run of {count}, align {align}");
+        if let (Some(block), Some(start)) = (got, expected) {
+            used[start..start + count].fill(true);
+            live.push((block.cast(), count, align));
+        }
+    }
+}
