@@ -29,8 +29,15 @@ pub(crate) fn storage_words(bits: usize) -> usize {
     words[..levels].iter().sum()
 }
 
-/// Largest number of bits supported.
-pub(crate) const MAX_BITS: usize = 1 << (6 * MAX_LEVELS);
+/// Largest number of bits supported: 2^36, or all of `usize` on 32-bit targets.
+pub(crate) const MAX_BITS: usize = {
+    let levels_cover = 1u64 << (6 * MAX_LEVELS);
+    if levels_cover > usize::MAX as u64 {
+        usize::MAX
+    } else {
+        levels_cover as usize
+    }
+};
 
 /// The bitset, over words it does not own.
 pub(crate) struct Levels {
