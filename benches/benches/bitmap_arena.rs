@@ -129,7 +129,9 @@ fn multi_block_runs(c: &mut Criterion) {
     for run in [4, 64] {
         let mut ours = arena(blocks);
         // A little fragmentation in front: every other block of the first 256 in use.
-        let pins: Vec<_> = (0..256).map(|_| ours.allocate(block_layout(1)).unwrap()).collect();
+        let pins: Vec<_> = (0..256)
+            .map(|_| ours.allocate(block_layout(1)).unwrap())
+            .collect();
         for pin in pins.iter().step_by(2) {
             // SAFETY: live, freed once.
             unsafe { ours.deallocate(pin.cast(), block_layout(1)) };

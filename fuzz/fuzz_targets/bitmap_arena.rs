@@ -2,13 +2,10 @@
 //! through the shadow model.
 #![no_main]
 
-use std::alloc::Layout;
-use std::ptr::NonNull;
-
 use arbitrary::Arbitrary;
 use heapkit_bitmap_arena::{AtomicBitmap, BitmapArena};
-use heapkit_core::{AllocError, Local, Stats};
-use heapkit_testkit::{Harness, Op, Profile, Subject};
+use heapkit_core::Local;
+use heapkit_testkit::{Harness, Op, Profile};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, Arbitrary)]
@@ -26,47 +23,6 @@ struct Input {
     /// Region of up to 64 KiB.
     region_kib: u8,
     ops: Vec<Op>,
-}
-
-/// `AtomicBitmap` through its own `Allocator` implementation.
-struct Direct(AtomicBitmap);
-
-// SAFETY: forwards to `AtomicBitmap`'s implementation.
-unsafe impl allocator_api2::alloc::Allocator for Direct {
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        allocator_api2::alloc::Allocator::allocate(&self.0, layout)
-    }
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        // SAFETY: forwarded.
-        unsafe { allocator_api2::alloc::Allocator::deallocate(&self.0, ptr, layout) }
-    }
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded.
-        unsafe { allocator_api2::alloc::Allocator::grow(&self.0, ptr, old, new) }
-    }
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded.
-        unsafe { allocator_api2::alloc::Allocator::shrink(&self.0, ptr, old, new) }
-    }
-}
-
-impl Subject for Direct {
-    fn stats(&self) -> Stats {
-        self.0.stats()
-    }
-    fn owns(&self, ptr: NonNull<u8>) -> bool {
-        self.0.owns(ptr)
-    }
 }
 
 fuzz_target!(|input: Input| {
@@ -93,7 +49,7 @@ fuzz_target!(|input: Input| {
         Kind::Atomic => Harness::new(Profile::new(block, block), |regions| {
             let region = regions.take(len, block);
             // SAFETY: the harness drops the bitmap before the region.
-            Direct(unsafe { AtomicBitmap::from_raw(region.cast(), len, block) }.unwrap())
+            unsafe { AtomicBitmap::from_raw(region.cast(), len, block) }.unwrap()
         })
         .run(&input.ops),
     };

@@ -8,7 +8,7 @@ use core::ptr::NonNull;
 use allocator_api2::alloc::Allocator;
 use heapkit_core::resize::dangling;
 use heapkit_core::sync::{AtomicTable, AtomicUsize, Ordering};
-use heapkit_core::{AllocError, ConfigError, Stats};
+use heapkit_core::{AllocError, ConfigError, Inspect, Stats};
 
 const WORD_BITS: usize = usize::BITS as usize;
 
@@ -306,6 +306,16 @@ unsafe impl Allocator for AtomicBitmap {
         }
         // SAFETY: forwarded caller guarantees (a smaller size always fits the block).
         unsafe { self.grow(ptr, old_layout, new_layout) }
+    }
+}
+
+impl Inspect for AtomicBitmap {
+    fn stats(&self) -> Stats {
+        AtomicBitmap::stats(self)
+    }
+
+    fn owns(&self, ptr: NonNull<u8>) -> bool {
+        AtomicBitmap::owns(self, ptr)
     }
 }
 

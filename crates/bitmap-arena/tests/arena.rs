@@ -348,13 +348,21 @@ fn allocation_is_exactly_first_fit() {
             6 => 1 + (rng >> 24) as usize % 64,
             _ => 65 + (rng >> 24) as usize % 100,
         };
-        let align = if (rng >> 40) % 4 == 0 { BLOCK << ((rng >> 44) % 4) } else { 1 };
+        let align = if (rng >> 40) % 4 == 0 {
+            BLOCK << ((rng >> 44) % 4)
+        } else {
+            1
+        };
         let step = (align / BLOCK).max(1);
         let expected = (0..blocks.saturating_sub(count - 1))
             .filter(|s| (base / BLOCK + s) % step == 0)
             .find(|&s| used[s..s + count].iter().all(|u| !u));
         let got = arena.allocate(layout(count * BLOCK, align)).ok();
-        assert_eq!(got.map(|b| index(base, BLOCK, b)), expected, "run of {count}, align {align}");
+        assert_eq!(
+            got.map(|b| index(base, BLOCK, b)),
+            expected,
+            "run of {count}, align {align}"
+        );
         if let (Some(block), Some(start)) = (got, expected) {
             used[start..start + count].fill(true);
             live.push((block.cast(), count, align));

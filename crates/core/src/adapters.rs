@@ -8,7 +8,7 @@ use core::ptr::{self, NonNull};
 use allocator_api2::alloc::{AllocError, Allocator};
 
 use crate::sync::{SpinGuard, SpinLock};
-use crate::{resize, Backend, Stats};
+use crate::{resize, Backend, Inspect, Stats};
 
 /// A backend used from one thread, as an [`allocator_api2::alloc::Allocator`].
 ///
@@ -68,6 +68,16 @@ impl<B: Backend> Local<B> {
     /// Whether `ptr` lies in memory the backend manages.
     pub fn owns(&self, ptr: NonNull<u8>) -> bool {
         self.with(|backend| backend.owns(ptr))
+    }
+}
+
+impl<B: Backend> Inspect for Local<B> {
+    fn stats(&self) -> Stats {
+        Local::stats(self)
+    }
+
+    fn owns(&self, ptr: NonNull<u8>) -> bool {
+        Local::owns(self, ptr)
     }
 }
 
@@ -217,6 +227,16 @@ impl<B: Backend> Locked<B> {
     /// Whether `ptr` lies in memory the backend manages.
     pub fn owns(&self, ptr: NonNull<u8>) -> bool {
         self.lock().owns(ptr)
+    }
+}
+
+impl<B: Backend> Inspect for Locked<B> {
+    fn stats(&self) -> Stats {
+        Locked::stats(self)
+    }
+
+    fn owns(&self, ptr: NonNull<u8>) -> bool {
+        Locked::owns(self, ptr)
     }
 }
 

@@ -120,6 +120,17 @@ pub unsafe trait Backend {
     fn stats(&self) -> Stats;
 }
 
+/// An allocator that can report on its memory: every heapkit adapter, and the lock-free
+/// allocators that are [`Allocator`](allocator_api2::alloc::Allocator)s by themselves.
+/// Test kits and the benchmark lab read allocators through it.
+pub trait Inspect {
+    /// A snapshot of the memory under management (see [`Stats`]).
+    fn stats(&self) -> Stats;
+
+    /// Whether `ptr` lies in memory this allocator manages.
+    fn owns(&self, ptr: NonNull<u8>) -> bool;
+}
+
 /// What a backend's memory is doing, in bytes.
 ///
 /// The fields satisfy `in_use + free + metadata == capacity` at every call, and

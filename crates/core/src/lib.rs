@@ -12,7 +12,7 @@ pub mod sync;
 
 pub use adapters::{Local, Locked};
 pub use allocator_api2::alloc::{AllocError, Allocator};
-pub use backend::{Backend, Stats};
+pub use backend::{Backend, Inspect, Stats};
 pub use error::{invalid_free, ConfigError};
 
 pub use core::alloc::Layout;

@@ -8,7 +8,7 @@ use core::ptr::{self, NonNull};
 use allocator_api2::alloc::Allocator;
 use heapkit_core::resize::dangling;
 use heapkit_core::sync::{AtomicTable, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use heapkit_core::{AllocError, Backend, ConfigError, Stats};
+use heapkit_core::{AllocError, Backend, ConfigError, Inspect, Stats};
 
 use crate::shape::{static_region, Shape};
 
@@ -538,6 +538,16 @@ unsafe impl Backend for AtomicPool {
 
     fn stats(&self) -> Stats {
         AtomicPool::stats(self)
+    }
+}
+
+impl Inspect for AtomicPool {
+    fn stats(&self) -> Stats {
+        AtomicPool::stats(self)
+    }
+
+    fn owns(&self, ptr: NonNull<u8>) -> bool {
+        AtomicPool::owns(self, ptr)
     }
 }
 

@@ -6,35 +6,16 @@ use std::fmt;
 use std::ptr::NonNull;
 
 use allocator_api2::alloc::Allocator;
-use heapkit_core::{Backend, Layout, Local, Locked, Stats};
+use heapkit_core::{Inspect, Layout, Stats};
 
 use crate::{Op, Profile, Regions};
 
-/// An allocator the harness can inspect: an adapter over a [`Backend`].
-pub trait Subject: Allocator {
-    /// The backend's stats.
-    fn stats(&self) -> Stats;
-    /// Whether the backend manages `ptr`.
-    fn owns(&self, ptr: NonNull<u8>) -> bool;
-}
+/// What the harness drives: an allocator that reports its stats and ownership — the
+/// adapters over any [`Backend`](heapkit_core::Backend), and the lock-free allocators that
+/// are [`Allocator`]s themselves.
+pub trait Subject: Allocator + Inspect {}
 
-impl<B: Backend> Subject for Local<B> {
-    fn stats(&self) -> Stats {
-        Local::stats(self)
-    }
-    fn owns(&self, ptr: NonNull<u8>) -> bool {
-        Local::owns(self, ptr)
-    }
-}
-
-impl<B: Backend + Send> Subject for Locked<B> {
-    fn stats(&self) -> Stats {
-        Locked::stats(self)
-    }
-    fn owns(&self, ptr: NonNull<u8>) -> bool {
-        Locked::owns(self, ptr)
-    }
-}
+impl<A: Allocator + Inspect> Subject for A {}
 
 /// A broken promise of the allocator, found by the shadow model.
 #[derive(Clone, Debug, PartialEq, Eq)]
