@@ -255,7 +255,10 @@ impl BitmapArena {
     /// Blocks a request of `size` bytes takes (at least one).
     #[inline]
     fn blocks_for(&self, size: usize) -> usize {
-        size.div_ceil(1 << self.block_shift).max(1)
+        // Shifts, not `div_ceil`: the block size is a power of two the compiler cannot see.
+        let whole = size >> self.block_shift;
+        let partial = usize::from(size & ((1 << self.block_shift) - 1) != 0);
+        (whole + partial).max(1)
     }
 
     #[inline]

@@ -187,9 +187,9 @@ impl AtomicBitmap {
     /// starting at the hint.
     fn take(&self) -> Option<usize> {
         let count = self.words.len();
-        let first = self.hint.load(Ordering::Relaxed) % count;
-        for step in 0..count {
-            let word_index = (first + step) % count;
+        let first = self.hint.load(Ordering::Relaxed);
+        let mut word_index = if first < count { first } else { 0 };
+        for _ in 0..count {
             let word = self.words.get(word_index);
             let mut bits = word.load(Ordering::Relaxed);
             while bits != 0 {
@@ -203,13 +203,17 @@ impl AtomicBitmap {
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
-                        if step != 0 {
+                        if word_index != first {
                             self.hint.store(word_index, Ordering::Relaxed);
                         }
                         return Some(word_index * WORD_BITS + bit.trailing_zeros() as usize);
                     }
                     Err(current) => bits = current,
                 }
+            }
+            word_index += 1;
+            if word_index == count {
+                word_index = 0;
             }
         }
         None
