@@ -315,6 +315,8 @@ pub struct Harness<A: Subject> {
     regions: Regions,
     profile: Profile,
     live: Vec<Block>,
+    /// Sum of the live blocks' usable sizes.
+    live_usable: usize,
     /// Start → end of every live block with a usable size above zero.
     occupied: BTreeMap<usize, usize>,
     initial: Stats,
@@ -342,6 +344,7 @@ impl<A: Subject> Harness<A> {
             regions,
             profile,
             live: Vec::new(),
+            live_usable: 0,
             occupied: BTreeMap::new(),
             initial,
             next_id: 0,
@@ -457,6 +460,7 @@ impl<A: Subject> Harness<A> {
             block.check_zero(0)?;
         }
         block.fill();
+        self.live_usable += block.usable;
         self.live.push(block);
         self.check_stats()?;
         Ok(true)
@@ -495,6 +499,7 @@ impl<A: Subject> Harness<A> {
 
     fn free_at(&mut self, index: usize, size: usize) -> Result<(), Violation> {
         let block = self.live.swap_remove(index);
+        self.live_usable -= block.usable;
         block.verify(block.usable)?;
         self.occupied.remove(&block.ptr.as_ptr().addr());
         let layout = layout(size, block.layout.align());
@@ -524,6 +529,7 @@ impl<A: Subject> Harness<A> {
         // The old block is gone (moved or resized in place): take it out of the shadow
         // before admitting the new one, which may overlap the old one's place.
         self.live.swap_remove(index);
+        self.live_usable -= old.usable;
         self.occupied.remove(&old.ptr.as_ptr().addr());
         let mut block = self.admit(slice, new_layout)?;
         let kept = old.layout.size().min(new_layout.size());
@@ -535,6 +541,7 @@ impl<A: Subject> Harness<A> {
         }
         block.id = self.fresh_id();
         block.fill();
+        self.live_usable += block.usable;
         self.live.push(block);
         self.check_stats()
     }
@@ -604,7 +611,7 @@ impl<A: Subject> Harness<A> {
                 initial_capacity: self.initial.capacity,
             });
         }
-        let shadow: usize = self.live.iter().map(|b| b.usable).sum();
+        let shadow = self.live_usable;
         let matches = if self.profile.exact_in_use {
             stats.in_use == shadow
         } else {

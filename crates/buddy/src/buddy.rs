@@ -1,0 +1,597 @@
+//! [`Buddy`]: power-of-two blocks, split on allocation, merged with their buddy on free.
+
+use core::alloc::Layout;
+use core::fmt;
+use core::mem::{align_of, size_of, MaybeUninit};
+use core::ptr::{self, NonNull};
+
+use heapkit_core::{AllocError, Backend, ConfigError, Stats};
+
+/// Bitmaps per order: free blocks, and under `checked` allocated blocks.
+const BITMAPS: usize = if cfg!(feature = "checked") { 2 } else { 1 };
+
+/// A free block's links, stored in the block: doubly linked, so a buddy found free through
+/// the bitmap leaves its list in O(1).
+struct FreeNode {
+    prev: *mut FreeNode,
+    next: *mut FreeNode,
+}
+
+/// Bookkeeping at the start of each region: where its blocks are and where its bitmaps are.
+struct RegionHeader<const ORDERS: usize> {
+    next: *mut RegionHeader<ORDERS>,
+    /// Bytes of the region, header and bitmaps included.
+    len: usize,
+    /// Blocks lie in `start..end`; both multiples of the minimum block.
+    start: usize,
+    end: usize,
+    /// Per order: the address bit 0 of the order's bitmap stands for (`start` rounded down
+    /// to the order's block size), and the word where the order's bitmap begins.
+    origin: [usize; ORDERS],
+    words_at: [usize; ORDERS],
+    /// First bitmap word; `checked`'s allocated bitmaps follow the free ones.
+    bitmap: *mut u64,
+    /// Words of one set of bitmaps (all orders).
+    words: usize,
+}
+
+/// A binary buddy allocator with `ORDERS` block sizes: `min_block << k` for `k` in
+/// `0..ORDERS`.
+///
+/// A request takes the smallest block of at least its size and alignment; a larger free
+/// block is split in halves until one fits, the other halves going to their free lists.
+/// On free, a block whose buddy (its address XOR its size) is free merges with it into the
+/// next order, repeatedly. Free lists are intrusive and doubly linked, and one bit per
+/// block per order says whether that block is free, so "is my buddy free?" and taking the
+/// buddy off its list are O(1): free is O(orders), allocate is O(orders), with no list
+/// scans. A bit mask of non-empty lists finds the smallest usable order with one
+/// instruction.
+///
+/// **Regions.** A region of any size and alignment is carved into the largest aligned
+/// power-of-two blocks that fit (nothing is lost beyond one minimum block at each end);
+/// [`add_region`](Self::add_region) adds more at any time. Blocks merge only within a
+/// region. Each region starts with a small header and its bitmaps.
+///
+/// **Alignment.** Blocks are aligned to their size in absolute terms, so any alignment up
+/// to the largest block is honoured by rounding the order up; beyond it, [`AllocError`].
+///
+/// **Metadata.** Two bits per minimum block (one per block of each order: 1 + 1/2 + 1/4 +
+/// …), so 16 KiB per MiB with 16-byte minimum blocks, 64 bytes per MiB with 4 KiB pages;
+/// twice that with `checked`. Plus a header of `48 + 16 * ORDERS` bytes per region.
+pub struct Buddy<const ORDERS: usize> {
+    min_shift: u32,
+    heads: [*mut FreeNode; ORDERS],
+    /// Bit `k` set: the order-`k` free list is not empty.
+    non_empty: u64,
+    regions: *mut RegionHeader<ORDERS>,
+    capacity: usize,
+    in_use: usize,
+    free: usize,
+}
+
+// SAFETY: the allocator exclusively manages its regions; nothing is tied to a thread.
+unsafe impl<const ORDERS: usize> Send for Buddy<ORDERS> {}
+
+impl<const ORDERS: usize> Buddy<ORDERS> {
+    /// The smallest minimum block: a free block holds two links.
+    pub const MIN_BLOCK: usize = size_of::<FreeNode>();
+
+    /// An empty allocator whose smallest block is `min_block` bytes; give it memory with
+    /// [`add_region`](Self::add_region).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when `min_block` is not a power of two or below
+    /// [`MIN_BLOCK`](Self::MIN_BLOCK), or `ORDERS` is 0 or more than fits the address space.
+    pub const fn new(min_block: usize) -> Result<Self, ConfigError> {
+        if !min_block.is_power_of_two() {
+            return Err(ConfigError::NotPowerOfTwo {
+                what: "minimum block",
+                value: min_block,
+            });
+        }
+        if min_block < Self::MIN_BLOCK {
+            return Err(ConfigError::BlockTooSmall {
+                block: min_block,
+                min: Self::MIN_BLOCK,
+            });
+        }
+        let min_shift = min_block.trailing_zeros();
+        let max_orders = (usize::BITS - 1 - min_shift) as usize;
+        if ORDERS == 0 || ORDERS > max_orders || ORDERS > 64 {
+            return Err(ConfigError::OutOfRange {
+                what: "orders",
+                value: ORDERS,
+                min: 1,
+                max: if max_orders < 64 { max_orders } else { 64 },
+            });
+        }
+        Ok(Self {
+            min_shift,
+            heads: [ptr::null_mut(); ORDERS],
+            non_empty: 0,
+            regions: ptr::null_mut(),
+            capacity: 0,
+            in_use: 0,
+            free: 0,
+        })
+    }
+
+    /// An allocator over one `'static` region.
+    ///
+    /// # Errors
+    ///
+    /// As for [`new`](Self::new) and [`add_region`](Self::add_region).
+    pub fn with_region(
+        region: &'static mut [MaybeUninit<u8>],
+        min_block: usize,
+    ) -> Result<Self, ConfigError> {
+        let mut buddy = Self::new(min_block)?;
+        let len = region.len();
+        // SAFETY: a `'static` exclusive borrow is ours to manage forever.
+        unsafe { buddy.add_region(NonNull::from(region).cast(), len)? };
+        Ok(buddy)
+    }
+
+    /// Size of the smallest block.
+    pub fn min_block(&self) -> usize {
+        1 << self.min_shift
+    }
+
+    /// Size of the largest block.
+    pub fn max_block(&self) -> usize {
+        self.block_size(ORDERS - 1)
+    }
+
+    /// How many free blocks each order's list holds (walks the lists: O(free blocks)).
+    pub fn free_blocks_per_order(&self) -> [usize; ORDERS] {
+        core::array::from_fn(|order| {
+            let mut count = 0;
+            let mut node = self.heads[order];
+            while !node.is_null() {
+                count += 1;
+                // SAFETY: nodes on a free list are free blocks holding valid links.
+                node = unsafe { (*node).next };
+            }
+            count
+        })
+    }
+
+    #[inline]
+    fn block_size(&self, order: usize) -> usize {
+        1 << (self.min_shift as usize + order)
+    }
+
+    /// Adds `len` bytes at `start` to the allocator. The region needs room for its header
+    /// and bitmaps and at least one minimum block.
+    ///
+    /// # Safety
+    ///
+    /// `start..start + len` must be valid for reads and writes and used by nothing else for
+    /// as long as the allocator or any block it handed out is in use.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when the region overlaps one already added or is too small.
+    pub unsafe fn add_region(&mut self, start: NonNull<u8>, len: usize) -> Result<(), ConfigError> {
+        let address = start.as_ptr().addr();
+        let region_end = address
+            .checked_add(len)
+            .ok_or(ConfigError::RegionTooLarge {
+                given: len,
+                max: usize::MAX - address,
+            })?;
+        let mut region = self.regions;
+        while !region.is_null() {
+            // SAFETY: headers in the list are live and ours.
+            let (next, r_start, r_len) = unsafe {
+                let header = &*region;
+                (header.next, region.addr(), header.len)
+            };
+            if address < r_start + r_len && r_start < region_end {
+                return Err(ConfigError::RegionOverlaps { address });
+            }
+            region = next;
+        }
+        let header_offset = start
+            .as_ptr()
+            .align_offset(align_of::<RegionHeader<ORDERS>>());
+        let min = 1usize << self.min_shift;
+        let bitmap_at = (address + header_offset + size_of::<RegionHeader<ORDERS>>())
+            .next_multiple_of(align_of::<u64>());
+        // Bitmaps cover a slightly larger area than the blocks will (from just after the
+        // header), which keeps their size independent of where the blocks start.
+        let tentative_start = bitmap_at.next_multiple_of(min);
+        let block_end = region_end & !(min - 1);
+        let too_small = ConfigError::RegionTooSmall {
+            needed: tentative_start - address + 2 * min,
+            given: len,
+        };
+        if tentative_start >= block_end {
+            return Err(too_small);
+        }
+        let mut origin = [0; ORDERS];
+        let mut words_at = [0; ORDERS];
+        let mut words = 0;
+        for order in 0..ORDERS {
+            let size = self.block_size(order);
+            origin[order] = tentative_start & !(size - 1);
+            words_at[order] = words;
+            let blocks = (block_end - origin[order]).div_ceil(size);
+            words += blocks.div_ceil(64);
+        }
+        let blocks_start = (bitmap_at + words * BITMAPS * 8).next_multiple_of(min);
+        if blocks_start + min > block_end {
+            return Err(too_small);
+        }
+        let header_ptr = start
+            .as_ptr()
+            .wrapping_add(header_offset)
+            .cast::<RegionHeader<ORDERS>>();
+        #[allow(clippy::cast_ptr_alignment)] // `bitmap_at` is rounded up to a u64 boundary
+        let bitmap = start
+            .as_ptr()
+            .wrapping_add(bitmap_at - address)
+            .cast::<u64>();
+        // SAFETY: header and bitmaps lie inside the region (checked above), aligned.
+        unsafe {
+            bitmap.write_bytes(0, words * BITMAPS);
+            header_ptr.write(RegionHeader {
+                next: self.regions,
+                len,
+                start: blocks_start,
+                end: block_end,
+                origin,
+                words_at,
+                bitmap,
+                words,
+            });
+        }
+        self.regions = header_ptr;
+        self.capacity += len;
+        // Carve the largest aligned power-of-two blocks that fit.
+        let mut at = blocks_start;
+        while at + min <= block_end {
+            let mut order = (at.trailing_zeros() - self.min_shift).min(ORDERS as u32 - 1) as usize;
+            while at + self.block_size(order) > block_end {
+                order -= 1;
+            }
+            // SAFETY: a block inside this region's block area, not in any list yet.
+            unsafe { self.push(header_ptr, at, order) };
+            self.free += self.block_size(order);
+            at += self.block_size(order);
+        }
+        Ok(())
+    }
+
+    /// The order serving `layout`, or `None` beyond the largest block.
+    #[inline]
+    fn order_for(&self, layout: Layout) -> Option<usize> {
+        let needed = layout.size().max(layout.align()).max(1);
+        let shift = usize::BITS - (needed - 1).leading_zeros();
+        let order = shift.saturating_sub(self.min_shift) as usize;
+        (order < ORDERS).then_some(order)
+    }
+
+    /// The region holding `address`.
+    #[inline]
+    fn region_of(&self, address: usize) -> Option<*mut RegionHeader<ORDERS>> {
+        let mut region = self.regions;
+        while !region.is_null() {
+            // SAFETY: headers in the list are live and ours.
+            let header = unsafe { &*region };
+            if (header.start..header.end).contains(&address) {
+                return Some(region);
+            }
+            region = header.next;
+        }
+        None
+    }
+
+    /// The word and bit of `address`'s block at `order` in bitmap set `set` (0: free,
+    /// 1: allocated).
+    ///
+    /// # Safety
+    ///
+    /// `region` is live and holds `address`.
+    #[inline]
+    unsafe fn bit(
+        &self,
+        region: *mut RegionHeader<ORDERS>,
+        address: usize,
+        order: usize,
+        set: usize,
+    ) -> (*mut u64, u64) {
+        // SAFETY: the caller's guarantee.
+        let header = unsafe { &*region };
+        let index = (address - header.origin[order]) >> (self.min_shift as usize + order);
+        let word = set * header.words + header.words_at[order] + index / 64;
+        // `word` lies inside the bitmaps: the order's bitmap covers the whole block area.
+        (header.bitmap.wrapping_add(word), 1 << (index % 64))
+    }
+
+    /// # Safety
+    ///
+    /// As for [`bit`](Self::bit).
+    #[inline]
+    unsafe fn test(
+        &self,
+        region: *mut RegionHeader<ORDERS>,
+        address: usize,
+        order: usize,
+        set: usize,
+    ) -> bool {
+        // SAFETY: forwarded; the word is inside the bitmaps.
+        unsafe {
+            let (word, bit) = self.bit(region, address, order, set);
+            word.read() & bit != 0
+        }
+    }
+
+    /// # Safety
+    ///
+    /// As for [`bit`](Self::bit).
+    #[inline]
+    unsafe fn mark(
+        &mut self,
+        region: *mut RegionHeader<ORDERS>,
+        address: usize,
+        order: usize,
+        set: usize,
+        value: bool,
+    ) {
+        // SAFETY: forwarded; the word is inside the bitmaps and ours.
+        unsafe {
+            let (word, bit) = self.bit(region, address, order, set);
+            *word = if value { *word | bit } else { *word & !bit };
+        }
+    }
+
+    /// Puts a free block on its list and sets its free bit.
+    ///
+    /// # Safety
+    ///
+    /// `address` starts a block of `order` inside `region`, not on any list.
+    #[inline]
+    unsafe fn push(&mut self, region: *mut RegionHeader<ORDERS>, address: usize, order: usize) {
+        let node = Self::node_at(region, address);
+        let head = self.heads[order];
+        // SAFETY: the block is free and ours: its first bytes hold the links.
+        unsafe {
+            node.write(FreeNode {
+                prev: ptr::null_mut(),
+                next: head,
+            });
+            if !head.is_null() {
+                (*head).prev = node;
+            }
+            self.mark(region, address, order, 0, true);
+        }
+        self.heads[order] = node;
+        self.non_empty |= 1 << order;
+    }
+
+    /// Takes a free block off its list and clears its free bit.
+    ///
+    /// # Safety
+    ///
+    /// `address` starts a free block of `order` inside `region`.
+    #[inline]
+    unsafe fn unlink(&mut self, region: *mut RegionHeader<ORDERS>, address: usize, order: usize) {
+        let node = Self::node_at(region, address);
+        // SAFETY: the block is on the order's list, so its links are valid.
+        unsafe {
+            let FreeNode { prev, next } = node.read();
+            if prev.is_null() {
+                self.heads[order] = next;
+            } else {
+                (*prev).next = next;
+            }
+            if !next.is_null() {
+                (*next).prev = prev;
+            }
+            self.mark(region, address, order, 0, false);
+        }
+        if self.heads[order].is_null() {
+            self.non_empty &= !(1 << order);
+        }
+    }
+
+    /// A pointer to the block at `address`, with the region's provenance.
+    #[inline]
+    fn node_at(region: *mut RegionHeader<ORDERS>, address: usize) -> *mut FreeNode {
+        region.with_addr(address).cast::<FreeNode>()
+    }
+
+    /// Checks a block handed back; with `checked`, panics naming the problem. Returns its
+    /// region and order.
+    #[inline]
+    #[track_caller]
+    fn live_block(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        operation: &str,
+    ) -> (*mut RegionHeader<ORDERS>, usize) {
+        let fail = |reason| -> ! {
+            heapkit_core::invalid_free("heapkit-buddy", operation, ptr.as_ptr(), reason)
+        };
+        let address = ptr.as_ptr().addr();
+        let Some(region) = self.region_of(address) else {
+            fail("pointer is outside this allocator's regions");
+        };
+        let Some(order) = self.order_for(layout) else {
+            fail("layout is larger than the largest block");
+        };
+        if cfg!(feature = "checked") {
+            if address & (self.block_size(order) - 1) != 0 {
+                fail("pointer is not the start of a block of this layout");
+            }
+            // SAFETY: `region` holds `address`.
+            if !unsafe { self.test(region, address, order, 1) } {
+                // SAFETY: as above.
+                if unsafe { self.test(region, address, order, 0) } {
+                    fail("block is already free");
+                }
+                fail("no block of this layout was allocated here");
+            }
+        }
+        (region, order)
+    }
+
+    /// Records (`checked` only) that the block at `address` of `order` is allocated or not.
+    #[inline(always)]
+    fn mark_allocated(
+        &mut self,
+        region: *mut RegionHeader<ORDERS>,
+        address: usize,
+        order: usize,
+        value: bool,
+    ) {
+        if cfg!(feature = "checked") {
+            // SAFETY: `region` holds `address`; set 1 exists under `checked`.
+            unsafe { self.mark(region, address, order, 1, value) };
+        }
+    }
+
+    /// Whether the block at `address` of `order` lies in `region` and is free.
+    #[inline]
+    fn is_free(&self, region: *mut RegionHeader<ORDERS>, address: usize, order: usize) -> bool {
+        // SAFETY: headers are live and ours.
+        let header = unsafe { &*region };
+        address >= header.start
+            && address + self.block_size(order) <= header.end
+            // SAFETY: `region` holds `address` (just checked).
+            && unsafe { self.test(region, address, order, 0) }
+    }
+}
+
+// SAFETY: a block is handed out only after leaving its free list (each free block is on
+// exactly one list once); split halves and merges keep blocks disjoint and inside their
+// region; blocks are aligned to their size in absolute terms.
+unsafe impl<const ORDERS: usize> Backend for Buddy<ORDERS> {
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let order = self.order_for(layout).ok_or(AllocError)?;
+        let usable = self.non_empty >> order;
+        if usable == 0 {
+            return Err(AllocError);
+        }
+        let mut current = order + usable.trailing_zeros() as usize;
+        let node = self.heads[current];
+        let address = node.addr();
+        let region = self.region_of(address).ok_or(AllocError)?;
+        // SAFETY: `node` heads a non-empty list of `region`.
+        unsafe { self.unlink(region, address, current) };
+        while current > order {
+            current -= 1;
+            // SAFETY: the upper half of a block we own, at the next order down.
+            unsafe { self.push(region, address + self.block_size(current), current) };
+        }
+        self.mark_allocated(region, address, order, true);
+        let size = self.block_size(order);
+        self.free -= size;
+        self.in_use += size;
+        let block = NonNull::new(node.cast::<u8>()).ok_or(AllocError)?;
+        Ok(NonNull::slice_from_raw_parts(block, size))
+    }
+
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) {
+        let (region, mut order) = self.live_block(ptr, layout, "deallocate");
+        let mut address = ptr.as_ptr().addr();
+        self.mark_allocated(region, address, order, false);
+        let size = self.block_size(order);
+        self.in_use -= size;
+        self.free += size;
+        while order + 1 < ORDERS {
+            let buddy = address ^ self.block_size(order);
+            if !self.is_free(region, buddy, order) {
+                break;
+            }
+            // SAFETY: the buddy is a free block of this order in this region.
+            unsafe { self.unlink(region, buddy, order) };
+            address = address.min(buddy);
+            order += 1;
+        }
+        // SAFETY: the merged block is ours, free, and on no list.
+        unsafe { self.push(region, address, order) };
+    }
+
+    unsafe fn grow_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old_layout: Layout,
+        new_layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        let (region, order) = self.live_block(ptr, old_layout, "grow");
+        let target = self.order_for(new_layout).ok_or(AllocError)?;
+        let address = ptr.as_ptr().addr();
+        // Growing in place needs the block to be the lower half at every order up to the
+        // target, with every upper half free.
+        let aligned = address & (self.block_size(target) - 1) == 0;
+        let free_above =
+            (order..target).all(|k| self.is_free(region, address + self.block_size(k), k));
+        if !aligned || !free_above {
+            return Err(AllocError);
+        }
+        for k in order..target {
+            // SAFETY: checked free just above.
+            unsafe { self.unlink(region, address + self.block_size(k), k) };
+        }
+        let grown = self.block_size(target) - self.block_size(order);
+        self.free -= grown;
+        self.in_use += grown;
+        self.mark_allocated(region, address, order, false);
+        self.mark_allocated(region, address, target, true);
+        Ok(NonNull::slice_from_raw_parts(ptr, self.block_size(target)))
+    }
+
+    unsafe fn shrink_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old_layout: Layout,
+        new_layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        let (region, order) = self.live_block(ptr, old_layout, "shrink");
+        let target = self.order_for(new_layout).ok_or(AllocError)?.min(order);
+        let address = ptr.as_ptr().addr();
+        for k in (target..order).rev() {
+            // SAFETY: the upper half at order `k` is ours; its buddy (our lower half) is in
+            // use, so it cannot merge.
+            unsafe { self.push(region, address + self.block_size(k), k) };
+        }
+        let shrunk = self.block_size(order) - self.block_size(target);
+        self.free += shrunk;
+        self.in_use -= shrunk;
+        self.mark_allocated(region, address, order, false);
+        self.mark_allocated(region, address, target, true);
+        Ok(NonNull::slice_from_raw_parts(ptr, self.block_size(target)))
+    }
+
+    fn owns(&self, ptr: NonNull<u8>) -> bool {
+        self.region_of(ptr.as_ptr().addr()).is_some()
+    }
+
+    fn stats(&self) -> Stats {
+        let largest_free = match self.non_empty {
+            0 => 0,
+            mask => self.block_size(63 - mask.leading_zeros() as usize),
+        };
+        Stats {
+            capacity: self.capacity,
+            in_use: self.in_use,
+            free: self.free,
+            largest_free,
+            metadata: self.capacity - self.in_use - self.free,
+        }
+    }
+}
+
+impl<const ORDERS: usize> fmt::Debug for Buddy<ORDERS> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Buddy")
+            .field("min_block", &self.min_block())
+            .field("orders", &ORDERS)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
