@@ -19,11 +19,11 @@ fn add(
     regions: &mut Regions,
     offset: usize,
     len: usize,
-) -> Result<usize, ConfigError> {
+) -> Result<NonNull<u8>, ConfigError> {
     let region = regions.take(offset + len, 4096);
     let start = NonNull::new(region.cast::<u8>().as_ptr().wrapping_add(offset)).unwrap();
     // SAFETY: inside a region that `regions` keeps alive past the allocator.
-    unsafe { heap.add_region(start, len) }.map(|()| start.as_ptr().addr())
+    unsafe { heap.add_region(start, len) }.map(|()| start)
 }
 
 #[test]
@@ -53,12 +53,13 @@ fn construction_errors_name_the_problem() {
         Err(ConfigError::RegionTooSmall { given: 64, .. })
     ));
     let start = add(&mut heap, &mut regions, 0, 8192).unwrap();
+    let inside = NonNull::new(start.as_ptr().wrapping_add(100)).unwrap();
     // SAFETY: never used: the overlap is refused first.
-    let overlap = unsafe { heap.add_region(NonNull::new(start as *mut u8).unwrap().add(100), 100) };
+    let overlap = unsafe { heap.add_region(inside, 100) };
     assert_eq!(
         overlap,
         Err(ConfigError::RegionOverlaps {
-            address: start + 100
+            address: inside.as_ptr().addr()
         })
     );
 }
