@@ -11,7 +11,7 @@ use std::ptr::NonNull;
 use allocator_api2::alloc::Allocator;
 use bitmap_allocator::{BitAlloc, BitAlloc1M, BitAlloc4K, BitAlloc64K};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use heapkit_benches::Region;
+use heapkit_benches::{Region, Rng};
 use heapkit_bitmap_arena::{AtomicBitmap, BitmapArena};
 use heapkit_core::Backend;
 
@@ -157,22 +157,10 @@ fn multi_block_runs(c: &mut Criterion) {
     group.finish();
 }
 
-/// A deterministic xorshift generator, the same sequence for every contender.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    /// Run lengths of 1..=16 blocks, skewed small.
-    fn run(&mut self) -> usize {
-        let r = self.next();
-        1 + (r % 4) as usize * (r >> 8) as usize % 16 / 4 + (r >> 20) as usize % 4
-    }
+/// Run lengths of 1..=16 blocks, skewed small.
+fn run_length(rng: &mut Rng) -> usize {
+    let r = rng.next();
+    1 + (r % 4) as usize * (r >> 8) as usize % 16 / 4 + (r >> 20) as usize % 4
 }
 
 const SLOTS: usize = 300;
@@ -182,10 +170,10 @@ fn fragmenting_churn(c: &mut Criterion) {
     let mut group = c.benchmark_group("bitmap_arena/fragmenting_churn");
     let blocks = 8192;
     let mut ours = arena(blocks);
-    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let mut rng = Rng::new(0x2545_F491_4F6C_DD1D);
     let mut live: Vec<(NonNull<u8>, usize)> = (0..SLOTS)
         .map(|_| {
-            let n = rng.run();
+            let n = run_length(&mut rng);
             (ours.allocate(block_layout(n)).unwrap().cast(), n)
         })
         .collect();
@@ -195,15 +183,15 @@ fn fragmenting_churn(c: &mut Criterion) {
             let (ptr, n) = live[slot];
             // SAFETY: live run of `n` blocks.
             unsafe { ours.deallocate(ptr, block_layout(n)) };
-            let n = rng.run();
+            let n = run_length(&mut rng);
             live[slot] = (ours.allocate(block_layout(n)).unwrap().cast(), n);
         });
     });
     let mut theirs = bit_alloc::<BitAlloc64K>(blocks);
-    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let mut rng = Rng::new(0x2545_F491_4F6C_DD1D);
     let mut live: Vec<(usize, usize)> = (0..SLOTS)
         .map(|_| {
-            let n = rng.run();
+            let n = run_length(&mut rng);
             (theirs.alloc_contiguous(None, n, 0).unwrap(), n)
         })
         .collect();
@@ -212,7 +200,7 @@ fn fragmenting_churn(c: &mut Criterion) {
             let slot = rng.next() as usize % SLOTS;
             let (base, n) = live[slot];
             theirs.dealloc_contiguous(base, n);
-            let n = rng.run();
+            let n = run_length(&mut rng);
             live[slot] = (theirs.alloc_contiguous(None, n, 0).unwrap(), n);
         });
     });
@@ -226,7 +214,7 @@ fn heap_efficiency(_: &mut Criterion) {
     let blocks = 4096;
     let steps = 20_000;
     let mut ours = arena(blocks);
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     let mut live: Vec<(NonNull<u8>, usize)> = Vec::new();
     let mut used = 0;
     for step in 0..steps + blocks {
@@ -236,7 +224,7 @@ fn heap_efficiency(_: &mut Criterion) {
             unsafe { ours.deallocate(ptr, block_layout(n)) };
             used -= n;
         }
-        let n = rng.run();
+        let n = run_length(&mut rng);
         match ours.allocate(block_layout(n)) {
             Ok(p) => {
                 live.push((p.cast(), n));
@@ -249,7 +237,7 @@ fn heap_efficiency(_: &mut Criterion) {
     let ours_share = used as f64 / blocks as f64;
 
     let mut theirs = bit_alloc::<BitAlloc4K>(blocks);
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     let mut live: Vec<(usize, usize)> = Vec::new();
     let mut used = 0;
     for step in 0..steps + blocks {
@@ -258,7 +246,7 @@ fn heap_efficiency(_: &mut Criterion) {
             theirs.dealloc_contiguous(base, n);
             used -= n;
         }
-        let n = rng.run();
+        let n = run_length(&mut rng);
         match theirs.alloc_contiguous(None, n, 0) {
             Some(base) => {
                 live.push((base, n));

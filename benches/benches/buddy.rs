@@ -14,7 +14,7 @@ use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use heapkit_benches::Region;
+use heapkit_benches::{Region, Rng};
 use heapkit_buddy::Buddy;
 use heapkit_core::Backend;
 
@@ -61,20 +61,10 @@ fn theirs() -> Theirs {
     heap
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn layout(&mut self) -> Layout {
-        let size = 16 + self.next() as usize % (4096 - 16 + 1);
-        Layout::from_size_align(size, 8).unwrap()
-    }
+/// A request of 16–4096 bytes, evenly spread.
+fn random_layout(rng: &mut Rng) -> Layout {
+    let size = 16 + rng.next() as usize % (4096 - 16 + 1);
+    Layout::from_size_align(size, 8).unwrap()
 }
 
 /// Per step: free a random live block, allocate a new one of a random size.
@@ -82,10 +72,10 @@ fn churn(c: &mut Criterion) {
     for live_blocks in [100, 5000] {
         let mut group = c.benchmark_group(format!("buddy/churn_{live_blocks}_live"));
         let mut run = |name: &str, heap: &mut dyn Contender| {
-            let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+            let mut rng = Rng::new(0x2545_F491_4F6C_DD1D);
             let mut live: Vec<(NonNull<u8>, Layout)> = (0..live_blocks)
                 .map(|_| {
-                    let l = rng.layout();
+                    let l = random_layout(&mut rng);
                     (heap.alloc(l).unwrap(), l)
                 })
                 .collect();
@@ -94,7 +84,7 @@ fn churn(c: &mut Criterion) {
                     let slot = rng.next() as usize % live_blocks;
                     let (ptr, l) = live[slot];
                     heap.free(black_box(ptr), l);
-                    let l = rng.layout();
+                    let l = random_layout(&mut rng);
                     live[slot] = (heap.alloc(black_box(l)).unwrap(), l);
                 });
             });
@@ -115,7 +105,7 @@ fn alloc_then_free_shuffled(c: &mut Criterion) {
     for count in [5_000, 50_000] {
         group.throughput(Throughput::Elements(2 * count as u64));
         let mut order: Vec<usize> = (0..count).collect();
-        let mut rng = Rng(99);
+        let mut rng = Rng::new(99);
         for i in (1..count).rev() {
             order.swap(i, rng.next() as usize % (i + 1));
         }
@@ -156,10 +146,10 @@ fn heap_efficiency(_: &mut Criterion) {
         heap
     };
     let bytes = |heap: &mut dyn Contender| {
-        let mut rng = Rng(7);
+        let mut rng = Rng::new(7);
         let mut served = 0usize;
         loop {
-            let l = rng.layout();
+            let l = random_layout(&mut rng);
             if heap.alloc(l).is_none() {
                 break served;
             }

@@ -56,3 +56,23 @@ impl Drop for Region {
         unsafe { dealloc(self.ptr.as_ptr(), self.layout) }
     }
 }
+
+/// A xorshift64 generator: the same deterministic sequence for every contender.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator started from `seed` (any non-zero value).
+    pub fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+
+    /// The next pseudo-random number.
+    #[allow(clippy::should_implement_trait)] // not an iterator: it never ends
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
