@@ -173,44 +173,41 @@ impl Levels {
         end - self.starts[level]
     }
 
-    /// The first clear bit in `start..end`.
+    /// The first bit in `start..end` that is set (`set`) or clear (`!set`), a word at a
+    /// time.
     #[inline]
-    pub(crate) fn first_clear_in(&self, start: usize, end: usize) -> Option<usize> {
+    fn first_in(&self, start: usize, end: usize, set: bool) -> Option<usize> {
         let mut position = start;
         while position < end {
             let word_index = position / 64;
             let offset = position % 64;
             let span = (64 - offset).min(end - position);
-            let mask = span_mask(offset, span);
-            let clear = !self.word(0, word_index) & mask;
-            if clear != 0 {
-                return Some(word_index * 64 + clear.trailing_zeros() as usize);
+            let word = self.word(0, word_index);
+            let wanted = if set { word } else { !word } & span_mask(offset, span);
+            if wanted != 0 {
+                return Some(word_index * 64 + wanted.trailing_zeros() as usize);
             }
             position += span;
         }
         None
     }
 
+    /// The first clear bit in `start..end`.
+    #[inline]
+    pub(crate) fn first_clear_in(&self, start: usize, end: usize) -> Option<usize> {
+        self.first_in(start, end, false)
+    }
+
     /// Whether every bit in `start..end` is set.
     #[inline]
     pub(crate) fn all_set(&self, start: usize, end: usize) -> bool {
-        self.first_clear_in(start, end).is_none()
+        self.first_in(start, end, false).is_none()
     }
 
     /// Whether every bit in `start..end` is clear.
     #[cfg_attr(not(any(test, feature = "checked")), allow(dead_code))]
     pub(crate) fn all_clear(&self, start: usize, end: usize) -> bool {
-        let mut position = start;
-        while position < end {
-            let word_index = position / 64;
-            let offset = position % 64;
-            let span = (64 - offset).min(end - position);
-            if self.word(0, word_index) & span_mask(offset, span) != 0 {
-                return false;
-            }
-            position += span;
-        }
-        true
+        self.first_in(start, end, true).is_none()
     }
 
     /// Sets (`value`) or clears every bit in `start..end`, keeping the summaries exact.
