@@ -8,11 +8,13 @@ mod adapters;
 mod backend;
 mod error;
 pub mod resize;
+pub mod source;
 pub mod sync;
 
 pub use adapters::{Local, Locked};
 pub use allocator_api2::alloc::{AllocError, Allocator};
 pub use backend::{Backend, Inspect, Stats};
 pub use error::{invalid_free, ConfigError};
+pub use source::Source;
 
 pub use core::alloc::Layout;

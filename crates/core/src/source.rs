@@ -1,0 +1,137 @@
+//! [`Source`]: where a growing allocator gets more memory when its regions run out.
+
+use core::ptr::NonNull;
+
+/// A supplier of large chunks of memory: the operating system, a parent allocator, a
+/// reserved range of physical memory.
+///
+/// Backends that take regions (TLSF, buddy) are wrapped in a growing allocator that asks
+/// its source for a chunk when a request does not fit, adds the chunk as a region, and
+/// hands every chunk back with [`release`](Self::release) when it is dropped.
+///
+/// # Safety
+///
+/// A chunk returned by [`acquire`](Self::acquire) must be valid for reads and writes, used
+/// by nothing else, and stay so until it is passed to [`release`](Self::release); its
+/// length must be at least the length asked for, and its start aligned to
+/// [`CHUNK_ALIGN`](Self::CHUNK_ALIGN).
+pub unsafe trait Source {
+    /// Alignment of every chunk's start.
+    const CHUNK_ALIGN: usize;
+
+    /// A chunk of at least `min_len` bytes, or `None` when the source is exhausted.
+    fn acquire(&mut self, min_len: usize) -> Option<NonNull<[u8]>>;
+
+    /// Hands a chunk back.
+    ///
+    /// # Safety
+    ///
+    /// `chunk` must be exactly a slice `acquire` returned from this source, and nothing may
+    /// use its memory any more.
+    unsafe fn release(&mut self, chunk: NonNull<[u8]>);
+}
+
+/// A source that cannot supply anything: a growing allocator over it never grows.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoSource;
+
+// SAFETY: it never returns a chunk.
+unsafe impl Source for NoSource {
+    const CHUNK_ALIGN: usize = 1;
+
+    fn acquire(&mut self, _min_len: usize) -> Option<NonNull<[u8]>> {
+        None
+    }
+
+    unsafe fn release(&mut self, _chunk: NonNull<[u8]>) {}
+}
+
+#[cfg(feature = "std")]
+pub use system::SystemSource;
+
+#[cfg(feature = "std")]
+mod system {
+    extern crate std;
+
+    use core::alloc::{GlobalAlloc, Layout};
+    use core::ptr::NonNull;
+    use std::alloc::System;
+
+    use super::Source;
+
+    /// Chunks of whole pages from the operating system, through [`std::alloc::System`]
+    /// (on Linux glibc serves requests of 128 KiB and more with `mmap`, so chunks of that
+    /// size are fresh mappings and `release` unmaps them).
+    ///
+    /// Every chunk is at least `min_chunk` bytes, so a growing allocator does not ask the
+    /// OS once per small request. `SystemSource` never calls the global allocator, so it
+    /// can feed a `#[global_allocator]`.
+    #[derive(Clone, Copy, Debug)]
+    pub struct SystemSource {
+        min_chunk: usize,
+    }
+
+    impl SystemSource {
+        /// Page size chunks are rounded to.
+        pub const PAGE: usize = 4096;
+
+        /// A source handing out chunks of at least `min_chunk` bytes (rounded up to pages).
+        pub const fn new(min_chunk: usize) -> Self {
+            Self { min_chunk }
+        }
+    }
+
+    impl Default for SystemSource {
+        /// 1 MiB chunks.
+        fn default() -> Self {
+            Self::new(1 << 20)
+        }
+    }
+
+    // SAFETY: chunks are fresh allocations from `System` of at least the length asked for,
+    // page aligned, returned to `System` with the same layout.
+    unsafe impl Source for SystemSource {
+        const CHUNK_ALIGN: usize = Self::PAGE;
+
+        fn acquire(&mut self, min_len: usize) -> Option<NonNull<[u8]>> {
+            let len = min_len
+                .max(self.min_chunk)
+                .max(1)
+                .checked_next_multiple_of(Self::PAGE)?;
+            let layout = Layout::from_size_align(len, Self::PAGE).ok()?;
+            // SAFETY: `layout` has a non-zero size.
+            let start = NonNull::new(unsafe { System.alloc(layout) })?;
+            Some(NonNull::slice_from_raw_parts(start, len))
+        }
+
+        unsafe fn release(&mut self, chunk: NonNull<[u8]>) {
+            // SAFETY: `acquire` made this chunk with exactly this layout, which was valid then.
+            let layout = unsafe { Layout::from_size_align_unchecked(chunk.len(), Self::PAGE) };
+            // SAFETY: the caller hands back a chunk `acquire` returned, no longer in use.
+            unsafe { System.dealloc(chunk.cast().as_ptr(), layout) }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn chunks_are_page_aligned_rounded_and_writable() {
+            let mut source = SystemSource::new(10_000);
+            let chunk = source.acquire(100).unwrap();
+            assert_eq!(chunk.len(), 12_288);
+            assert_eq!(chunk.cast::<u8>().as_ptr().addr() % SystemSource::PAGE, 0);
+            // SAFETY: the chunk is ours and writable.
+            unsafe { chunk.cast::<u8>().as_ptr().write_bytes(0xA5, chunk.len()) };
+            let big = source.acquire(50_000).unwrap();
+            assert_eq!(big.len(), 53_248);
+            // SAFETY: both came from this source and are no longer used.
+            unsafe {
+                source.release(chunk);
+                source.release(big);
+            }
+            assert!(SystemSource::new(1).acquire(usize::MAX).is_none());
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! [`GrowingTlsf`]: a TLSF heap that takes more memory from a [`Source`] when it runs out.
+
+use core::alloc::Layout;
+use core::fmt;
+use core::mem::{align_of, size_of};
+use core::ptr::{self, NonNull};
+
+use heapkit_core::{AllocError, Backend, Source, Stats};
+
+use crate::Tlsf;
+
+/// The header of each chunk taken from the source: chunks form a list for `Drop`.
+struct Chunk {
+    next: *mut Chunk,
+    /// The chunk exactly as the source returned it.
+    memory: NonNull<[u8]>,
+}
+
+/// A [`Tlsf`] that grows: when a request does not fit, it asks its [`Source`] for a chunk
+/// large enough (at least the source's minimum chunk), adds it as a region and retries.
+/// Chunks go back to the source when the heap is dropped.
+///
+/// With [`SystemSource`](heapkit_core::source::SystemSource) (feature `std`) this is a
+/// general-purpose heap that can back `#[global_allocator]` through
+/// [`Locked`](heapkit_core::Locked); with a source over reserved physical memory it is a
+/// kernel heap. Allocation stays O(1) except when the source is called.
+pub struct GrowingTlsf<S: Source, const FL: usize = 28, const SL: usize = 32> {
+    tlsf: Tlsf<FL, SL>,
+    source: S,
+    chunks: *mut Chunk,
+    /// Bytes of the chunks' own headers (and their alignment), reported as metadata.
+    chunk_overhead: usize,
+}
+
+// SAFETY: the heap exclusively owns its chunks; the source moves with it.
+unsafe impl<S: Source + Send, const FL: usize, const SL: usize> Send for GrowingTlsf<S, FL, SL> {}
+
+impl<S: Source, const FL: usize, const SL: usize> GrowingTlsf<S, FL, SL> {
+    /// An empty heap that takes all its memory from `source`, on demand.
+    pub const fn new(source: S) -> Self {
+        Self {
+            tlsf: Tlsf::new(),
+            source,
+            chunks: ptr::null_mut(),
+            chunk_overhead: 0,
+        }
+    }
+
+    /// The TLSF heap inside, for statistics and [`Tlsf::add_region`].
+    pub fn tlsf(&mut self) -> &mut Tlsf<FL, SL> {
+        &mut self.tlsf
+    }
+
+    /// Takes a chunk that can serve `layout` from the source and adds it.
+    #[cold]
+    fn grow(&mut self, layout: Layout) -> Result<(), AllocError> {
+        let header = size_of::<Chunk>() + align_of::<Chunk>().saturating_sub(S::CHUNK_ALIGN);
+        let needed = Tlsf::<FL, SL>::region_len_for(layout)
+            .and_then(|len| len.checked_add(header))
+            .ok_or(AllocError)?;
+        let memory = self.source.acquire(needed).ok_or(AllocError)?;
+        let start = memory.cast::<u8>().as_ptr();
+        let offset = start.align_offset(align_of::<Chunk>());
+        let region = start.wrapping_add(offset + size_of::<Chunk>());
+        let region_len = memory.len() - offset - size_of::<Chunk>();
+        // SAFETY: the source hands us `memory` for our exclusive use until we release it;
+        // the chunk header and the region after it lie inside it (`needed` covers both).
+        let added = unsafe {
+            start.add(offset).cast::<Chunk>().write(Chunk {
+                next: self.chunks,
+                memory,
+            });
+            self.tlsf
+                .add_region(NonNull::new_unchecked(region), region_len)
+        };
+        if added.is_err() {
+            // SAFETY: nothing refers to the chunk: the region was not added.
+            unsafe { self.source.release(memory) };
+            return Err(AllocError);
+        }
+        self.chunks = start.wrapping_add(offset).cast();
+        self.chunk_overhead += offset + size_of::<Chunk>();
+        Ok(())
+    }
+}
+
+impl<S: Source, const FL: usize, const SL: usize> Drop for GrowingTlsf<S, FL, SL> {
+    fn drop(&mut self) {
+        let mut chunk = self.chunks;
+        while !chunk.is_null() {
+            // SAFETY: chunk headers on the list are live; with the heap gone, nothing uses
+            // the chunk any more (blocks cannot outlive their allocator's owner).
+            unsafe {
+                let Chunk { next, memory } = chunk.read();
+                self.source.release(memory);
+                chunk = next;
+            }
+        }
+    }
+}
+
+// SAFETY: every block comes from the inner `Tlsf`, which upholds the contract over the
+// chunks; chunks stay valid until `drop`.
+unsafe impl<S: Source, const FL: usize, const SL: usize> Backend for GrowingTlsf<S, FL, SL> {
+    #[inline]
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        match self.tlsf.allocate(layout) {
+            Ok(block) => Ok(block),
+            Err(AllocError) => {
+                self.grow(layout)?;
+                self.tlsf.allocate(layout)
+            }
+        }
+    }
+
+    #[inline]
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: forwarded under the caller's guarantees.
+        unsafe { self.tlsf.deallocate(ptr, layout) }
+    }
+
+    #[inline]
+    unsafe fn grow_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old_layout: Layout,
+        new_layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded under the caller's guarantees.
+        unsafe { self.tlsf.grow_in_place(ptr, old_layout, new_layout) }
+    }
+
+    #[inline]
+    unsafe fn shrink_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old_layout: Layout,
+        new_layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded under the caller's guarantees.
+        unsafe { self.tlsf.shrink_in_place(ptr, old_layout, new_layout) }
+    }
+
+    fn owns(&self, ptr: NonNull<u8>) -> bool {
+        self.tlsf.owns(ptr)
+    }
+
+    fn stats(&self) -> Stats {
+        let inner = self.tlsf.stats();
+        Stats {
+            capacity: inner.capacity + self.chunk_overhead,
+            metadata: inner.metadata + self.chunk_overhead,
+            ..inner
+        }
+    }
+}
+
+impl<S: Source + fmt::Debug, const FL: usize, const SL: usize> fmt::Debug
+    for GrowingTlsf<S, FL, SL>
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrowingTlsf")
+            .field("tlsf", &self.tlsf)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,743 @@
+//! [`Tlsf`]: segregated free lists indexed by two bitmaps, boundary tags for coalescing.
+
+use core::alloc::Layout;
+use core::fmt;
+use core::mem::{align_of, size_of, MaybeUninit};
+use core::ptr::{self, NonNull};
+
+use heapkit_core::{AllocError, Backend, ConfigError, Stats};
+
+use crate::class::{block_size_for, Classes, GRANULE, MIN_BLOCK, WORD};
+
+/// Header bit: this block is free (on a list).
+const FREE: usize = 1;
+/// Header bit: the block physically before this one is free, so the word just before this
+/// header is that block's footer (its size).
+const PREV_FREE: usize = 2;
+const FLAGS: usize = FREE | PREV_FREE;
+
+#[cfg(feature = "checked")]
+const CRATE: &str = "heapkit-tlsf";
+
+// A block is addressed by its header word; the payload starts one word later. Free blocks
+// also hold two list links after the header and their size in their last word (the
+// footer). Block addresses are `WORD` past a granule boundary, so payloads are
+// granule-aligned.
+
+/// # Safety
+/// `block` is a block header inside a region.
+#[inline(always)]
+unsafe fn header(block: *mut u8) -> usize {
+    // SAFETY: per the caller, a header word lives there, word-aligned.
+    unsafe { block.cast::<usize>().read() }
+}
+
+/// # Safety
+/// As for [`header`].
+#[inline(always)]
+unsafe fn set_header(block: *mut u8, value: usize) {
+    // SAFETY: per the caller.
+    unsafe { block.cast::<usize>().write(value) }
+}
+
+/// # Safety
+/// `block` is a free block (its link words are ours).
+#[inline(always)]
+unsafe fn link(block: *mut u8, which: usize) -> *mut u8 {
+    // SAFETY: per the caller, the word `which` after the header is a link.
+    unsafe { block.add(which * WORD).cast::<*mut u8>().read() }
+}
+
+/// # Safety
+/// As for [`link`].
+#[inline(always)]
+unsafe fn set_link(block: *mut u8, which: usize, to: *mut u8) {
+    // SAFETY: per the caller.
+    unsafe { block.add(which * WORD).cast::<*mut u8>().write(to) }
+}
+
+const NEXT: usize = 1;
+const PREV: usize = 2;
+
+/// Bookkeeping at the start of each region.
+struct Region {
+    next: *mut Region,
+    /// The memory given, header included.
+    base: usize,
+    len: usize,
+    /// The first block's header, and the end sentinel's: a zero-size block marked in use,
+    /// so no block ever merges past the region's end.
+    first: *mut u8,
+    sentinel: *mut u8,
+    /// One bit per granule from `first`: an allocated block's header starts there.
+    #[cfg(feature = "checked")]
+    starts: *mut usize,
+}
+
+/// A two-level segregated fit allocator (Masmano, Ripoll, Crespo and Real, 2004): O(1)
+/// allocate, free and in-place resize, with no loop whose length depends on what the
+/// heap holds — the allocator for real-time code, where the worst case is what counts.
+///
+/// **Lists.** Free blocks sit on doubly linked lists, one per size class: `FL` first-level
+/// classes split sizes at powers of two, and each splits into `SL` second-level lists of
+/// equal width. A bitmap of non-empty first-level classes and one bitmap per class of
+/// non-empty lists find a usable list with two find-first-set instructions.
+///
+/// **Good fit.** A request is rounded up to the next list boundary before the search, so
+/// the first block of the list found always fits: allocation examines exactly one block.
+/// The price is that a block between the request and the boundary is not used for it;
+/// internal waste is below one list width, `1/SL` of the block (3.1% at `SL = 32`).
+/// Sizes below `SL` granules have exact lists.
+///
+/// **Blocks.** Sizes are multiples of [`GRANULE`] (two words: 16 bytes on 64-bit
+/// targets); the smallest block is [`MIN_BLOCK`] (four words). An allocated block carries
+/// one word of header (its size and two flag bits), so a request of `n` bytes uses
+/// `n + 8` bytes rounded up to 16 (on 64-bit). A free block also stores two links and a
+/// footer (its size in its last word), which is what lets `deallocate` merge with the
+/// block before it in O(1) — the boundary tag. A freed block merges with both physical
+/// neighbours at once, so no two free blocks are ever adjacent.
+///
+/// **Alignment.** Payloads are granule-aligned. A larger alignment `a` searches for
+/// `size + a + MIN_BLOCK - GRANULE` bytes, places the block at the first aligned address
+/// that leaves either nothing or a whole free block in front, and returns that leading gap
+/// to the lists. No search per alignment.
+///
+/// **Regions.** [`add_region`](Self::add_region) at any time. Each region starts with a
+/// small header and ends with a sentinel; blocks never merge across regions. A region
+/// larger than the largest class (`GRANULE * SL << (FL - 1)` bytes: 64 GiB for the
+/// default `Tlsf<28, 32>` on 64-bit targets) is managed as several.
+///
+/// **Parameters.** `FL` from 1 to 32, `SL` a power of two from 1 to 32, and together they
+/// must cover at least 1 KiB; other values fail the build. The list heads take
+/// `FL * SL` words inside the `Tlsf` value (7 KiB for the default).
+pub struct Tlsf<const FL: usize = 28, const SL: usize = 32> {
+    /// Bit `f`: some list of first-level class `f` is non-empty.
+    fl_map: u32,
+    /// Per class `f`, bit `s`: list `(f, s)` is non-empty.
+    sl_maps: [u32; FL],
+    heads: [[*mut u8; SL]; FL],
+    regions: *mut Region,
+    capacity: usize,
+    in_use: usize,
+    /// Usable bytes of the free blocks (their sizes less one header each).
+    free: usize,
+    /// Free blocks examined by `allocate`: tests check it stays at one per call.
+    #[cfg(test)]
+    pub(crate) probes: usize,
+}
+
+// SAFETY: the allocator exclusively manages its regions; nothing is tied to a thread.
+unsafe impl<const FL: usize, const SL: usize> Send for Tlsf<FL, SL> {}
+
+impl<const FL: usize, const SL: usize> Default for Tlsf<FL, SL> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
+    /// The largest block, header included. The largest request that can succeed is a
+    /// little less: see [`max_request`](Self::max_request).
+    pub const MAX_BLOCK: usize = Classes::<FL, SL>::MAX_BLOCK;
+
+    /// An allocator with no memory yet: give it some with
+    /// [`add_region`](Self::add_region). `const`, so it can initialise a `static`.
+    pub const fn new() -> Self {
+        let () = Classes::<FL, SL>::VALID;
+        Self {
+            fl_map: 0,
+            sl_maps: [0; FL],
+            heads: [[ptr::null_mut(); SL]; FL],
+            regions: ptr::null_mut(),
+            capacity: 0,
+            in_use: 0,
+            free: 0,
+            #[cfg(test)]
+            probes: 0,
+        }
+    }
+
+    /// An allocator over one `'static` region.
+    ///
+    /// # Errors
+    ///
+    /// As for [`add_region`](Self::add_region).
+    pub fn with_region(region: &'static mut [MaybeUninit<u8>]) -> Result<Self, ConfigError> {
+        let mut tlsf = Self::new();
+        let len = region.len();
+        // SAFETY: a `'static` exclusive borrow is ours to manage forever.
+        unsafe { tlsf.add_region(NonNull::from(region).cast(), len)? };
+        Ok(tlsf)
+    }
+
+    /// The largest request size that can succeed (with granule alignment), given a region
+    /// large enough.
+    pub const fn max_request() -> usize {
+        let (fl, sl) = (FL - 1, SL - 1);
+        Classes::<FL, SL>::list_floor(fl, sl) - WORD
+    }
+
+    /// Bytes a fresh region needs so that a request for `layout` surely succeeds in it, or
+    /// `None` if no region can serve it. Growing allocators size their chunks with this.
+    pub fn region_len_for(layout: Layout) -> Option<usize> {
+        let search = Self::search_size(layout)?;
+        let (fl, sl) = Classes::<FL, SL>::first_list_fitting(search)?;
+        let area = Classes::<FL, SL>::list_floor(fl, sl);
+        // Header and its alignment, the first block's offset, the sentinel and the tail's
+        // rounding; under `checked`, one bit per granule plus a word of rounding.
+        let fixed = size_of::<Region>() + align_of::<Region>() + 2 * GRANULE + 2 * WORD;
+        let bitmap = if cfg!(feature = "checked") {
+            area / (GRANULE * 8) + 4 * WORD
+        } else {
+            0
+        };
+        area.checked_add(fixed + bitmap)
+    }
+
+    /// Adds `len` bytes at `start` to the allocator. The region can start at any address;
+    /// it needs room for a header of a few words, a sentinel word and one block
+    /// ([`MIN_BLOCK`]).
+    ///
+    /// # Safety
+    ///
+    /// `start..start + len` must be valid for reads and writes and used by nothing else for
+    /// as long as the allocator or any block it handed out is in use.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when the region reaches past the address space, overlaps one already
+    /// added, or is too small; the allocator is then unchanged.
+    pub unsafe fn add_region(&mut self, start: NonNull<u8>, len: usize) -> Result<(), ConfigError> {
+        let address = start.as_ptr().addr();
+        let end = address
+            .checked_add(len)
+            .ok_or(ConfigError::RegionTooLarge {
+                given: len,
+                max: usize::MAX - address,
+            })?;
+        let mut region = self.regions;
+        while !region.is_null() {
+            // SAFETY: headers on the list are live and ours.
+            let r = unsafe { &*region };
+            if address < r.base + r.len && r.base < end {
+                return Err(ConfigError::RegionOverlaps { address });
+            }
+            region = r.next;
+        }
+        // A region past the largest block becomes several, each ending in its sentinel.
+        let mut plan = Self::plan(start.as_ptr(), len)?;
+        loop {
+            // SAFETY: the plan lies in the caller's region, which is ours from now on.
+            unsafe { self.install(&plan) };
+            let rest = len - (plan.base - address) - plan.len;
+            if rest == 0 {
+                return Ok(());
+            }
+            let next = start.as_ptr().wrapping_add(len - rest);
+            match Self::plan(next, rest) {
+                Ok(next_plan) => plan = next_plan,
+                // A tail too short for a block stays unused.
+                Err(_) => return Ok(()),
+            }
+        }
+    }
+
+    /// Where a region's header, bitmap, blocks and sentinel go within `len` bytes at
+    /// `base`; the region takes at most the bytes one largest block needs.
+    fn plan(base: *mut u8, len: usize) -> Result<RegionPlan, ConfigError> {
+        let address = base.addr();
+        let header_at = address.next_multiple_of(align_of::<Region>());
+        #[allow(unused_mut)]
+        let mut meta_end = header_at + size_of::<Region>();
+        #[cfg(feature = "checked")]
+        let starts_at = meta_end;
+        #[cfg(feature = "checked")]
+        {
+            let granules = len.min(Self::MAX_BLOCK) / GRANULE + 1;
+            meta_end += granules.div_ceil(usize::BITS as usize) * WORD;
+        }
+        let first = (meta_end + WORD).next_multiple_of(GRANULE) - WORD;
+        let needed = first + MIN_BLOCK + WORD - address;
+        if len < needed {
+            return Err(ConfigError::RegionTooSmall { needed, given: len });
+        }
+        let last_sentinel = ((address + len - 2 * WORD) & !(GRANULE - 1)) + WORD;
+        let sentinel = last_sentinel.min(first + Self::MAX_BLOCK);
+        let offset = |at: usize| base.wrapping_add(at - address);
+        Ok(RegionPlan {
+            base: address,
+            len: if sentinel == last_sentinel {
+                len
+            } else {
+                sentinel + WORD - address
+            },
+            header: offset(header_at).cast(),
+            first: offset(first),
+            sentinel: offset(sentinel),
+            #[cfg(feature = "checked")]
+            starts: offset(starts_at).cast(),
+        })
+    }
+
+    /// Writes a planned region's header and sentinel and frees its one block.
+    ///
+    /// # Safety
+    ///
+    /// The plan's memory is valid, unused, and ours for good.
+    unsafe fn install(&mut self, plan: &RegionPlan) {
+        let region = Region {
+            next: self.regions,
+            base: plan.base,
+            len: plan.len,
+            first: plan.first,
+            sentinel: plan.sentinel,
+            #[cfg(feature = "checked")]
+            starts: plan.starts,
+        };
+        // SAFETY: per the caller; `plan` aligned the header and bitmap and placed the
+        // first block and sentinel inside the region, `MIN_BLOCK` or more apart.
+        unsafe {
+            plan.header.write(region);
+            #[cfg(feature = "checked")]
+            {
+                let words = (plan.first as usize - plan.starts as usize) / WORD;
+                plan.starts.write_bytes(0, words);
+            }
+            set_header(plan.sentinel, 0);
+            self.insert(plan.first, plan.sentinel.addr() - plan.first.addr());
+        }
+        self.regions = plan.header;
+        self.capacity += plan.len;
+    }
+
+    /// The block size to search for: `layout`'s block, plus room to align it.
+    #[inline(always)]
+    fn search_size(layout: Layout) -> Option<usize> {
+        let size = block_size_for(layout.size());
+        if layout.align() <= GRANULE {
+            Some(size)
+        } else {
+            size.checked_add(layout.align() + MIN_BLOCK - GRANULE)
+        }
+    }
+
+    /// Puts a block on its list, marks it free with a footer, and tells the next block.
+    ///
+    /// # Safety
+    ///
+    /// `block..block + size` is unused memory of one region, the block before it is in use
+    /// (or it starts the region), and a valid header follows it.
+    #[inline(always)]
+    unsafe fn insert(&mut self, block: *mut u8, size: usize) {
+        let (fl, sl) = Classes::<FL, SL>::list_of(size);
+        let head = self.heads[fl][sl];
+        // SAFETY: per the caller, the block's words are ours, `head` is a free block, and
+        // a header follows the block.
+        unsafe {
+            set_header(block, size | FREE);
+            set_link(block, NEXT, head);
+            set_link(block, PREV, ptr::null_mut());
+            if !head.is_null() {
+                set_link(head, PREV, block);
+            }
+            block.add(size - WORD).cast::<usize>().write(size);
+            let next = block.add(size);
+            set_header(next, header(next) | PREV_FREE);
+        }
+        self.heads[fl][sl] = block;
+        self.fl_map |= 1 << fl;
+        self.sl_maps[fl] |= 1 << sl;
+        self.free += size - WORD;
+    }
+
+    /// Takes a free block of `size` off its list. Its header and the next block's
+    /// `PREV_FREE` bit are left for the caller to rewrite.
+    ///
+    /// # Safety
+    ///
+    /// `block` is on a list, with size `size`.
+    #[inline(always)]
+    unsafe fn unlink(&mut self, block: *mut u8, size: usize) {
+        let (fl, sl) = Classes::<FL, SL>::list_of(size);
+        // SAFETY: per the caller, `block` and its list neighbours are free blocks.
+        unsafe {
+            let next = link(block, NEXT);
+            let prev = link(block, PREV);
+            if !next.is_null() {
+                set_link(next, PREV, prev);
+            }
+            if prev.is_null() {
+                self.heads[fl][sl] = next;
+                if next.is_null() {
+                    self.sl_maps[fl] &= !(1 << sl);
+                    if self.sl_maps[fl] == 0 {
+                        self.fl_map &= !(1 << fl);
+                    }
+                }
+            } else {
+                set_link(prev, NEXT, next);
+            }
+        }
+        self.free -= size - WORD;
+    }
+
+    /// The first non-empty list at or after `(fl, sl)`: two find-first-set operations.
+    #[inline(always)]
+    fn find_list(&self, fl: usize, sl: usize) -> Option<(usize, usize)> {
+        let in_class = self.sl_maps[fl] & (u32::MAX << sl);
+        if in_class != 0 {
+            return Some((fl, in_class.trailing_zeros() as usize));
+        }
+        let above = self.fl_map & u32::MAX.checked_shl(fl as u32 + 1).unwrap_or(0);
+        if above == 0 {
+            return None;
+        }
+        let fl = above.trailing_zeros() as usize;
+        Some((fl, self.sl_maps[fl].trailing_zeros() as usize))
+    }
+
+    /// Cuts `block` (off the lists, `available` bytes) down to `size` bytes, returning the
+    /// tail to the lists when it can hold a block, and marks it allocated. Returns the
+    /// block's final size.
+    ///
+    /// # Safety
+    ///
+    /// `block` is a block of `available >= size` bytes that is on no list, whose header
+    /// has the right `PREV_FREE` bit, and whose next block's `PREV_FREE` bit says free.
+    #[inline(always)]
+    unsafe fn carve(&mut self, block: *mut u8, available: usize, size: usize) -> usize {
+        // SAFETY: per the caller; the tail (when split) is free memory of the region,
+        // followed by the old next block's header.
+        unsafe {
+            let prev_flag = header(block) & PREV_FREE;
+            let rest = available - size;
+            if rest >= MIN_BLOCK {
+                set_header(block, size | prev_flag);
+                self.insert(block.add(size), rest);
+                size
+            } else {
+                set_header(block, available | prev_flag);
+                let next = block.add(available);
+                set_header(next, header(next) & !PREV_FREE);
+                available
+            }
+        }
+    }
+
+    /// Usable bytes of the largest free block. Walks one list: O(blocks on it).
+    fn largest_free(&self) -> usize {
+        if self.fl_map == 0 {
+            return 0;
+        }
+        let fl = (31 - self.fl_map.leading_zeros()) as usize;
+        let sl = (31 - self.sl_maps[fl].leading_zeros()) as usize;
+        let mut largest = 0;
+        let mut block = self.heads[fl][sl];
+        while !block.is_null() {
+            // SAFETY: blocks on a list are free blocks with valid headers and links.
+            unsafe {
+                largest = largest.max(header(block) & !FLAGS);
+                block = link(block, NEXT);
+            }
+        }
+        largest - WORD
+    }
+
+    /// The region holding address `addr` in its blocks, if any.
+    #[cfg_attr(not(feature = "checked"), allow(dead_code))]
+    fn region_of(&self, addr: usize) -> Option<&Region> {
+        let mut region = self.regions;
+        while !region.is_null() {
+            // SAFETY: headers on the list are live and ours.
+            let r = unsafe { &*region };
+            if r.first.addr() < addr && addr < r.sentinel.addr() {
+                return Some(r);
+            }
+            region = r.next;
+        }
+        None
+    }
+
+    /// How many blocks sit on each list (walks every list).
+    pub fn free_blocks_per_list(&self) -> [[usize; SL]; FL] {
+        core::array::from_fn(|fl| {
+            core::array::from_fn(|sl| {
+                let mut count = 0;
+                let mut block = self.heads[fl][sl];
+                while !block.is_null() {
+                    count += 1;
+                    // SAFETY: blocks on a list are free blocks with valid links.
+                    block = unsafe { link(block, NEXT) };
+                }
+                count
+            })
+        })
+    }
+}
+
+/// Where [`Tlsf::plan`] puts a region's parts.
+struct RegionPlan {
+    base: usize,
+    len: usize,
+    header: *mut Region,
+    first: *mut u8,
+    sentinel: *mut u8,
+    #[cfg(feature = "checked")]
+    starts: *mut usize,
+}
+
+#[cfg(feature = "checked")]
+impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
+    /// The region and bit index of the block starting at `block`, if `block` is a block
+    /// position in some region.
+    fn start_bit(&self, block: *mut u8) -> Option<(*mut usize, usize, usize)> {
+        let region = self.region_of(block.addr() + WORD)?;
+        let offset = block.addr() - region.first.addr();
+        (offset % GRANULE == 0).then(|| {
+            let index = offset / GRANULE;
+            let bits = usize::BITS as usize;
+            (region.starts, index / bits, index % bits)
+        })
+    }
+
+    fn mark_start(&mut self, block: *mut u8, allocated: bool) {
+        let (starts, word, bit) = self
+            .start_bit(block)
+            .expect("heapkit-tlsf: an allocated block lies outside every region");
+        // SAFETY: `start_bit` found the bit inside the region's bitmap.
+        unsafe {
+            let word = starts.add(word);
+            if allocated {
+                *word |= 1 << bit;
+            } else {
+                *word &= !(1 << bit);
+            }
+        }
+    }
+
+    /// Checks that `ptr` is a live block `layout` fits, or panics naming the problem.
+    fn validate(&self, ptr: NonNull<u8>, layout: Layout, operation: &str) {
+        let fail = |reason: &str| heapkit_core::invalid_free(CRATE, operation, ptr.as_ptr(), reason);
+        let block = ptr.as_ptr().wrapping_sub(WORD);
+        let Some(region) = self.region_of(ptr.as_ptr().addr()) else {
+            fail("pointer is not in memory this allocator manages")
+        };
+        let live = self.start_bit(block).is_some_and(|(starts, word, bit)| {
+            // SAFETY: `start_bit` found the bit inside the region's bitmap.
+            unsafe { *starts.add(word) & (1 << bit) != 0 }
+        });
+        if !live {
+            fail("no allocated block starts here (freed already, or a pointer into a block)");
+        }
+        // SAFETY: an allocated block starts here, so its header is ours to read; the
+        // neighbours read below are checked to lie inside the region first.
+        unsafe {
+            let h = header(block);
+            let size = h & !FLAGS;
+            if h & FREE != 0
+                || size < MIN_BLOCK
+                || size % GRANULE != 0
+                || size > region.sentinel.addr() - block.addr()
+            {
+                fail("block header is corrupted");
+            }
+            if header(block.add(size)) & PREV_FREE != 0 {
+                fail("block header is corrupted (the next block believes this one is free)");
+            }
+            if h & PREV_FREE != 0 {
+                let prev_size = block.sub(WORD).cast::<usize>().read();
+                let fits = prev_size >= MIN_BLOCK && prev_size <= block.addr() - region.first.addr();
+                if !fits || header(block.sub(prev_size)) != prev_size | FREE {
+                    fail("block header is corrupted (the free block before it is damaged)");
+                }
+            }
+            if layout.size() > size - WORD {
+                fail("layout is larger than the block");
+            }
+        }
+        if ptr.as_ptr().addr() % layout.align() != 0 {
+            fail("pointer is not aligned to the layout's alignment");
+        }
+    }
+}
+
+// SAFETY: blocks come off the free lists, which hold only free memory of our regions; a
+// block is split or merged only with free neighbours, so live blocks never overlap; the
+// payload starts granule-aligned, or aligned by the gap computed in `allocate`.
+unsafe impl<const FL: usize, const SL: usize> Backend for Tlsf<FL, SL> {
+    #[inline]
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let size = block_size_for(layout.size());
+        let search = Self::search_size(layout).ok_or(AllocError)?;
+        let (fl, sl) = Classes::<FL, SL>::first_list_fitting(search).ok_or(AllocError)?;
+        let (fl, sl) = self.find_list(fl, sl).ok_or(AllocError)?;
+        let mut block = self.heads[fl][sl];
+        #[cfg(test)]
+        {
+            self.probes += 1;
+        }
+        // SAFETY: `find_list` only names non-empty lists, whose head is a free block of at
+        // least `search` bytes (good fit); the aligned gap and the tail are carved inside
+        // it, each either empty or at least `MIN_BLOCK`.
+        unsafe {
+            let mut available = header(block) & !FLAGS;
+            self.unlink(block, available);
+            let align = layout.align();
+            if align > GRANULE {
+                let payload = block.add(WORD).addr();
+                let mut gap = payload.next_multiple_of(align) - payload;
+                if gap != 0 && gap < MIN_BLOCK {
+                    gap += align;
+                }
+                if gap != 0 {
+                    let aligned = block.add(gap);
+                    set_header(aligned, PREV_FREE);
+                    self.insert(block, gap);
+                    block = aligned;
+                    available -= gap;
+                }
+            }
+            let size = self.carve(block, available, size);
+            self.in_use += size - WORD;
+            #[cfg(feature = "checked")]
+            self.mark_start(block, true);
+            let payload = NonNull::new_unchecked(block.add(WORD));
+            Ok(NonNull::slice_from_raw_parts(payload, size - WORD))
+        }
+    }
+
+    #[inline]
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) {
+        #[cfg(feature = "checked")]
+        {
+            self.validate(ptr, layout, "deallocate");
+            self.mark_start(ptr.as_ptr().wrapping_sub(WORD), false);
+        }
+        let _ = layout;
+        // SAFETY: per the caller, `ptr` is a live block of ours, so its header precedes
+        // it; a following header always exists (block or sentinel), and `PREV_FREE` says
+        // when the word before the header is a free block's footer.
+        unsafe {
+            let mut block = ptr.as_ptr().sub(WORD);
+            let h = header(block);
+            let mut size = h & !FLAGS;
+            self.in_use -= size - WORD;
+            let next = block.add(size);
+            let next_header = header(next);
+            if next_header & FREE != 0 {
+                let next_size = next_header & !FLAGS;
+                self.unlink(next, next_size);
+                size += next_size;
+            }
+            if h & PREV_FREE != 0 {
+                let prev_size = block.sub(WORD).cast::<usize>().read();
+                block = block.sub(prev_size);
+                self.unlink(block, prev_size);
+                size += prev_size;
+            }
+            self.insert(block, size);
+        }
+    }
+
+    #[inline]
+    unsafe fn grow_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old_layout: Layout,
+        new_layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        #[cfg(feature = "checked")]
+        self.validate(ptr, old_layout, "grow");
+        let _ = old_layout;
+        let needed = block_size_for(new_layout.size());
+        // SAFETY: as in `deallocate`; the next block is absorbed only when free and large
+        // enough, and `carve` returns what is left of it.
+        unsafe {
+            let block = ptr.as_ptr().sub(WORD);
+            let size = header(block) & !FLAGS;
+            if needed > size {
+                let next = block.add(size);
+                let next_header = header(next);
+                let next_size = next_header & !FLAGS;
+                if next_header & FREE == 0 || size + next_size < needed {
+                    return Err(AllocError);
+                }
+                self.unlink(next, next_size);
+                let grown = self.carve(block, size + next_size, needed);
+                self.in_use += grown - size;
+                return Ok(NonNull::slice_from_raw_parts(ptr, grown - WORD));
+            }
+            Ok(NonNull::slice_from_raw_parts(ptr, size - WORD))
+        }
+    }
+
+    #[inline]
+    unsafe fn shrink_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old_layout: Layout,
+        new_layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        #[cfg(feature = "checked")]
+        self.validate(ptr, old_layout, "shrink");
+        let _ = old_layout;
+        let needed = block_size_for(new_layout.size());
+        // SAFETY: as in `deallocate`; the tail handed back lies inside the block, merged
+        // with the next block when that one is free.
+        unsafe {
+            let block = ptr.as_ptr().sub(WORD);
+            let h = header(block);
+            let size = h & !FLAGS;
+            let next = block.add(size);
+            let next_header = header(next);
+            let tail = size - needed;
+            let freed = if next_header & FREE != 0 && tail > 0 {
+                let next_size = next_header & !FLAGS;
+                self.unlink(next, next_size);
+                tail + next_size
+            } else if tail >= MIN_BLOCK {
+                tail
+            } else {
+                return Ok(NonNull::slice_from_raw_parts(ptr, size - WORD));
+            };
+            set_header(block, needed | (h & PREV_FREE));
+            self.insert(block.add(needed), freed);
+            self.in_use -= tail;
+            Ok(NonNull::slice_from_raw_parts(ptr, needed - WORD))
+        }
+    }
+
+    fn owns(&self, ptr: NonNull<u8>) -> bool {
+        let addr = ptr.as_ptr().addr();
+        let mut region = self.regions;
+        while !region.is_null() {
+            // SAFETY: headers on the list are live and ours.
+            let r = unsafe { &*region };
+            if r.base <= addr && addr < r.base + r.len {
+                return true;
+            }
+            region = r.next;
+        }
+        false
+    }
+
+    fn stats(&self) -> Stats {
+        Stats {
+            capacity: self.capacity,
+            in_use: self.in_use,
+            free: self.free,
+            largest_free: self.largest_free(),
+            metadata: self.capacity - self.in_use - self.free,
+        }
+    }
+}
+
+impl<const FL: usize, const SL: usize> fmt::Debug for Tlsf<FL, SL> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tlsf")
+            .field("first_level", &FL)
+            .field("second_level", &SL)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
