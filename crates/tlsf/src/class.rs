@@ -147,7 +147,10 @@ mod tests {
         assert_eq!(block_size_for(0), MIN_BLOCK);
         assert_eq!(block_size_for(MIN_BLOCK - WORD), MIN_BLOCK);
         assert_eq!(block_size_for(MIN_BLOCK - WORD + 1), MIN_BLOCK + GRANULE);
-        assert_eq!(block_size_for(1000), (1000 + WORD).next_multiple_of(GRANULE));
+        assert_eq!(
+            block_size_for(1000),
+            (1000 + WORD).next_multiple_of(GRANULE)
+        );
     }
 
     fn check_good_fit<const FL: usize, const SL: usize>(units: usize) {
@@ -163,13 +166,28 @@ mod tests {
         assert!(size < next_floor, "{size} beyond its list ({fl}, {sl})");
         if let Some((fl, sl)) = Classes::<FL, SL>::first_list_fitting(size) {
             let floor = Classes::<FL, SL>::list_floor(fl, sl);
-            assert!(floor >= size, "list ({fl}, {sl}) starts at {floor} < {size}");
+            assert!(
+                floor >= size,
+                "list ({fl}, {sl}) starts at {floor} < {size}"
+            );
             // Good fit, not worse: the list is the first whose floor reaches the size.
-            let width = if fl <= 1 { GRANULE } else { GRANULE << (fl - 1) };
-            assert!(floor < size + width, "{size} rounded to {floor}, past one list");
+            let width = if fl <= 1 {
+                GRANULE
+            } else {
+                GRANULE << (fl - 1)
+            };
+            assert!(
+                floor < size + width,
+                "{size} rounded to {floor}, past one list"
+            );
         } else {
             let last = Classes::<FL, SL>::list_floor(FL - 1, SL - 1);
-            assert!(size > last, "{size} fits list ({}, {}) yet was refused", FL - 1, SL - 1);
+            assert!(
+                size > last,
+                "{size} fits list ({}, {}) yet was refused",
+                FL - 1,
+                SL - 1
+            );
         }
     }
 

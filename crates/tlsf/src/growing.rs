@@ -53,6 +53,7 @@ impl<S: Source, const FL: usize, const SL: usize> GrowingTlsf<S, FL, SL> {
 
     /// Takes a chunk that can serve `layout` from the source and adds it.
     #[cold]
+    #[allow(clippy::cast_ptr_alignment)] // the chunk header is placed at `align_offset`
     fn grow(&mut self, layout: Layout) -> Result<(), AllocError> {
         let header = size_of::<Chunk>() + align_of::<Chunk>().saturating_sub(S::CHUNK_ALIGN);
         let needed = Tlsf::<FL, SL>::region_len_for(layout)
@@ -104,13 +105,11 @@ impl<S: Source, const FL: usize, const SL: usize> Drop for GrowingTlsf<S, FL, SL
 unsafe impl<S: Source, const FL: usize, const SL: usize> Backend for GrowingTlsf<S, FL, SL> {
     #[inline]
     fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        match self.tlsf.allocate(layout) {
-            Ok(block) => Ok(block),
-            Err(AllocError) => {
-                self.grow(layout)?;
-                self.tlsf.allocate(layout)
-            }
+        if let Ok(block) = self.tlsf.allocate(layout) {
+            return Ok(block);
         }
+        self.grow(layout)?;
+        self.tlsf.allocate(layout)
     }
 
     #[inline]

@@ -22,14 +22,26 @@ const CRATE: &str = "heapkit-tlsf";
 // A block is addressed by its header word; the payload starts one word later. Free blocks
 // also hold two list links after the header and their size in their last word (the
 // footer). Block addresses are `WORD` past a granule boundary, so payloads are
-// granule-aligned.
+// granule-aligned. Every access to these words goes through the helpers below: block
+// addresses are word-aligned by construction, which is why they may cast `*mut u8`.
+
+/// The word `index` words past `block`.
+///
+/// # Safety
+/// `block` is a block header inside a region and the word lies in the same region.
+#[inline(always)]
+#[allow(clippy::cast_ptr_alignment)]
+unsafe fn word(block: *mut u8, index: usize) -> *mut usize {
+    // SAFETY: per the caller, in bounds of the region; word-aligned since `block` is.
+    unsafe { block.add(index * WORD).cast::<usize>() }
+}
 
 /// # Safety
 /// `block` is a block header inside a region.
 #[inline(always)]
 unsafe fn header(block: *mut u8) -> usize {
-    // SAFETY: per the caller, a header word lives there, word-aligned.
-    unsafe { block.cast::<usize>().read() }
+    // SAFETY: per the caller.
+    unsafe { word(block, 0).read() }
 }
 
 /// # Safety
@@ -37,15 +49,25 @@ unsafe fn header(block: *mut u8) -> usize {
 #[inline(always)]
 unsafe fn set_header(block: *mut u8, value: usize) {
     // SAFETY: per the caller.
-    unsafe { block.cast::<usize>().write(value) }
+    unsafe { word(block, 0).write(value) }
+}
+
+/// The footer of the block that ends where `block` starts: its size.
+///
+/// # Safety
+/// The block before `block` is free (`block`'s `PREV_FREE` bit).
+#[inline(always)]
+unsafe fn footer_before(block: *mut u8) -> usize {
+    // SAFETY: per the caller, the word before the header is the free block's footer.
+    unsafe { word(block.sub(WORD), 0).read() }
 }
 
 /// # Safety
-/// `block` is a free block (its link words are ours).
+/// `block` is a block header inside a region and its link words are ours.
 #[inline(always)]
 unsafe fn link(block: *mut u8, which: usize) -> *mut u8 {
-    // SAFETY: per the caller, the word `which` after the header is a link.
-    unsafe { block.add(which * WORD).cast::<*mut u8>().read() }
+    // SAFETY: per the caller.
+    unsafe { word(block, which).cast::<*mut u8>().read() }
 }
 
 /// # Safety
@@ -53,7 +75,7 @@ unsafe fn link(block: *mut u8, which: usize) -> *mut u8 {
 #[inline(always)]
 unsafe fn set_link(block: *mut u8, which: usize, to: *mut u8) {
     // SAFETY: per the caller.
-    unsafe { block.add(which * WORD).cast::<*mut u8>().write(to) }
+    unsafe { word(block, which).cast::<*mut u8>().write(to) }
 }
 
 const NEXT: usize = 1;
@@ -184,10 +206,11 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         let (fl, sl) = Classes::<FL, SL>::first_list_fitting(search)?;
         let area = Classes::<FL, SL>::list_floor(fl, sl);
         // Header and its alignment, the first block's offset, the sentinel and the tail's
-        // rounding; under `checked`, one bit per granule plus a word of rounding.
+        // rounding; under `checked`, one bit per granule of the whole region (bitmap
+        // included, hence 127 rather than 128 bytes per byte of map) plus rounding.
         let fixed = size_of::<Region>() + align_of::<Region>() + 2 * GRANULE + 2 * WORD;
         let bitmap = if cfg!(feature = "checked") {
-            area / (GRANULE * 8) + 4 * WORD
+            area / (GRANULE * 8 - 1) + 4 * WORD
         } else {
             0
         };
@@ -340,7 +363,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
             if !head.is_null() {
                 set_link(head, PREV, block);
             }
-            block.add(size - WORD).cast::<usize>().write(size);
+            word(block.add(size - WORD), 0).write(size);
             let next = block.add(size);
             set_header(next, header(next) | PREV_FREE);
         }
@@ -429,8 +452,8 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         if self.fl_map == 0 {
             return 0;
         }
-        let fl = (31 - self.fl_map.leading_zeros()) as usize;
-        let sl = (31 - self.sl_maps[fl].leading_zeros()) as usize;
+        let fl = self.fl_map.ilog2() as usize;
+        let sl = self.sl_maps[fl].ilog2() as usize;
         let mut largest = 0;
         let mut block = self.heads[fl][sl];
         while !block.is_null() {
@@ -517,7 +540,8 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
 
     /// Checks that `ptr` is a live block `layout` fits, or panics naming the problem.
     fn validate(&self, ptr: NonNull<u8>, layout: Layout, operation: &str) {
-        let fail = |reason: &str| heapkit_core::invalid_free(CRATE, operation, ptr.as_ptr(), reason);
+        let fail =
+            |reason: &str| heapkit_core::invalid_free(CRATE, operation, ptr.as_ptr(), reason);
         let block = ptr.as_ptr().wrapping_sub(WORD);
         let Some(region) = self.region_of(ptr.as_ptr().addr()) else {
             fail("pointer is not in memory this allocator manages")
@@ -545,8 +569,9 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
                 fail("block header is corrupted (the next block believes this one is free)");
             }
             if h & PREV_FREE != 0 {
-                let prev_size = block.sub(WORD).cast::<usize>().read();
-                let fits = prev_size >= MIN_BLOCK && prev_size <= block.addr() - region.first.addr();
+                let prev_size = footer_before(block);
+                let fits =
+                    prev_size >= MIN_BLOCK && prev_size <= block.addr() - region.first.addr();
                 if !fits || header(block.sub(prev_size)) != prev_size | FREE {
                     fail("block header is corrupted (the free block before it is damaged)");
                 }
@@ -630,7 +655,7 @@ unsafe impl<const FL: usize, const SL: usize> Backend for Tlsf<FL, SL> {
                 size += next_size;
             }
             if h & PREV_FREE != 0 {
-                let prev_size = block.sub(WORD).cast::<usize>().read();
+                let prev_size = footer_before(block);
                 block = block.sub(prev_size);
                 self.unlink(block, prev_size);
                 size += prev_size;
@@ -739,5 +764,235 @@ impl<const FL: usize, const SL: usize> fmt::Debug for Tlsf<FL, SL> {
             .field("second_level", &SL)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use heapkit_testkit::Regions;
+    use std::vec::Vec;
+
+    fn heap_over<const FL: usize, const SL: usize>(
+        regions: &mut Regions,
+        len: usize,
+    ) -> Tlsf<FL, SL> {
+        let mut heap = Tlsf::new();
+        let region = regions.take(len, 4096);
+        // SAFETY: `regions` outlives every heap in these tests.
+        unsafe { heap.add_region(region.cast(), len) }.unwrap();
+        heap
+    }
+
+    fn layout(size: usize, align: usize) -> Layout {
+        Layout::from_size_align(size, align).unwrap()
+    }
+
+    fn free_blocks<const FL: usize, const SL: usize>(heap: &Tlsf<FL, SL>) -> usize {
+        heap.free_blocks_per_list().iter().flatten().sum()
+    }
+
+    /// A heap full of small free fragments of many sizes, where a first-fit or best-fit
+    /// search would walk thousands of blocks: every allocation still examines one.
+    #[test]
+    fn allocation_examines_one_block_however_fragmented() {
+        let count = if cfg!(miri) { 300 } else { 20_000 };
+        let mut regions = Regions::new();
+        let mut heap: Tlsf = heap_over(&mut regions, count * 600 + 64 * 1024);
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut blocks = Vec::new();
+        for _ in 0..count {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let size = 16 + (seed % 480) as usize;
+            let block = heap.allocate(layout(size, 8)).unwrap();
+            blocks.push((block.cast::<u8>(), size));
+        }
+        // Free every other block: `count / 2` fragments that cannot merge.
+        for &(block, size) in blocks.iter().step_by(2) {
+            // SAFETY: allocated above with this layout, freed once.
+            unsafe { heap.deallocate(block, layout(size, 8)) };
+        }
+        let fragments = free_blocks(&heap);
+        assert!(fragments > count / 2, "only {fragments} free blocks");
+
+        heap.probes = 0;
+        let mut taken = Vec::new();
+        let requests = [24, 100, 300, 470, 1000, 5000, 60_000];
+        for (i, size) in requests.into_iter().enumerate() {
+            let block = heap.allocate(layout(size, 8)).unwrap();
+            assert_eq!(
+                heap.probes,
+                i + 1,
+                "allocating {size} bytes probed more than one block"
+            );
+            taken.push((block.cast::<u8>(), size));
+        }
+        // A request nothing can serve looks at the bitmaps only.
+        assert!(heap.allocate(layout(count * 600, 8)).is_err());
+        assert_eq!(heap.probes, requests.len());
+        for (block, size) in taken
+            .into_iter()
+            .chain(blocks.into_iter().skip(1).step_by(2))
+        {
+            // SAFETY: live blocks, freed once with their layout.
+            unsafe { heap.deallocate(block, layout(size, 8)) };
+        }
+        assert_eq!(
+            free_blocks(&heap),
+            1,
+            "everything merges back into one block"
+        );
+    }
+
+    #[test]
+    fn freeing_merges_with_both_neighbours() {
+        let mut regions = Regions::new();
+        let mut heap: Tlsf = heap_over(&mut regions, 64 * 1024);
+        let empty = heap.stats();
+        let l = layout(100, 8);
+        let blocks: Vec<_> = (0..4)
+            .map(|_| heap.allocate(l).unwrap().cast::<u8>())
+            .collect();
+        // SAFETY: live blocks freed once each.
+        unsafe {
+            heap.deallocate(blocks[0], l);
+            heap.deallocate(blocks[2], l);
+        }
+        // Two holes plus the tail.
+        assert_eq!(free_blocks(&heap), 3);
+        // SAFETY: as above.
+        unsafe { heap.deallocate(blocks[1], l) };
+        // Blocks 0..=2 merged into one hole.
+        assert_eq!(free_blocks(&heap), 2);
+        let hole = block_size_for(100) * 3 - WORD;
+        assert_eq!(heap.allocate(layout(hole, 8)).unwrap().cast(), blocks[0]);
+        // SAFETY: as above.
+        unsafe {
+            heap.deallocate(blocks[0], layout(hole, 8));
+            heap.deallocate(blocks[3], l);
+        }
+        assert_eq!(heap.stats(), empty);
+    }
+
+    #[test]
+    fn grow_and_shrink_stay_in_place() {
+        let mut regions = Regions::new();
+        let mut heap: Tlsf = heap_over(&mut regions, 64 * 1024);
+        let small = layout(40, 8);
+        let a = heap.allocate(small).unwrap().cast::<u8>();
+        let b = heap.allocate(small).unwrap().cast::<u8>();
+        // SAFETY: `b` is live.
+        unsafe { heap.deallocate(b, small) };
+        // `a` absorbs the freed `b` and the free tail behind it.
+        let big = layout(10_000, 8);
+        // SAFETY: `a` is live with layout `small`.
+        let grown = unsafe { heap.grow_in_place(a, small, big) }.unwrap();
+        assert_eq!(grown.cast::<u8>(), a);
+        assert!(grown.len() >= 10_000);
+        assert_eq!(heap.stats().in_use, grown.len());
+        // Shrinking hands the tail back: the next allocation lands right after `a`.
+        // SAFETY: `a` is live with layout `big`.
+        let shrunk = unsafe { heap.shrink_in_place(a, big, small) }.unwrap();
+        assert_eq!(shrunk.len(), block_size_for(40) - WORD);
+        let c = heap.allocate(small).unwrap().cast::<u8>();
+        assert_eq!(c, b);
+        // Growing into a live neighbour fails and changes nothing.
+        let before = heap.stats();
+        // SAFETY: `a` is live with layout `small`.
+        assert!(unsafe { heap.grow_in_place(a, small, big) }.is_err());
+        assert_eq!(heap.stats(), before);
+        // SAFETY: live blocks freed once.
+        unsafe {
+            heap.deallocate(a, small);
+            heap.deallocate(c, small);
+        }
+        assert_eq!(free_blocks(&heap), 1);
+    }
+
+    #[test]
+    fn an_aligned_request_returns_its_leading_gap() {
+        let mut regions = Regions::new();
+        let mut heap: Tlsf = heap_over(&mut regions, 64 * 1024);
+        let a = heap.allocate(layout(64, 4096)).unwrap().cast::<u8>();
+        assert_eq!(a.as_ptr().addr() % 4096, 0);
+        // The gap before the block and the tail after it are both free blocks.
+        assert_eq!(free_blocks(&heap), 2);
+        let stats = heap.stats();
+        assert_eq!(stats.in_use, block_size_for(64) - WORD);
+        // SAFETY: live block, freed once.
+        unsafe { heap.deallocate(a, layout(64, 4096)) };
+        assert_eq!(free_blocks(&heap), 1);
+    }
+
+    #[test]
+    fn bad_regions_are_refused_and_change_nothing() {
+        let mut regions = Regions::new();
+        let mut heap: Tlsf = heap_over(&mut regions, 4096);
+        let before = heap.stats();
+        let tiny = regions.take(64, 16);
+        // SAFETY: the region is ours; the call must refuse it anyway.
+        let error = unsafe { heap.add_region(tiny.cast(), 16) }.unwrap_err();
+        assert!(
+            matches!(error, ConfigError::RegionTooSmall { given: 16, .. }),
+            "{error}"
+        );
+        let first = heap.regions;
+        // SAFETY: `first` is a live region header.
+        let base = unsafe { (*first).base };
+        let inside = NonNull::new(tiny.cast::<u8>().as_ptr().with_addr(base + 100)).unwrap();
+        // SAFETY: refused before anything is written.
+        let error = unsafe { heap.add_region(inside, 1000) }.unwrap_err();
+        assert_eq!(
+            error,
+            ConfigError::RegionOverlaps {
+                address: base + 100
+            }
+        );
+        // SAFETY: as above.
+        let error = unsafe { heap.add_region(tiny.cast(), usize::MAX) }.unwrap_err();
+        assert!(
+            matches!(error, ConfigError::RegionTooLarge { .. }),
+            "{error}"
+        );
+        assert_eq!(heap.stats(), before);
+    }
+
+    #[test]
+    fn regions_past_the_largest_block_are_split() {
+        type Small = Tlsf<8, 4>;
+        let mut regions = Regions::new();
+        let len = 100 * 1024;
+        let mut heap: Small = heap_over(&mut regions, len);
+        let blocks = free_blocks(&heap);
+        assert!(blocks >= len / Small::MAX_BLOCK, "{blocks} pieces");
+        assert!(heap.stats().largest_free <= Small::MAX_BLOCK - WORD);
+        assert_eq!(heap.stats().capacity, len);
+        let largest = layout(Small::max_request(), 8);
+        let block = heap.allocate(largest).unwrap();
+        assert!(heap.allocate(layout(Small::max_request() + 1, 8)).is_err());
+        // SAFETY: live block, freed once.
+        unsafe { heap.deallocate(block.cast(), largest) };
+        assert_eq!(free_blocks(&heap), blocks);
+    }
+
+    #[test]
+    fn a_fresh_region_of_region_len_for_serves_the_request() {
+        for (size, align) in [(1, 1), (100, 8), (5000, 64), (70_000, 4096), (1 << 20, 16)] {
+            let l = layout(size, align);
+            let len = Tlsf::<28, 32>::region_len_for(l).unwrap();
+            let mut regions = Regions::new();
+            let region = regions.take(len + 1, 16);
+            // Misalign the start as badly as a chunk header could.
+            let start = region.cast::<u8>().as_ptr().wrapping_add(1);
+            let mut heap: Tlsf = Tlsf::new();
+            // SAFETY: inside the taken region.
+            unsafe { heap.add_region(NonNull::new(start).unwrap(), len) }.unwrap();
+            assert!(heap.allocate(l).is_ok(), "{size} bytes aligned to {align}");
+        }
+        assert!(Tlsf::<8, 4>::region_len_for(layout(1 << 20, 8)).is_none());
     }
 }
