@@ -1,6 +1,9 @@
 //! Shared set-up for heapkit's benchmarks: regions that every allocator under test gets in
 //! the same size, so that each comparison runs side by side in one process.
 
+pub mod arena;
+pub mod workloads;
+
 use std::alloc::{alloc, dealloc, Layout};
 use std::ptr::NonNull;
 
@@ -74,5 +77,11 @@ impl Rng {
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
+    }
+
+    /// A number in `0..n` (`n > 0`), by multiply-and-shift rather than a division, so
+    /// workloads spend their time in the allocators.
+    pub fn below(&mut self, n: usize) -> usize {
+        ((u128::from(self.next()) * n as u128) >> 64) as usize
     }
 }

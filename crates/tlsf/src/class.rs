@@ -192,6 +192,13 @@ mod tests {
     }
 
     proptest! {
+        // No failure files (miri runs isolated) and fewer cases under miri.
+        #![proptest_config(ProptestConfig {
+            cases: if cfg!(miri) { 16 } else { 2048 },
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
         #[test]
         fn every_size_lies_in_its_list_and_rounding_always_fits(units in 1usize..(1 << 20)) {
             check_good_fit::<8, 4>(units.min(511));

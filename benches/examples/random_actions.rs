@@ -1,0 +1,31 @@
+//! Runs talc's random actions on one contender, for `valgrind --tool=callgrind` or `perf`:
+//! instruction counts are stable where wall-clock times on a shared machine are not.
+//!
+//! `cargo run --release -p heapkit-benches --example random_actions -- tlsf|rlsf|talc MAX STEPS`
+
+use heapkit_benches::arena::{heapkit_tlsf, rlsf, talc, Arena};
+use heapkit_benches::workloads::{untimed, RandomActions};
+
+fn drive(arena: &mut impl Arena, max: usize, steps: usize) {
+    let mut workload = RandomActions::new(max, 42);
+    for _ in 0..steps {
+        workload.step(arena, &mut untimed);
+    }
+    workload.drain(arena);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let max = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(3000);
+    let steps = args
+        .get(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let region = 64 << 20;
+    match args.first().map(String::as_str) {
+        Some("tlsf") => drive(&mut heapkit_tlsf(region), max, steps),
+        Some("rlsf") => drive(&mut rlsf(region), max, steps),
+        Some("talc") => drive(&mut talc(region), max, steps),
+        _ => eprintln!("usage: random_actions tlsf|rlsf|talc [MAX] [STEPS]"),
+    }
+}

@@ -1,0 +1,163 @@
+//! [`Arena`]: the calls every workload makes, implemented for heapkit's backends and for
+//! the peer crates that manage a fixed region, so one workload drives them all alike.
+
+use std::alloc::Layout;
+use std::mem::MaybeUninit;
+use std::ptr::NonNull;
+
+use heapkit_core::{resize, Backend};
+
+use crate::Region;
+
+/// An allocator over a fixed region, as the workloads use it.
+pub trait Arena {
+    /// A block for `layout` (size non-zero), or `None` when out of memory.
+    fn alloc(&mut self, layout: Layout) -> Option<NonNull<u8>>;
+
+    /// Frees a block.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is a live block of this arena allocated (or last reallocated) with `layout`.
+    unsafe fn free(&mut self, ptr: NonNull<u8>, layout: Layout);
+
+    /// Resizes a block to `new_size` bytes, in place where the allocator can, otherwise
+    /// by moving it (copying the contents). `None` leaves the block as it was.
+    ///
+    /// # Safety
+    ///
+    /// As for [`free`](Self::free); `new_size` is non-zero.
+    unsafe fn realloc(
+        &mut self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        new_size: usize,
+    ) -> Option<NonNull<u8>>;
+}
+
+/// A heapkit backend as an [`Arena`], resizing the way its adapters do.
+#[derive(Debug)]
+pub struct Heapkit<B>(pub B);
+
+impl<B: Backend> Arena for Heapkit<B> {
+    #[inline]
+    fn alloc(&mut self, layout: Layout) -> Option<NonNull<u8>> {
+        self.0.allocate(layout).ok().map(NonNull::cast)
+    }
+
+    #[inline]
+    unsafe fn free(&mut self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: per the caller.
+        unsafe { self.0.deallocate(ptr, layout) }
+    }
+
+    #[inline]
+    unsafe fn realloc(
+        &mut self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        new_size: usize,
+    ) -> Option<NonNull<u8>> {
+        let new_layout = Layout::from_size_align(new_size, layout.align()).ok()?;
+        // SAFETY: per the caller.
+        let block = unsafe {
+            if new_size >= layout.size() {
+                resize::grow(&mut self.0, ptr, layout, new_layout, false)
+            } else {
+                resize::shrink(&mut self.0, ptr, layout, new_layout)
+            }
+        };
+        block.ok().map(NonNull::cast)
+    }
+}
+
+/// rlsf's TLSF with the parameters its documentation suggests for large pools.
+pub type RlsfTlsf = rlsf::Tlsf<'static, u32, u32, 28, 32>;
+
+impl Arena for RlsfTlsf {
+    #[inline]
+    fn alloc(&mut self, layout: Layout) -> Option<NonNull<u8>> {
+        self.allocate(layout)
+    }
+
+    #[inline]
+    unsafe fn free(&mut self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: per the caller.
+        unsafe { self.deallocate(ptr, layout.align()) }
+    }
+
+    #[inline]
+    unsafe fn realloc(
+        &mut self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        new_size: usize,
+    ) -> Option<NonNull<u8>> {
+        let new_layout = Layout::from_size_align(new_size, layout.align()).ok()?;
+        // SAFETY: per the caller.
+        unsafe { self.reallocate(ptr, new_layout) }
+    }
+}
+
+/// talc's core allocator over a region it was given by hand.
+pub type TalcArena = talc::base::Talc<talc::source::Manual, talc::DefaultBinning>;
+
+impl Arena for TalcArena {
+    #[inline]
+    fn alloc(&mut self, layout: Layout) -> Option<NonNull<u8>> {
+        // SAFETY: the workloads never request zero bytes.
+        unsafe { self.allocate(layout) }
+    }
+
+    #[inline]
+    unsafe fn free(&mut self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: per the caller.
+        unsafe { self.deallocate(ptr.as_ptr(), layout) }
+    }
+
+    #[inline]
+    unsafe fn realloc(
+        &mut self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        new_size: usize,
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: per the caller; on a move the old block is copied, then freed.
+        unsafe {
+            if self.try_realloc_in_place(ptr.as_ptr(), layout, new_size) {
+                return Some(ptr);
+            }
+            let new_layout = Layout::from_size_align(new_size, layout.align()).ok()?;
+            let moved = self.allocate(new_layout)?;
+            ptr.copy_to_nonoverlapping(moved, layout.size().min(new_size));
+            self.deallocate(ptr.as_ptr(), layout);
+            Some(moved)
+        }
+    }
+}
+
+/// A leaked region of `len` bytes (page aligned) as the `'static` slice the peers take.
+fn leaked(len: usize) -> &'static mut [MaybeUninit<u8>] {
+    Region::new(len, 4096).leak()
+}
+
+/// heapkit's TLSF (default parameters) over a fresh `len`-byte region.
+pub fn heapkit_tlsf(len: usize) -> Heapkit<heapkit_tlsf::Tlsf> {
+    Heapkit(heapkit_tlsf::Tlsf::with_region(leaked(len)).expect("region fits TLSF"))
+}
+
+/// rlsf over a fresh `len`-byte region.
+pub fn rlsf(len: usize) -> RlsfTlsf {
+    let mut tlsf = RlsfTlsf::new();
+    tlsf.insert_free_block(leaked(len));
+    tlsf
+}
+
+/// talc over a fresh `len`-byte region.
+pub fn talc(len: usize) -> TalcArena {
+    let region = leaked(len);
+    let mut talc = TalcArena::new(talc::source::Manual);
+    // SAFETY: the leaked region is talc's alone for the rest of the process.
+    unsafe { talc.claim(region.as_mut_ptr().cast(), len) }.expect("talc claims the region");
+    talc
+}
