@@ -91,11 +91,8 @@ impl RandomActions {
                 timer(&mut || moved = unsafe { arena.realloc(block, layout, size) });
                 let moved = moved.expect("region too small for the workload");
                 // SAFETY: the block keeps its first byte across a resize.
-                assert_eq!(
-                    unsafe { moved.as_ptr().read() },
-                    slot as u8,
-                    "contents lost"
-                );
+                let first = unsafe { moved.as_ptr().read() };
+                assert_eq!(first, slot as u8, "contents lost");
                 let layout = Layout::from_size_align(size, layout.align()).expect("valid");
                 self.slots[slot] = Some((moved, layout));
             }
