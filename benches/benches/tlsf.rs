@@ -148,8 +148,11 @@ mod latency {
 
     /// Percentiles (p50, p99, p99.9, p99.99, max) of one run, in ticks.
     #[allow(clippy::cast_precision_loss)]
-    fn run<A: Arena>(arena: &mut A, seed: u64) -> [u64; 5] {
+    fn run<A: Arena>(arena: &mut A, seed: u64, realloc: bool) -> [u64; 5] {
         let mut workload = RandomActions::new(3000, seed);
+        if !realloc {
+            workload = workload.without_realloc();
+        }
         for _ in 0..WARM_UP {
             workload.step(arena, &mut untimed);
         }
@@ -174,17 +177,30 @@ mod latency {
         ]
     }
 
-    #[allow(clippy::cast_precision_loss)]
     pub fn table() {
+        for realloc in [false, true] {
+            table_for(realloc);
+        }
+    }
+
+    #[allow(clippy::cast_precision_loss)]
+    fn table_for(realloc: bool) {
         let scale = ns_per_tick();
+        let mix = if realloc {
+            "allocate, free and realloc (moves copy up to 9 KB)"
+        } else {
+            "allocate and free only"
+        };
         println!(
-            "\n### tlsf latency per operation (random actions up to 3000 B, {TIMED} ops, \
-             median of {RUNS} runs; ns including ~{:.0} ns of timer)\n",
+            "\n### tlsf latency per operation: random actions up to 3000 B, {mix}; {TIMED} ops, \
+             median of {RUNS} runs; ns including ~{:.0} ns of timer\n",
             empty_call_ticks() as f64 * scale
         );
         println!("| allocator | p50 | p99 | p99.9 | p99.99 | max | p99.9 / p50 |\n|---|---:|---:|---:|---:|---:|---:|");
         for_each_contender!(REGION, |name, arena| {
-            let runs: Vec<[u64; 5]> = (0..RUNS).map(|r| run(&mut arena, 100 + r as u64)).collect();
+            let runs: Vec<[u64; 5]> = (0..RUNS)
+                .map(|r| run(&mut arena, 100 + r as u64, realloc))
+                .collect();
             let median = |i: usize| {
                 let mut column: Vec<u64> = runs.iter().map(|r| r[i]).collect();
                 column.sort_unstable();

@@ -1,7 +1,8 @@
 //! Runs talc's random actions on one contender, for `valgrind --tool=callgrind` or `perf`:
 //! instruction counts are stable where wall-clock times on a shared machine are not.
 //!
-//! `cargo run --release -p heapkit-benches --example random_actions -- tlsf|rlsf|talc MAX STEPS`
+//! `cargo run --release -p heapkit-benches --example random_actions -- tlsf|rlsf|talc MAX STEPS`,
+//! or `tlsf-pairs|rlsf-pairs|talc-pairs SIZE COUNT` for allocate+free pairs.
 
 use heapkit_benches::arena::{heapkit_tlsf, rlsf, talc, Arena};
 use heapkit_benches::workloads::{untimed, RandomActions};
@@ -12,6 +13,21 @@ fn drive(arena: &mut impl Arena, max: usize, steps: usize) {
         workload.step(arena, &mut untimed);
     }
     workload.drain(arena);
+}
+
+/// Allocate+free pairs of `size` bytes with the workload's 300 blocks live around them.
+fn pairs(arena: &mut impl Arena, size: usize, count: usize) {
+    let mut background = RandomActions::new(3000, 7);
+    for _ in 0..2_000 {
+        background.step(arena, &mut untimed);
+    }
+    let layout = std::alloc::Layout::from_size_align(size, 8).unwrap();
+    for _ in 0..count {
+        let block = arena.alloc(std::hint::black_box(layout)).unwrap();
+        // SAFETY: just allocated with `layout`.
+        unsafe { arena.free(std::hint::black_box(block), layout) };
+    }
+    background.drain(arena);
 }
 
 fn main() {
@@ -26,6 +42,9 @@ fn main() {
         Some("tlsf") => drive(&mut heapkit_tlsf(region), max, steps),
         Some("rlsf") => drive(&mut rlsf(region), max, steps),
         Some("talc") => drive(&mut talc(region), max, steps),
-        _ => eprintln!("usage: random_actions tlsf|rlsf|talc [MAX] [STEPS]"),
+        Some("tlsf-pairs") => pairs(&mut heapkit_tlsf(region), max, steps),
+        Some("rlsf-pairs") => pairs(&mut rlsf(region), max, steps),
+        Some("talc-pairs") => pairs(&mut talc(region), max, steps),
+        _ => eprintln!("usage: random_actions tlsf|rlsf|talc[-pairs] [MAX|SIZE] [STEPS]"),
     }
 }

@@ -14,6 +14,7 @@ use crate::Rng;
 #[derive(Debug)]
 pub struct RandomActions {
     max_size: usize,
+    realloc: bool,
     slots: Vec<Option<(NonNull<u8>, Layout)>>,
     rng: Rng,
 }
@@ -26,9 +27,18 @@ impl RandomActions {
     pub fn new(max_size: usize, seed: u64) -> Self {
         Self {
             max_size,
+            realloc: true,
             slots: vec![None; Self::SLOTS],
             rng: Rng::new(seed),
         }
+    }
+
+    /// talc's "no-realloc" variant: an occupied slot is always freed, so every call is an
+    /// allocate or a free (and latencies carry no memory copies).
+    #[must_use]
+    pub fn without_realloc(mut self) -> Self {
+        self.realloc = false;
+        self
     }
 
     /// `rand(4..rand(16..max))`: most requests small, a long tail up to `max`.
@@ -55,7 +65,7 @@ impl RandomActions {
                 let align = Self::align(&mut self.rng);
                 Action::Alloc(Layout::from_size_align(size, align).expect("valid layout"))
             }
-            Some(_) if self.rng.next() & 1 == 0 => Action::Free,
+            Some(_) if !self.realloc || self.rng.next() & 1 == 0 => Action::Free,
             Some(_) => Action::Realloc(Self::size(&mut self.rng, 3 * self.max_size)),
         };
         (slot, action)

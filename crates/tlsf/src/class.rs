@@ -42,6 +42,8 @@ impl<const FL: usize, const SL: usize> Classes<FL, SL> {
     /// The largest block: a region's blocks never merge beyond it.
     pub(crate) const MAX_BLOCK: usize = Self::LIMIT - GRANULE;
 
+    /// The list of `units` granules. Small sizes (the common case, and a well-predicted
+    /// branch) skip the logarithm.
     #[inline(always)]
     fn list_of_units(units: usize) -> (usize, usize) {
         if units < SL {
@@ -61,16 +63,21 @@ impl<const FL: usize, const SL: usize> Classes<FL, SL> {
 
     /// The first list all of whose blocks are at least `size` bytes (a multiple of the
     /// granule): `size` rounded up to the next list boundary. `None` past the last list.
+    ///
+    /// Small sizes have exact lists. Above, one `ilog2`: the second-level index is rounded
+    /// up when any bit below it is set, and a carry out of the last second-level list
+    /// moves to the next class.
     #[inline(always)]
     pub(crate) fn first_list_fitting(size: usize) -> Option<(usize, usize)> {
         let units = size >> GRANULE_SHIFT;
-        let rounded = if units < SL {
-            units
-        } else {
-            units + (1 << (units.ilog2() - Self::SL_SHIFT)) - 1
-        };
-        let (fl, sl) = Self::list_of_units(rounded);
-        (fl < FL).then_some((fl, sl))
+        if units < SL {
+            return Some((0, units));
+        }
+        let shift = units.ilog2() - Self::SL_SHIFT;
+        let round_up = usize::from(units & ((1 << shift) - 1) != 0);
+        let top = (units >> shift) + round_up;
+        let fl = shift as usize + 1 + (top >> (Self::SL_SHIFT + 1));
+        (fl < FL).then_some((fl, top & (SL - 1)))
     }
 
     /// The smallest block size list `(fl, sl)` holds.

@@ -344,33 +344,92 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         }
     }
 
-    /// Puts a block on its list, marks it free with a footer, and tells the next block.
+    /// The head of list `(fl, sl)`.
     ///
     /// # Safety
     ///
-    /// `block..block + size` is unused memory of one region, the block before it is in use
-    /// (or it starts the region), and a valid header follows it.
+    /// `fl < FL` and `sl < SL`: indices from `list_of` of a block size (blocks never
+    /// exceed `MAX_BLOCK`) or from `find_list`.
     #[inline(always)]
-    unsafe fn insert(&mut self, block: *mut u8, size: usize) {
-        let (fl, sl) = Classes::<FL, SL>::list_of(size);
-        let head = self.heads[fl][sl];
-        // SAFETY: per the caller, the block's words are ours, `head` is a free block, and
-        // a header follows the block.
+    unsafe fn head(&mut self, fl: usize, sl: usize) -> &mut *mut u8 {
+        debug_assert!(fl < FL && sl < SL);
+        // SAFETY: in bounds, per the caller.
+        unsafe { self.heads.get_unchecked_mut(fl).get_unchecked_mut(sl) }
+    }
+
+    /// The second-level bitmap of class `fl`.
+    ///
+    /// # Safety
+    ///
+    /// `fl < FL`, as for [`head`](Self::head).
+    #[inline(always)]
+    unsafe fn sl_map(&self, fl: usize) -> u32 {
+        debug_assert!(fl < FL);
+        // SAFETY: in bounds, per the caller.
+        unsafe { *self.sl_maps.get_unchecked(fl) }
+    }
+
+    /// # Safety
+    ///
+    /// As for [`sl_map`](Self::sl_map).
+    #[inline(always)]
+    unsafe fn sl_map_mut(&mut self, fl: usize) -> &mut u32 {
+        debug_assert!(fl < FL);
+        // SAFETY: in bounds, per the caller.
+        unsafe { self.sl_maps.get_unchecked_mut(fl) }
+    }
+
+    /// Puts a block on its list with its free header and footer. The next block's
+    /// `PREV_FREE` bit is the caller's to set (often it already is).
+    ///
+    /// # Safety
+    ///
+    /// `block..block + size` is unused memory of one region, of a valid block size, and
+    /// the block before it is in use (or it starts the region).
+    #[inline(always)]
+    unsafe fn link_free(&mut self, block: *mut u8, size: usize) {
+        // SAFETY: per the caller.
+        unsafe { self.link_free_in(block, size, Classes::<FL, SL>::list_of(size)) }
+    }
+
+    /// [`link_free`](Self::link_free) with the block's list already known.
+    ///
+    /// # Safety
+    ///
+    /// As for `link_free`; `(fl, sl)` is `list_of(size)`.
+    #[inline(always)]
+    unsafe fn link_free_in(&mut self, block: *mut u8, size: usize, (fl, sl): (usize, usize)) {
+        // SAFETY: per the caller the block's words are ours; the head is a free block.
         unsafe {
+            let head = self.head(fl, sl);
+            let first = *head;
+            *head = block;
             set_header(block, size | FREE);
-            set_link(block, NEXT, head);
+            set_link(block, NEXT, first);
             set_link(block, PREV, ptr::null_mut());
-            if !head.is_null() {
-                set_link(head, PREV, block);
+            if !first.is_null() {
+                set_link(first, PREV, block);
             }
             word(block.add(size - WORD), 0).write(size);
+            *self.sl_map_mut(fl) |= 1 << sl;
+        }
+        self.fl_map |= 1 << fl;
+        self.free += size - WORD;
+    }
+
+    /// [`link_free`](Self::link_free), then tells the next block.
+    ///
+    /// # Safety
+    ///
+    /// As for `link_free`, and a valid header follows the block.
+    #[inline(always)]
+    unsafe fn insert(&mut self, block: *mut u8, size: usize) {
+        // SAFETY: per the caller.
+        unsafe {
+            self.link_free(block, size);
             let next = block.add(size);
             set_header(next, header(next) | PREV_FREE);
         }
-        self.heads[fl][sl] = block;
-        self.fl_map |= 1 << fl;
-        self.sl_maps[fl] |= 1 << sl;
-        self.free += size - WORD;
     }
 
     /// Takes a free block of `size` off its list. Its header and the next block's
@@ -381,7 +440,17 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     /// `block` is on a list, with size `size`.
     #[inline(always)]
     unsafe fn unlink(&mut self, block: *mut u8, size: usize) {
-        let (fl, sl) = Classes::<FL, SL>::list_of(size);
+        // SAFETY: per the caller.
+        unsafe { self.unlink_from(block, size, Classes::<FL, SL>::list_of(size)) }
+    }
+
+    /// [`unlink`](Self::unlink) with the block's list already known.
+    ///
+    /// # Safety
+    ///
+    /// As for `unlink`; `(fl, sl)` is `list_of(size)`.
+    #[inline(always)]
+    unsafe fn unlink_from(&mut self, block: *mut u8, size: usize, (fl, sl): (usize, usize)) {
         // SAFETY: per the caller, `block` and its list neighbours are free blocks.
         unsafe {
             let next = link(block, NEXT);
@@ -390,10 +459,11 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
                 set_link(next, PREV, prev);
             }
             if prev.is_null() {
-                self.heads[fl][sl] = next;
+                *self.head(fl, sl) = next;
                 if next.is_null() {
-                    self.sl_maps[fl] &= !(1 << sl);
-                    if self.sl_maps[fl] == 0 {
+                    let map = self.sl_map_mut(fl);
+                    *map &= !(1 << sl);
+                    if *map == 0 {
                         self.fl_map &= !(1 << fl);
                     }
                 }
@@ -404,19 +474,138 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         self.free -= size - WORD;
     }
 
+    /// Takes the first block (of `size` bytes) off list `(fl, sl)`.
+    ///
+    /// # Safety
+    ///
+    /// The list is not empty, and `(fl, sl)` is in range.
+    #[inline(always)]
+    unsafe fn pop_head(&mut self, fl: usize, sl: usize, size: usize) {
+        // SAFETY: per the caller, the head is a free block; its successor too, if any.
+        unsafe {
+            let head = self.head(fl, sl);
+            let next = link(*head, NEXT);
+            *head = next;
+            if next.is_null() {
+                let map = self.sl_map_mut(fl);
+                *map &= !(1 << sl);
+                if *map == 0 {
+                    self.fl_map &= !(1 << fl);
+                }
+            } else {
+                set_link(next, PREV, ptr::null_mut());
+            }
+        }
+        self.free -= size - WORD;
+    }
+
+    /// Moves free block `from` (of `from_size`) to `to` with size `to_size`, both in list
+    /// `(fl, sl)`: the list node changes address, the bitmaps stay as they are. Saves the
+    /// unlink and insert when a split or merge does not change the list.
+    ///
+    /// # Safety
+    ///
+    /// `from` is on list `(fl, sl)`; `to..to + to_size` is free memory of the region (it
+    /// may overlap `from`) whose size also maps to `(fl, sl)`; the block before `to` is in
+    /// use and the one after it knows it follows a free block.
+    #[inline(always)]
+    unsafe fn relocate(
+        &mut self,
+        from: *mut u8,
+        from_size: usize,
+        to: *mut u8,
+        to_size: usize,
+        (fl, sl): (usize, usize),
+    ) {
+        // SAFETY: per the caller; both links are read before anything at `to` is written.
+        unsafe {
+            let next = link(from, NEXT);
+            let prev = link(from, PREV);
+            set_link(to, NEXT, next);
+            set_link(to, PREV, prev);
+            if !next.is_null() {
+                set_link(next, PREV, to);
+            }
+            if prev.is_null() {
+                *self.head(fl, sl) = to;
+            } else {
+                set_link(prev, NEXT, to);
+            }
+            set_header(to, to_size | FREE);
+            word(to.add(to_size - WORD), 0).write(to_size);
+        }
+        self.free = self.free + to_size - from_size;
+    }
+
+    /// Turns free block `from` (`from_size` bytes, on a list) into free block `to` of
+    /// `to_size` bytes: relocated within its list when the list stays the same, else
+    /// unlinked and linked anew.
+    ///
+    /// # Safety
+    ///
+    /// As for [`relocate`](Self::relocate), without the same-list condition.
+    #[inline(always)]
+    unsafe fn replace_free(
+        &mut self,
+        from: *mut u8,
+        from_size: usize,
+        to: *mut u8,
+        to_size: usize,
+    ) {
+        let list = Classes::<FL, SL>::list_of(to_size);
+        let from_list = Classes::<FL, SL>::list_of(from_size);
+        // SAFETY: per the caller.
+        unsafe {
+            if list == from_list {
+                self.relocate(from, from_size, to, to_size, list);
+            } else {
+                self.unlink_from(from, from_size, from_list);
+                self.link_free_in(to, to_size, list);
+            }
+        }
+    }
+
+    /// Grows free block `block` (on a list) in place from `old_size` to `new_size` bytes:
+    /// a new header and footer when its list stays the same, else a move between lists.
+    ///
+    /// # Safety
+    ///
+    /// `block` is on a list with `old_size`; the bytes up to `new_size` are free memory of
+    /// its region, and the block after them knows it follows a free block.
+    #[inline(always)]
+    unsafe fn resize_free(&mut self, block: *mut u8, old_size: usize, new_size: usize) {
+        let list = Classes::<FL, SL>::list_of(new_size);
+        let old_list = Classes::<FL, SL>::list_of(old_size);
+        // SAFETY: per the caller.
+        unsafe {
+            if list == old_list {
+                set_header(block, new_size | FREE);
+                word(block.add(new_size - WORD), 0).write(new_size);
+                self.free = self.free + new_size - old_size;
+            } else {
+                self.unlink_from(block, old_size, old_list);
+                self.link_free_in(block, new_size, list);
+            }
+        }
+    }
+
     /// The first non-empty list at or after `(fl, sl)`: two find-first-set operations.
     #[inline(always)]
     fn find_list(&self, fl: usize, sl: usize) -> Option<(usize, usize)> {
-        let in_class = self.sl_maps[fl] & (u32::MAX << sl);
-        if in_class != 0 {
-            return Some((fl, in_class.trailing_zeros() as usize));
+        // SAFETY: `first_list_fitting` returns `fl < FL`; the second read uses a bit set
+        // in `fl_map`, which only ever holds bits below `FL`.
+        unsafe {
+            let in_class = self.sl_map(fl) & (u32::MAX << sl);
+            if in_class != 0 {
+                return Some((fl, in_class.trailing_zeros() as usize));
+            }
+            let above = self.fl_map & u32::MAX.checked_shl(fl as u32 + 1).unwrap_or(0);
+            if above == 0 {
+                return None;
+            }
+            let fl = above.trailing_zeros() as usize;
+            Some((fl, self.sl_map(fl).trailing_zeros() as usize))
         }
-        let above = self.fl_map & u32::MAX.checked_shl(fl as u32 + 1).unwrap_or(0);
-        if above == 0 {
-            return None;
-        }
-        let fl = above.trailing_zeros() as usize;
-        Some((fl, self.sl_maps[fl].trailing_zeros() as usize))
     }
 
     /// Cuts `block` (off the lists, `available` bytes) down to `size` bytes, returning the
@@ -430,13 +619,13 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     #[inline(always)]
     unsafe fn carve(&mut self, block: *mut u8, available: usize, size: usize) -> usize {
         // SAFETY: per the caller; the tail (when split) is free memory of the region,
-        // followed by the old next block's header.
+        // followed by the old next block's header, which already says "free before me".
         unsafe {
             let prev_flag = header(block) & PREV_FREE;
             let rest = available - size;
             if rest >= MIN_BLOCK {
                 set_header(block, size | prev_flag);
-                self.insert(block.add(size), rest);
+                self.link_free(block.add(size), rest);
                 size
             } else {
                 set_header(block, available | prev_flag);
@@ -445,6 +634,57 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
                 available
             }
         }
+    }
+
+    /// `allocate` for alignments above the granule: over-allocate, give back the gap.
+    #[inline(never)]
+    fn allocate_aligned(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let size = block_size_for(layout.size());
+        let search = Self::search_size(layout).ok_or(AllocError)?;
+        let (fl, sl) = Classes::<FL, SL>::first_list_fitting(search).ok_or(AllocError)?;
+        let (fl, sl) = self.find_list(fl, sl).ok_or(AllocError)?;
+        #[cfg(test)]
+        {
+            self.probes += 1;
+        }
+        // SAFETY: `find_list` only names non-empty lists, whose head is a free block of at
+        // least `search` bytes (good fit); the aligned gap and the tail are carved inside
+        // it, each either empty or at least `MIN_BLOCK`.
+        unsafe {
+            let mut block = *self.head(fl, sl);
+            let mut available = header(block) & !FLAGS;
+            self.unlink(block, available);
+            let align = layout.align();
+            let payload = block.add(WORD).addr();
+            let mut gap = ((payload + align - 1) & !(align - 1)) - payload;
+            if gap != 0 && gap < MIN_BLOCK {
+                gap += align;
+            }
+            if gap != 0 {
+                let aligned = block.add(gap);
+                set_header(aligned, PREV_FREE);
+                self.link_free(block, gap);
+                block = aligned;
+                available -= gap;
+            }
+            let size = self.carve(block, available, size);
+            Ok(self.allocated(block, size))
+        }
+    }
+
+    /// Books `block` (`size` bytes, header written) as allocated and returns its payload.
+    ///
+    /// # Safety
+    ///
+    /// `block` was just carved for an allocation.
+    #[inline(always)]
+    unsafe fn allocated(&mut self, block: *mut u8, size: usize) -> NonNull<[u8]> {
+        self.in_use += size - WORD;
+        #[cfg(feature = "checked")]
+        self.mark_start(block, true);
+        // SAFETY: a block's payload follows its header inside the region: not null.
+        let payload = unsafe { NonNull::new_unchecked(block.add(WORD)) };
+        NonNull::slice_from_raw_parts(payload, size - WORD)
     }
 
     /// Usable bytes of the largest free block. Walks one list: O(blocks on it).
@@ -592,42 +832,42 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
 unsafe impl<const FL: usize, const SL: usize> Backend for Tlsf<FL, SL> {
     #[inline]
     fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        if layout.align() > GRANULE {
+            return self.allocate_aligned(layout);
+        }
         let size = block_size_for(layout.size());
-        let search = Self::search_size(layout).ok_or(AllocError)?;
-        let (fl, sl) = Classes::<FL, SL>::first_list_fitting(search).ok_or(AllocError)?;
+        let (fl, sl) = Classes::<FL, SL>::first_list_fitting(size).ok_or(AllocError)?;
         let (fl, sl) = self.find_list(fl, sl).ok_or(AllocError)?;
-        let mut block = self.heads[fl][sl];
         #[cfg(test)]
         {
             self.probes += 1;
         }
         // SAFETY: `find_list` only names non-empty lists, whose head is a free block of at
-        // least `search` bytes (good fit); the aligned gap and the tail are carved inside
-        // it, each either empty or at least `MIN_BLOCK`.
+        // least `size` bytes (good fit). Its predecessor is in use (free blocks never
+        // touch), so the allocated header carries no flags; a tail of `MIN_BLOCK` or more
+        // goes back as a free block, whose successor already says "free before me".
         unsafe {
-            let mut available = header(block) & !FLAGS;
-            self.unlink(block, available);
-            let align = layout.align();
-            if align > GRANULE {
-                let payload = block.add(WORD).addr();
-                let mut gap = payload.next_multiple_of(align) - payload;
-                if gap != 0 && gap < MIN_BLOCK {
-                    gap += align;
+            let block = *self.head(fl, sl);
+            let available = header(block) & !FLAGS;
+            let rest = available - size;
+            if rest >= MIN_BLOCK {
+                let remainder = block.add(size);
+                let rest_list = Classes::<FL, SL>::list_of(rest);
+                if rest_list == (fl, sl) {
+                    self.relocate(block, available, remainder, rest, rest_list);
+                } else {
+                    self.pop_head(fl, sl, available);
+                    self.link_free_in(remainder, rest, rest_list);
                 }
-                if gap != 0 {
-                    let aligned = block.add(gap);
-                    set_header(aligned, PREV_FREE);
-                    self.insert(block, gap);
-                    block = aligned;
-                    available -= gap;
-                }
+                set_header(block, size);
+                Ok(self.allocated(block, size))
+            } else {
+                self.pop_head(fl, sl, available);
+                set_header(block, available);
+                let next = block.add(available);
+                set_header(next, header(next) & !PREV_FREE);
+                Ok(self.allocated(block, available))
             }
-            let size = self.carve(block, available, size);
-            self.in_use += size - WORD;
-            #[cfg(feature = "checked")]
-            self.mark_start(block, true);
-            let payload = NonNull::new_unchecked(block.add(WORD));
-            Ok(NonNull::slice_from_raw_parts(payload, size - WORD))
         }
     }
 
@@ -641,26 +881,34 @@ unsafe impl<const FL: usize, const SL: usize> Backend for Tlsf<FL, SL> {
         let _ = layout;
         // SAFETY: per the caller, `ptr` is a live block of ours, so its header precedes
         // it; a following header always exists (block or sentinel), and `PREV_FREE` says
-        // when the word before the header is a free block's footer.
+        // when the word before the header is a free block's footer. A merged block keeps
+        // the list node of a neighbour whose list it stays in.
         unsafe {
-            let mut block = ptr.as_ptr().sub(WORD);
+            let block = ptr.as_ptr().sub(WORD);
             let h = header(block);
-            let mut size = h & !FLAGS;
+            let size = h & !FLAGS;
             self.in_use -= size - WORD;
             let next = block.add(size);
             let next_header = header(next);
-            if next_header & FREE != 0 {
-                let next_size = next_header & !FLAGS;
-                self.unlink(next, next_size);
-                size += next_size;
-            }
             if h & PREV_FREE != 0 {
                 let prev_size = footer_before(block);
-                block = block.sub(prev_size);
-                self.unlink(block, prev_size);
-                size += prev_size;
+                let prev = block.sub(prev_size);
+                let mut merged = prev_size + size;
+                if next_header & FREE != 0 {
+                    let next_size = next_header & !FLAGS;
+                    self.unlink(next, next_size);
+                    merged += next_size;
+                } else {
+                    set_header(next, next_header | PREV_FREE);
+                }
+                self.resize_free(prev, prev_size, merged);
+            } else if next_header & FREE != 0 {
+                let next_size = next_header & !FLAGS;
+                self.replace_free(next, next_size, block, size + next_size);
+            } else {
+                set_header(next, next_header | PREV_FREE);
+                self.link_free(block, size);
             }
-            self.insert(block, size);
         }
     }
 
@@ -676,23 +924,33 @@ unsafe impl<const FL: usize, const SL: usize> Backend for Tlsf<FL, SL> {
         let _ = old_layout;
         let needed = block_size_for(new_layout.size());
         // SAFETY: as in `deallocate`; the next block is absorbed only when free and large
-        // enough, and `carve` returns what is left of it.
+        // enough, and what is left of it stays a free block in its place.
         unsafe {
             let block = ptr.as_ptr().sub(WORD);
-            let size = header(block) & !FLAGS;
-            if needed > size {
-                let next = block.add(size);
-                let next_header = header(next);
-                let next_size = next_header & !FLAGS;
-                if next_header & FREE == 0 || size + next_size < needed {
-                    return Err(AllocError);
-                }
-                self.unlink(next, next_size);
-                let grown = self.carve(block, size + next_size, needed);
-                self.in_use += grown - size;
-                return Ok(NonNull::slice_from_raw_parts(ptr, grown - WORD));
+            let h = header(block);
+            let size = h & !FLAGS;
+            if needed <= size {
+                return Ok(NonNull::slice_from_raw_parts(ptr, size - WORD));
             }
-            Ok(NonNull::slice_from_raw_parts(ptr, size - WORD))
+            let next = block.add(size);
+            let next_header = header(next);
+            let next_size = next_header & !FLAGS;
+            if next_header & FREE == 0 || size + next_size < needed {
+                return Err(AllocError);
+            }
+            let rest = size + next_size - needed;
+            let grown = if rest >= MIN_BLOCK {
+                self.replace_free(next, next_size, block.add(needed), rest);
+                needed
+            } else {
+                self.unlink(next, next_size);
+                let after = next.add(next_size);
+                set_header(after, header(after) & !PREV_FREE);
+                size + next_size
+            };
+            set_header(block, grown | (h & PREV_FREE));
+            self.in_use += grown - size;
+            Ok(NonNull::slice_from_raw_parts(ptr, grown - WORD))
         }
     }
 
@@ -713,20 +971,19 @@ unsafe impl<const FL: usize, const SL: usize> Backend for Tlsf<FL, SL> {
             let block = ptr.as_ptr().sub(WORD);
             let h = header(block);
             let size = h & !FLAGS;
+            let tail = size - needed;
             let next = block.add(size);
             let next_header = header(next);
-            let tail = size - needed;
-            let freed = if next_header & FREE != 0 && tail > 0 {
+            let freed = block.add(needed);
+            if next_header & FREE != 0 && tail > 0 {
                 let next_size = next_header & !FLAGS;
-                self.unlink(next, next_size);
-                tail + next_size
+                self.replace_free(next, next_size, freed, tail + next_size);
             } else if tail >= MIN_BLOCK {
-                tail
+                self.insert(freed, tail);
             } else {
                 return Ok(NonNull::slice_from_raw_parts(ptr, size - WORD));
-            };
+            }
             set_header(block, needed | (h & PREV_FREE));
-            self.insert(block.add(needed), freed);
             self.in_use -= tail;
             Ok(NonNull::slice_from_raw_parts(ptr, needed - WORD))
         }
