@@ -20,7 +20,7 @@ struct Chunk {
 /// large enough (at least the source's minimum chunk), adds it as a region and retries.
 /// Chunks go back to the source when the heap is dropped.
 ///
-/// With [`SystemSource`](heapkit_core::source::SystemSource) (feature `std`) this is a
+/// With `heapkit_core::source::SystemSource` (feature `std`) this is a
 /// general-purpose heap that can back `#[global_allocator]` through
 /// [`Locked`](heapkit_core::Locked); with a source over reserved physical memory it is a
 /// kernel heap. Allocation stays O(1) except when the source is called.
