@@ -567,6 +567,10 @@ unsafe impl<const ORDERS: usize> Backend for Buddy<ORDERS> {
         Ok(NonNull::slice_from_raw_parts(ptr, self.block_size(target)))
     }
 
+    fn max_align(&self) -> usize {
+        self.max_block()
+    }
+
     fn owns(&self, ptr: NonNull<u8>) -> bool {
         self.region_of(ptr.as_ptr().addr()).is_some()
     }

@@ -388,6 +388,11 @@ unsafe impl<B: Backend + ?Sized> Backend for &mut B {
     }
 
     #[inline]
+    fn max_align(&self) -> usize {
+        (**self).max_align()
+    }
+
+    #[inline]
     fn owns(&self, ptr: NonNull<u8>) -> bool {
         (**self).owns(ptr)
     }

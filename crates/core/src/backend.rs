@@ -111,6 +111,14 @@ pub unsafe trait Backend {
         Err(AllocError)
     }
 
+    /// The largest alignment this backend can serve at all. Combinators send requests with
+    /// a larger alignment elsewhere, and route their frees the same way, so the answer
+    /// must not change while blocks are live. The default claims no limit: requests are
+    /// tried and fail with [`AllocError`] if they cannot be served.
+    fn max_align(&self) -> usize {
+        usize::MAX
+    }
+
     /// Whether `ptr` lies in memory this backend manages. Combinators route frees by it.
     ///
     /// It answers for the address only: `true` does not mean a block starts there or is live.

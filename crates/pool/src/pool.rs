@@ -305,6 +305,10 @@ unsafe impl Backend for Pool {
     }
 
     #[inline]
+    fn max_align(&self) -> usize {
+        self.shape.align
+    }
+
     fn owns(&self, ptr: NonNull<u8>) -> bool {
         let offset = ptr.as_ptr().addr().wrapping_sub(self.base.as_ptr().addr());
         offset < self.blocks * self.shape.stride

@@ -55,6 +55,10 @@ pub struct Profile {
     /// Whether `Stats::in_use` must equal the usable sizes handed out exactly (true for
     /// every leaf backend); combinators that trim usable sizes check `>=` instead.
     pub exact_in_use: bool,
+    /// Whether the allocator may keep freed memory in caches (a slab heap keeps an empty
+    /// chunk per size class): after everything is freed, `in_use` must be 0 and the
+    /// capacity unchanged, but free and metadata bytes need not match their start.
+    pub caches_memory: bool,
 }
 
 impl Default for Profile {
@@ -63,6 +67,7 @@ impl Default for Profile {
             max_size: 4096,
             max_align: 4096,
             exact_in_use: true,
+            caches_memory: false,
         }
     }
 }
@@ -74,7 +79,16 @@ impl Profile {
             max_size,
             max_align,
             exact_in_use: true,
+            caches_memory: false,
         }
+    }
+
+    /// The same profile for an allocator that keeps freed memory cached (see
+    /// [`caches_memory`](Self::caches_memory)).
+    #[must_use]
+    pub const fn caching(mut self) -> Self {
+        self.caches_memory = true;
+        self
     }
 
     /// Maps a raw size: a quarter tiny (0–16 bytes, including zero), half small (up to 256),

@@ -51,6 +51,11 @@ impl<S: Source, const FL: usize, const SL: usize> GrowingTlsf<S, FL, SL> {
         &mut self.tlsf
     }
 
+    /// The TLSF heap inside, read-only.
+    pub fn tlsf_ref(&self) -> &Tlsf<FL, SL> {
+        &self.tlsf
+    }
+
     /// Takes a chunk that can serve `layout` from the source and adds it.
     #[cold]
     #[allow(clippy::cast_ptr_alignment)] // the chunk header is placed at `align_offset`

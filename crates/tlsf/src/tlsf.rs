@@ -751,6 +751,17 @@ struct RegionPlan {
 
 #[cfg(feature = "checked")]
 impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
+    /// The usable size of the allocated block whose payload starts at `ptr`, or `None` if
+    /// no allocated block starts there (`checked` only). Lets an allocator built on top
+    /// verify a pointer before it reads memory around it.
+    pub fn allocated_size(&self, ptr: NonNull<u8>) -> Option<usize> {
+        let block = ptr.as_ptr().wrapping_sub(WORD);
+        let (starts, word, bit) = self.start_bit(block)?;
+        // SAFETY: `start_bit` found the bit inside the region's bitmap; a set bit means an
+        // allocated block's header is there.
+        unsafe { (*starts.add(word) & (1 << bit) != 0).then(|| (header(block) & !FLAGS) - WORD) }
+    }
+
     /// The region and bit index of the block starting at `block`, if `block` is a block
     /// position in some region.
     fn start_bit(&self, block: *mut u8) -> Option<(*mut usize, usize, usize)> {
