@@ -301,6 +301,7 @@ impl<S: Source> Heap<S> {
 
     /// With `checked`, panics unless `ptr` lies in a live slab chunk of `class`.
     #[inline(always)]
+    #[cfg_attr(not(feature = "checked"), allow(clippy::unused_self))]
     fn check_slab_block(&self, ptr: NonNull<u8>, class: usize, operation: &str) {
         #[cfg(feature = "checked")]
         {

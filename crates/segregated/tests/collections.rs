@@ -1,0 +1,68 @@
+//! heapkit allocators under other crates' collections: hashbrown's `HashMap::new_in` on
+//! the ready `Heap`, and a composition a user writes in ten lines.
+
+use allocator_api2::{boxed::Box, vec::Vec};
+use hashbrown::HashMap;
+use heapkit_buddy::Buddy;
+use heapkit_core::Local;
+use heapkit_pool::Pool;
+use heapkit_segregated::{Bucketizer, Fallback, Heap, Segregator};
+use heapkit_testkit::Regions;
+use heapkit_tlsf::Tlsf;
+
+#[test]
+fn hashbrown_runs_on_the_heap() {
+    let mut regions = Regions::new();
+    let len = 16 << 20;
+    let region = regions.take(len, 4096);
+    let mut heap = Heap::new();
+    // SAFETY: `regions` outlives the heap and the map.
+    unsafe { heap.add_region(region.cast(), len) }.unwrap();
+    let heap = Local::new(heap);
+    let n = if cfg!(miri) { 300 } else { 20_000u64 };
+    let mut map = HashMap::new_in(&heap);
+    for i in 0..n {
+        let mut value = Vec::new_in(&heap);
+        value.extend(0..i % 17);
+        map.insert(i, value);
+    }
+    assert_eq!(map.len() as u64, n);
+    assert!((0..n).all(|i| map[&i].len() as u64 == i % 17));
+    map.retain(|k, _| k % 3 == 0);
+    assert_eq!(map.len() as u64, n.div_ceil(3));
+    drop(map);
+    assert_eq!(heap.stats().in_use, 0);
+}
+
+/// Pools for 32/64/128/256-byte objects, TLSF for the rest, a buddy when TLSF is full.
+type MyHeap = Segregator<256, Bucketizer<Pool, 4>, Fallback<Tlsf, Buddy<16>>>;
+
+#[test]
+fn a_users_own_composition_in_ten_lines() {
+    let mut regions = Regions::new();
+    let mut take = |len| regions.take(len, 4096).cast::<u8>();
+    let limits = [32, 64, 128, 256];
+    // SAFETY: each region is the allocator's alone and outlives it.
+    let pools =
+        limits.map(|block| unsafe { Pool::from_raw(take(64 << 10), 64 << 10, block, 16) }.unwrap());
+    let (mut tlsf, mut buddy) = (Tlsf::new(), Buddy::new(16).unwrap());
+    // SAFETY: as above.
+    unsafe { tlsf.add_region(take(256 << 10), 256 << 10).unwrap() };
+    // SAFETY: as above.
+    unsafe { buddy.add_region(take(1 << 20), 1 << 20).unwrap() };
+    let heap: Local<MyHeap> = Local::new(Segregator::new(
+        Bucketizer::new(pools, limits).unwrap(),
+        Fallback::new(tlsf, buddy),
+    ));
+
+    let small: Vec<Box<u64, _>> = (0..1000).map(|i| Box::new_in(i, &heap)).collect();
+    let mut big = Vec::new_in(&heap);
+    big.extend(0..100_000u32); // 400 KB: more than TLSF holds, so the buddy serves it
+    assert_eq!(small.iter().map(|b| **b).sum::<u64>(), 499_500);
+    assert_eq!(
+        big.iter().map(|&x| u64::from(x)).sum::<u64>(),
+        4_999_950_000
+    );
+    drop((small, big));
+    assert_eq!(heap.stats().in_use, 0);
+}
