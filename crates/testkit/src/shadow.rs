@@ -356,6 +356,11 @@ impl<A: Subject> Harness<A> {
         &self.allocator
     }
 
+    /// The allocator under test, for calls outside the model (a cache trim, say).
+    pub fn allocator_mut(&mut self) -> &mut A {
+        &mut self.allocator
+    }
+
     /// Number of live blocks.
     pub fn live_blocks(&self) -> usize {
         self.live.len()
