@@ -2,6 +2,7 @@
 //! the same size, so that each comparison runs side by side in one process.
 
 pub mod arena;
+pub mod global;
 pub mod workloads;
 
 use std::alloc::{alloc, dealloc, Layout};

@@ -164,11 +164,56 @@ pub fn heap_efficiency<A: Arena>(arena: &mut A, region_len: usize, max: usize, s
     live_bytes as f64 / region_len as f64
 }
 
+/// A program's worth of collection churn on any allocator: a hashbrown map of `entries`
+/// byte-string keys to 0–39-byte values, its keys sorted in a vector, a vector grown and
+/// shrunk ten times, then half the map removed and the rest dropped. Returns a checksum
+/// so the work cannot be optimised away.
+pub fn collections_churn<A: allocator_api2::alloc::Allocator + Copy>(
+    alloc: A,
+    entries: usize,
+    seed: u64,
+) -> usize {
+    use allocator_api2::vec::Vec as AVec;
+    let mut rng = Rng::new(seed);
+    let mut map = hashbrown::HashMap::new_in(alloc);
+    for i in 0..entries {
+        let mut key = AVec::with_capacity_in(12, alloc);
+        key.extend_from_slice(b"key-");
+        key.extend_from_slice(&rng.next().to_le_bytes());
+        let mut value = AVec::new_in(alloc);
+        value.resize(rng.below(40), i as u8);
+        map.insert(key, value);
+    }
+    let mut keys = AVec::with_capacity_in(map.len(), alloc);
+    keys.extend(map.keys().map(allocator_api2::vec::Vec::as_slice));
+    keys.sort_unstable();
+    let sorted = keys.len();
+    drop(keys);
+    let mut grown: AVec<u64, A> = AVec::new_in(alloc);
+    for _ in 0..10 {
+        grown.extend(0..(entries / 10) as u64);
+        grown.truncate(grown.len() / 2);
+        grown.shrink_to_fit();
+    }
+    map.retain(|key, _| key[4] & 1 == 0);
+    sorted + grown.len() + map.len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::arena::{heapkit_tlsf, Arena};
     use heapkit_core::Backend;
+
+    #[test]
+    fn collection_churn_gives_the_same_answer_on_every_allocator() {
+        use crate::global::{FromGlobal, LockedArena};
+        let glibc = collections_churn(&FromGlobal(std::alloc::System), 2_000, 5);
+        let tlsf = LockedArena::new(heapkit_tlsf(8 << 20));
+        assert_eq!(collections_churn(&tlsf, 2_000, 5), glibc);
+        assert_eq!(tlsf.0.lock().0.stats().in_use, 0, "everything was freed");
+        assert_ne!(collections_churn(&FromGlobal(std::alloc::System), 2_000, 6), glibc);
+    }
 
     #[test]
     fn random_actions_are_deterministic_and_balanced() {

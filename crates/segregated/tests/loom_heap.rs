@@ -29,8 +29,7 @@ impl Owned {
         let region = Box::into_raw(vec![0u64; REGION / 8].into_boxed_slice());
         let mut heap = Heap::new();
         // SAFETY: the region outlives the heap (dropped after it, in `drop`).
-        unsafe { heap.add_region(std::ptr::NonNull::new(region.cast()).unwrap(), REGION) }
-            .unwrap();
+        unsafe { heap.add_region(std::ptr::NonNull::new(region.cast()).unwrap(), REGION) }.unwrap();
         Self {
             heap: Locked::new(heap),
             region,
@@ -61,7 +60,10 @@ fn stamp_and_free(heap: &Locked<Heap>, tag: u8) {
     for (block, layout) in blocks.into_iter().zip(layouts) {
         // SAFETY: still ours.
         let stamp = unsafe { std::slice::from_raw_parts(block.as_ptr(), layout.size()) };
-        assert!(stamp.iter().all(|b| *b == tag), "a block was handed out twice");
+        assert!(
+            stamp.iter().all(|b| *b == tag),
+            "a block was handed out twice"
+        );
         // SAFETY: live with `layout`.
         unsafe { heap.deallocate(block, layout) };
     }
