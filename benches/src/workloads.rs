@@ -212,7 +212,10 @@ mod tests {
         let tlsf = LockedArena::new(heapkit_tlsf(8 << 20));
         assert_eq!(collections_churn(&tlsf, 2_000, 5), glibc);
         assert_eq!(tlsf.0.lock().0.stats().in_use, 0, "everything was freed");
-        assert_ne!(collections_churn(&FromGlobal(std::alloc::System), 2_000, 6), glibc);
+        assert_ne!(
+            collections_churn(&FromGlobal(std::alloc::System), 2_000, 6),
+            glibc
+        );
     }
 
     #[test]

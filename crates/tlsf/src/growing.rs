@@ -7,6 +7,7 @@ use core::ptr::{self, NonNull};
 
 use heapkit_core::{AllocError, Backend, Source, Stats};
 
+use crate::tlsf::{DEFAULT_FL, DEFAULT_SL};
 use crate::Tlsf;
 
 /// The header of each chunk taken from the source: chunks form a list for `Drop`.
@@ -24,7 +25,11 @@ struct Chunk {
 /// general-purpose heap that can back `#[global_allocator]` through
 /// [`Locked`](heapkit_core::Locked); with a source over reserved physical memory it is a
 /// kernel heap. Allocation stays O(1) except when the source is called.
-pub struct GrowingTlsf<S: Source, const FL: usize = 28, const SL: usize = 32> {
+pub struct GrowingTlsf<
+    S: Source,
+    const FL: usize = { DEFAULT_FL },
+    const SL: usize = { DEFAULT_SL },
+> {
     tlsf: Tlsf<FL, SL>,
     source: S,
     chunks: *mut Chunk,

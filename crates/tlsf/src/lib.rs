@@ -7,4 +7,4 @@ mod tlsf;
 
 pub use class::{GRANULE, MIN_BLOCK};
 pub use growing::GrowingTlsf;
-pub use tlsf::Tlsf;
+pub use tlsf::{Tlsf, DEFAULT_FL, DEFAULT_SL};

@@ -96,6 +96,12 @@ struct Region {
     starts: *mut usize,
 }
 
+/// First-level classes by default: blocks up to 64 GiB on 64-bit targets, 2 GiB (half the
+/// address space) on 32-bit ones.
+pub const DEFAULT_FL: usize = if usize::BITS >= 64 { 28 } else { 24 };
+/// Second-level lists per first-level class by default.
+pub const DEFAULT_SL: usize = 32;
+
 /// A two-level segregated fit allocator (Masmano, Ripoll, Crespo and Real, 2004): O(1)
 /// allocate, free and in-place resize, with no loop whose length depends on what the
 /// heap holds — the allocator for real-time code, where the worst case is what counts.
@@ -127,12 +133,13 @@ struct Region {
 /// **Regions.** [`add_region`](Self::add_region) at any time. Each region starts with a
 /// small header and ends with a sentinel; blocks never merge across regions. A region
 /// larger than the largest class (`GRANULE * SL << (FL - 1)` bytes: 64 GiB for the
-/// default `Tlsf<28, 32>` on 64-bit targets) is managed as several.
+/// default `Tlsf<28, 32>` on 64-bit targets, 2 GiB for `Tlsf<24, 32>` on 32-bit ones) is
+/// managed as several.
 ///
 /// **Parameters.** `FL` from 1 to 32, `SL` a power of two from 1 to 32, and together they
 /// must cover at least 1 KiB; other values fail the build. The list heads take
 /// `FL * SL` words inside the `Tlsf` value (7 KiB for the default).
-pub struct Tlsf<const FL: usize = 28, const SL: usize = 32> {
+pub struct Tlsf<const FL: usize = { DEFAULT_FL }, const SL: usize = { DEFAULT_SL }> {
     /// Bit `f`: some list of first-level class `f` is non-empty.
     fl_map: u32,
     /// Per class `f`, bit `s`: list `(f, s)` is non-empty.
