@@ -15,8 +15,16 @@ static HEAP: Locked<Heap<SystemSource>> =
 const ENTRIES: usize = if cfg!(miri) { 2_000 } else { 1_000_000 };
 
 /// One test, so that nothing else allocates while the heap's figures are compared.
+///
+/// Not under miri: `std::boxed::Box` hands its pointer back to `dealloc` with a borrow tag
+/// that covers the box's bytes only, and the heap reaches its metadata (the TLSF header
+/// before the block, the slab chunk header) through that pointer. Stacked and Tree Borrows
+/// both reject that (rust-lang/unsafe-code-guidelines#256, rust-lang/miri#2104); the same
+/// pattern is in every header-based allocator. Miri checks the heap through raw pointers
+/// and `allocator_api2` collections instead (contract, routing and collections tests).
 #[test]
-fn a_real_program_runs_on_the_heap() {
+#[cfg_attr(miri, ignore = "Box's borrow tag does not cover allocator metadata; see above")]
+fn global_allocator_runs_a_real_program() {
     let before = HEAP.stats().in_use;
     btreemap_of_a_million_entries();
     strings_sort_and_vectors_grow_and_shrink();
