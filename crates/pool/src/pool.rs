@@ -309,6 +309,7 @@ unsafe impl Backend for Pool {
         self.shape.align
     }
 
+    #[inline]
     fn owns(&self, ptr: NonNull<u8>) -> bool {
         let offset = ptr.as_ptr().addr().wrapping_sub(self.base.as_ptr().addr());
         offset < self.blocks * self.shape.stride

@@ -23,7 +23,10 @@ const ENTRIES: usize = if cfg!(miri) { 2_000 } else { 1_000_000 };
 /// pattern is in every header-based allocator. Miri checks the heap through raw pointers
 /// and `allocator_api2` collections instead (contract, routing and collections tests).
 #[test]
-#[cfg_attr(miri, ignore = "Box's borrow tag does not cover allocator metadata; see above")]
+#[cfg_attr(
+    miri,
+    ignore = "Box's borrow tag does not cover allocator metadata; see above"
+)]
 fn global_allocator_runs_a_real_program() {
     let before = HEAP.stats().in_use;
     btreemap_of_a_million_entries();
