@@ -7,6 +7,7 @@ use std::alloc::{GlobalAlloc, Layout};
 use std::ptr::NonNull;
 
 use allocator_api2::alloc::{AllocError, Allocator};
+use heapkit_core::resize::dangling;
 use heapkit_core::sync::SpinLock;
 
 use crate::arena::Arena;
@@ -14,11 +15,6 @@ use crate::arena::Arena;
 /// A `GlobalAlloc` as an `Allocator`; resizing uses `realloc`.
 #[derive(Debug, Default)]
 pub struct FromGlobal<G>(pub G);
-
-fn dangling(layout: Layout) -> NonNull<[u8]> {
-    let ptr = NonNull::new(std::ptr::without_provenance_mut::<u8>(layout.align())).unwrap();
-    NonNull::slice_from_raw_parts(ptr, 0)
-}
 
 // SAFETY: blocks come from the global allocator with the caller's layout and go back to it
 // with that layout; `realloc` keeps the contents up to the smaller size.

@@ -468,17 +468,28 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
             if prev.is_null() {
                 *self.head(fl, sl) = next;
                 if next.is_null() {
-                    let map = self.sl_map_mut(fl);
-                    *map &= !(1 << sl);
-                    if *map == 0 {
-                        self.fl_map &= !(1 << fl);
-                    }
+                    self.mark_empty(fl, sl);
                 }
             } else {
                 set_link(prev, NEXT, next);
             }
         }
         self.free -= size - WORD;
+    }
+
+    /// Clears the bitmap bits of list `(fl, sl)`, which has just become empty.
+    ///
+    /// # Safety
+    ///
+    /// `(fl, sl)` is in range.
+    #[inline(always)]
+    unsafe fn mark_empty(&mut self, fl: usize, sl: usize) {
+        // SAFETY: per the caller.
+        let map = unsafe { self.sl_map_mut(fl) };
+        *map &= !(1 << sl);
+        if *map == 0 {
+            self.fl_map &= !(1 << fl);
+        }
     }
 
     /// Takes the first block (of `size` bytes) off list `(fl, sl)`.
@@ -494,11 +505,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
             let next = link(*head, NEXT);
             *head = next;
             if next.is_null() {
-                let map = self.sl_map_mut(fl);
-                *map &= !(1 << sl);
-                if *map == 0 {
-                    self.fl_map &= !(1 << fl);
-                }
+                self.mark_empty(fl, sl);
             } else {
                 set_link(next, PREV, ptr::null_mut());
             }
