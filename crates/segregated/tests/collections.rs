@@ -49,7 +49,9 @@ fn a_users_own_composition_in_ten_lines() {
     // SAFETY: as above.
     unsafe { tlsf.add_region(take(256 << 10), 256 << 10).unwrap() };
     // SAFETY: as above.
-    unsafe { buddy.add_region(take(1 << 20), 1 << 20).unwrap() };
+    // 2 MiB: whatever its address, it holds an aligned 1 MiB block for the 400 KB vector
+    // and the one it grows from.
+    unsafe { buddy.add_region(take(2 << 20), 2 << 20).unwrap() };
     let heap: Local<MyHeap> = Local::new(Segregator::new(
         Bucketizer::new(pools, limits).unwrap(),
         Fallback::new(tlsf, buddy),
