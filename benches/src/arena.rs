@@ -1,12 +1,13 @@
 //! [`Arena`]: the calls every workload makes, implemented for heapkit's backends and for
 //! the peer crates that manage a fixed region, so one workload drives them all alike.
 
-use std::alloc::Layout;
+use std::alloc::{GlobalAlloc, Layout};
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 
 use heapkit_core::{resize, Backend};
 
+use crate::global::FromGlobal;
 use crate::Region;
 
 /// An allocator over a fixed region, as the workloads use it.
@@ -122,17 +123,117 @@ impl Arena for TalcArena {
         layout: Layout,
         new_size: usize,
     ) -> Option<NonNull<u8>> {
-        // SAFETY: per the caller; on a move the old block is copied, then freed.
+        // SAFETY: per the caller.
         unsafe {
             if self.try_realloc_in_place(ptr.as_ptr(), layout, new_size) {
                 return Some(ptr);
             }
-            let new_layout = Layout::from_size_align(new_size, layout.align()).ok()?;
-            let moved = self.allocate(new_layout)?;
-            ptr.copy_to_nonoverlapping(moved, layout.size().min(new_size));
-            self.deallocate(ptr.as_ptr(), layout);
-            Some(moved)
+            realloc_by_moving(self, ptr, layout, new_size)
         }
+    }
+}
+
+/// A resize for allocators without one: a new block, the kept bytes copied, the old block
+/// freed. `None` leaves the old block as it was.
+///
+/// # Safety
+///
+/// As for [`Arena::realloc`].
+pub unsafe fn realloc_by_moving<A: Arena + ?Sized>(
+    arena: &mut A,
+    ptr: NonNull<u8>,
+    layout: Layout,
+    new_size: usize,
+) -> Option<NonNull<u8>> {
+    let new_layout = Layout::from_size_align(new_size, layout.align()).ok()?;
+    let moved = arena.alloc(new_layout)?;
+    // SAFETY: per the caller `ptr` is live with `layout`; `moved` is a distinct new block
+    // of `new_size` bytes; the old block is freed once.
+    unsafe {
+        ptr.copy_to_nonoverlapping(moved, layout.size().min(new_size));
+        arena.free(ptr, layout);
+    }
+    Some(moved)
+}
+
+/// buddy_system_allocator's heap with the 33 orders its documentation uses.
+pub type BuddySystem = buddy_system_allocator::Heap<33>;
+
+impl Arena for BuddySystem {
+    #[inline]
+    fn alloc(&mut self, layout: Layout) -> Option<NonNull<u8>> {
+        BuddySystem::alloc(self, layout).ok()
+    }
+
+    #[inline]
+    unsafe fn free(&mut self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: per the caller.
+        unsafe { self.dealloc(ptr, layout) }
+    }
+
+    #[inline]
+    unsafe fn realloc(
+        &mut self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        new_size: usize,
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: per the caller.
+        unsafe { realloc_by_moving(self, ptr, layout, new_size) }
+    }
+}
+
+/// linked_list_allocator's first-fit heap.
+pub type LinkedList = linked_list_allocator::Heap;
+
+impl Arena for LinkedList {
+    #[inline]
+    fn alloc(&mut self, layout: Layout) -> Option<NonNull<u8>> {
+        self.allocate_first_fit(layout).ok()
+    }
+
+    #[inline]
+    unsafe fn free(&mut self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: per the caller.
+        unsafe { self.deallocate(ptr, layout) }
+    }
+
+    #[inline]
+    unsafe fn realloc(
+        &mut self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        new_size: usize,
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: per the caller.
+        unsafe { realloc_by_moving(self, ptr, layout, new_size) }
+    }
+}
+
+/// A global allocator (glibc, mimalloc) as an arena, for timing only: its blocks are not
+/// in any one region.
+impl<G: GlobalAlloc> Arena for FromGlobal<G> {
+    #[inline]
+    fn alloc(&mut self, layout: Layout) -> Option<NonNull<u8>> {
+        // SAFETY: the workloads never request zero bytes.
+        NonNull::new(unsafe { self.0.alloc(layout) })
+    }
+
+    #[inline]
+    unsafe fn free(&mut self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: per the caller, allocated here with `layout`.
+        unsafe { self.0.dealloc(ptr.as_ptr(), layout) }
+    }
+
+    #[inline]
+    unsafe fn realloc(
+        &mut self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        new_size: usize,
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: per the caller; `new_size` is non-zero and the alignment stays.
+        NonNull::new(unsafe { self.0.realloc(ptr.as_ptr(), layout, new_size) })
     }
 }
 
@@ -143,21 +244,50 @@ fn leaked(len: usize) -> &'static mut [MaybeUninit<u8>] {
 
 /// heapkit's TLSF (default parameters) over a fresh `len`-byte region.
 pub fn heapkit_tlsf(len: usize) -> Heapkit<heapkit_tlsf::Tlsf> {
-    Heapkit(heapkit_tlsf::Tlsf::with_region(leaked(len)).expect("region fits TLSF"))
+    tlsf_over(leaked(len))
 }
 
 /// rlsf over a fresh `len`-byte region.
 pub fn rlsf(len: usize) -> RlsfTlsf {
-    let mut tlsf = RlsfTlsf::new();
-    tlsf.insert_free_block(leaked(len));
-    tlsf
+    rlsf_over(leaked(len))
 }
 
 /// talc over a fresh `len`-byte region.
 pub fn talc(len: usize) -> TalcArena {
-    let region = leaked(len);
+    talc_over(leaked(len))
+}
+
+/// heapkit's TLSF over `region`.
+pub fn tlsf_over(region: &'static mut [MaybeUninit<u8>]) -> Heapkit<heapkit_tlsf::Tlsf> {
+    Heapkit(heapkit_tlsf::Tlsf::with_region(region).expect("region fits TLSF"))
+}
+
+/// rlsf over `region`.
+pub fn rlsf_over(region: &'static mut [MaybeUninit<u8>]) -> RlsfTlsf {
+    let mut tlsf = RlsfTlsf::new();
+    tlsf.insert_free_block(region);
+    tlsf
+}
+
+/// talc over `region`.
+pub fn talc_over(region: &'static mut [MaybeUninit<u8>]) -> TalcArena {
+    let len = region.len();
     let mut talc = TalcArena::new(talc::source::Manual);
-    // SAFETY: the leaked region is talc's alone for the rest of the process.
+    // SAFETY: the region is talc's alone for the rest of the process.
     unsafe { talc.claim(region.as_mut_ptr().cast(), len) }.expect("talc claims the region");
     talc
+}
+
+/// buddy_system_allocator over `region`.
+pub fn buddy_system_over(region: &'static mut [MaybeUninit<u8>]) -> BuddySystem {
+    let mut heap = BuddySystem::new();
+    // SAFETY: the region is the heap's alone for the rest of the process.
+    unsafe { heap.init(region.as_mut_ptr().addr(), region.len()) };
+    heap
+}
+
+/// linked_list_allocator over `region`.
+pub fn linked_list_over(region: &'static mut [MaybeUninit<u8>]) -> LinkedList {
+    // SAFETY: the region is the heap's alone for the rest of the process.
+    unsafe { LinkedList::new(region.as_mut_ptr().cast(), region.len()) }
 }

@@ -3,6 +3,9 @@
 
 pub mod arena;
 pub mod global;
+pub mod record;
+pub mod replay;
+pub mod trace;
 pub mod workloads;
 
 use std::alloc::{alloc, dealloc, Layout};

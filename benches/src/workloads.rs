@@ -5,6 +5,7 @@ use std::alloc::Layout;
 use std::ptr::NonNull;
 
 use crate::arena::Arena;
+use crate::trace::{Trace, TraceBuilder};
 use crate::Rng;
 
 /// talc's "random actions" (its benchmark suite's definition, reused so figures compare):
@@ -58,15 +59,23 @@ impl RandomActions {
 
     /// The operation the next step will make on `slot`, without making it.
     fn next_action(&mut self) -> (usize, Action) {
+        let slots = std::mem::take(&mut self.slots);
+        let next = self.next_action_given(|slot| slots[slot].is_some());
+        self.slots = slots;
+        next
+    }
+
+    /// As `next_action`, with the slots' occupancy told by `occupied`.
+    fn next_action_given(&mut self, occupied: impl Fn(usize) -> bool) -> (usize, Action) {
         let slot = self.rng.below(Self::SLOTS);
-        let action = match self.slots[slot] {
-            None => {
-                let size = Self::size(&mut self.rng, self.max_size);
-                let align = Self::align(&mut self.rng);
-                Action::Alloc(Layout::from_size_align(size, align).expect("valid layout"))
-            }
-            Some(_) if !self.realloc || self.rng.next() & 1 == 0 => Action::Free,
-            Some(_) => Action::Realloc(Self::size(&mut self.rng, 3 * self.max_size)),
+        let action = if !occupied(slot) {
+            let size = Self::size(&mut self.rng, self.max_size);
+            let align = Self::align(&mut self.rng);
+            Action::Alloc(Layout::from_size_align(size, align).expect("valid layout"))
+        } else if !self.realloc || self.rng.next() & 1 == 0 {
+            Action::Free
+        } else {
+            Action::Realloc(Self::size(&mut self.rng, 3 * self.max_size))
         };
         (slot, action)
     }
@@ -134,8 +143,22 @@ pub fn untimed(call: &mut dyn FnMut()) {
 /// Heap efficiency as talc measures it: random actions without the slot limit (two
 /// allocations for every free, sizes `rand(4..rand(16..max))`, talc's alignments) until the
 /// first request fails; returns the requested bytes then live, over the region's length.
-#[allow(clippy::cast_precision_loss)] // byte counts far below 2^52
 pub fn heap_efficiency<A: Arena>(arena: &mut A, region_len: usize, max: usize, seed: u64) -> f64 {
+    heap_efficiency_with(arena, region_len, seed, |rng| {
+        let size = RandomActions::size(rng, max);
+        Layout::from_size_align(size, RandomActions::align(rng)).expect("valid")
+    })
+}
+
+/// [`heap_efficiency`] with requests drawn by `request` instead of talc's mix, so a
+/// workload's own sizes fill the region.
+#[allow(clippy::cast_precision_loss)] // byte counts far below 2^52
+pub fn heap_efficiency_with<A: Arena>(
+    arena: &mut A,
+    region_len: usize,
+    seed: u64,
+    mut request: impl FnMut(&mut Rng) -> Layout,
+) -> f64 {
     let mut rng = Rng::new(seed);
     let mut live: Vec<(NonNull<u8>, Layout)> = Vec::new();
     let mut live_bytes = 0usize;
@@ -147,12 +170,11 @@ pub fn heap_efficiency<A: Arena>(arena: &mut A, region_len: usize, max: usize, s
             live_bytes -= layout.size();
             continue;
         }
-        let size = RandomActions::size(&mut rng, max);
-        let layout = Layout::from_size_align(size, RandomActions::align(&mut rng)).expect("valid");
+        let layout = request(&mut rng);
         match arena.alloc(layout) {
             Some(block) => {
                 live.push((block, layout));
-                live_bytes += size;
+                live_bytes += layout.size();
             }
             None => break,
         }
@@ -162,6 +184,166 @@ pub fn heap_efficiency<A: Arena>(arena: &mut A, region_len: usize, max: usize, s
         unsafe { arena.free(block, layout) };
     }
     live_bytes as f64 / region_len as f64
+}
+
+/// How large a workload's requests are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SizeMix {
+    /// 8–256 bytes, evenly spread: small objects, a slab allocator's home ground.
+    UniformSmall,
+    /// Pareto-distributed (shape 1.5) from 16 bytes, capped at 64 KiB: most requests
+    /// tiny, a few large, as measured in real programs.
+    PowerLaw,
+    /// 90% 16–256 bytes, 10% 4–64 KiB: small objects beside buffers.
+    Mixed,
+    /// One size, always (a pool's home ground).
+    Fixed(usize),
+    /// 4, 8, 16, 32 or 64 KiB, page aligned (a buddy system's home ground).
+    Pages,
+}
+
+impl SizeMix {
+    /// One request from the mix.
+    #[allow(clippy::cast_precision_loss)] // small integers
+    pub fn layout(self, rng: &mut Rng) -> Layout {
+        let (size, align) = match self {
+            Self::UniformSmall => (8 + rng.below(249), 8),
+            Self::PowerLaw => {
+                // Inverse transform of a Pareto tail: 16 / u^(1/1.5), u in (0, 1].
+                let uniform = (rng.below(1 << 24) + 1) as f64 / f64::from(1 << 24);
+                let size = 16.0 / uniform.powf(1.0 / 1.5);
+                ((size as usize).min(64 << 10), 8)
+            }
+            Self::Mixed if rng.below(10) == 0 => ((4 << 10) + rng.below(60 << 10), 8),
+            Self::Mixed => (16 + rng.below(241), 8),
+            Self::Fixed(size) => (size, 8),
+            Self::Pages => (4096 << rng.below(5), 4096),
+        };
+        Layout::from_size_align(size, align).expect("valid layout")
+    }
+}
+
+/// How long a workload's blocks live, after Wilson, Johnstone et al.'s survey of real
+/// programs' heap profiles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lifetimes {
+    /// Allocate `blocks` steadily, free everything at the end (in random order): a
+    /// program building one large structure.
+    Ramp { blocks: usize },
+    /// A long-lived base of `base` blocks, then `bursts` bursts of `burst` short-lived
+    /// blocks each freed when its burst ends; one block in 16 of a burst outlives it and
+    /// joins the base, pinning memory the burst used (the classic cause of
+    /// fragmentation).
+    Peak {
+        base: usize,
+        bursts: usize,
+        burst: usize,
+    },
+    /// Grow to `live` blocks, then `steps` times free a random block and allocate a new
+    /// one: a steady state.
+    Plateau { live: usize, steps: usize },
+}
+
+/// A synthetic workload: a lifetime pattern over a size mix, deterministic per seed.
+///
+/// ```
+/// use heapkit_benches::workloads::{Lifetimes, SizeMix, synthetic};
+///
+/// let plateau = Lifetimes::Plateau { live: 100, steps: 1_000 };
+/// let trace = synthetic(plateau, SizeMix::UniformSmall, 7);
+/// assert_eq!(trace, synthetic(plateau, SizeMix::UniformSmall, 7));
+/// assert_eq!(trace.events().len(), 100 + 2 * 1_000 + 100);
+/// ```
+pub fn synthetic(lifetimes: Lifetimes, sizes: SizeMix, seed: u64) -> Trace {
+    let mut rng = Rng::new(seed);
+    let mut trace = TraceBuilder::new();
+    let mut live: Vec<u64> = Vec::new();
+    let mut next_id = 0u64;
+    let mut alloc = |trace: &mut TraceBuilder, rng: &mut Rng| {
+        let layout = sizes.layout(rng);
+        next_id += 1;
+        trace
+            .alloc(next_id, layout.size(), layout.align())
+            .expect("fresh ids");
+        next_id
+    };
+    let free_random = |trace: &mut TraceBuilder, live: &mut Vec<u64>, rng: &mut Rng| {
+        let id = live.swap_remove(rng.below(live.len()));
+        trace.free(id).expect("live id");
+    };
+    match lifetimes {
+        Lifetimes::Ramp { blocks } => {
+            for _ in 0..blocks {
+                live.push(alloc(&mut trace, &mut rng));
+            }
+        }
+        Lifetimes::Peak {
+            base,
+            bursts,
+            burst,
+        } => {
+            for _ in 0..base {
+                live.push(alloc(&mut trace, &mut rng));
+            }
+            let mut short_lived = Vec::with_capacity(burst);
+            for _ in 0..bursts {
+                for _ in 0..burst {
+                    let id = alloc(&mut trace, &mut rng);
+                    if rng.below(16) == 0 {
+                        live.push(id);
+                    } else {
+                        short_lived.push(id);
+                    }
+                }
+                while !short_lived.is_empty() {
+                    free_random(&mut trace, &mut short_lived, &mut rng);
+                }
+            }
+        }
+        Lifetimes::Plateau {
+            live: target,
+            steps,
+        } => {
+            for _ in 0..target {
+                live.push(alloc(&mut trace, &mut rng));
+            }
+            for _ in 0..steps {
+                free_random(&mut trace, &mut live, &mut rng);
+                live.push(alloc(&mut trace, &mut rng));
+            }
+        }
+    }
+    while !live.is_empty() {
+        free_random(&mut trace, &mut live, &mut rng);
+    }
+    trace.finish()
+}
+
+/// talc's random actions ([`RandomActions`]) as a trace of `steps` events: the same
+/// slots, sizes, alignments and choices, so replaying it asks what the live workload asks.
+pub fn random_actions_trace(max_size: usize, steps: usize, seed: u64) -> Trace {
+    let mut workload = RandomActions::new(max_size, seed);
+    let mut occupied = vec![false; RandomActions::SLOTS];
+    let mut trace = TraceBuilder::new();
+    for _ in 0..steps {
+        let (slot, action) = workload.next_action_given(|slot| occupied[slot]);
+        let id = slot as u64;
+        match action {
+            Action::Alloc(layout) => {
+                trace
+                    .alloc(id, layout.size(), layout.align())
+                    .expect("empty slot");
+                occupied[slot] = true;
+            }
+            Action::Free => {
+                trace.free(id).expect("occupied slot");
+                occupied[slot] = false;
+            }
+            Action::Realloc(size) => trace.realloc(id, size).expect("occupied slot"),
+        }
+    }
+    trace.free_all();
+    trace.finish()
 }
 
 /// A program's worth of collection churn on any allocator: a hashbrown map of `entries`
@@ -245,6 +427,146 @@ mod tests {
             (7_000..8_000).contains(&eights),
             "{eights} of 10000 aligned to 8"
         );
+    }
+
+    #[test]
+    fn synthetic_workloads_are_deterministic_per_seed_and_shaped_as_named() {
+        let shapes = [
+            Lifetimes::Ramp { blocks: 500 },
+            Lifetimes::Peak {
+                base: 100,
+                bursts: 5,
+                burst: 200,
+            },
+            Lifetimes::Plateau {
+                live: 100,
+                steps: 1000,
+            },
+        ];
+        let mixes = [
+            SizeMix::UniformSmall,
+            SizeMix::PowerLaw,
+            SizeMix::Mixed,
+            SizeMix::Fixed(48),
+            SizeMix::Pages,
+        ];
+        for lifetimes in shapes {
+            for sizes in mixes {
+                let trace = synthetic(lifetimes, sizes, 11);
+                assert_eq!(
+                    trace,
+                    synthetic(lifetimes, sizes, 11),
+                    "{lifetimes:?} {sizes:?}"
+                );
+                if sizes != SizeMix::Fixed(48) {
+                    assert_ne!(
+                        trace,
+                        synthetic(lifetimes, sizes, 12),
+                        "{lifetimes:?} {sizes:?}"
+                    );
+                }
+            }
+        }
+        let ramp = synthetic(Lifetimes::Ramp { blocks: 500 }, SizeMix::Fixed(48), 1).summary();
+        assert_eq!((ramp.allocs, ramp.peak_live), (500, 500 * 48));
+        assert_eq!(
+            ramp.fixed_layout,
+            Some(Layout::from_size_align(48, 8).unwrap())
+        );
+        // Peak: the base plus, at most, one burst and the survivors of earlier bursts.
+        let peak = synthetic(
+            Lifetimes::Peak {
+                base: 100,
+                bursts: 5,
+                burst: 200,
+            },
+            SizeMix::Fixed(8),
+            1,
+        );
+        let peak = peak.summary();
+        assert_eq!(peak.allocs, 100 + 5 * 200);
+        assert!(
+            (300 * 8..=(300 + 4 * 200 / 8) * 8).contains(&peak.peak_live),
+            "{peak:?}"
+        );
+        let plateau = synthetic(
+            Lifetimes::Plateau {
+                live: 100,
+                steps: 1000,
+            },
+            SizeMix::Fixed(8),
+            1,
+        );
+        assert_eq!(plateau.summary().peak_live, 100 * 8);
+        assert_eq!(
+            plateau.slots(),
+            100,
+            "each step frees first, and the new block takes that slot"
+        );
+    }
+
+    #[test]
+    fn size_mixes_stay_in_their_ranges() {
+        let mut rng = Rng::new(3);
+        let sample = |mix: SizeMix, rng: &mut Rng| -> Vec<Layout> {
+            (0..20_000).map(|_| mix.layout(rng)).collect()
+        };
+        assert!(sample(SizeMix::UniformSmall, &mut rng)
+            .iter()
+            .all(|l| (8..=256).contains(&l.size())));
+        let power = sample(SizeMix::PowerLaw, &mut rng);
+        assert!(power.iter().all(|l| (16..=64 << 10).contains(&l.size())));
+        let small = power.iter().filter(|l| l.size() < 64).count();
+        assert!(
+            small > 15_000,
+            "{small} of 20000 below 64 B: most requests are tiny"
+        );
+        assert!(power.iter().any(|l| l.size() > 4096), "and a few are large");
+        let mixed = sample(SizeMix::Mixed, &mut rng);
+        let large = mixed.iter().filter(|l| l.size() >= 4096).count();
+        assert!((1_600..2_400).contains(&large), "{large} of 20000 large");
+        let pages = sample(SizeMix::Pages, &mut rng);
+        assert!(pages.iter().all(|l| l.align() == 4096
+            && l.size().is_power_of_two()
+            && (4096..=65536).contains(&l.size())));
+    }
+
+    #[test]
+    fn the_random_actions_trace_asks_what_the_live_workload_asks() {
+        // The live workload's allocations, in order, with their slots...
+        let mut arena = heapkit_tlsf(8 << 20);
+        let mut live = RandomActions::new(1000, 4);
+        let mut sizes = Vec::new();
+        for _ in 0..2_000 {
+            let mut timer = |call: &mut dyn FnMut()| call();
+            live.step(&mut arena, &mut timer);
+            sizes.push(
+                live.slots
+                    .iter()
+                    .flatten()
+                    .map(|(_, l)| l.size())
+                    .sum::<usize>(),
+            );
+        }
+        live.drain(&mut arena);
+        // ... are the trace's: the live bytes after every step agree.
+        let trace = random_actions_trace(1000, 2_000, 4);
+        let mut live_bytes = 0usize;
+        let mut slot_sizes = vec![0usize; trace.slots()];
+        for (event, expected) in trace.events().iter().zip(&sizes) {
+            match *event {
+                crate::trace::Event::Alloc { slot, size, .. }
+                | crate::trace::Event::Realloc { slot, size } => {
+                    live_bytes = live_bytes - slot_sizes[slot as usize] + size;
+                    slot_sizes[slot as usize] = size;
+                }
+                crate::trace::Event::Free { slot } => {
+                    live_bytes -= std::mem::take(&mut slot_sizes[slot as usize])
+                }
+            }
+            assert_eq!(live_bytes, *expected);
+        }
+        assert_eq!(trace, random_actions_trace(1000, 2_000, 4));
     }
 
     #[test]

@@ -1,0 +1,219 @@
+//! Recording a real program's allocations as a [`Trace`]: a global allocator that passes
+//! every call on and, while a recording runs on the calling thread, logs it.
+//!
+//! ```no_run
+//! use heapkit_benches::record::Recorder;
+//!
+//! #[global_allocator]
+//! static RECORDER: Recorder<std::alloc::System> = Recorder::new(std::alloc::System);
+//!
+//! RECORDER.start(1 << 20);
+//! let map: std::collections::BTreeMap<u32, String> =
+//!     (0..1000).map(|i| (i, i.to_string())).collect();
+//! drop(map);
+//! let trace = RECORDER.stop().unwrap();
+//! assert!(trace.summary().allocs >= 1000);
+//! ```
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::cell::Cell;
+use std::collections::HashMap;
+
+use heapkit_core::sync::SpinLock;
+
+use crate::trace::{Trace, TraceBuilder};
+
+/// A call the recorder saw, by address; ids are given when the recording stops.
+#[derive(Clone, Copy, Debug)]
+enum Call {
+    Alloc {
+        at: usize,
+        size: usize,
+        align: usize,
+    },
+    Realloc {
+        from: usize,
+        to: usize,
+        size: usize,
+        align: usize,
+    },
+    Free {
+        at: usize,
+    },
+}
+
+thread_local! {
+    /// Whether this thread's calls are being recorded. Only the thread that started the
+    /// recording is, so a test harness's or runtime's other threads stay out of it.
+    static RECORDING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A global allocator that records the calls of the thread that started a recording.
+#[derive(Debug)]
+pub struct Recorder<G> {
+    inner: G,
+    /// The log, allocated up front by [`start`](Self::start) so that logging a call never
+    /// allocates.
+    log: SpinLock<Log>,
+}
+
+#[derive(Debug, Default)]
+struct Log {
+    calls: Vec<Call>,
+    /// More calls came than `calls` had room for.
+    overflowed: bool,
+    /// A recording runs (on some thread).
+    running: bool,
+}
+
+impl<G> Recorder<G> {
+    /// A recorder passing calls to `inner`.
+    pub const fn new(inner: G) -> Self {
+        Self {
+            inner,
+            log: SpinLock::new(Log {
+                calls: Vec::new(),
+                overflowed: false,
+                running: false,
+            }),
+        }
+    }
+
+    /// Starts recording this thread's calls, keeping room for `capacity` of them.
+    ///
+    /// # Panics
+    ///
+    /// If a recording is already running: one recorder records one thread at a time.
+    pub fn start(&self, capacity: usize) {
+        let calls = Vec::with_capacity(capacity);
+        let mut log = self.log.lock();
+        assert!(!log.running, "a recording is already running");
+        *log = Log {
+            calls,
+            overflowed: false,
+            running: true,
+        };
+        drop(log);
+        RECORDING.with(|recording| recording.set(true));
+    }
+
+    /// Stops recording and turns the log into a trace. Blocks allocated before the start
+    /// are left out (their frees and reallocs too); blocks still live at the stop are
+    /// freed at the trace's end, so the trace is complete.
+    ///
+    /// # Errors
+    ///
+    /// When more calls came than the capacity given to `start` allowed.
+    pub fn stop(&self) -> Result<Trace, String> {
+        RECORDING.with(|recording| recording.set(false));
+        let Log {
+            calls, overflowed, ..
+        } = std::mem::take(&mut *self.log.lock());
+        if overflowed {
+            return Err(format!(
+                "the recording filled its {} calls; start it with more",
+                calls.len()
+            ));
+        }
+        Ok(trace_of(&calls))
+    }
+
+    fn log_alloc(&self, at: *mut u8, layout: Layout) -> *mut u8 {
+        if !at.is_null() {
+            self.log(Call::Alloc {
+                at: at.addr(),
+                size: layout.size(),
+                align: layout.align(),
+            });
+        }
+        at
+    }
+
+    fn log(&self, call: Call) {
+        if RECORDING.with(Cell::get) {
+            let mut log = self.log.lock();
+            if log.calls.len() < log.calls.capacity() {
+                log.calls.push(call);
+            } else {
+                log.overflowed = true;
+            }
+        }
+    }
+}
+
+/// Numbers blocks by address: an address names the block allocated there until it is
+/// freed or moved.
+fn trace_of(calls: &[Call]) -> Trace {
+    let mut ids: HashMap<usize, u64> = HashMap::new();
+    let mut next_id = 0u64;
+    let mut trace = TraceBuilder::new();
+    let mut fresh = |ids: &mut HashMap<usize, u64>, at: usize| {
+        next_id += 1;
+        ids.insert(at, next_id);
+        next_id
+    };
+    for &call in calls {
+        let result = match call {
+            Call::Alloc { at, size, align } => {
+                let id = fresh(&mut ids, at);
+                trace.alloc(id, size, align)
+            }
+            Call::Realloc {
+                from,
+                to,
+                size,
+                align,
+            } => match ids.remove(&from) {
+                Some(id) => {
+                    ids.insert(to, id);
+                    trace.realloc(id, size)
+                }
+                None => {
+                    let id = fresh(&mut ids, to);
+                    trace.alloc(id, size, align)
+                }
+            },
+            Call::Free { at } => match ids.remove(&at) {
+                Some(id) => trace.free(id),
+                None => Ok(()),
+            },
+        };
+        result.expect("a global allocator's calls form a valid trace");
+    }
+    trace.free_all();
+    trace.finish()
+}
+
+// SAFETY: every call is passed to `inner` unchanged and its result returned; logging
+// only pushes into a vector within its capacity, which never allocates.
+unsafe impl<G: GlobalAlloc> GlobalAlloc for Recorder<G> {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: per the caller.
+        self.log_alloc(unsafe { self.inner.alloc(layout) }, layout)
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: per the caller.
+        self.log_alloc(unsafe { self.inner.alloc_zeroed(layout) }, layout)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        self.log(Call::Free { at: ptr.addr() });
+        // SAFETY: per the caller.
+        unsafe { self.inner.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: per the caller.
+        let to = unsafe { self.inner.realloc(ptr, layout, new_size) };
+        if !to.is_null() {
+            self.log(Call::Realloc {
+                from: ptr.addr(),
+                to: to.addr(),
+                size: new_size,
+                align: layout.align(),
+            });
+        }
+        to
+    }
+}
