@@ -156,7 +156,7 @@ pub unsafe fn realloc_by_moving<A: Arena + ?Sized>(
     Some(moved)
 }
 
-/// buddy_system_allocator's heap with the 33 orders its documentation uses.
+/// `buddy_system_allocator`'s heap with the 33 orders its documentation uses.
 pub type BuddySystem = buddy_system_allocator::Heap<33>;
 
 impl Arena for BuddySystem {
@@ -183,7 +183,7 @@ impl Arena for BuddySystem {
     }
 }
 
-/// linked_list_allocator's first-fit heap.
+/// `linked_list_allocator`'s first-fit heap.
 pub type LinkedList = linked_list_allocator::Heap;
 
 impl Arena for LinkedList {
@@ -278,7 +278,7 @@ pub fn talc_over(region: &'static mut [MaybeUninit<u8>]) -> TalcArena {
     talc
 }
 
-/// buddy_system_allocator over `region`.
+/// `buddy_system_allocator` over `region`.
 pub fn buddy_system_over(region: &'static mut [MaybeUninit<u8>]) -> BuddySystem {
     let mut heap = BuddySystem::new();
     // SAFETY: the region is the heap's alone for the rest of the process.
@@ -286,7 +286,7 @@ pub fn buddy_system_over(region: &'static mut [MaybeUninit<u8>]) -> BuddySystem 
     heap
 }
 
-/// linked_list_allocator over `region`.
+/// `linked_list_allocator` over `region`.
 pub fn linked_list_over(region: &'static mut [MaybeUninit<u8>]) -> LinkedList {
     // SAFETY: the region is the heap's alone for the rest of the process.
     unsafe { LinkedList::new(region.as_mut_ptr().cast(), region.len()) }

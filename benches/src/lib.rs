@@ -3,6 +3,7 @@
 
 pub mod arena;
 pub mod global;
+pub mod lab;
 pub mod record;
 pub mod replay;
 pub mod trace;

@@ -163,16 +163,15 @@ fn trace_of(calls: &[Call]) -> Trace {
                 to,
                 size,
                 align,
-            } => match ids.remove(&from) {
-                Some(id) => {
+            } => {
+                if let Some(id) = ids.remove(&from) {
                     ids.insert(to, id);
                     trace.realloc(id, size)
-                }
-                None => {
+                } else {
                     let id = fresh(&mut ids, to);
                     trace.alloc(id, size, align)
                 }
-            },
+            }
             Call::Free { at } => match ids.remove(&at) {
                 Some(id) => trace.free(id),
                 None => Ok(()),

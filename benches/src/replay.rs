@@ -2,6 +2,9 @@
 //! memory it takes. The two are separate passes so that the bookkeeping for the second
 //! never runs between the timed calls of the first.
 
+// Counts and tick totals are far below 2^52, where f64 stops being exact.
+#![allow(clippy::cast_precision_loss)]
+
 use std::alloc::Layout;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -163,6 +166,11 @@ impl Clock {
     pub fn nanos(&self, ticks: u64) -> f64 {
         ticks.saturating_sub(self.overhead) as f64 / self.ticks_per_ns
     }
+
+    /// A span of `ticks` in nanoseconds, with no overhead taken off (for long spans).
+    pub fn span_nanos(&self, ticks: u64) -> f64 {
+        ticks as f64 / self.ticks_per_ns
+    }
 }
 
 /// Replays `trace` on `arena`, appending the ticks each call took to `samples`. Blocks
@@ -193,6 +201,25 @@ pub fn replay_timed<A: Arena>(
     Ok(())
 }
 
+/// Replays `trace` on `arena` with no timer between the calls; returns the ticks the
+/// whole replay took (blocks live at the end are freed after the clock stops). This is
+/// the throughput figure: per-call timing costs more than the fastest calls themselves
+/// and reads in steps of the counter's resolution.
+///
+/// # Errors
+///
+/// The first event the arena could not serve.
+pub fn replay_whole<A: Arena>(arena: &mut A, trace: &Trace) -> Result<u64, OutOfMemory> {
+    let mut blocks = Blocks::new(arena, trace);
+    let before = Clock::ticks();
+    for (index, &event) in trace.events().iter().enumerate() {
+        blocks
+            .run(event, &mut |call| call())
+            .map_err(|()| OutOfMemory { event: index })?;
+    }
+    Ok(Clock::ticks().wrapping_sub(before))
+}
+
 /// The memory a replay took.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Footprint {
@@ -203,11 +230,21 @@ pub struct Footprint {
     /// region this is the memory it needed, the way a `brk` heap's top is; over
     /// `peak_live` it is Wilson and Johnstone's fragmentation.
     pub peak_footprint: usize,
-    /// (event index, live bytes, footprint) after every `sample_every` events and after
-    /// the last.
-    pub series: Vec<(usize, usize, usize)>,
+    /// Samples after every `sample_every` events and after the last.
+    pub series: Vec<Sample>,
     /// The event that ran out of memory, if one did; the figures cover the events before.
     pub out_of_memory: Option<OutOfMemory>,
+}
+
+/// Live bytes and footprint after an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sample {
+    /// Index of the event.
+    pub event: usize,
+    /// Requested bytes live.
+    pub live: usize,
+    /// Span of the live blocks.
+    pub footprint: usize,
 }
 
 impl Footprint {
@@ -256,7 +293,11 @@ pub fn replay_measured<A: Arena>(arena: &mut A, trace: &Trace, sample_every: usi
         result.peak_live = result.peak_live.max(live);
         result.peak_footprint = result.peak_footprint.max(footprint);
         if index % sample_every == 0 || index == last {
-            result.series.push((index, live, footprint));
+            result.series.push(Sample {
+                event: index,
+                live,
+                footprint,
+            });
         }
     }
     result
@@ -385,8 +426,8 @@ mod tests {
         let footprint = replay_measured(&mut arena, &trace, 1);
         assert_eq!(footprint.peak_live, 230);
         assert_eq!(footprint.peak_footprint, 230);
-        let live: Vec<_> = footprint.series.iter().map(|&(_, live, _)| live).collect();
-        let spans: Vec<_> = footprint.series.iter().map(|&(_, _, span)| span).collect();
+        let live: Vec<_> = footprint.series.iter().map(|s| s.live).collect();
+        let spans: Vec<_> = footprint.series.iter().map(|s| s.footprint).collect();
         assert_eq!(live, [100, 150, 50, 80, 230, 200, 0]);
         assert_eq!(spans, [100, 154, 50, 80, 230, 200, 0]);
         assert!((footprint.fragmentation() - 1.0).abs() < 1e-9);

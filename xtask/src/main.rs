@@ -26,6 +26,10 @@ commands:
   nostd                   build every #![no_std] crate for thumbv7em-none-eabihf
   fuzz [--seconds N] [TARGET]
                           run each fuzz target (or TARGET) for N seconds (default 20)
+  lab [--full] [--only NAME] [--trace FILE] [--update-readme]
+                          every allocator and peer on the built-in workloads (or a trace
+                          file): tables to the terminal and target/lab/report.md, SVG plots
+                          in target/lab/ (about a minute; `lab --help` for the options)
   bench NAME [-- ARGS]    run benches/benches/NAME.rs (criterion, all contenders in one
                           process) and print each group's medians with ratios to the fastest;
                           the table is also written to target/bench/NAME.md
@@ -57,6 +61,18 @@ fn main() -> ExitCode {
         "fuzz" => parse_fuzz_args(rest).and_then(|(seconds, target)| {
             run_step("fuzz", || fuzz(&root, seconds, target.as_deref()))
         }),
+        "lab" => run(cargo(&root)
+            .args([
+                "run",
+                "--release",
+                "-q",
+                "-p",
+                "heapkit-benches",
+                "--bin",
+                "lab",
+                "--",
+            ])
+            .args(rest)),
         "bench" => match rest.split_first() {
             Some((name, args)) => run_step("bench", || bench(&root, name, args)),
             None => Err(format!("bench needs a name\n{USAGE}")),

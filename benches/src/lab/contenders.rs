@@ -1,0 +1,327 @@
+//! The allocators the lab compares, each behind one object-safe interface so the lab can
+//! hold them in a list while every replay stays monomorphised for its allocator.
+
+use std::alloc::{Layout, System};
+use std::mem::MaybeUninit;
+use std::ptr::NonNull;
+
+use heapkit_bitmap_arena::BitmapArena;
+use heapkit_buddy::Buddy;
+use heapkit_pool::Pool;
+use heapkit_segregated::Heap;
+
+use crate::arena::{
+    buddy_system_over, linked_list_over, rlsf_over, talc_over, tlsf_over, Arena, Heapkit,
+};
+use crate::global::FromGlobal;
+use crate::replay::{
+    replay_measured, replay_timed, replay_whole, usable_bytes, Footprint, OutOfMemory,
+};
+use crate::trace::{Summary, Trace};
+use crate::workloads::heap_efficiency_with;
+
+/// One region of memory, leaked once and lent to one allocator at a time, so that a lab
+/// run does not leak a region per replay.
+#[derive(Debug)]
+pub struct Scratch {
+    start: NonNull<u8>,
+    len: usize,
+}
+
+impl Scratch {
+    /// A region of `len` bytes aligned to `len` rounded up to a power of two, so a buddy
+    /// system gets whole top-order blocks, as its users arrange.
+    pub fn new(len: usize) -> Self {
+        let region = crate::Region::new(len, len.next_power_of_two()).leak();
+        Self {
+            start: NonNull::from(region).cast(),
+            len,
+        }
+    }
+
+    /// The first `len` bytes, to build one allocator over.
+    ///
+    /// # Safety
+    ///
+    /// Nothing built over an earlier loan may be in use any more: the allocator and all
+    /// its blocks are gone.
+    unsafe fn lend(&mut self, len: usize) -> &'static mut [MaybeUninit<u8>] {
+        assert!(
+            len <= self.len,
+            "the lab's scratch region is {} bytes",
+            self.len
+        );
+        // SAFETY: the region was leaked, so it lives forever; per the caller, no earlier
+        // loan is in use, so this is the only reference.
+        unsafe { std::slice::from_raw_parts_mut(self.start.as_ptr().cast(), len) }
+    }
+}
+
+/// An allocator under test.
+pub trait Contender {
+    /// Short name for `--only`.
+    fn key(&self) -> &'static str;
+    /// Name in tables and plots.
+    fn name(&self) -> &'static str;
+    /// Whether it works in a region given to it (so memory is measured), rather than
+    /// being a process-wide allocator measured for time only.
+    fn in_region(&self) -> bool;
+    /// Whether it can serve a trace with this summary (a pool serves one layout).
+    fn fits(&self, summary: &Summary) -> bool;
+    /// Replays `trace` on a fresh instance over `len` bytes: with `per_call`, appending
+    /// each call's ticks to it; without, timing the whole replay. Returns the ticks of the
+    /// whole replay (meaningful without `per_call`).
+    ///
+    /// # Errors
+    ///
+    /// The event it ran out of memory at.
+    fn time(
+        &self,
+        trace: &Trace,
+        scratch: &mut Scratch,
+        len: usize,
+        per_call: Option<&mut Vec<u64>>,
+    ) -> Result<u64, OutOfMemory>;
+    /// Replays `trace` on a fresh instance over `len` bytes, measuring its footprint.
+    fn memory(&self, trace: &Trace, scratch: &mut Scratch, len: usize) -> Option<Footprint>;
+    /// Heap efficiency on a fresh instance over `len` bytes with requests drawn from
+    /// `layouts`.
+    fn efficiency(
+        &self,
+        layouts: &[Layout],
+        summary: &Summary,
+        scratch: &mut Scratch,
+        len: usize,
+        seed: u64,
+    ) -> Option<f64>;
+    /// Bytes the allocator keeps for itself over `len` bytes: its own struct, plus the
+    /// bytes of a fresh region a greedy fill cannot get.
+    fn metadata(&self, summary: &Summary, scratch: &mut Scratch, len: usize) -> Option<usize>;
+}
+
+/// A region allocator built by `build`, which may refuse a trace it cannot serve.
+struct InRegion<A> {
+    key: &'static str,
+    name: &'static str,
+    build: fn(&'static mut [MaybeUninit<u8>], &Summary) -> Option<A>,
+    fits: fn(&Summary) -> bool,
+}
+
+impl<A: Arena> InRegion<A> {
+    /// Builds a fresh instance over `len` bytes of `scratch` and runs `with` on it.
+    fn with_fresh<R>(
+        &self,
+        summary: &Summary,
+        scratch: &mut Scratch,
+        len: usize,
+        with: impl FnOnce(&mut A) -> R,
+    ) -> Option<R> {
+        // SAFETY: every instance is built here and dropped before this returns, with
+        // its blocks (each use frees what it allocated), so no earlier loan is in use.
+        let region = unsafe { scratch.lend(len) };
+        let mut arena = (self.build)(region, summary)?;
+        Some(with(&mut arena))
+    }
+}
+
+impl<A: Arena> Contender for InRegion<A> {
+    fn key(&self) -> &'static str {
+        self.key
+    }
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn in_region(&self) -> bool {
+        true
+    }
+    fn fits(&self, summary: &Summary) -> bool {
+        (self.fits)(summary)
+    }
+    fn time(
+        &self,
+        trace: &Trace,
+        scratch: &mut Scratch,
+        len: usize,
+        per_call: Option<&mut Vec<u64>>,
+    ) -> Result<u64, OutOfMemory> {
+        self.with_fresh(&trace.summary(), scratch, len, |arena| {
+            time(arena, trace, per_call)
+        })
+        .unwrap_or(Err(OutOfMemory { event: 0 }))
+    }
+    fn memory(&self, trace: &Trace, scratch: &mut Scratch, len: usize) -> Option<Footprint> {
+        let every = (trace.events().len() / 400).max(1);
+        self.with_fresh(&trace.summary(), scratch, len, |arena| {
+            replay_measured(arena, trace, every)
+        })
+    }
+    fn efficiency(
+        &self,
+        layouts: &[Layout],
+        summary: &Summary,
+        scratch: &mut Scratch,
+        len: usize,
+        seed: u64,
+    ) -> Option<f64> {
+        if layouts.is_empty() {
+            return None;
+        }
+        self.with_fresh(summary, scratch, len, |arena| {
+            heap_efficiency_with(arena, len, seed, |rng| layouts[rng.below(layouts.len())])
+        })
+    }
+    fn metadata(&self, summary: &Summary, scratch: &mut Scratch, len: usize) -> Option<usize> {
+        self.with_fresh(summary, scratch, len, |arena| {
+            std::mem::size_of::<A>() + len - usable_bytes(arena, len)
+        })
+    }
+}
+
+/// A process-wide allocator: timed only.
+struct Global<G> {
+    key: &'static str,
+    name: &'static str,
+    allocator: fn() -> G,
+}
+
+impl<G: std::alloc::GlobalAlloc> Contender for Global<G> {
+    fn key(&self) -> &'static str {
+        self.key
+    }
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn in_region(&self) -> bool {
+        false
+    }
+    fn fits(&self, _: &Summary) -> bool {
+        true
+    }
+    fn time(
+        &self,
+        trace: &Trace,
+        _: &mut Scratch,
+        _: usize,
+        per_call: Option<&mut Vec<u64>>,
+    ) -> Result<u64, OutOfMemory> {
+        time(&mut FromGlobal((self.allocator)()), trace, per_call)
+    }
+    fn memory(&self, _: &Trace, _: &mut Scratch, _: usize) -> Option<Footprint> {
+        None
+    }
+    fn efficiency(
+        &self,
+        _: &[Layout],
+        _: &Summary,
+        _: &mut Scratch,
+        _: usize,
+        _: u64,
+    ) -> Option<f64> {
+        None
+    }
+    fn metadata(&self, _: &Summary, _: &mut Scratch, _: usize) -> Option<usize> {
+        None
+    }
+}
+
+fn time<A: Arena>(
+    arena: &mut A,
+    trace: &Trace,
+    per_call: Option<&mut Vec<u64>>,
+) -> Result<u64, OutOfMemory> {
+    match per_call {
+        Some(samples) => replay_timed(arena, trace, samples).map(|()| 0),
+        None => replay_whole(arena, trace),
+    }
+}
+
+/// The smallest block heapkit's buddy and bitmap arena are built with here.
+const MIN_BLOCK: usize = 16;
+
+fn any(_: &Summary) -> bool {
+    true
+}
+
+/// Every allocator the lab knows, heapkit's first.
+pub fn all() -> Vec<Box<dyn Contender>> {
+    vec![
+        Box::new(InRegion {
+            key: "heap",
+            name: "heapkit Heap",
+            build: |region, _| Heap::with_region(region).ok().map(Heapkit),
+            fits: any,
+        }),
+        Box::new(InRegion {
+            key: "tlsf",
+            name: "heapkit Tlsf",
+            build: |region, _| Some(tlsf_over(region)),
+            fits: any,
+        }),
+        Box::new(InRegion {
+            key: "buddy",
+            name: "heapkit Buddy",
+            // 16 B to 64 MiB blocks.
+            build: |region, _| {
+                Buddy::<23>::with_region(region, MIN_BLOCK)
+                    .ok()
+                    .map(Heapkit)
+            },
+            fits: any,
+        }),
+        Box::new(InRegion {
+            key: "bitmap",
+            name: "heapkit BitmapArena",
+            build: |region, _| BitmapArena::new(region, MIN_BLOCK).ok().map(Heapkit),
+            fits: any,
+        }),
+        Box::new(InRegion {
+            key: "pool",
+            name: "heapkit Pool",
+            build: |region, summary| {
+                let layout = summary.fixed_layout?;
+                Pool::new(region, layout.size(), layout.align())
+                    .ok()
+                    .map(Heapkit)
+            },
+            fits: |summary| {
+                summary
+                    .fixed_layout
+                    .is_some_and(|layout| layout.size() >= Pool::MIN_BLOCK_SIZE)
+            },
+        }),
+        Box::new(InRegion {
+            key: "rlsf",
+            name: "rlsf",
+            build: |region, _| Some(rlsf_over(region)),
+            fits: any,
+        }),
+        Box::new(InRegion {
+            key: "talc",
+            name: "talc",
+            build: |region, _| Some(talc_over(region)),
+            fits: any,
+        }),
+        Box::new(InRegion {
+            key: "buddy_system_allocator",
+            name: "buddy_system_allocator",
+            build: |region, _| Some(buddy_system_over(region)),
+            fits: any,
+        }),
+        Box::new(InRegion {
+            key: "linked_list_allocator",
+            name: "linked_list_allocator",
+            build: |region, _| Some(linked_list_over(region)),
+            fits: any,
+        }),
+        Box::new(Global {
+            key: "system",
+            name: "glibc malloc",
+            allocator: || System,
+        }),
+        Box::new(Global {
+            key: "mimalloc",
+            name: "mimalloc",
+            allocator: || mimalloc::MiMalloc,
+        }),
+    ]
+}

@@ -1,0 +1,159 @@
+//! The lab's SVG plots: footprint over time and latency distributions.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use super::WorkloadResult;
+use crate::replay::Sample;
+
+/// Colours by position, distinct on white.
+const PALETTE: [RGBColor; 11] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+    RGBColor(0, 0, 128),
+];
+
+fn colour(index: usize) -> RGBColor {
+    PALETTE[index % PALETTE.len()]
+}
+
+fn failed(path: &Path, error: impl std::fmt::Display) -> String {
+    format!("{}: {error}", path.display())
+}
+
+/// Footprint (span of live blocks) over the events, one line per region allocator, with
+/// the live bytes beneath them in black.
+pub fn footprint(path: &Path, workload: &WorkloadResult) -> Result<(), String> {
+    let series: Vec<(&str, &[Sample])> = workload
+        .rows
+        .iter()
+        .filter_map(|row| Some((row.allocator, row.footprint.as_ref()?.series.as_slice())))
+        .collect();
+    let kib = |bytes: usize| bytes as f64 / 1024.0;
+    let top = series
+        .iter()
+        .flat_map(|(_, points)| points.iter().map(|p| kib(p.footprint)))
+        .fold(1.0, f64::max);
+    let events = workload.summary.events.max(1);
+    let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| failed(path, e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("footprint over time: {}", workload.name),
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0..events, 0.0..top * 1.05)
+        .map_err(|e| failed(path, e))?;
+    chart
+        .configure_mesh()
+        .x_desc("event")
+        .y_desc("KiB spanned by live blocks")
+        .draw()
+        .map_err(|e| failed(path, e))?;
+    if let Some((_, points)) = series.first() {
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().map(|p| (p.event, kib(p.live))),
+                BLACK.stroke_width(2),
+            ))
+            .map_err(|e| failed(path, e))?
+            .label("live bytes requested")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK.stroke_width(2)));
+    }
+    for (index, (name, points)) in series.iter().enumerate() {
+        let style = colour(index);
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().map(|p| (p.event, kib(p.footprint))),
+                style,
+            ))
+            .map_err(|e| failed(path, e))?
+            .label(*name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| failed(path, e))?;
+    root.present().map_err(|e| failed(path, e))
+}
+
+/// Latency distribution per allocator: the share of calls (y) that took at most x ns,
+/// on a log scale, up to the 99.99th percentile.
+pub fn latency(path: &Path, workload: &WorkloadResult) -> Result<(), String> {
+    const POINTS: usize = 400;
+    let curves: Vec<(&str, Vec<(f64, f64)>)> = workload
+        .rows
+        .iter()
+        .filter_map(|row| {
+            let sorted = &row.timing.as_ref()?.sorted_ns;
+            if sorted.is_empty() {
+                return None;
+            }
+            let last = sorted.len() - 1;
+            let points = (0..=POINTS)
+                .map(|step| {
+                    let share = 0.9999 * step as f64 / POINTS as f64;
+                    let value = f64::from(sorted[(last as f64 * share) as usize]).max(1.0);
+                    (value, share)
+                })
+                .collect();
+            Some((row.allocator, points))
+        })
+        .collect();
+    let top = curves
+        .iter()
+        .flat_map(|(_, points)| points.iter().map(|p| p.0))
+        .fold(10.0, f64::max);
+    let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| failed(path, e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("latency per call: {}", workload.name),
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d((1.0..top * 1.2).log_scale(), 0.0..1.0)
+        .map_err(|e| failed(path, e))?;
+    chart
+        .configure_mesh()
+        .x_desc("ns (log scale)")
+        .y_desc("share of calls at most x")
+        .draw()
+        .map_err(|e| failed(path, e))?;
+    for (index, (name, points)) in curves.into_iter().enumerate() {
+        let style = colour(index);
+        chart
+            .draw_series(LineSeries::new(points, style.stroke_width(2)))
+            .map_err(|e| failed(path, e))?
+            .label(name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], style.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| failed(path, e))?;
+    root.present().map_err(|e| failed(path, e))
+}

@@ -1,0 +1,189 @@
+#![cfg(not(miri))] // leaks its region and replays whole workloads: minutes under miri
+//! The lab end to end on a tiny configuration: every workload and allocator, the report
+//! and the plots.
+
+use std::path::PathBuf;
+
+use heapkit_benches::lab::{contenders, run, Config, Row, Scale, WorkloadResult};
+use heapkit_benches::trace::Trace;
+use heapkit_benches::workloads::{synthetic, Lifetimes, SizeMix};
+
+fn out_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("heapkit-lab-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn tiny(name: &str) -> Config {
+    Config {
+        scale: Scale::Tiny,
+        region_len: 4 << 20,
+        out_dir: out_dir(name),
+        ..Config::default()
+    }
+}
+
+#[test]
+fn the_lab_runs_every_allocator_on_every_workload_and_writes_report_and_plots() {
+    let config = tiny("all");
+    let report = run(&config).unwrap();
+    let names: Vec<&str> = report.workloads.iter().map(|w| w.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "random-actions",
+            "ramp",
+            "peak",
+            "plateau",
+            "uniform-small",
+            "mixed",
+            "fixed-churn",
+            "pages",
+            "btreemap",
+            "json",
+            "regex"
+        ]
+    );
+    for workload in &report.workloads {
+        let pool = workload.rows.iter().any(|row| row.key == "pool");
+        assert_eq!(
+            pool,
+            workload.name == "fixed-churn",
+            "the pool runs where one layout is asked"
+        );
+        assert_eq!(
+            workload.rows.len(),
+            contenders::all().len() - usize::from(!pool)
+        );
+        for row in &workload.rows {
+            check_row(row, workload, config.region_len);
+        }
+    }
+    let markdown = std::fs::read_to_string(config.out_dir.join("report.md")).unwrap();
+    assert_eq!(markdown, report.markdown());
+    for contender in contenders::all() {
+        assert!(markdown.contains(contender.name()), "{}", contender.name());
+    }
+    for workload in &report.workloads {
+        assert!(markdown.contains(&format!("## {}\n", workload.name)));
+        let latency = config
+            .out_dir
+            .join(format!("latency-{}.svg", workload.name));
+        assert!(std::fs::read_to_string(latency)
+            .unwrap()
+            .starts_with("<svg"));
+        let footprint = config
+            .out_dir
+            .join(format!("footprint-{}.svg", workload.name));
+        assert_eq!(footprint.exists(), workload.synthetic, "{}", workload.name);
+    }
+    let headline = report.headline();
+    assert_eq!(headline.len(), contenders::all().len());
+    assert!(headline.iter().all(|line| line.time_vs_best >= 1.0));
+    for workload in &report.workloads {
+        let (best, _) = workload.best_times();
+        // The best is one of the values itself, so equality is exact.
+        #[allow(clippy::float_cmp)]
+        let fastest = workload
+            .rows
+            .iter()
+            .filter(|row| row.timing.as_ref().is_some_and(|t| t.mean_ns == best));
+        assert_eq!(
+            fastest.count(),
+            1,
+            "{}: one allocator is the 1.00× of its table",
+            workload.name
+        );
+    }
+    std::fs::remove_dir_all(&config.out_dir).unwrap();
+}
+
+/// A row's figures are all there and in their ranges.
+fn check_row(row: &Row, workload: &WorkloadResult, region_len: usize) {
+    let what = format!("{} on {}", row.allocator, workload.name);
+    let timing = row
+        .timing
+        .as_ref()
+        .unwrap_or_else(|| panic!("{what}: {:?}", row.failure));
+    assert!(
+        timing.mean_ns > 0.0 && timing.p999_ns >= timing.median_ns,
+        "{what}"
+    );
+    assert_eq!(
+        timing.sorted_ns.len(),
+        workload.summary.events,
+        "{what}: one sample a call"
+    );
+    let Some(footprint) = &row.footprint else {
+        assert!(
+            ["system", "mimalloc"].contains(&row.key),
+            "{what}: time only"
+        );
+        return;
+    };
+    assert_eq!(footprint.peak_live, workload.summary.peak_live, "{what}");
+    assert!(
+        footprint.fragmentation() >= 1.0,
+        "{what}: live blocks cannot overlap"
+    );
+    let efficiency = row.efficiency.unwrap();
+    assert!(
+        efficiency > 0.0 && efficiency <= 1.0,
+        "{what}: {efficiency}"
+    );
+    assert!(row.metadata.unwrap() < region_len, "{what}");
+}
+
+#[test]
+fn only_keeps_the_named_workloads_and_allocators_and_refuses_unknown_names() {
+    let mut config = tiny("only");
+    config.only = vec!["pages".into(), "tlsf".into(), "rlsf".into()];
+    let report = run(&config).unwrap();
+    assert_eq!(report.workloads.len(), 1);
+    let keys: Vec<_> = report.workloads[0].rows.iter().map(|row| row.key).collect();
+    assert_eq!(keys, ["tlsf", "rlsf"]);
+
+    config.only = vec!["no-such-thing".into()];
+    let error = run(&config).unwrap_err();
+    assert!(
+        error.contains("--only no-such-thing")
+            && error.contains("plateau")
+            && error.contains("talc"),
+        "{error}"
+    );
+    std::fs::remove_dir_all(&config.out_dir).unwrap();
+}
+
+#[test]
+fn a_trace_file_is_replayed_instead_of_the_built_in_workloads() {
+    let mut config = tiny("trace");
+    std::fs::create_dir_all(&config.out_dir).unwrap();
+    let trace = synthetic(
+        Lifetimes::Plateau {
+            live: 50,
+            steps: 200,
+        },
+        SizeMix::Mixed,
+        3,
+    );
+    let path = config.out_dir.join("mine.trace");
+    std::fs::write(&path, trace.to_text()).unwrap();
+    config.traces = vec![path.clone()];
+    config.only = vec!["talc".into()];
+    let report = run(&config).unwrap();
+    assert_eq!(report.workloads.len(), 1);
+    assert_eq!(report.workloads[0].name, "mine");
+    assert_eq!(report.workloads[0].summary, trace.summary());
+    assert_eq!(
+        Trace::parse(&std::fs::read_to_string(&path).unwrap()).unwrap(),
+        trace
+    );
+
+    std::fs::write(&path, "a 1 16 8\nf 2\n").unwrap();
+    let error = run(&config).unwrap_err();
+    assert!(
+        error.contains("mine.trace") && error.contains("line 2"),
+        "{error}"
+    );
+    std::fs::remove_dir_all(&config.out_dir).unwrap();
+}
