@@ -1,5 +1,4 @@
-//! Shared set-up for heapkit's benchmarks: regions that every allocator under test gets in
-//! the same size, so that each comparison runs side by side in one process.
+#![doc = include_str!("../README.md")]
 
 pub mod arena;
 pub mod global;

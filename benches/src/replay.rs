@@ -440,6 +440,34 @@ mod tests {
     }
 
     #[test]
+    fn a_trace_written_and_read_back_replays_to_the_same_blocks() {
+        use crate::workloads::{synthetic, Lifetimes, SizeMix};
+        let trace = synthetic(
+            Lifetimes::Peak {
+                base: 50,
+                bursts: 4,
+                burst: 100,
+            },
+            SizeMix::Mixed,
+            9,
+        );
+        let read_back = Trace::parse(&trace.to_text()).unwrap();
+        assert_eq!(read_back, trace);
+        // The same allocator, fresh each time, places every block alike for both.
+        let original = replay_measured(&mut heapkit_tlsf(4 << 20), &trace, 1);
+        let replayed = replay_measured(&mut heapkit_tlsf(4 << 20), &read_back, 1);
+        let relative = |f: &Footprint| {
+            f.series
+                .iter()
+                .map(|s| (s.live, s.footprint))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(relative(&original), relative(&replayed));
+        assert_eq!(original.peak_live, trace.summary().peak_live);
+        assert!(original.fragmentation() >= 1.0);
+    }
+
+    #[test]
     fn timed_replay_samples_every_event_and_frees_what_is_left() {
         let trace = Trace::parse("a 1 100 8\na 2 5000 64\nr 1 300\nf 2\n").unwrap();
         let mut arena = heapkit_tlsf(1 << 20);

@@ -68,9 +68,10 @@ pub trait Contender {
     fn in_region(&self) -> bool;
     /// Whether it can serve a trace with this summary (a pool serves one layout).
     fn fits(&self, summary: &Summary) -> bool;
-    /// Replays `trace` on a fresh instance over `len` bytes: with `per_call`, appending
-    /// each call's ticks to it; without, timing the whole replay. Returns the ticks of the
-    /// whole replay (meaningful without `per_call`).
+    /// Builds a fresh instance over `len` bytes and replays `trace` on it once untimed (to
+    /// warm caches and the allocator's own state, as a running program's heap is), then
+    /// once timed whole, whose ticks it returns, then — with `per_call` — once more
+    /// appending each call's ticks.
     ///
     /// # Errors
     ///
@@ -229,10 +230,12 @@ fn time<A: Arena>(
     trace: &Trace,
     per_call: Option<&mut Vec<u64>>,
 ) -> Result<u64, OutOfMemory> {
-    match per_call {
-        Some(samples) => replay_timed(arena, trace, samples).map(|()| 0),
-        None => replay_whole(arena, trace),
+    replay_whole(arena, trace)?;
+    let whole = replay_whole(arena, trace)?;
+    if let Some(samples) = per_call {
+        replay_timed(arena, trace, samples)?;
     }
+    Ok(whole)
 }
 
 /// The smallest block heapkit's buddy and bitmap arena are built with here.

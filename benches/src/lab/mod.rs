@@ -437,7 +437,8 @@ impl Lab<'_> {
 
     /// The timed rounds. Rounds interleave the allocators, each starting in turn, so a
     /// noisy moment of the machine is shared out rather than landing on one allocator.
-    /// Each round times the whole replay (throughput), then every call (distribution).
+    /// Each round warms a fresh instance with one replay, times the next whole
+    /// (throughput), then every call of a third (distribution).
     fn time(
         &mut self,
         workload: &Workload,
@@ -460,13 +461,7 @@ impl Lab<'_> {
                 ));
                 let scratch = &mut self.scratch;
                 let mut calls = Vec::new();
-                let timed = contender
-                    .time(&workload.trace, scratch, region_len, None)
-                    .and_then(|whole| {
-                        contender
-                            .time(&workload.trace, scratch, region_len, Some(&mut calls))
-                            .map(|_| whole)
-                    });
+                let timed = contender.time(&workload.trace, scratch, region_len, Some(&mut calls));
                 match timed {
                     Ok(whole) => {
                         let (median, tail) = percentiles(&self.clock, &mut calls.clone());

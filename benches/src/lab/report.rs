@@ -123,9 +123,10 @@ impl Report {
             out,
             "# heapkit lab report\n\n\
              Every allocator replayed each workload in one process; region allocators each got \
-             the same {} MiB region, aligned to its size. Each of {} rounds times the whole \
-             replay with no timer between calls (ns per call: alloc, free or realloc, \
-             including the replay's own bookkeeping, the same for all), then every call alone \
+             the same {} MiB region, aligned to its size. Each of {} rounds builds a fresh \
+             instance, warms it with one untimed replay, times the next replay whole, \
+             with no timer between calls (ns per call: alloc, free or realloc, \
+             including the replay's own bookkeeping, the same for all), then every call of a third \
              with the time-stamp counter (median and 99.9th percentile call, the counter's \
              overhead taken off); figures are medians over the rounds, and ×best is relative \
              to the best allocator on that workload. \
