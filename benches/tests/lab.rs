@@ -143,6 +143,15 @@ fn only_keeps_the_named_workloads_and_allocators_and_refuses_unknown_names() {
     let keys: Vec<_> = report.workloads[0].rows.iter().map(|row| row.key).collect();
     assert_eq!(keys, ["tlsf", "rlsf"]);
 
+    // The pool serves one layout: of the built-in workloads, only fixed-size churn.
+    config.only = vec!["pool".into()];
+    let report = run(&config).unwrap();
+    let names: Vec<_> = report.workloads.iter().map(|w| w.name.as_str()).collect();
+    assert_eq!(names, ["fixed-churn"]);
+    config.only = vec!["pool".into(), "json".into()];
+    let error = run(&config).unwrap_err();
+    assert!(error.contains("no selected allocator"), "{error}");
+
     config.only = vec!["no-such-thing".into()];
     let error = run(&config).unwrap_err();
     assert!(

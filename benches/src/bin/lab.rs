@@ -81,7 +81,8 @@ mod readme {
     /// Replaces the README's headline section with this run's, and copies its plots
     /// to `docs/lab/`.
     pub fn update(report: &Report, out_dir: &Path) -> Result<(), String> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = manifest_dir.parent().unwrap_or(manifest_dir);
         let path = root.join("README.md");
         let readme =
             std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;

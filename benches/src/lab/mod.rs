@@ -332,6 +332,13 @@ pub fn run(config: &Config) -> Result<Report, String> {
     };
     let mut contenders = contenders::all();
     select(&config.only, &mut workloads, &mut contenders)?;
+    workloads.retain(|workload| {
+        let summary = workload.trace.summary();
+        contenders.iter().any(|contender| contender.fits(&summary))
+    });
+    if workloads.is_empty() {
+        return Err("no selected allocator can serve any selected workload".into());
+    }
 
     let mut lab = Lab {
         config,
