@@ -243,3 +243,39 @@ fn heap_returns_empty_chunks_and_trim_restores_the_start() {
     heap.trim();
     assert_eq!(heap.stats(), empty);
 }
+
+#[test]
+fn slab_chunks_pack_without_gaps() {
+    // One chunk per class, taken in turn: each lands right after the one before, so a
+    // region of n chunks holds nearly n of them (one goes to alignment and TLSF's region
+    // header).
+    let mut regions = Regions::new();
+    let len = 16 * CHUNK;
+    let mut heap = heap(&mut regions, len);
+    let mut blocks = Vec::new();
+    for class in 1..=SLAB_LIMIT / 16 {
+        let size = class * 16;
+        match heap.allocate(layout(size, 8)) {
+            Ok(block) => blocks.push((block.cast::<u8>(), size)),
+            Err(_) => break,
+        }
+    }
+    assert!(
+        blocks.len() >= 14,
+        "{} chunks in a 16-chunk region",
+        blocks.len()
+    );
+    for pair in blocks.windows(2) {
+        let (first, second) = (pair[0].0.as_ptr().addr(), pair[1].0.as_ptr().addr());
+        assert_eq!(
+            second / CHUNK - first / CHUNK,
+            1,
+            "consecutive chunks are neighbours"
+        );
+    }
+    for (block, size) in blocks {
+        // SAFETY: live blocks with their layouts.
+        unsafe { heap.deallocate(block, layout(size, 8)) };
+    }
+    assert_eq!(heap.stats().in_use, 0);
+}
