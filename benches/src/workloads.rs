@@ -192,7 +192,7 @@ pub enum SizeMix {
     /// 8–256 bytes, evenly spread: small objects, a slab allocator's home ground.
     UniformSmall,
     /// Pareto-distributed (shape 1.5) from 16 bytes, capped at 64 KiB: most requests
-    /// tiny, a few large, as measured in real programs.
+    /// tiny, a few large, the heavy tail real programs' size histograms show.
     PowerLaw,
     /// 90% 16–256 bytes, 10% 4–64 KiB: small objects beside buffers.
     Mixed,

@@ -8,7 +8,7 @@ use heapkit_benches::lab::{run, Config, Scale};
 const USAGE: &str = "\
 usage: lab [--full] [--only NAME]... [--trace FILE]... [--out DIR] [--update-readme]
 
-  --full           twice the events and twice the rounds (about five minutes)
+  --full           twice the events and twice the rounds (about three minutes)
   --only NAME      keep only this workload or allocator (repeatable)
   --trace FILE     replay this trace file instead of the built-in workloads (repeatable);
                    format: one event per line, `a ID SIZE ALIGN`, `r ID SIZE`, `f ID`

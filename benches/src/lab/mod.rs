@@ -36,7 +36,7 @@ pub enum Scale {
     Tiny,
     /// About a minute in all.
     Default,
-    /// Twice the events and twice the rounds: about five minutes, as the list-scanning
+    /// Twice the events and twice the rounds: about three minutes, as the list-scanning
     /// allocators slow down with the square of the live blocks. (Four times the events
     /// took 19 minutes and overflowed the 32 MiB region on the page workload.)
     Full,
