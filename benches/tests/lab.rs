@@ -194,5 +194,11 @@ fn a_trace_file_is_replayed_instead_of_the_built_in_workloads() {
         error.contains("mine.trace") && error.contains("line 2"),
         "{error}"
     );
+    std::fs::write(&path, "# nothing but a comment\n").unwrap();
+    let error = run(&config).unwrap_err();
+    assert!(
+        error.contains("mine.trace: the trace has no events"),
+        "{error}"
+    );
     std::fs::remove_dir_all(&config.out_dir).unwrap();
 }

@@ -245,7 +245,8 @@ fn truncated(trace: &Trace, events: usize) -> Trace {
 ///
 /// # Errors
 ///
-/// A file that cannot be read or does not parse, named with the line at fault.
+/// A file that cannot be read, does not parse (named with the line at fault) or holds no
+/// events.
 pub fn from_files(paths: &[PathBuf]) -> Result<Vec<Workload>, String> {
     paths
         .iter()
@@ -254,6 +255,9 @@ pub fn from_files(paths: &[PathBuf]) -> Result<Vec<Workload>, String> {
                 .map_err(|error| format!("{}: {error}", path.display()))?;
             let trace =
                 Trace::parse(&text).map_err(|error| format!("{}: {error}", path.display()))?;
+            if trace.events().is_empty() {
+                return Err(format!("{}: the trace has no events", path.display()));
+            }
             let name = path.file_stem().map_or_else(
                 || "trace".into(),
                 |stem| stem.to_string_lossy().into_owned(),
