@@ -29,18 +29,23 @@ fn workloads(c: &mut Criterion) {
         {
             continue;
         }
-        let summary = workload.trace.summary();
         let mut group = c.benchmark_group(format!("lab/{}", workload.name));
-        group.throughput(Throughput::Elements(summary.events as u64));
+        group.throughput(Throughput::Elements(workload.summary.events as u64));
         group.sample_size(10);
         group.measurement_time(Duration::from_secs(2));
-        for contender in contenders.iter().filter(|c| c.fits(&summary)) {
+        for contender in contenders.iter().filter(|c| c.fits(&workload.summary)) {
             group.bench_function(contender.name(), |b| {
                 b.iter_custom(|replays| {
                     let mut nanos = 0.0;
                     for _ in 0..replays {
                         let ticks = contender
-                            .time(&workload.trace, &mut scratch, REGION, None)
+                            .time(
+                                &workload.trace,
+                                &workload.summary,
+                                &mut scratch,
+                                REGION,
+                                None,
+                            )
                             .expect("the region holds every workload");
                         nanos += clock.span_nanos(ticks);
                     }

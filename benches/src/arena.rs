@@ -25,6 +25,9 @@ pub trait Arena {
     /// Resizes a block to `new_size` bytes, in place where the allocator can, otherwise
     /// by moving it (copying the contents). `None` leaves the block as it was.
     ///
+    /// The default always moves ([`realloc_by_moving`]), for allocators with no resize of
+    /// their own.
+    ///
     /// # Safety
     ///
     /// As for [`free`](Self::free); `new_size` is non-zero.
@@ -33,7 +36,10 @@ pub trait Arena {
         ptr: NonNull<u8>,
         layout: Layout,
         new_size: usize,
-    ) -> Option<NonNull<u8>>;
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: per the caller.
+        unsafe { realloc_by_moving(self, ptr, layout, new_size) }
+    }
 }
 
 /// A heapkit backend as an [`Arena`], resizing the way its adapters do.
@@ -133,7 +139,7 @@ impl Arena for TalcArena {
     }
 }
 
-/// A resize for allocators without one: a new block, the kept bytes copied, the old block
+/// A resize for allocators without one (the default [`Arena::realloc`]): a new block, the kept bytes copied, the old block
 /// freed. `None` leaves the old block as it was.
 ///
 /// # Safety
@@ -170,17 +176,6 @@ impl Arena for BuddySystem {
         // SAFETY: per the caller.
         unsafe { self.dealloc(ptr, layout) }
     }
-
-    #[inline]
-    unsafe fn realloc(
-        &mut self,
-        ptr: NonNull<u8>,
-        layout: Layout,
-        new_size: usize,
-    ) -> Option<NonNull<u8>> {
-        // SAFETY: per the caller.
-        unsafe { realloc_by_moving(self, ptr, layout, new_size) }
-    }
 }
 
 /// `linked_list_allocator`'s first-fit heap.
@@ -196,17 +191,6 @@ impl Arena for LinkedList {
     unsafe fn free(&mut self, ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: per the caller.
         unsafe { self.deallocate(ptr, layout) }
-    }
-
-    #[inline]
-    unsafe fn realloc(
-        &mut self,
-        ptr: NonNull<u8>,
-        layout: Layout,
-        new_size: usize,
-    ) -> Option<NonNull<u8>> {
-        // SAFETY: per the caller.
-        unsafe { realloc_by_moving(self, ptr, layout, new_size) }
     }
 }
 

@@ -397,17 +397,6 @@ mod tests {
                 self.next = start;
             }
         }
-        unsafe fn realloc(
-            &mut self,
-            ptr: NonNull<u8>,
-            layout: Layout,
-            size: usize,
-        ) -> Option<NonNull<u8>> {
-            let new = self.alloc(Layout::from_size_align(size, layout.align()).ok()?)?;
-            // SAFETY: distinct blocks of the buffer.
-            unsafe { ptr.copy_to_nonoverlapping(new, layout.size().min(size)) };
-            Some(new)
-        }
     }
 
     #[test]

@@ -113,16 +113,6 @@ impl TraceBuilder {
         self.trace.events.is_empty()
     }
 
-    /// Whether `id` names a live block.
-    pub fn is_live(&self, id: u64) -> bool {
-        self.live.contains_key(&id)
-    }
-
-    /// Blocks live now.
-    pub fn live_count(&self) -> usize {
-        self.live.len()
-    }
-
     /// A new block `id` of `size` bytes aligned to `align`.
     ///
     /// # Errors

@@ -63,12 +63,10 @@ pub trait Contender {
     fn key(&self) -> &'static str;
     /// Name in tables and plots.
     fn name(&self) -> &'static str;
-    /// Whether it works in a region given to it (so memory is measured), rather than
-    /// being a process-wide allocator measured for time only.
-    fn in_region(&self) -> bool;
     /// Whether it can serve a trace with this summary (a pool serves one layout).
     fn fits(&self, summary: &Summary) -> bool;
-    /// Builds a fresh instance over `len` bytes and replays `trace` on it once untimed (to
+    /// Builds a fresh instance over `len` bytes and replays `trace` (whose summary is
+    /// `summary`) on it once untimed (to
     /// warm caches and the allocator's own state, as a running program's heap is), then
     /// once timed whole, whose ticks it returns, then — with `per_call` — once more
     /// appending each call's ticks.
@@ -79,12 +77,19 @@ pub trait Contender {
     fn time(
         &self,
         trace: &Trace,
+        summary: &Summary,
         scratch: &mut Scratch,
         len: usize,
         per_call: Option<&mut Vec<u64>>,
     ) -> Result<u64, OutOfMemory>;
     /// Replays `trace` on a fresh instance over `len` bytes, measuring its footprint.
-    fn memory(&self, trace: &Trace, scratch: &mut Scratch, len: usize) -> Option<Footprint>;
+    fn memory(
+        &self,
+        trace: &Trace,
+        summary: &Summary,
+        scratch: &mut Scratch,
+        len: usize,
+    ) -> Option<Footprint>;
     /// Heap efficiency on a fresh instance over `len` bytes with requests drawn from
     /// `layouts`.
     fn efficiency(
@@ -132,27 +137,29 @@ impl<A: Arena> Contender for InRegion<A> {
     fn name(&self) -> &'static str {
         self.name
     }
-    fn in_region(&self) -> bool {
-        true
-    }
     fn fits(&self, summary: &Summary) -> bool {
         (self.fits)(summary)
     }
     fn time(
         &self,
         trace: &Trace,
+        summary: &Summary,
         scratch: &mut Scratch,
         len: usize,
         per_call: Option<&mut Vec<u64>>,
     ) -> Result<u64, OutOfMemory> {
-        self.with_fresh(&trace.summary(), scratch, len, |arena| {
-            time(arena, trace, per_call)
-        })
-        .unwrap_or(Err(OutOfMemory { event: 0 }))
+        self.with_fresh(summary, scratch, len, |arena| time(arena, trace, per_call))
+            .unwrap_or(Err(OutOfMemory { event: 0 }))
     }
-    fn memory(&self, trace: &Trace, scratch: &mut Scratch, len: usize) -> Option<Footprint> {
+    fn memory(
+        &self,
+        trace: &Trace,
+        summary: &Summary,
+        scratch: &mut Scratch,
+        len: usize,
+    ) -> Option<Footprint> {
         let every = (trace.events().len() / 400).max(1);
-        self.with_fresh(&trace.summary(), scratch, len, |arena| {
+        self.with_fresh(summary, scratch, len, |arena| {
             replay_measured(arena, trace, every)
         })
     }
@@ -192,22 +199,20 @@ impl<G: std::alloc::GlobalAlloc> Contender for Global<G> {
     fn name(&self) -> &'static str {
         self.name
     }
-    fn in_region(&self) -> bool {
-        false
-    }
     fn fits(&self, _: &Summary) -> bool {
         true
     }
     fn time(
         &self,
         trace: &Trace,
+        _: &Summary,
         _: &mut Scratch,
         _: usize,
         per_call: Option<&mut Vec<u64>>,
     ) -> Result<u64, OutOfMemory> {
         time(&mut FromGlobal((self.allocator)()), trace, per_call)
     }
-    fn memory(&self, _: &Trace, _: &mut Scratch, _: usize) -> Option<Footprint> {
+    fn memory(&self, _: &Trace, _: &Summary, _: &mut Scratch, _: usize) -> Option<Footprint> {
         None
     }
     fn efficiency(

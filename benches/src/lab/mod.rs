@@ -106,6 +106,21 @@ pub struct Workload {
     pub synthetic: bool,
     /// The events.
     pub trace: Trace,
+    /// What they ask of an allocator, worked out once.
+    pub summary: Summary,
+}
+
+impl Workload {
+    /// A workload of `trace`'s events.
+    pub fn new(name: &str, description: String, synthetic: bool, trace: Trace) -> Self {
+        Self {
+            name: name.into(),
+            description,
+            synthetic,
+            summary: trace.summary(),
+            trace,
+        }
+    }
 }
 
 /// Traces recorded from real programs by `examples/record_traces.rs`.
@@ -134,12 +149,8 @@ const RECORDED: [(&str, &str, &str); 3] = [
 /// If a recorded trace shipped in the repository does not parse.
 pub fn builtin(scale: Scale, seed: u64) -> Vec<Workload> {
     let n = |count: usize| ((count as f64 * scale.events()) as usize).max(8);
-    let workload = |name: &str, description: String, trace| Workload {
-        name: name.into(),
-        description,
-        synthetic: true,
-        trace,
-    };
+    let workload =
+        |name: &str, description: String, trace| Workload::new(name, description, true, trace);
     let plateau = |live, steps| Lifetimes::Plateau {
         live: n(live),
         steps: n(steps),
@@ -214,12 +225,7 @@ pub fn builtin(scale: Scale, seed: u64) -> Vec<Workload> {
         } else {
             trace
         };
-        workloads.push(Workload {
-            name: name.into(),
-            description: description.into(),
-            synthetic: false,
-            trace,
-        });
+        workloads.push(Workload::new(name, description.into(), false, trace));
     }
     workloads
 }
@@ -262,12 +268,8 @@ pub fn from_files(paths: &[PathBuf]) -> Result<Vec<Workload>, String> {
                 || "trace".into(),
                 |stem| stem.to_string_lossy().into_owned(),
             );
-            Ok(Workload {
-                description: format!("trace file {}", path.display()),
-                name,
-                synthetic: false,
-                trace,
-            })
+            let description = format!("trace file {}", path.display());
+            Ok(Workload::new(&name, description, false, trace))
         })
         .collect()
 }
@@ -338,8 +340,9 @@ pub fn run(config: &Config) -> Result<Report, String> {
     let mut contenders = contenders::all();
     select(&config.only, &mut workloads, &mut contenders)?;
     workloads.retain(|workload| {
-        let summary = workload.trace.summary();
-        contenders.iter().any(|contender| contender.fits(&summary))
+        contenders
+            .iter()
+            .any(|contender| contender.fits(&workload.summary))
     });
     if workloads.is_empty() {
         return Err("no selected allocator can serve any selected workload".into());
@@ -355,8 +358,10 @@ pub fn run(config: &Config) -> Result<Report, String> {
         let tasks: usize = workloads
             .iter()
             .map(|workload| {
-                let summary = workload.trace.summary();
-                let fitting = contenders.iter().filter(|c| c.fits(&summary)).count();
+                let fitting = contenders
+                    .iter()
+                    .filter(|c| c.fits(&workload.summary))
+                    .count();
                 fitting * (config.scale.rounds() + 3)
             })
             .sum();
@@ -395,11 +400,11 @@ impl Lab<'_> {
         workload: &Workload,
         contenders: &[Box<dyn Contender>],
     ) -> WorkloadResult {
-        let summary = workload.trace.summary();
+        let summary = &workload.summary;
         let fitting: Vec<&dyn Contender> = contenders
             .iter()
             .map(AsRef::as_ref)
-            .filter(|contender| contender.fits(&summary))
+            .filter(|contender| contender.fits(summary))
             .collect();
         let layouts = workload.trace.alloc_layouts();
         let region_len = self.config.region_len;
@@ -410,15 +415,15 @@ impl Lab<'_> {
                 let scratch = &mut self.scratch;
                 self.progress
                     .set_message(format!("{} · {}", workload.name, contender.name()));
-                let footprint = contender.memory(&workload.trace, scratch, region_len);
+                let footprint = contender.memory(&workload.trace, summary, scratch, region_len);
                 let efficiency = contender.efficiency(
                     &layouts,
-                    &summary,
+                    summary,
                     scratch,
                     efficiency_region,
                     self.config.seed,
                 );
-                let metadata = contender.metadata(&summary, scratch, region_len);
+                let metadata = contender.metadata(summary, scratch, region_len);
                 self.progress.inc(3);
                 Row {
                     allocator: contender.name(),
@@ -441,7 +446,7 @@ impl Lab<'_> {
             name: workload.name.clone(),
             description: workload.description.clone(),
             synthetic: workload.synthetic,
-            summary,
+            summary: *summary,
             efficiency_region,
             rows,
         }
@@ -473,10 +478,17 @@ impl Lab<'_> {
                 ));
                 let scratch = &mut self.scratch;
                 let mut calls = Vec::new();
-                let timed = contender.time(&workload.trace, scratch, region_len, Some(&mut calls));
+                let timed = contender.time(
+                    &workload.trace,
+                    &workload.summary,
+                    scratch,
+                    region_len,
+                    Some(&mut calls),
+                );
                 match timed {
                     Ok(whole) => {
-                        let (median, tail) = percentiles(&self.clock, &mut calls.clone());
+                        // Sorted in place: the pooled samples are sorted again anyway.
+                        let (median, tail) = percentiles(&self.clock, &mut calls);
                         let mean = self.clock.span_nanos(whole) / events;
                         per_round[index].push([mean, median, tail]);
                         samples[index].extend(calls);

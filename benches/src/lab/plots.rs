@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::WorkloadResult;
@@ -63,29 +64,47 @@ pub fn footprint(path: &Path, workload: &WorkloadResult) -> Result<(), String> {
         .draw()
         .map_err(|e| failed(path, e))?;
     if let Some((_, points)) = series.first() {
-        chart
-            .draw_series(LineSeries::new(
-                points.iter().map(|p| (p.event, kib(p.live))),
-                BLACK.stroke_width(2),
-            ))
-            .map_err(|e| failed(path, e))?
-            .label("live bytes requested")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK.stroke_width(2)));
+        let live = points.iter().map(|p| (p.event, kib(p.live)));
+        let style = BLACK.stroke_width(2);
+        line(&mut chart, live, "live bytes requested", style, path)?;
     }
     for (index, (name, points)) in series.iter().enumerate() {
-        let style = colour(index);
-        chart
-            .draw_series(LineSeries::new(
-                points.iter().map(|p| (p.event, kib(p.footprint))),
-                style,
-            ))
-            .map_err(|e| failed(path, e))?
-            .label(*name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
+        let footprint = points.iter().map(|p| (p.event, kib(p.footprint)));
+        line(&mut chart, footprint, name, colour(index).into(), path)?;
     }
+    finish(&mut chart, &root, SeriesLabelPosition::UpperRight, path)
+}
+
+/// One labelled line, with its legend entry.
+fn line<X, Y>(
+    chart: &mut ChartContext<'_, SVGBackend<'_>, Cartesian2d<X, Y>>,
+    points: impl IntoIterator<Item = (X::ValueType, Y::ValueType)>,
+    name: &str,
+    style: ShapeStyle,
+    path: &Path,
+) -> Result<(), String>
+where
+    X: Ranged<ValueType: Clone + 'static>,
+    Y: Ranged<ValueType: Clone + 'static>,
+{
+    chart
+        .draw_series(LineSeries::new(points, style))
+        .map_err(|e| failed(path, e))?
+        .label(name)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
+    Ok(())
+}
+
+/// Draws the legend at `position` and writes the file.
+fn finish<'a, 'b: 'a, X: Ranged, Y: Ranged>(
+    chart: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, Y>>,
+    root: &DrawingArea<SVGBackend<'b>, Shift>,
+    position: SeriesLabelPosition,
+    path: &Path,
+) -> Result<(), String> {
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(position)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
@@ -139,21 +158,13 @@ pub fn latency(path: &Path, workload: &WorkloadResult) -> Result<(), String> {
         .draw()
         .map_err(|e| failed(path, e))?;
     for (index, (name, points)) in curves.into_iter().enumerate() {
-        let style = colour(index);
-        chart
-            .draw_series(LineSeries::new(points, style.stroke_width(2)))
-            .map_err(|e| failed(path, e))?
-            .label(name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 16, y)], style.stroke_width(2))
-            });
+        line(
+            &mut chart,
+            points,
+            name,
+            colour(index).stroke_width(2),
+            path,
+        )?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| failed(path, e))?;
-    root.present().map_err(|e| failed(path, e))
+    finish(&mut chart, &root, SeriesLabelPosition::LowerRight, path)
 }

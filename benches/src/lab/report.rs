@@ -39,8 +39,8 @@ pub struct Headline {
 }
 
 impl Report {
-    /// The summary table: each allocator's geometric means over the workloads it ran.
-    pub fn headline(&self) -> Vec<Headline> {
+    /// Every allocator that ran, in the order first seen.
+    fn allocators(&self) -> Vec<&'static str> {
         let mut names: Vec<&'static str> = Vec::new();
         for row in self.workloads.iter().flat_map(|w| &w.rows) {
             if !names.contains(&row.allocator) {
@@ -48,6 +48,11 @@ impl Report {
             }
         }
         names
+    }
+
+    /// The summary table: each allocator's geometric means over the workloads it ran.
+    pub fn headline(&self) -> Vec<Headline> {
+        self.allocators()
             .into_iter()
             .map(|allocator| {
                 let mut times = Vec::new();
@@ -159,11 +164,11 @@ impl Report {
         out.push_str("\n|---|");
         out.push_str(&"---:|".repeat(self.workloads.len()));
         out.push('\n');
-        for line in self.headline() {
-            let _ = write!(out, "| {} |", line.allocator);
+        for allocator in self.allocators() {
+            let _ = write!(out, "| {allocator} |");
             for workload in &self.workloads {
                 let (best, _) = workload.best_times();
-                let cell = match workload.rows.iter().find(|r| r.allocator == line.allocator) {
+                let cell = match workload.rows.iter().find(|r| r.allocator == allocator) {
                     None => "·".into(),
                     Some(Row {
                         timing: Some(t), ..
