@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const USAGE: &str = "\
 usage: cargo xtask <command> [options]
@@ -22,6 +22,10 @@ commands:
   clippy                  clippy on all targets and features, warnings denied
   test                    cargo test --workspace --all-features (unit, integration, doc)
   miri                    unit and integration tests under miri, strict provenance
+  miri-edges              every crates/*/tests/address_edges.rs under miri for
+                          i686-unknown-linux-gnu: regions straddling 2 GiB and near the top
+  miri-threads            the tests that share allocators between threads, under miri's
+                          Stacked Borrows model with several scheduler seeds
   loom                    every crates/*/tests/loom*.rs under --cfg loom, release mode
   nostd                   build every #![no_std] crate for thumbv7em-none-eabihf
   fuzz [--seconds N] [TARGET]
@@ -56,6 +60,8 @@ fn main() -> ExitCode {
         "clippy" => run_step("clippy", || clippy(&root)),
         "test" => run_step("test", || test(&root)),
         "miri" => run_step("miri", || miri(&root)),
+        "miri-edges" => run_step("miri-edges", || miri_edges(&root)),
+        "miri-threads" => run_step("miri-threads", || miri_threads(&root)),
         "loom" => run_step("loom", || loom(&root)),
         "nostd" => run_step("nostd", || nostd(&root)),
         "fuzz" => parse_fuzz_args(rest).and_then(|(seconds, target)| {
@@ -96,14 +102,50 @@ fn main() -> ExitCode {
 }
 
 fn ci(root: &Path) -> Step {
-    run_step("install", install)?;
-    run_step("fmt", || fmt(root))?;
-    run_step("clippy", || clippy(root))?;
-    run_step("test", || test(root))?;
-    run_step("miri", || miri(root))?;
-    run_step("loom", || loom(root))?;
-    run_step("nostd", || nostd(root))?;
-    run_step("fuzz", || fuzz(root, DEFAULT_FUZZ_SECONDS, None))
+    let mut times = Vec::new();
+    let result = ci_steps(root, &mut times);
+    eprintln!("\n{}", time_table(&times, result.is_ok()));
+    result
+}
+
+fn ci_steps(root: &Path, times: &mut Vec<(&'static str, Duration)>) -> Step {
+    let mut step = |name: &'static str, work: &dyn Fn() -> Step| {
+        let started = Instant::now();
+        let result = run_step(name, work);
+        times.push((name, started.elapsed()));
+        result
+    };
+    step("install", &install)?;
+    step("fmt", &|| fmt(root))?;
+    step("clippy", &|| clippy(root))?;
+    step("test", &|| test(root))?;
+    step("miri", &|| miri(root))?;
+    step("miri-edges", &|| miri_edges(root))?;
+    step("miri-threads", &|| miri_threads(root))?;
+    step("loom", &|| loom(root))?;
+    step("nostd", &|| nostd(root))?;
+    step("fuzz", &|| fuzz(root, DEFAULT_FUZZ_SECONDS, None))
+}
+
+/// Each step's time, and the total, as a Markdown table.
+fn time_table(times: &[(&str, Duration)], passed: bool) -> String {
+    let mut table = String::from("| step | time |\n|---|---:|\n");
+    for (name, time) in times {
+        let _ = writeln!(table, "| {name} | {} |", minutes_seconds(*time));
+    }
+    let total = times.iter().map(|(_, time)| *time).sum();
+    let _ = writeln!(
+        table,
+        "| **total** ({}) | {} |",
+        if passed { "passed" } else { "failed" },
+        minutes_seconds(total)
+    );
+    table
+}
+
+fn minutes_seconds(time: Duration) -> String {
+    let seconds = time.as_secs();
+    format!("{}:{:02}", seconds / 60, seconds % 60)
 }
 
 /// Announces a step, times it, and names it in the error if it fails.
@@ -180,6 +222,76 @@ fn miri_flags() -> String {
         flags.push_str(&extra);
     }
     flags
+}
+
+/// The 32-bit target the address-edge tests run on under miri (no libc needed).
+const EDGE_TARGET: &str = "i686-unknown-linux-gnu";
+
+fn miri_edges(root: &Path) -> Step {
+    let packages = packages_with_test(root, "address_edges")?;
+    if packages.is_empty() {
+        return Err("no crates/*/tests/address_edges.rs found".into());
+    }
+    let mut command = cargo(root);
+    command.args([
+        "+nightly",
+        "miri",
+        "test",
+        "--target",
+        EDGE_TARGET,
+        "--all-features",
+    ]);
+    for package in &packages {
+        command.args(["-p", package]);
+    }
+    command
+        .args(["--test", "address_edges"])
+        .env("MIRIFLAGS", miri_flags());
+    run(&mut command)
+}
+
+/// The test files whose allocators are shared between real threads: `Locked` and its
+/// guard, `AtomicPool`, `AtomicBitmap`. Each runs under Stacked Borrows (miri's default
+/// model) once per seed, so different interleavings are tried.
+const THREAD_TESTS: [(&str, &str); 4] = [
+    ("heapkit-core", "adapters"),
+    ("heapkit-core", "guard_borrows"),
+    ("heapkit-pool", "stress"),
+    ("heapkit-bitmap-arena", "stress"),
+];
+const THREAD_SEEDS: &str = "0..4";
+
+fn miri_threads(root: &Path) -> Step {
+    for (package, test) in THREAD_TESTS {
+        let file = root
+            .join("crates")
+            .join(package.trim_start_matches("heapkit-"));
+        if !file.join("tests").join(format!("{test}.rs")).is_file() {
+            return Err(format!("{package} has no tests/{test}.rs"));
+        }
+        eprintln!("--> miri-threads: {package} / {test}, seeds {THREAD_SEEDS}");
+        let mut command = cargo(root);
+        command
+            .args(["+nightly", "miri", "test", "--all-features", "-p", package])
+            .args(["--test", test])
+            .env(
+                "MIRIFLAGS",
+                format!("{} -Zmiri-many-seeds={THREAD_SEEDS}", miri_flags()),
+            );
+        run(&mut command)?;
+    }
+    Ok(())
+}
+
+/// Packages with a `tests/<name>.rs` file under `crates/`.
+fn packages_with_test(root: &Path, name: &str) -> Result<Vec<String>, String> {
+    let mut packages = Vec::new();
+    for dir in crate_dirs(root)? {
+        if dir.join("tests").join(format!("{name}.rs")).is_file() {
+            packages.push(package_name(&dir)?);
+        }
+    }
+    Ok(packages)
 }
 
 fn loom(root: &Path) -> Step {

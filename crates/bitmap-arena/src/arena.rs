@@ -5,6 +5,7 @@ use core::fmt;
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
+use heapkit_core::region::Span;
 use heapkit_core::{AllocError, Backend, ConfigError, Stats};
 
 use crate::levels::{self, Levels};
@@ -137,29 +138,29 @@ impl BitmapArena {
         block_size: usize,
     ) -> Result<Self, ConfigError> {
         let block_shift = shift_of(block_size)?;
-        let address = start.as_ptr().addr();
-        if address % 8 != 0 {
+        let span = Span::of(start, len)?;
+        if span.start() % 8 != 0 {
             return Err(ConfigError::RegionMisaligned {
-                address,
+                address: span.start(),
                 required: 8,
             });
         }
-        // Blocks begin at the first block boundary after the bitmap.
-        let first_block = |blocks: usize| {
-            let bitmap_end = address + Self::bitmap_words(blocks) * 8;
-            bitmap_end.next_multiple_of(block_size) - address
+        // Blocks begin at the first block boundary after the bitmap: an offset, compared
+        // with the length before it meets an address.
+        let first_block = |blocks: usize| span.align_up(Self::bitmap_words(blocks) * 8, block_size);
+        let fits = |blocks: usize| {
+            first_block(blocks).is_some_and(|first| len - first >= blocks << block_shift)
         };
-        let fits = |blocks: usize| first_block(blocks) + (blocks << block_shift) <= len;
         let blocks = largest_fitting((len >> block_shift).min(levels::MAX_BITS), fits);
         if blocks == 0 {
             return Err(ConfigError::RegionTooSmall {
-                needed: first_block(1) + block_size,
+                needed: (Self::bitmap_words(1) * 8).saturating_add(2 * block_size),
                 given: len,
             });
         }
         // SAFETY: the bitmap and the blocks lie inside the region (`fits`).
         unsafe {
-            let base = start.add(first_block(blocks));
+            let base = start.add(first_block(blocks).unwrap_or_default());
             Ok(Self::build(base, blocks, block_shift, start.cast(), len))
         }
     }
@@ -183,7 +184,7 @@ impl BitmapArena {
         block_size: usize,
     ) -> Result<Self, ConfigError> {
         let block_shift = shift_of(block_size)?;
-        let address = start.as_ptr().addr();
+        let address = Span::of(start, len)?.start();
         if address % block_size != 0 {
             return Err(ConfigError::RegionMisaligned {
                 address,

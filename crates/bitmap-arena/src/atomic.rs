@@ -6,6 +6,7 @@ use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
 use allocator_api2::alloc::Allocator;
+use heapkit_core::region::Span;
 use heapkit_core::resize::dangling;
 use heapkit_core::sync::{AtomicTable, AtomicUsize, Ordering};
 use heapkit_core::{AllocError, ConfigError, Inspect, Stats};
@@ -100,35 +101,37 @@ impl AtomicBitmap {
                 value: block_size,
             });
         }
-        let address = start.as_ptr().addr();
-        if address % block_size != 0 {
+        let span = Span::of(start, len)?;
+        if span.start() % block_size != 0 {
             return Err(ConfigError::RegionMisaligned {
-                address,
+                address: span.start(),
                 required: block_size,
             });
         }
         let word_bytes = size_of::<usize>();
         // n blocks need n * block_size bytes, then (after padding to a word boundary)
-        // ceil(n / WORD_BITS) words.
-        let words_at =
-            |blocks: usize| (address + blocks * block_size).next_multiple_of(word_bytes) - address;
-        let needed = |blocks: usize| words_at(blocks) + blocks.div_ceil(WORD_BITS) * word_bytes;
+        // ceil(n / WORD_BITS) words; offsets, compared with the length before use.
+        let words_at = |blocks: usize| span.align_up(blocks * block_size, word_bytes);
+        let fits = |blocks: usize| {
+            words_at(blocks).is_some_and(|at| len - at >= blocks.div_ceil(WORD_BITS) * word_bytes)
+        };
         let mut blocks = len / block_size;
-        while blocks > 0 && needed(blocks) > len {
+        while blocks > 0 && !fits(blocks) {
             blocks -= 1;
         }
         if blocks == 0 {
             return Err(ConfigError::RegionTooSmall {
-                needed: needed(1),
+                needed: block_size + 2 * word_bytes,
                 given: len,
             });
         }
         let word_count = blocks.div_ceil(WORD_BITS);
-        // SAFETY: `needed(blocks) <= len`: the words lie inside the region, at an address
-        // rounded up to a word boundary; each is written below before any read.
+        let words_offset = words_at(blocks).unwrap_or_default();
+        // SAFETY: `fits(blocks)`: the words lie inside the region, at an address rounded up
+        // to a word boundary; each is written below before any read.
         let words: AtomicTable<AtomicUsize> = unsafe {
             #[allow(clippy::cast_ptr_alignment)] // `words_at` rounds up to a word boundary
-            let slots = start.add(words_at(blocks)).cast::<usize>();
+            let slots = start.add(words_offset).cast::<usize>();
             AtomicTable::new(slots, word_count, 0)
         };
         for word in 0..word_count {

@@ -5,6 +5,7 @@ use core::fmt;
 use core::mem::{align_of, size_of, MaybeUninit};
 use core::ptr::{self, NonNull};
 
+use heapkit_core::region::Span;
 use heapkit_core::{AllocError, Backend, ConfigError, Stats};
 
 /// Bitmaps per order: free blocks, and under `checked` allocated blocks.
@@ -20,8 +21,8 @@ struct FreeNode {
 /// Bookkeeping at the start of each region: where its blocks are and where its bitmaps are.
 struct RegionHeader<const ORDERS: usize> {
     next: *mut RegionHeader<ORDERS>,
-    /// Bytes of the region, header and bitmaps included.
-    len: usize,
+    /// The memory given, header and bitmaps included.
+    span: Span,
     /// Blocks lie in `start..end`; both multiples of the minimum block.
     start: usize,
     end: usize,
@@ -174,73 +175,73 @@ impl<const ORDERS: usize> Buddy<ORDERS> {
     ///
     /// [`ConfigError`] when the region overlaps one already added or is too small.
     pub unsafe fn add_region(&mut self, start: NonNull<u8>, len: usize) -> Result<(), ConfigError> {
-        let address = start.as_ptr().addr();
-        let region_end = address
-            .checked_add(len)
-            .ok_or(ConfigError::RegionTooLarge {
-                given: len,
-                max: usize::MAX - address,
-            })?;
+        let span = Span::of(start, len)?;
         let mut region = self.regions;
         while !region.is_null() {
             // SAFETY: headers in the list are live and ours.
-            let (next, r_start, r_len) = unsafe {
-                let header = &*region;
-                (header.next, region.addr(), header.len)
-            };
-            if address < r_start + r_len && r_start < region_end {
-                return Err(ConfigError::RegionOverlaps { address });
+            let header = unsafe { &*region };
+            if header.span.overlaps(&span) {
+                return Err(ConfigError::RegionOverlaps {
+                    address: span.start(),
+                });
             }
-            region = next;
+            region = header.next;
         }
-        let header_offset = start
-            .as_ptr()
-            .align_offset(align_of::<RegionHeader<ORDERS>>());
+        // Everything below is an offset from the region's start, compared with its length
+        // before it is added to an address: a region at the top of the address space must
+        // not wrap.
         let min = 1usize << self.min_shift;
-        let bitmap_at = (address + header_offset + size_of::<RegionHeader<ORDERS>>())
-            .next_multiple_of(align_of::<u64>());
+        let header_size = size_of::<RegionHeader<ORDERS>>();
+        let too_small = |needed: usize| ConfigError::RegionTooSmall { needed, given: len };
+        let least = header_size + 2 * min;
+        let header_at = span
+            .align_up(0, align_of::<RegionHeader<ORDERS>>())
+            .ok_or(too_small(least))?;
+        let bitmap_at = span
+            .align_up(header_at + header_size, align_of::<u64>())
+            .ok_or(too_small(least))?;
         // Bitmaps cover a slightly larger area than the blocks will (from just after the
         // header), which keeps their size independent of where the blocks start.
-        let tentative_start = bitmap_at.next_multiple_of(min);
-        let block_end = region_end & !(min - 1);
-        let too_small = ConfigError::RegionTooSmall {
-            needed: tentative_start - address + 2 * min,
-            given: len,
-        };
-        if tentative_start >= block_end {
-            return Err(too_small);
-        }
+        let tentative_start = span.align_up(bitmap_at, min).ok_or(too_small(least))?;
+        let block_end = span
+            .align_down_end(tentative_start, min)
+            .filter(|end| *end > tentative_start)
+            .ok_or(too_small(tentative_start + 2 * min))?;
+        // Absolute addresses from here on are at most the region's end: no wrap.
+        let block_end_address = span.start() + block_end;
         let mut origin = [0; ORDERS];
         let mut words_at = [0; ORDERS];
         let mut words = 0;
         for order in 0..ORDERS {
             let size = self.block_size(order);
-            origin[order] = tentative_start & !(size - 1);
+            origin[order] = (span.start() + tentative_start) & !(size - 1);
             words_at[order] = words;
-            let blocks = (block_end - origin[order]).div_ceil(size);
+            let blocks = (block_end_address - origin[order]).div_ceil(size);
             words += blocks.div_ceil(64);
         }
-        let blocks_start = (bitmap_at + words * BITMAPS * 8).next_multiple_of(min);
-        if blocks_start + min > block_end {
-            return Err(too_small);
-        }
-        let header_ptr = start
-            .as_ptr()
-            .wrapping_add(header_offset)
-            .cast::<RegionHeader<ORDERS>>();
-        #[allow(clippy::cast_ptr_alignment)] // `bitmap_at` is rounded up to a u64 boundary
-        let bitmap = start
-            .as_ptr()
-            .wrapping_add(bitmap_at - address)
-            .cast::<u64>();
+        let blocks_start = words
+            .checked_mul(BITMAPS * 8)
+            .and_then(|bytes| span.align_up(bitmap_at.checked_add(bytes)?, min))
+            .filter(|at| *at <= block_end && block_end - *at >= min)
+            .ok_or(too_small(
+                (bitmap_at + words * BITMAPS * 8).saturating_add(2 * min),
+            ))?;
+        // SAFETY: the offsets are inside the region (`align_up` keeps them at most `len`).
+        let (header_ptr, bitmap) = unsafe {
+            (
+                start.as_ptr().add(header_at).cast::<RegionHeader<ORDERS>>(),
+                #[allow(clippy::cast_ptr_alignment)] // `bitmap_at` is aligned for u64
+                start.as_ptr().add(bitmap_at).cast::<u64>(),
+            )
+        };
         // SAFETY: header and bitmaps lie inside the region (checked above), aligned.
         unsafe {
             bitmap.write_bytes(0, words * BITMAPS);
             header_ptr.write(RegionHeader {
                 next: self.regions,
-                len,
-                start: blocks_start,
-                end: block_end,
+                span,
+                start: span.start() + blocks_start,
+                end: block_end_address,
                 origin,
                 words_at,
                 bitmap,
@@ -249,11 +250,12 @@ impl<const ORDERS: usize> Buddy<ORDERS> {
         }
         self.regions = header_ptr;
         self.capacity += len;
-        // Carve the largest aligned power-of-two blocks that fit.
-        let mut at = blocks_start;
-        while at + min <= block_end {
+        // Carve the largest aligned power-of-two blocks that fit, comparing the room left
+        // with the block size (`at + size` can pass the top of the address space).
+        let mut at = span.start() + blocks_start;
+        while block_end_address - at >= min {
             let mut order = (at.trailing_zeros() - self.min_shift).min(ORDERS as u32 - 1) as usize;
-            while at + self.block_size(order) > block_end {
+            while self.block_size(order) > block_end_address - at {
                 order -= 1;
             }
             // SAFETY: a block inside this region's block area, not in any list yet.

@@ -271,3 +271,35 @@ mod checked {
         unsafe { heap.deallocate(a, l64) };
     }
 }
+
+#[test]
+fn a_region_right_after_a_misaligned_one_is_accepted() {
+    // The first region starts 3 bytes past an 8-byte boundary, so its header is placed 5
+    // bytes in. The overlap check once measured the region from its header with the full
+    // length, so the neighbour starting at the first region's true end was refused.
+    let mut regions = Regions::new();
+    let both = regions.take(3 + 2 * 4096, 4096);
+    let first = NonNull::new(both.cast::<u8>().as_ptr().wrapping_add(3)).unwrap();
+    let second = NonNull::new(first.as_ptr().wrapping_add(4096)).unwrap();
+    let mut heap = Heap::new(16).unwrap();
+    // SAFETY: disjoint parts of a region `regions` keeps alive past the allocator.
+    unsafe {
+        heap.add_region(first, 4096).unwrap();
+        heap.add_region(second, 4096).unwrap();
+    }
+    // One byte back is a real overlap.
+    let overlapping = NonNull::new(second.as_ptr().wrapping_sub(1)).unwrap();
+    // SAFETY: refused before anything is written.
+    let refused = unsafe { heap.add_region(overlapping, 16) };
+    assert_eq!(
+        refused,
+        Err(ConfigError::RegionOverlaps {
+            address: overlapping.as_ptr().addr()
+        })
+    );
+    let before = heap.stats();
+    let block = heap.allocate(layout(1024, 16)).unwrap();
+    // SAFETY: live, with this layout.
+    unsafe { heap.deallocate(block.cast(), layout(1024, 16)) };
+    assert_eq!(heap.stats(), before);
+}

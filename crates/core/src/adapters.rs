@@ -39,8 +39,15 @@ impl<B> Local<B> {
         }
     }
 
-    /// The backend, reached through exclusive ownership (no allocation can be in progress).
-    pub fn get_mut(&mut self) -> &mut B {
+    /// The backend, for set-up such as adding memory.
+    ///
+    /// # Safety
+    ///
+    /// While any block allocated through this `Local` is live, the caller must not
+    /// replace, swap, take or reset the backend (the block would later be freed into an
+    /// allocator that never handed it out), nor allocate or free through it directly.
+    /// Adding memory and reading statistics are fine. See the crate's soundness rules.
+    pub unsafe fn get_mut(&mut self) -> &mut B {
         self.backend.get_mut()
     }
 
@@ -152,8 +159,9 @@ unsafe impl<B: Backend> Allocator for Local<B> {
 /// A backend behind a spin lock: `Sync`, an [`Allocator`] and a [`GlobalAlloc`].
 ///
 /// Use it for a heap shared between threads or as `#[global_allocator]`; its constructor is
-/// `const`, so it can live in a `static`. [`lock`](Self::lock) gives direct access to the
-/// backend, for setting it up (adding memory) after the static is created.
+/// `const`, so it can live in a `static`. [`lock`](Self::lock) gives read access to the
+/// backend (statistics, per-list counts); [`lock_mut`](Self::lock_mut) is the one `unsafe`
+/// way to change it, for set-up such as adding memory after the static is created.
 ///
 /// With the `checked` feature, a panic raised inside the backend (an invalid free detected)
 /// happens while the lock is held; in a `#[global_allocator]` the panic machinery's own
@@ -200,21 +208,76 @@ impl<B> Locked<B> {
         }
     }
 
-    /// Locks the backend until the guard is dropped, for set-up and inspection.
+    /// Locks the backend until the guard is dropped, for inspection: the guard gives `&B`.
     ///
     /// Allocating through this `Locked` while holding the guard on the same thread deadlocks.
-    pub fn lock(&self) -> SpinGuard<'_, B> {
+    ///
+    /// Safe code gets no `&mut B` from a shared `Locked`: blocks allocated through it may
+    /// be live, and replacing the backend under them would hand their memory out again.
+    ///
+    /// ```compile_fail
+    /// use heapkit_core::Locked;
+    /// use heapkit_testkit::Reference;
+    ///
+    /// let heap = Locked::new(Reference::with_budget(4096));
+    /// let _live = allocator_api2::boxed::Box::new_in(1u64, &heap);
+    /// *heap.lock() = Reference::with_budget(4096); // error: the guard is read-only
+    /// ```
+    pub fn lock(&self) -> LockedRef<'_, B> {
+        LockedRef {
+            guard: self.backend.lock(),
+        }
+    }
+
+    /// Locks the backend until the guard is dropped, with write access: the one way to set
+    /// up a shared backend, such as adding a region to a `static` heap.
+    ///
+    /// Allocating through this `Locked` while holding the guard on the same thread deadlocks.
+    ///
+    /// # Safety
+    ///
+    /// While any block allocated through this `Locked` is live, the caller must not
+    /// replace, swap, take or reset the backend (`*guard = …`, `mem::swap`, `mem::take`):
+    /// the block would later be freed into an allocator that never handed it out, and its
+    /// memory handed out twice. Nor may it allocate or free through the guard directly.
+    /// Adding memory and reading statistics are fine. See the crate's soundness rules.
+    pub unsafe fn lock_mut(&self) -> SpinGuard<'_, B> {
         self.backend.lock()
     }
 
     /// The backend, reached through exclusive ownership (no lock needed).
-    pub fn get_mut(&mut self) -> &mut B {
+    ///
+    /// # Safety
+    ///
+    /// As for [`lock_mut`](Self::lock_mut): blocks allocated through this `Locked` with
+    /// the raw `Allocator` or `GlobalAlloc` calls may still be live.
+    pub unsafe fn get_mut(&mut self) -> &mut B {
         self.backend.get_mut()
     }
 
     /// Unwraps the backend.
     pub fn into_inner(self) -> B {
         self.backend.into_inner()
+    }
+}
+
+/// Read access to a [`Locked`] backend: holds the lock, and gives `&B` only.
+pub struct LockedRef<'a, B> {
+    guard: SpinGuard<'a, B>,
+}
+
+impl<B> core::ops::Deref for LockedRef<'_, B> {
+    type Target = B;
+
+    #[inline]
+    fn deref(&self) -> &B {
+        &self.guard
+    }
+}
+
+impl<B: fmt::Debug> fmt::Debug for LockedRef<'_, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
     }
 }
 
@@ -257,18 +320,18 @@ impl<B> fmt::Debug for Locked<B> {
 unsafe impl<B: Backend + Send> Allocator for Locked<B> {
     #[inline]
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        resize::allocate(&mut *self.lock(), layout, false)
+        resize::allocate(&mut *self.backend.lock(), layout, false)
     }
 
     #[inline]
     fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        resize::allocate(&mut *self.lock(), layout, true)
+        resize::allocate(&mut *self.backend.lock(), layout, true)
     }
 
     #[inline]
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: `Allocator::deallocate`'s contract is `resize::deallocate`'s.
-        unsafe { resize::deallocate(&mut *self.lock(), ptr, layout) }
+        unsafe { resize::deallocate(&mut *self.backend.lock(), ptr, layout) }
     }
 
     #[inline]
@@ -279,7 +342,15 @@ unsafe impl<B: Backend + Send> Allocator for Locked<B> {
         new_layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: `Allocator::grow`'s contract is `resize::grow`'s.
-        unsafe { resize::grow(&mut *self.lock(), ptr, old_layout, new_layout, false) }
+        unsafe {
+            resize::grow(
+                &mut *self.backend.lock(),
+                ptr,
+                old_layout,
+                new_layout,
+                false,
+            )
+        }
     }
 
     #[inline]
@@ -290,7 +361,7 @@ unsafe impl<B: Backend + Send> Allocator for Locked<B> {
         new_layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: `Allocator::grow_zeroed`'s contract is `resize::grow`'s.
-        unsafe { resize::grow(&mut *self.lock(), ptr, old_layout, new_layout, true) }
+        unsafe { resize::grow(&mut *self.backend.lock(), ptr, old_layout, new_layout, true) }
     }
 
     #[inline]
@@ -301,7 +372,7 @@ unsafe impl<B: Backend + Send> Allocator for Locked<B> {
         new_layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: `Allocator::shrink`'s contract is `resize::shrink`'s.
-        unsafe { resize::shrink(&mut *self.lock(), ptr, old_layout, new_layout) }
+        unsafe { resize::shrink(&mut *self.backend.lock(), ptr, old_layout, new_layout) }
     }
 }
 
@@ -311,13 +382,13 @@ unsafe impl<B: Backend + Send> Allocator for Locked<B> {
 unsafe impl<B: Backend + Send> GlobalAlloc for Locked<B> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        resize::allocate(&mut *self.lock(), layout, false)
+        resize::allocate(&mut *self.backend.lock(), layout, false)
             .map_or(ptr::null_mut(), |block| block.cast::<u8>().as_ptr())
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        resize::allocate(&mut *self.lock(), layout, true)
+        resize::allocate(&mut *self.backend.lock(), layout, true)
             .map_or(ptr::null_mut(), |block| block.cast::<u8>().as_ptr())
     }
 
@@ -326,7 +397,7 @@ unsafe impl<B: Backend + Send> GlobalAlloc for Locked<B> {
         // `GlobalAlloc` hands back only pointers it returned, and it never returns null.
         if let Some(ptr) = NonNull::new(ptr) {
             // SAFETY: `ptr` came from `alloc` with this `layout` (GlobalAlloc's contract).
-            unsafe { resize::deallocate(&mut *self.lock(), ptr, layout) }
+            unsafe { resize::deallocate(&mut *self.backend.lock(), ptr, layout) }
         }
     }
 
@@ -338,7 +409,7 @@ unsafe impl<B: Backend + Send> GlobalAlloc for Locked<B> {
         let Ok(new_layout) = Layout::from_size_align(new_size, layout.align()) else {
             return ptr::null_mut();
         };
-        let mut backend = self.lock();
+        let mut backend = self.backend.lock();
         // SAFETY: `ptr` is live with `layout` (GlobalAlloc's contract), and the size
         // comparison picks the function whose precondition holds.
         let block = unsafe {

@@ -30,6 +30,13 @@ pub enum ConfigError {
         /// Largest number of bytes the backend can manage in one region.
         max: usize,
     },
+    /// A region whose end lies past the end of the address space: `address + len` wraps.
+    RegionWraps {
+        /// The region's start address.
+        address: usize,
+        /// Bytes given.
+        len: usize,
+    },
     /// A new region overlaps memory the backend already manages.
     RegionOverlaps {
         /// Start address of the new region.
@@ -83,6 +90,10 @@ impl fmt::Display for ConfigError {
             Self::RegionTooLarge { given, max } => write!(
                 f,
                 "region too large: {given} bytes given, at most {max} supported"
+            ),
+            Self::RegionWraps { address, len } => write!(
+                f,
+                "region of {len} bytes at {address:#x} reaches past the end of the address space"
             ),
             Self::RegionOverlaps { address } => write!(
                 f,

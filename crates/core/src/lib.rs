@@ -7,11 +7,12 @@ extern crate std;
 mod adapters;
 mod backend;
 mod error;
+pub mod region;
 pub mod resize;
 pub mod source;
 pub mod sync;
 
-pub use adapters::{Local, Locked};
+pub use adapters::{Local, Locked, LockedRef};
 pub use allocator_api2::alloc::{AllocError, Allocator};
 pub use backend::{Backend, Inspect, Stats};
 pub use error::{invalid_free, ConfigError};

@@ -6,6 +6,7 @@ use core::mem::MaybeUninit;
 use core::ptr::{self, NonNull};
 
 use allocator_api2::alloc::Allocator;
+use heapkit_core::region::Span;
 use heapkit_core::resize::dangling;
 use heapkit_core::sync::{AtomicTable, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use heapkit_core::{AllocError, Backend, ConfigError, Inspect, Stats};
@@ -126,6 +127,7 @@ impl AtomicPool {
         block_size: usize,
         block_align: usize,
     ) -> Result<Self, ConfigError> {
+        Span::of(start, len)?;
         let shape = Shape::new(block_size, block_align, 1)?;
         shape.check_start(start.as_ptr().addr())?;
         let link_align = align_of::<u32>();

@@ -5,6 +5,7 @@ use core::fmt;
 use core::mem::{size_of, MaybeUninit};
 use core::ptr::{self, NonNull};
 
+use heapkit_core::region::Span;
 use heapkit_core::{AllocError, Backend, ConfigError, Stats};
 
 use crate::shape::{static_region, Shape};
@@ -109,6 +110,7 @@ impl Pool {
         block_size: usize,
         block_align: usize,
     ) -> Result<Self, ConfigError> {
+        Span::of(start, len)?;
         let shape = Shape::new(block_size, block_align, Self::MIN_BLOCK_SIZE)?;
         shape.check_start(start.as_ptr().addr())?;
         let (blocks, _) = shape.fit(len, SIDE_BITS);

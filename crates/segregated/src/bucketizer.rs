@@ -61,8 +61,25 @@ impl<B: Backend, const N: usize> Bucketizer<B, N> {
     }
 
     /// The children, smallest class first.
-    pub fn children(&mut self) -> &mut [B; N] {
+    pub fn children(&self) -> &[B; N] {
+        &self.children
+    }
+
+    /// The children, for set-up such as adding memory to one of them.
+    ///
+    /// # Safety
+    ///
+    /// While any block handed out through `self` is live, the caller must not replace,
+    /// swap, take or drop-in-place a child (the block would be freed into an allocator that
+    /// never handed it out), nor allocate or free through it directly. Adding memory
+    /// (`add_region`) and reading statistics are fine.
+    pub unsafe fn children_mut(&mut self) -> &mut [B; N] {
         &mut self.children
+    }
+
+    /// The children, taking the bucketizer apart.
+    pub fn into_children(self) -> [B; N] {
+        self.children
     }
 
     /// The class serving `size` bytes, if any.

@@ -92,9 +92,26 @@ impl<B: Backend> Counted<B> {
         &self.counts
     }
 
-    /// The wrapped backend.
-    pub fn inner(&mut self) -> &mut B {
+    /// The wrapped backend, read-only.
+    pub fn inner(&self) -> &B {
+        &self.inner
+    }
+
+    /// The wrapped backend, for set-up such as adding memory (not counted).
+    ///
+    /// # Safety
+    ///
+    /// While any block handed out through `self` is live, the caller must not replace,
+    /// swap, take or drop-in-place the backend (the block would be freed into an allocator that
+    /// never handed it out), nor allocate or free through it directly. Adding memory
+    /// (`add_region`) and reading statistics are fine.
+    pub unsafe fn inner_mut(&mut self) -> &mut B {
         &mut self.inner
+    }
+
+    /// The wrapped backend, with the counts dropped.
+    pub fn into_inner(self) -> B {
+        self.inner
     }
 }
 

@@ -25,8 +25,25 @@ impl<Primary: Backend, Secondary: Backend> Fallback<Primary, Secondary> {
     }
 
     /// The two children.
-    pub fn parts(&mut self) -> (&mut Primary, &mut Secondary) {
+    pub fn parts(&self) -> (&Primary, &Secondary) {
+        (&self.primary, &self.secondary)
+    }
+
+    /// The two children, for set-up such as adding memory to one of them.
+    ///
+    /// # Safety
+    ///
+    /// While any block handed out through `self` is live, the caller must not replace,
+    /// swap, take or drop-in-place a child (the block would be freed into an allocator that
+    /// never handed it out), nor allocate or free through it directly. Adding memory
+    /// (`add_region`) and reading statistics are fine.
+    pub unsafe fn parts_mut(&mut self) -> (&mut Primary, &mut Secondary) {
         (&mut self.primary, &mut self.secondary)
+    }
+
+    /// The two children, taking the fallback apart.
+    pub fn into_parts(self) -> (Primary, Secondary) {
+        (self.primary, self.secondary)
     }
 }
 

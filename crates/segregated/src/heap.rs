@@ -135,7 +135,7 @@ impl<S: Source> Heap<S> {
     /// As for `Tlsf::add_region`; the heap is then unchanged.
     pub unsafe fn add_region(&mut self, start: NonNull<u8>, len: usize) -> Result<(), ConfigError> {
         // SAFETY: forwarded caller guarantees.
-        unsafe { self.tlsf.tlsf().add_region(start, len) }
+        unsafe { self.tlsf.add_region(start, len) }
     }
 
     /// Returns every slab chunk with no live block to TLSF, including the one each class
@@ -320,7 +320,7 @@ impl<S: Source> Heap<S> {
                 heapkit_core::invalid_free("heapkit-segregated", operation, ptr.as_ptr(), reason)
             };
             let held = NonNull::new(chunk.cast::<u8>())
-                .and_then(|start| self.tlsf.tlsf_ref().allocated_size(start));
+                .and_then(|start| self.tlsf.tlsf().allocated_size(start));
             if held.is_none_or(|held| held < CHUNK_REQUEST) {
                 fail("its layout routes it to the slab classes, but it lies in no slab chunk");
             }

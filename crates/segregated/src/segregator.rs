@@ -32,9 +32,26 @@ impl<const LIMIT: usize, Small: Backend, Large: Backend> Segregator<LIMIT, Small
         Self { small, large }
     }
 
-    /// The two children.
-    pub fn parts(&mut self) -> (&mut Small, &mut Large) {
+    /// The two children, read-only.
+    pub fn parts(&self) -> (&Small, &Large) {
+        (&self.small, &self.large)
+    }
+
+    /// The two children, for set-up such as adding memory to one of them.
+    ///
+    /// # Safety
+    ///
+    /// While any block handed out through `self` is live, the caller must not replace,
+    /// swap, take or drop-in-place a child (the block would be freed into an allocator that
+    /// never handed it out), nor allocate or free through it directly. Adding memory
+    /// (`add_region`) and reading statistics are fine.
+    pub unsafe fn parts_mut(&mut self) -> (&mut Small, &mut Large) {
         (&mut self.small, &mut self.large)
+    }
+
+    /// The two children, taking the segregator apart.
+    pub fn into_parts(self) -> (Small, Large) {
+        (self.small, self.large)
     }
 
     /// Whether `layout` goes to the small side.

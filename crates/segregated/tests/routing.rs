@@ -1,5 +1,7 @@
 //! Routing at and around every limit, resizing across limits, and the Heap's chunk policy.
 
+use std::ptr::NonNull;
+
 use allocator_api2::alloc::Allocator;
 use heapkit_core::{Backend, Layout, Local};
 use heapkit_pool::Pool;
@@ -245,37 +247,54 @@ fn heap_returns_empty_chunks_and_trim_restores_the_start() {
 }
 
 #[test]
-fn slab_chunks_pack_without_gaps() {
-    // One chunk per class, taken in turn: each lands right after the one before, so a
-    // region of n chunks holds nearly n of them (one goes to alignment and TLSF's region
-    // header).
-    let mut regions = Regions::new();
+fn slab_chunks_pack_without_gaps_wherever_the_region_lies() {
+    // One chunk per class, taken in turn: each lands right after the one before, and the
+    // last one ends less than a chunk before the region does, so a region of n chunks holds
+    // n - 2 or more of them whatever its address (the header takes the rest). This once
+    // depended on the address: TLSF's aligned search asked for two chunks of room, so the
+    // last chunk fitted or not by where the region began (13 to 15 chunks in 16).
     let len = 16 * CHUNK;
-    let mut heap = heap(&mut regions, len);
-    let mut blocks = Vec::new();
-    for class in 1..=SLAB_LIMIT / 16 {
-        let size = class * 16;
-        match heap.allocate(layout(size, 8)) {
-            Ok(block) => blocks.push((block.cast::<u8>(), size)),
-            Err(_) => break,
+    let offsets = (0..CHUNK)
+        .step_by(4096)
+        .chain([8, 16, 24, 40, 56, 72, CHUNK - 8, CHUNK - 24]);
+    for offset in offsets {
+        let mut regions = Regions::new();
+        let base = regions.take(len + CHUNK, CHUNK).cast::<u8>();
+        let start = NonNull::new(base.as_ptr().wrapping_add(offset)).unwrap();
+        let mut heap = Heap::new();
+        // SAFETY: inside a region `regions` keeps alive past the heap.
+        unsafe { heap.add_region(start, len) }.unwrap();
+        let mut blocks = Vec::new();
+        for class in 1..=SLAB_LIMIT / 16 {
+            let size = class * 16;
+            match heap.allocate(layout(size, 8)) {
+                Ok(block) => blocks.push((block.cast::<u8>(), size)),
+                Err(_) => break,
+            }
         }
-    }
-    assert!(
-        blocks.len() >= 14,
-        "{} chunks in a 16-chunk region",
-        blocks.len()
-    );
-    for pair in blocks.windows(2) {
-        let (first, second) = (pair[0].0.as_ptr().addr(), pair[1].0.as_ptr().addr());
-        assert_eq!(
-            second / CHUNK - first / CHUNK,
-            1,
-            "consecutive chunks are neighbours"
+        assert!(
+            blocks.len() >= 14,
+            "{} chunks in a 16-chunk region at offset {offset}",
+            blocks.len()
         );
+        for pair in blocks.windows(2) {
+            let (first, second) = (pair[0].0.as_ptr().addr(), pair[1].0.as_ptr().addr());
+            assert_eq!(
+                second / CHUNK - first / CHUNK,
+                1,
+                "consecutive chunks are neighbours (offset {offset})"
+            );
+        }
+        let last_chunk_end = (blocks.last().unwrap().0.as_ptr().addr() / CHUNK + 1) * CHUNK;
+        let region_end = start.as_ptr().addr() + len;
+        assert!(
+            region_end - last_chunk_end < CHUNK,
+            "a whole chunk left unused at the end (offset {offset})"
+        );
+        for (block, size) in blocks {
+            // SAFETY: live blocks with their layouts.
+            unsafe { heap.deallocate(block, layout(size, 8)) };
+        }
+        assert_eq!(heap.stats().in_use, 0);
     }
-    for (block, size) in blocks {
-        // SAFETY: live blocks with their layouts.
-        unsafe { heap.deallocate(block, layout(size, 8)) };
-    }
-    assert_eq!(heap.stats().in_use, 0);
 }

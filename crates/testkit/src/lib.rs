@@ -6,6 +6,7 @@ mod regions;
 mod shadow;
 
 pub mod contract;
+pub mod edges;
 
 #[cfg(feature = "proptest")]
 pub use ops::op_sequences;

@@ -5,7 +5,7 @@ use core::fmt;
 use core::mem::{align_of, size_of};
 use core::ptr::{self, NonNull};
 
-use heapkit_core::{AllocError, Backend, Source, Stats};
+use heapkit_core::{AllocError, Backend, ConfigError, Source, Stats};
 
 use crate::tlsf::{DEFAULT_FL, DEFAULT_SL};
 use crate::Tlsf;
@@ -51,14 +51,36 @@ impl<S: Source, const FL: usize, const SL: usize> GrowingTlsf<S, FL, SL> {
         }
     }
 
-    /// The TLSF heap inside, for statistics and [`Tlsf::add_region`].
-    pub fn tlsf(&mut self) -> &mut Tlsf<FL, SL> {
-        &mut self.tlsf
+    /// The TLSF heap inside, read-only: for statistics and per-list counts.
+    ///
+    /// There is no `&mut` access: the inner heap's regions include the chunks this value
+    /// returns to its source when dropped, so a `Tlsf` taken out of it (`mem::take`) would
+    /// outlive its memory.
+    ///
+    /// ```compile_fail
+    /// use heapkit_core::source::NoSource;
+    /// use heapkit_tlsf::{GrowingTlsf, Tlsf};
+    ///
+    /// let mut heap: GrowingTlsf<NoSource> = GrowingTlsf::new(NoSource);
+    /// let stolen: Tlsf = core::mem::take(heap.tlsf()); // error: behind a `&` reference
+    /// ```
+    pub fn tlsf(&self) -> &Tlsf<FL, SL> {
+        &self.tlsf
     }
 
-    /// The TLSF heap inside, read-only.
-    pub fn tlsf_ref(&self) -> &Tlsf<FL, SL> {
-        &self.tlsf
+    /// Adds `len` bytes at `start` to the heap, beside the chunks it takes from its source.
+    /// The region is never returned to the source.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Tlsf::add_region`].
+    ///
+    /// # Errors
+    ///
+    /// As for `Tlsf::add_region`; the heap is then unchanged.
+    pub unsafe fn add_region(&mut self, start: NonNull<u8>, len: usize) -> Result<(), ConfigError> {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { self.tlsf.add_region(start, len) }
     }
 
     /// Takes a chunk that can serve `layout` from the source and adds it.

@@ -5,6 +5,7 @@ use core::fmt;
 use core::mem::{align_of, size_of, MaybeUninit};
 use core::ptr::{self, NonNull};
 
+use heapkit_core::region::Span;
 use heapkit_core::{AllocError, Backend, ConfigError, Stats};
 
 use crate::class::{block_size_for, Classes, GRANULE, MIN_BLOCK, WORD};
@@ -85,8 +86,7 @@ const PREV: usize = 2;
 struct Region {
     next: *mut Region,
     /// The memory given, header included.
-    base: usize,
-    len: usize,
+    span: Span,
     /// The first block's header, and the end sentinel's: a zero-size block marked in use,
     /// so no block ever merges past the region's end.
     first: *mut u8,
@@ -238,33 +238,30 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     /// [`ConfigError`] when the region reaches past the address space, overlaps one already
     /// added, or is too small; the allocator is then unchanged.
     pub unsafe fn add_region(&mut self, start: NonNull<u8>, len: usize) -> Result<(), ConfigError> {
-        let address = start.as_ptr().addr();
-        let end = address
-            .checked_add(len)
-            .ok_or(ConfigError::RegionTooLarge {
-                given: len,
-                max: usize::MAX - address,
-            })?;
+        let span = Span::of(start, len)?;
         let mut region = self.regions;
         while !region.is_null() {
             // SAFETY: headers on the list are live and ours.
             let r = unsafe { &*region };
-            if address < r.base + r.len && r.base < end {
-                return Err(ConfigError::RegionOverlaps { address });
+            if r.span.overlaps(&span) {
+                return Err(ConfigError::RegionOverlaps {
+                    address: span.start(),
+                });
             }
             region = r.next;
         }
         // A region past the largest block becomes several, each ending in its sentinel.
-        let mut plan = Self::plan(start.as_ptr(), len)?;
+        let mut plan = Self::plan(span)?;
+        let mut used = 0;
         loop {
-            // SAFETY: the plan lies in the caller's region, which is ours from now on.
-            unsafe { self.install(&plan) };
-            let rest = len - (plan.base - address) - plan.len;
-            if rest == 0 {
+            // SAFETY: the plan lies in the caller's region, which is ours from now on; its
+            // offsets are at most the rest's length (`plan`), so the pointers stay inside.
+            unsafe { self.install(start.as_ptr().add(used), &plan) };
+            used += plan.span.len();
+            let Some(rest) = span.skip(used).filter(|rest| !rest.is_empty()) else {
                 return Ok(());
-            }
-            let next = start.as_ptr().wrapping_add(len - rest);
-            match Self::plan(next, rest) {
+            };
+            match Self::plan(rest) {
                 Ok(next_plan) => plan = next_plan,
                 // A tail too short for a block stays unused.
                 Err(_) => return Ok(()),
@@ -272,40 +269,60 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         }
     }
 
-    /// Where a region's header, bitmap, blocks and sentinel go within `len` bytes at
-    /// `base`; the region takes at most the bytes one largest block needs.
-    fn plan(base: *mut u8, len: usize) -> Result<RegionPlan, ConfigError> {
-        let address = base.addr();
-        let header_at = address.next_multiple_of(align_of::<Region>());
+    /// Where a region's header, bitmap, blocks and sentinel go within `span`, as offsets
+    /// from its start, each at most its length (so adding one to the start cannot wrap);
+    /// the region takes at most the bytes one largest block needs.
+    fn plan(span: Span) -> Result<RegionPlan, ConfigError> {
+        let too_small = |needed: usize| ConfigError::RegionTooSmall {
+            needed,
+            given: span.len(),
+        };
+        // Sizes of the bookkeeping before the first block, excluding alignment padding:
+        // the smallest region that could work, for the error message.
         #[allow(unused_mut)]
-        let mut meta_end = header_at + size_of::<Region>();
-        #[cfg(feature = "checked")]
-        let starts_at = meta_end;
+        let mut meta = size_of::<Region>();
         #[cfg(feature = "checked")]
         {
-            let granules = len.min(Self::MAX_BLOCK) / GRANULE + 1;
-            meta_end += granules.div_ceil(usize::BITS as usize) * WORD;
+            let granules = span.len().min(Self::MAX_BLOCK) / GRANULE + 1;
+            meta += granules.div_ceil(usize::BITS as usize) * WORD;
         }
-        let first = (meta_end + WORD).next_multiple_of(GRANULE) - WORD;
-        let needed = first + MIN_BLOCK + WORD - address;
-        if len < needed {
-            return Err(ConfigError::RegionTooSmall { needed, given: len });
+        let least = meta + MIN_BLOCK + 2 * WORD;
+        let header_at = span
+            .align_up(0, align_of::<Region>())
+            .ok_or(too_small(least))?;
+        #[cfg(feature = "checked")]
+        let starts_at = header_at + size_of::<Region>();
+        // The first block's payload (one word past its header) is granule-aligned.
+        let first = span
+            .align_up(header_at + meta + WORD, GRANULE)
+            .map(|payload| payload - WORD)
+            .ok_or(too_small(least))?;
+        // The sentinel is the last word-aligned header slot whose block boundary is a
+        // granule past `first`'s: blocks are whole granules.
+        let needed = first + MIN_BLOCK + WORD;
+        if span.len() < needed {
+            return Err(too_small(needed));
         }
-        let last_sentinel = ((address + len - 2 * WORD) & !(GRANULE - 1)) + WORD;
-        let sentinel = last_sentinel.min(first + Self::MAX_BLOCK);
-        let offset = |at: usize| base.wrapping_add(at - address);
+        let last_sentinel = first + (span.len() - WORD - first) / GRANULE * GRANULE;
+        // Lengths, not addresses, are compared: `first + MAX_BLOCK` may pass the top of
+        // the address space for a region near it.
+        let sentinel = if last_sentinel - first > Self::MAX_BLOCK {
+            first + Self::MAX_BLOCK
+        } else {
+            last_sentinel
+        };
+        let len = if sentinel == last_sentinel {
+            span.len()
+        } else {
+            sentinel + WORD
+        };
         Ok(RegionPlan {
-            base: address,
-            len: if sentinel == last_sentinel {
-                len
-            } else {
-                sentinel + WORD - address
-            },
-            header: offset(header_at).cast(),
-            first: offset(first),
-            sentinel: offset(sentinel),
+            span: span.truncate(len),
+            header: header_at,
+            first,
+            sentinel,
             #[cfg(feature = "checked")]
-            starts: offset(starts_at).cast(),
+            starts: starts_at,
         })
     }
 
@@ -313,31 +330,39 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     ///
     /// # Safety
     ///
-    /// The plan's memory is valid, unused, and ours for good.
-    unsafe fn install(&mut self, plan: &RegionPlan) {
+    /// `plan.span` is valid, unused and ours for good, and starts at `base`.
+    #[allow(clippy::cast_ptr_alignment)] // `plan` aligned the header and the bitmap
+    unsafe fn install(&mut self, base: *mut u8, plan: &RegionPlan) {
+        // SAFETY: every offset in the plan is at most its span's length: inside the memory.
+        let (header, first, sentinel) = unsafe {
+            (
+                base.add(plan.header).cast::<Region>(),
+                base.add(plan.first),
+                base.add(plan.sentinel),
+            )
+        };
+        #[cfg(feature = "checked")]
+        // SAFETY: as above.
+        let starts = unsafe { base.add(plan.starts).cast::<usize>() };
         let region = Region {
             next: self.regions,
-            base: plan.base,
-            len: plan.len,
-            first: plan.first,
-            sentinel: plan.sentinel,
+            span: plan.span,
+            first,
+            sentinel,
             #[cfg(feature = "checked")]
-            starts: plan.starts,
+            starts,
         };
         // SAFETY: per the caller; `plan` aligned the header and bitmap and placed the
         // first block and sentinel inside the region, `MIN_BLOCK` or more apart.
         unsafe {
-            plan.header.write(region);
+            header.write(region);
             #[cfg(feature = "checked")]
-            {
-                let words = (plan.first as usize - plan.starts as usize) / WORD;
-                plan.starts.write_bytes(0, words);
-            }
-            set_header(plan.sentinel, 0);
-            self.insert(plan.first, plan.sentinel.addr() - plan.first.addr());
+            starts.write_bytes(0, (plan.first - plan.starts) / WORD);
+            set_header(sentinel, 0);
+            self.insert(first, plan.sentinel - plan.first);
         }
-        self.regions = plan.header;
-        self.capacity += plan.len;
+        self.regions = header;
+        self.capacity += plan.span.len();
     }
 
     /// The block size to search for: `layout`'s block, plus room to align it.
@@ -651,29 +676,48 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     }
 
     /// `allocate` for alignments above the granule: over-allocate, give back the gap.
+    ///
+    /// The good-fit search asks for `size + align` (plus room for a leading free block), so
+    /// any block it finds fits whatever its address. When none is that large, one more
+    /// block is examined, still O(1): the head of the largest non-empty list, taken if an
+    /// aligned payload fits inside it. Without that second look, whether the last aligned
+    /// block of a region could be served depended on the region's address (a slab heap
+    /// packed 13 or 14 chunks into 16 chunks of memory, by address).
     #[inline(never)]
     fn allocate_aligned(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         let size = block_size_for(layout.size());
-        let search = Self::search_size(layout).ok_or(AllocError)?;
-        let (fl, sl) = Classes::<FL, SL>::first_list_fitting(search).ok_or(AllocError)?;
-        let (fl, sl) = self.find_list(fl, sl).ok_or(AllocError)?;
+        let align = layout.align();
+        let good_fit = Self::search_size(layout)
+            .and_then(Classes::<FL, SL>::first_list_fitting)
+            .and_then(|(fl, sl)| self.find_list(fl, sl));
+        let (fl, sl) = match good_fit {
+            Some(list) => list,
+            None => self.largest_list().ok_or(AllocError)?,
+        };
         #[cfg(test)]
         {
             self.probes += 1;
         }
-        // SAFETY: `find_list` only names non-empty lists, whose head is a free block of at
-        // least `search` bytes (good fit); the aligned gap and the tail are carved inside
-        // it, each either empty or at least `MIN_BLOCK`.
+        // SAFETY: `find_list` and `largest_list` only name non-empty lists, whose head is a
+        // free block with a valid header.
+        let (mut block, mut available) = unsafe {
+            let block = *self.head(fl, sl);
+            (block, header(block) & !FLAGS)
+        };
+        let gap = Self::aligned_gap(block, align);
+        // A good-fit block always has room; the largest list's head may not.
+        if good_fit.is_none()
+            && gap
+                .checked_add(size)
+                .is_none_or(|needed| needed > available)
+        {
+            return Err(AllocError);
+        }
+        // SAFETY: `block` is the head of list `(fl, sl)`; the aligned gap and the tail are
+        // carved inside it (checked or guaranteed by the search size), each either empty or
+        // at least `MIN_BLOCK`.
         unsafe {
-            let mut block = *self.head(fl, sl);
-            let mut available = header(block) & !FLAGS;
             self.unlink(block, available);
-            let align = layout.align();
-            let payload = block.add(WORD).addr();
-            let mut gap = ((payload + align - 1) & !(align - 1)) - payload;
-            if gap != 0 && gap < MIN_BLOCK {
-                gap += align;
-            }
             if gap != 0 {
                 let aligned = block.add(gap);
                 set_header(aligned, PREV_FREE);
@@ -684,6 +728,32 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
             let size = self.carve(block, available, size);
             Ok(self.allocated(block, size))
         }
+    }
+
+    /// Bytes from `block` to the first block whose payload is aligned to `align` and that
+    /// leaves either nothing or a whole free block in front. No address is rounded up, so
+    /// nothing wraps near the top of the address space.
+    #[inline(always)]
+    fn aligned_gap(block: *mut u8, align: usize) -> usize {
+        let payload = block.addr().wrapping_add(WORD);
+        let gap = payload.wrapping_neg() & (align - 1);
+        if gap != 0 && gap < MIN_BLOCK {
+            gap + align
+        } else {
+            gap
+        }
+    }
+
+    /// The list holding the largest free blocks, if any block is free.
+    #[inline(always)]
+    fn largest_list(&self) -> Option<(usize, usize)> {
+        if self.fl_map == 0 {
+            return None;
+        }
+        let fl = self.fl_map.ilog2() as usize;
+        // SAFETY: a bit of `fl_map` is a class below `FL` with a non-empty list.
+        let sl = unsafe { self.sl_map(fl) }.ilog2() as usize;
+        Some((fl, sl))
     }
 
     /// Books `block` (`size` bytes, header written) as allocated and returns its payload.
@@ -703,11 +773,9 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
 
     /// Usable bytes of the largest free block. Walks one list: O(blocks on it).
     fn largest_free(&self) -> usize {
-        if self.fl_map == 0 {
+        let Some((fl, sl)) = self.largest_list() else {
             return 0;
-        }
-        let fl = self.fl_map.ilog2() as usize;
-        let sl = self.sl_maps[fl].ilog2() as usize;
+        };
         let mut largest = 0;
         let mut block = self.heads[fl][sl];
         while !block.is_null() {
@@ -753,14 +821,15 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
 }
 
 /// Where [`Tlsf::plan`] puts a region's parts.
+/// A region's layout, as offsets from its start: each at most `len`.
 struct RegionPlan {
-    base: usize,
-    len: usize,
-    header: *mut Region,
-    first: *mut u8,
-    sentinel: *mut u8,
+    /// The memory the region takes (a region past the largest block takes less than given).
+    span: Span,
+    header: usize,
+    first: usize,
+    sentinel: usize,
     #[cfg(feature = "checked")]
-    starts: *mut usize,
+    starts: usize,
 }
 
 #[cfg(feature = "checked")]
@@ -1020,7 +1089,7 @@ unsafe impl<const FL: usize, const SL: usize> Backend for Tlsf<FL, SL> {
         while !region.is_null() {
             // SAFETY: headers on the list are live and ours.
             let r = unsafe { &*region };
-            if r.base <= addr && addr < r.base + r.len {
+            if r.span.contains(addr) {
                 return true;
             }
             region = r.next;
@@ -1224,7 +1293,7 @@ mod tests {
         );
         let first = heap.regions;
         // SAFETY: `first` is a live region header.
-        let base = unsafe { (*first).base };
+        let base = unsafe { (*first).span.start() };
         let inside = NonNull::new(tiny.cast::<u8>().as_ptr().with_addr(base + 100)).unwrap();
         // SAFETY: refused before anything is written.
         let error = unsafe { heap.add_region(inside, 1000) }.unwrap_err();
@@ -1236,11 +1305,78 @@ mod tests {
         );
         // SAFETY: as above.
         let error = unsafe { heap.add_region(tiny.cast(), usize::MAX) }.unwrap_err();
-        assert!(
-            matches!(error, ConfigError::RegionTooLarge { .. }),
-            "{error}"
-        );
+        assert!(matches!(error, ConfigError::RegionWraps { .. }), "{error}");
         assert_eq!(heap.stats(), before);
+    }
+
+    /// Checks a plan against its span: everything inside, blocks whole granules, the first
+    /// block at most the largest.
+    fn assert_plan_inside<const FL: usize, const SL: usize>(span: Span) -> RegionPlan {
+        let plan = Tlsf::<FL, SL>::plan(span).unwrap();
+        assert!(plan.span.len() <= span.len() && plan.span.start() == span.start());
+        assert!(plan.header + size_of::<Region>() <= plan.first);
+        assert_eq!(
+            (span.start() + plan.first + WORD) % GRANULE,
+            0,
+            "payload aligned"
+        );
+        assert!(plan.first + MIN_BLOCK <= plan.sentinel);
+        assert!(plan.sentinel + WORD <= plan.span.len(), "sentinel inside");
+        assert_eq!((plan.sentinel - plan.first) % GRANULE, 0);
+        assert!(plan.sentinel - plan.first <= Tlsf::<FL, SL>::MAX_BLOCK);
+        plan
+    }
+
+    #[test]
+    fn plans_near_the_top_of_the_address_space_stay_inside() {
+        type Small = Tlsf<8, 4>;
+        let top = usize::MAX;
+        for len in [
+            128,
+            200,
+            4096,
+            Small::MAX_BLOCK - 1,
+            Small::MAX_BLOCK + 4096,
+        ] {
+            for gap in [0, 1, 7, 15, 4095] {
+                let span = Span::new(top - gap - len, len).unwrap();
+                let plan = assert_plan_inside::<8, 4>(span);
+                if len < Small::MAX_BLOCK {
+                    assert_eq!(
+                        plan.span.len(),
+                        len,
+                        "a region below the largest block is whole"
+                    );
+                }
+            }
+        }
+        // The default parameters' largest block is half the 32-bit address space or more:
+        // a region whose start is within that distance of the top (SDRAM at 0xC000_0000, a
+        // higher-half heap) once placed its sentinel at `first + MAX_BLOCK`, wrapped.
+        let len = (Tlsf::<DEFAULT_FL, DEFAULT_SL>::MAX_BLOCK / 2).min(1 << 40);
+        for gap in [0, 1, 4096] {
+            let plan = assert_plan_inside::<DEFAULT_FL, DEFAULT_SL>(
+                Span::new(top - gap - len, len).unwrap(),
+            );
+            assert_eq!(plan.span.len(), len);
+        }
+        // Straddling the middle of the address space.
+        let middle = usize::MAX / 2 + 1;
+        assert_plan_inside::<DEFAULT_FL, DEFAULT_SL>(Span::new(middle - 4099, 1 << 20).unwrap());
+    }
+
+    #[test]
+    fn too_small_regions_at_the_top_are_refused() {
+        for len in [0, 1, 8, 31, 47] {
+            let span = Span::new(usize::MAX - len, len).unwrap();
+            assert!(
+                matches!(
+                    Tlsf::<8, 4>::plan(span),
+                    Err(ConfigError::RegionTooSmall { given, .. }) if given == len
+                ),
+                "{len} bytes"
+            );
+        }
     }
 
     #[test]
