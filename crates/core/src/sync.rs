@@ -69,6 +69,13 @@ mod plain_cell {
     pub struct MutPtr<T: ?Sized>(*mut T);
 
     impl<T: ?Sized> MutPtr<T> {
+        /// Calls `f` with the raw pointer, as `loom::cell::MutPtr::with` does (where the
+        /// pointer must not outlive the `MutPtr`, the tracked access).
+        #[inline]
+        pub fn with<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0)
+        }
+
         /// Dereferences the pointer.
         ///
         /// # Safety
@@ -312,8 +319,13 @@ impl<T> Deref for SpinGuard<'_, T> {
 
     #[inline]
     fn deref(&self) -> &T {
-        // SAFETY: the guard holds the lock, so this is the only access to the value.
-        unsafe { MutPtr::deref(&self.value) }
+        // A shared reference straight from the raw pointer: `MutPtr::deref` would make a
+        // fresh `&mut` on each call, invalidating (under Stacked Borrows) every `&T` handed
+        // out before it while they are still in use.
+        // SAFETY: the guard holds the lock, so no other thread reaches the value, and the
+        // borrow of `self` keeps `deref_mut` from making a `&mut` while the `&T` lives.
+        // The pointer is live (from the lock's cell) for as long as the guard.
+        self.value.with(|value| unsafe { &*value })
     }
 }
 
