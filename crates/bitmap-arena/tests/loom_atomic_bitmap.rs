@@ -75,10 +75,11 @@ fn drain_exactly(bitmap: &AtomicBitmap, blocks: usize) {
 }
 
 fn check(threads: u8, blocks: usize, rounds: usize) -> usize {
-    static ITERATIONS: AtomicUsize = AtomicUsize::new(0);
-    ITERATIONS.store(0, Ordering::Relaxed);
+    // Counted per call, not in a static: the test harness runs tests in parallel.
+    let iterations = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&iterations);
     loom::model(move || {
-        ITERATIONS.fetch_add(1, Ordering::Relaxed);
+        counter.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(TestBitmap::new(blocks));
         let others: Vec<_> = (1..threads)
             .map(|tag| {
@@ -98,7 +99,7 @@ fn check(threads: u8, blocks: usize, rounds: usize) -> usize {
         }
         drain_exactly(&shared.bitmap, blocks);
     });
-    ITERATIONS.load(Ordering::Relaxed)
+    iterations.load(Ordering::Relaxed)
 }
 
 #[test]

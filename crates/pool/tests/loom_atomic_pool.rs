@@ -91,13 +91,14 @@ fn drain_exactly(pool: &AtomicPool, blocks: usize) {
 }
 
 fn model(builder: &loom::model::Builder, body: impl Fn() + Sync + Send + 'static) -> usize {
-    static ITERATIONS: AtomicUsize = AtomicUsize::new(0);
-    ITERATIONS.store(0, Ordering::Relaxed);
+    // Counted per call, not in a static: the test harness runs tests in parallel.
+    let iterations = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&iterations);
     builder.check(move || {
-        ITERATIONS.fetch_add(1, Ordering::Relaxed);
+        counter.fetch_add(1, Ordering::Relaxed);
         body();
     });
-    ITERATIONS.load(Ordering::Relaxed)
+    iterations.load(Ordering::Relaxed)
 }
 
 #[test]
