@@ -7,7 +7,7 @@ use core::ptr::{self, NonNull};
 
 use allocator_api2::alloc::Allocator;
 use heapkit_core::resize::dangling;
-use heapkit_core::sync::{AtomicTable, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use heapkit_core::sync::{ordering, AtomicTable, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use heapkit_core::{AllocError, Backend, ConfigError, Inspect, Stats};
 
 use crate::shape::{static_region, Shape};
@@ -189,8 +189,15 @@ impl AtomicPool {
     /// It counts the free list, O(free blocks): keeping a live count instead would put one
     /// more shared read-modify-write on every allocation and free, doubling their cost.
     pub fn stats(&self) -> Stats {
-        let mut free_blocks = self.blocks - self.bumped.load(Ordering::Acquire).min(self.blocks);
-        let (mut index, _) = unpack(self.head.load(Ordering::Acquire));
+        let mut free_blocks = self.blocks
+            - self
+                .bumped
+                .load(ordering("pool.stats.bumped_load", Ordering::Acquire))
+                .min(self.blocks);
+        let (mut index, _) = unpack(
+            self.head
+                .load(ordering("pool.stats.head_load", Ordering::Acquire)),
+        );
         // Bounded, so a list changing under the walk cannot keep it going.
         let mut listed = 0;
         while index != NIL && index != ALLOCATED && listed < self.blocks {
@@ -299,7 +306,9 @@ impl AtomicPool {
     /// this pool, so X's link slot is always valid memory, and the slot is atomic.
     #[inline]
     fn pop(&self) -> Option<u32> {
-        let mut head = self.head.load(Ordering::Acquire);
+        let mut head = self
+            .head
+            .load(ordering("pool.pop.head_load", Ordering::Acquire));
         loop {
             let (index, tag) = unpack(head);
             if index == NIL {
@@ -311,8 +320,8 @@ impl AtomicPool {
             match self.head.compare_exchange_weak(
                 head,
                 pack(next, tag.wrapping_add(1)),
-                Ordering::Acquire,
-                Ordering::Acquire,
+                ordering("pool.pop.head_cas", Ordering::Acquire),
+                ordering("pool.pop.head_cas_failure", Ordering::Acquire),
             ) {
                 Ok(_) => return Some(index),
                 Err(current) => head = current,
@@ -331,7 +340,7 @@ impl AtomicPool {
             match self.head.compare_exchange_weak(
                 head,
                 pack(index, tag.wrapping_add(1)),
-                Ordering::Release,
+                ordering("pool.push.head_cas", Ordering::Release),
                 Ordering::Relaxed,
             ) {
                 Ok(_) => return,
