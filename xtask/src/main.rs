@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod mutants;
+
 const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
@@ -22,7 +24,10 @@ commands:
   clippy                  clippy on all targets and features, warnings denied
   test                    cargo test --workspace --all-features (unit, integration, doc)
   miri                    unit and integration tests under miri, strict provenance
-  loom                    every crates/*/tests/loom*.rs under --cfg loom, release mode
+  loom [--mutants [NAME...]]
+                          every crates/*/tests/loom*.rs under --cfg loom, release mode;
+                          --mutants weakens each named ordering (or NAME) to Relaxed in
+                          turn and fails unless some loom model catches every one
   nostd                   build every #![no_std] crate for thumbv7em-none-eabihf
   fuzz [--seconds N] [TARGET]
                           run each fuzz target (or TARGET) for N seconds (default 20)
@@ -56,7 +61,13 @@ fn main() -> ExitCode {
         "clippy" => run_step("clippy", || clippy(&root)),
         "test" => run_step("test", || test(&root)),
         "miri" => run_step("miri", || miri(&root)),
-        "loom" => run_step("loom", || loom(&root)),
+        "loom" => match rest.split_first() {
+            Some((flag, names)) if flag == "--mutants" => {
+                run_step("loom --mutants", || mutants::run(&root, names))
+            }
+            Some((other, _)) => Err(format!("unexpected argument `{other}`\n{USAGE}")),
+            None => run_step("loom", || loom(&root)),
+        },
         "nostd" => run_step("nostd", || nostd(&root)),
         "fuzz" => parse_fuzz_args(rest).and_then(|(seconds, target)| {
             run_step("fuzz", || fuzz(&root, seconds, target.as_deref()))
@@ -202,7 +213,8 @@ fn loom(root: &Path) -> Step {
             ])
             .args(["--", "--nocapture"])
             .env("RUSTFLAGS", "--cfg loom")
-            .env("CARGO_TARGET_DIR", root.join("target").join("loom"));
+            .env("CARGO_TARGET_DIR", root.join("target").join("loom"))
+            .env_remove(mutants::WEAKEN_VAR);
         if env::var_os("LOOM_MAX_PREEMPTIONS").is_none() {
             command.env("LOOM_MAX_PREEMPTIONS", "3");
         }
