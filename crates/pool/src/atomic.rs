@@ -18,6 +18,11 @@ const NIL: u32 = u32::MAX;
 const ALLOCATED: u32 = u32::MAX - 1;
 /// Most blocks an `AtomicPool` indexes: indices are `u32`, with two values reserved.
 const MAX_BLOCKS: usize = ALLOCATED as usize;
+/// What every link starts as in loom's table, standing for the uninitialised memory a real
+/// pool's table starts as. No code writes it, and as an index it is out of range in any
+/// pool loom can model, so reading a link before the write that set it happened (a missing
+/// Acquire) panics at the table's bounds check instead of passing unnoticed.
+const LOOM_UNWRITTEN: u32 = u32::MAX - 2;
 
 /// A fixed-size block pool that many threads allocate from and free to without locking.
 ///
@@ -151,7 +156,9 @@ impl AtomicPool {
             bumped: AtomicUsize::new(0),
             // SAFETY: the table lies inside the region, aligned, with room for `blocks`
             // slots; a slot is written (push, or a checked hand-out) before it is read.
-            links: unsafe { AtomicTable::new(NonNull::new_unchecked(table), blocks, NIL) },
+            links: unsafe {
+                AtomicTable::new(NonNull::new_unchecked(table), blocks, LOOM_UNWRITTEN)
+            },
             region_len: len,
         })
     }
