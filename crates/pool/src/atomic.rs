@@ -196,11 +196,12 @@ impl AtomicPool {
     /// It counts the free list, O(free blocks): keeping a live count instead would put one
     /// more shared read-modify-write on every allocation and free, doubling their cost.
     pub fn stats(&self) -> Stats {
-        let mut free_blocks = self.blocks
-            - self
-                .bumped
-                .load(ordering("pool.stats.bumped_load", Ordering::Acquire))
-                .min(self.blocks);
+        // Relaxed: the cursor only ever moves by Relaxed compare-exchanges (a never-used block
+        // has nothing to publish), so there is no Release for an Acquire here to pair with.
+        let mut free_blocks = self.blocks - self.bumped.load(Ordering::Relaxed).min(self.blocks);
+        // Acquire pairs with the Release in `push` (and, through the release sequence of the
+        // head's compare-exchanges, every earlier push): the links walked below were written
+        // before the blocks were pushed, so none is read before it was written.
         let (mut index, _) = unpack(
             self.head
                 .load(ordering("pool.stats.head_load", Ordering::Acquire)),
@@ -311,6 +312,15 @@ impl AtomicPool {
     ///
     /// Reading Y (a stale link) is itself safe: blocks are never returned to anyone but
     /// this pool, so X's link slot is always valid memory, and the slot is atomic.
+    ///
+    /// Orderings: every head value this loop uses was loaded with Acquire (the first load,
+    /// or a failed exchange), pairing with the Release in `push` (and, through the release
+    /// sequence of the head's read-modify-writes, with every earlier push). So the link read
+    /// next, and the popped block's previous owner's writes, happen before this thread uses
+    /// them. A successful exchange finds the very head value loaded last (the tag makes each
+    /// value unique), a value this thread has already acquired, so its success ordering is
+    /// Relaxed; being a read-modify-write it still continues the release sequence, so a later
+    /// pop that acquires the head it writes synchronises with the pushes before it.
     #[inline]
     fn pop(&self) -> Option<u32> {
         let mut head = self
@@ -321,13 +331,11 @@ impl AtomicPool {
             if index == NIL {
                 return None;
             }
-            // Acquire on the head pairs with the Release in `push`: the link written
-            // before the block was pushed is visible here.
             let next = self.links.get(index as usize).load(Ordering::Relaxed);
             match self.head.compare_exchange_weak(
                 head,
                 pack(next, tag.wrapping_add(1)),
-                ordering("pool.pop.head_cas", Ordering::Acquire),
+                Ordering::Relaxed,
                 ordering("pool.pop.head_cas_failure", Ordering::Acquire),
             ) {
                 Ok(_) => return Some(index),
