@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
+mod mutants;
+
 const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
@@ -26,7 +28,10 @@ commands:
                           i686-unknown-linux-gnu: regions straddling 2 GiB and near the top
   miri-threads            the tests that share allocators between threads, under miri's
                           Stacked Borrows model with several scheduler seeds
-  loom                    every crates/*/tests/loom*.rs under --cfg loom, release mode
+  loom [--mutants [NAME...]]
+                          every crates/*/tests/loom*.rs under --cfg loom, release mode;
+                          --mutants weakens each named ordering (or NAME) to Relaxed in
+                          turn and fails unless some loom model catches every one
   nostd                   build every #![no_std] crate for thumbv7em-none-eabihf
   fuzz [--seconds N] [TARGET]
                           run each fuzz target (or TARGET) for N seconds (default 20)
@@ -62,7 +67,13 @@ fn main() -> ExitCode {
         "miri" => run_step("miri", || miri(&root)),
         "miri-edges" => run_step("miri-edges", || miri_edges(&root)),
         "miri-threads" => run_step("miri-threads", || miri_threads(&root)),
-        "loom" => run_step("loom", || loom(&root)),
+        "loom" => match rest.split_first() {
+            Some((flag, names)) if flag == "--mutants" => {
+                run_step("loom --mutants", || mutants::run(&root, names))
+            }
+            Some((other, _)) => Err(format!("unexpected argument `{other}`\n{USAGE}")),
+            None => run_step("loom", || loom(&root)),
+        },
         "nostd" => run_step("nostd", || nostd(&root)),
         "fuzz" => parse_fuzz_args(rest).and_then(|(seconds, target)| {
             run_step("fuzz", || fuzz(&root, seconds, target.as_deref()))
@@ -255,7 +266,7 @@ fn miri_edges(root: &Path) -> Step {
 /// model) once per seed, so different interleavings are tried.
 const THREAD_TESTS: [(&str, &str); 4] = [
     ("heapkit-core", "adapters"),
-    ("heapkit-core", "guard_borrows"),
+    ("heapkit-core", "spin_guard"),
     ("heapkit-pool", "stress"),
     ("heapkit-bitmap-arena", "stress"),
 ];
@@ -314,7 +325,8 @@ fn loom(root: &Path) -> Step {
             ])
             .args(["--", "--nocapture"])
             .env("RUSTFLAGS", "--cfg loom")
-            .env("CARGO_TARGET_DIR", root.join("target").join("loom"));
+            .env("CARGO_TARGET_DIR", root.join("target").join("loom"))
+            .env_remove(mutants::WEAKEN_VAR);
         if env::var_os("LOOM_MAX_PREEMPTIONS").is_none() {
             command.env("LOOM_MAX_PREEMPTIONS", "3");
         }

@@ -8,7 +8,7 @@ use core::ptr::NonNull;
 use allocator_api2::alloc::Allocator;
 use heapkit_core::region::Span;
 use heapkit_core::resize::dangling;
-use heapkit_core::sync::{AtomicTable, AtomicUsize, Ordering};
+use heapkit_core::sync::{ordering, AtomicTable, AtomicUsize, Ordering};
 use heapkit_core::{AllocError, ConfigError, Inspect, Stats};
 
 const WORD_BITS: usize = usize::BITS as usize;
@@ -202,7 +202,7 @@ impl AtomicBitmap {
                 match word.compare_exchange_weak(
                     bits,
                     bits & !bit,
-                    Ordering::Acquire,
+                    ordering("bitmap.take.word_cas", Ordering::Acquire),
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
@@ -247,10 +247,10 @@ impl AtomicBitmap {
             );
         }
         let bit = 1 << (index % WORD_BITS);
-        let before = self
-            .words
-            .get(index / WORD_BITS)
-            .fetch_or(bit, Ordering::Release);
+        let before = self.words.get(index / WORD_BITS).fetch_or(
+            bit,
+            ordering("bitmap.give.word_fetch_or", Ordering::Release),
+        );
         if cfg!(feature = "checked") && before & bit != 0 {
             fail("block is already free");
         }

@@ -1,5 +1,11 @@
 //! Loom model checks of `AtomicBitmap`: threads taking and returning single blocks from
-//! shared bitmap words never share a block and never lose one. Run by `cargo xtask loom`.
+//! shared bitmap words never share a block and never lose one, and a block's next owner
+//! sees its previous owner's writes. Run by `cargo xtask loom`.
+//!
+//! A block's contents are modelled by a loom cell per block (the blocks themselves are
+//! plain memory loom cannot see): whoever holds a block writes and re-reads its cell, so
+//! loom reports a causality violation when a block changes hands without the claim
+//! (Acquire) and the free (Release) synchronising.
 #![cfg(loom)]
 
 use std::ptr::NonNull;
@@ -8,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use allocator_api2::alloc::Allocator;
 use heapkit_bitmap_arena::AtomicBitmap;
 use heapkit_core::Layout;
+use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 
 const BLOCK: usize = 16;
@@ -16,10 +23,12 @@ fn layout() -> Layout {
     Layout::from_size_align(BLOCK, 8).unwrap()
 }
 
-/// An `AtomicBitmap` of `blocks` blocks over memory it frees when dropped.
+/// An `AtomicBitmap` of `blocks` blocks over memory it frees when dropped, with a loom
+/// cell per block standing for the block's contents.
 struct TestBitmap {
     bitmap: AtomicBitmap,
     memory: NonNull<[u128]>,
+    contents: Vec<UnsafeCell<u8>>,
 }
 
 impl TestBitmap {
@@ -30,7 +39,18 @@ impl TestBitmap {
         // SAFETY: the memory is freed only in `drop`, after the bitmap is gone.
         let bitmap = unsafe { AtomicBitmap::from_raw(memory.cast(), units * 16, BLOCK) }.unwrap();
         assert_eq!(bitmap.total_blocks(), blocks);
-        Self { bitmap, memory }
+        let contents = (0..blocks).map(|_| UnsafeCell::new(u8::MAX)).collect();
+        Self {
+            bitmap,
+            memory,
+            contents,
+        }
+    }
+
+    /// The cell standing for the contents of `block`.
+    fn contents_of(&self, block: NonNull<u8>) -> &UnsafeCell<u8> {
+        let base = self.memory.cast::<u8>().as_ptr().addr();
+        &self.contents[(block.as_ptr().addr() - base) / BLOCK]
     }
 }
 
@@ -46,18 +66,25 @@ unsafe impl Send for TestBitmap {}
 // SAFETY: as above.
 unsafe impl Sync for TestBitmap {}
 
-/// Takes a block, stamps it, lets others run, checks the stamp, frees it.
-fn use_once(bitmap: &AtomicBitmap, tag: u8) {
+/// Takes a block, stamps its contents, lets others run, checks the stamp, frees it.
+fn use_once(shared: &TestBitmap, tag: u8) {
+    let bitmap = &shared.bitmap;
     let block = bitmap
         .allocate(layout())
         .expect("a block per thread")
         .cast::<u8>();
     // SAFETY: the block is ours: BLOCK writable bytes.
     unsafe { block.as_ptr().write_bytes(tag, BLOCK) };
+    let contents = shared.contents_of(block);
+    // SAFETY: the block is ours, so is its cell; loom checks that claim.
+    contents.with_mut(|stamp| unsafe { *stamp = tag });
     loom::thread::yield_now();
     // SAFETY: still ours.
     let stamp = unsafe { std::slice::from_raw_parts(block.as_ptr(), BLOCK) };
     assert!(stamp.iter().all(|b| *b == tag), "block handed out twice");
+    // SAFETY: still ours, so is its cell.
+    let stamp = contents.with(|stamp| unsafe { *stamp });
+    assert_eq!(stamp, tag, "block handed out twice");
     // SAFETY: live with `layout()`.
     unsafe { bitmap.deallocate(block, layout()) };
 }
@@ -75,30 +102,31 @@ fn drain_exactly(bitmap: &AtomicBitmap, blocks: usize) {
 }
 
 fn check(threads: u8, blocks: usize, rounds: usize) -> usize {
-    static ITERATIONS: AtomicUsize = AtomicUsize::new(0);
-    ITERATIONS.store(0, Ordering::Relaxed);
+    // Counted per call, not in a static: the test harness runs tests in parallel.
+    let iterations = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&iterations);
     loom::model(move || {
-        ITERATIONS.fetch_add(1, Ordering::Relaxed);
+        counter.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(TestBitmap::new(blocks));
         let others: Vec<_> = (1..threads)
             .map(|tag| {
                 let shared = Arc::clone(&shared);
                 loom::thread::spawn(move || {
                     for _ in 0..rounds {
-                        use_once(&shared.bitmap, tag);
+                        use_once(&shared, tag);
                     }
                 })
             })
             .collect();
         for _ in 0..rounds {
-            use_once(&shared.bitmap, 0);
+            use_once(&shared, 0);
         }
         for other in others {
             other.join().unwrap();
         }
         drain_exactly(&shared.bitmap, blocks);
     });
-    ITERATIONS.load(Ordering::Relaxed)
+    iterations.load(Ordering::Relaxed)
 }
 
 #[test]

@@ -6,6 +6,10 @@
 //!
 //! Under loom, constructors cannot be `const` (loom's atomics register with the model at
 //! run time), so [`SpinLock::new`] is a `const fn` only in ordinary builds.
+//!
+//! Every ordering stronger than `Relaxed` in shipped code is named with [`ordering`] (and
+//! every fence is a named [`fence`]), so that `cargo xtask loom --mutants` can weaken each
+//! one in turn to `Relaxed` and check that some loom model then fails.
 
 use core::fmt;
 use core::marker::PhantomData;
@@ -14,20 +18,91 @@ use core::ops::{Deref, DerefMut};
 
 cfg_if::cfg_if! {
     if #[cfg(loom)] {
-        pub use loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicUsize, Ordering};
+        pub use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+        use loom::sync::atomic::fence as unnamed_fence;
         #[cfg(target_has_atomic = "64")]
         pub use loom::sync::atomic::AtomicU64;
         /// Signals a busy-wait; under loom it yields so the model can run another thread.
         pub use loom::hint::spin_loop;
         pub use loom::cell::{MutPtr, UnsafeCell};
     } else {
-        pub use core::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicUsize, Ordering};
+        pub use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+        use core::sync::atomic::fence as unnamed_fence;
         #[cfg(target_has_atomic = "64")]
         pub use core::sync::atomic::AtomicU64;
         /// Signals a busy-wait; under loom it yields so the model can run another thread.
         pub use core::hint::spin_loop;
         pub use self::plain_cell::{MutPtr, UnsafeCell};
     }
+}
+
+/// The ordering this build weakens to `Relaxed`, by name: loom builds only, from the
+/// `HEAPKIT_WEAKEN` environment variable when heapkit-core is compiled (`cargo xtask loom
+/// --mutants` sets it; cargo rebuilds when it changes). Ordinary builds never weaken.
+#[cfg(loom)]
+const WEAKENED: Option<&str> = option_env!("HEAPKIT_WEAKEN");
+#[cfg(not(loom))]
+const WEAKENED: Option<&str> = None;
+
+/// `order`, named so that `cargo xtask loom --mutants` can weaken it.
+///
+/// Every `Acquire`, `Release`, `AcqRel` or `SeqCst` in shipped code goes through here with
+/// a name unique in the workspace (`"<crate>.<function>.<operation>"`), written as a
+/// literal at the call: the mutation run finds the names by scanning the sources. It
+/// returns `order` unchanged, at no cost, except in a loom build made with
+/// `HEAPKIT_WEAKEN=<name>`, where the ordering of that name is `Relaxed` (valid in every
+/// position, a compare-exchange's failure ordering included).
+///
+/// ```
+/// use heapkit_core::sync::{ordering, AtomicBool, Ordering};
+///
+/// let ready = AtomicBool::new(false);
+/// ready.store(true, ordering("doc.example.publish", Ordering::Release));
+/// assert!(ready.load(ordering("doc.example.observe", Ordering::Acquire)));
+/// ```
+#[inline(always)]
+#[must_use]
+pub const fn ordering(name: &'static str, order: Ordering) -> Ordering {
+    if is_weakened(name) {
+        Ordering::Relaxed
+    } else {
+        order
+    }
+}
+
+/// A memory fence, named as for [`ordering`]; weakened, it is no fence at all (there is no
+/// `Relaxed` fence).
+#[inline(always)]
+pub fn fence(name: &'static str, order: Ordering) {
+    if !is_weakened(name) {
+        unnamed_fence(order);
+    }
+}
+
+/// Whether this build weakens the ordering called `name`; constant `false` in ordinary
+/// builds.
+#[inline(always)]
+const fn is_weakened(name: &str) -> bool {
+    match WEAKENED {
+        Some(weakened) => same_name(weakened, name),
+        None => false,
+    }
+}
+
+/// String equality, in a `const fn`.
+const fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// `core::cell::UnsafeCell` behind loom's access-tracking API, so one call site serves both.
@@ -69,6 +144,13 @@ mod plain_cell {
     pub struct MutPtr<T: ?Sized>(*mut T);
 
     impl<T: ?Sized> MutPtr<T> {
+        /// Calls `f` with the raw pointer, as `loom::cell::MutPtr::with` does (where the
+        /// pointer must not outlive the `MutPtr`, the tracked access).
+        #[inline]
+        pub fn with<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0)
+        }
+
         /// Dereferences the pointer.
         ///
         /// # Safety
@@ -260,7 +342,12 @@ impl<T> SpinLock<T> {
     #[inline]
     pub fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
         self.locked
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange_weak(
+                false,
+                true,
+                ordering("core.spin_lock.lock", Ordering::Acquire),
+                Ordering::Relaxed,
+            )
             .ok()
             .map(|_| SpinGuard {
                 lock: self,
@@ -312,8 +399,13 @@ impl<T> Deref for SpinGuard<'_, T> {
 
     #[inline]
     fn deref(&self) -> &T {
-        // SAFETY: the guard holds the lock, so this is the only access to the value.
-        unsafe { MutPtr::deref(&self.value) }
+        // A shared reference straight from the raw pointer: `MutPtr::deref` would make a
+        // fresh `&mut` on each call, invalidating (under Stacked Borrows) every `&T` handed
+        // out before it while they are still in use.
+        // SAFETY: the guard holds the lock, so no other thread reaches the value, and the
+        // borrow of `self` keeps `deref_mut` from making a `&mut` while the `&T` lives.
+        // The pointer is live (from the lock's cell) for as long as the guard.
+        self.value.with(|value| unsafe { &*value })
     }
 }
 
@@ -330,12 +422,39 @@ impl<T> Drop for SpinGuard<'_, T> {
     fn drop(&mut self) {
         // SAFETY: `value` is dropped exactly once, here, and never used afterwards.
         unsafe { ManuallyDrop::drop(&mut self.value) };
-        self.lock.locked.store(false, Ordering::Release);
+        self.lock
+            .locked
+            .store(false, ordering("core.spin_lock.unlock", Ordering::Release));
     }
 }
 
 impl<T: fmt::Debug> fmt::Debug for SpinGuard<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ordering, same_name, Ordering};
+
+    #[test]
+    fn names_compare_byte_for_byte() {
+        assert!(same_name("pool.push.head_cas", "pool.push.head_cas"));
+        assert!(!same_name("pool.push.head_cas", "pool.push.head_ca"));
+        assert!(!same_name("pool.push.head_cas", "pool.push.head_cat"));
+        assert!(same_name("", ""));
+    }
+
+    #[test]
+    fn ordinary_builds_keep_every_ordering() {
+        for order in [
+            Ordering::Acquire,
+            Ordering::Release,
+            Ordering::AcqRel,
+            Ordering::SeqCst,
+        ] {
+            assert_eq!(ordering("core.spin_lock.lock", order), order);
+        }
     }
 }

@@ -108,10 +108,11 @@ fn stamp_and_free(heap: &Locked<Slots>, tag: u8, rounds: usize) {
 }
 
 fn check(threads: u8, rounds: usize, builder: &loom::model::Builder) -> usize {
-    static ITERATIONS: AtomicUsize = AtomicUsize::new(0);
-    ITERATIONS.store(0, Ordering::Relaxed);
+    // Counted per call, not in a static: the test harness runs tests in parallel.
+    let iterations = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&iterations);
     builder.check(move || {
-        ITERATIONS.fetch_add(1, Ordering::Relaxed);
+        counter.fetch_add(1, Ordering::Relaxed);
         let heap = Arc::new(Locked::new(Slots::new()));
         let others: Vec<_> = (1..threads)
             .map(|tag| {
@@ -134,7 +135,7 @@ fn check(threads: u8, rounds: usize, builder: &loom::model::Builder) -> usize {
             }
         );
     });
-    ITERATIONS.load(Ordering::Relaxed)
+    iterations.load(Ordering::Relaxed)
 }
 
 #[test]

@@ -8,7 +8,7 @@ use core::ptr::{self, NonNull};
 use allocator_api2::alloc::Allocator;
 use heapkit_core::region::Span;
 use heapkit_core::resize::dangling;
-use heapkit_core::sync::{AtomicTable, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use heapkit_core::sync::{ordering, AtomicTable, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use heapkit_core::{AllocError, Backend, ConfigError, Inspect, Stats};
 
 use crate::shape::{static_region, Shape};
@@ -19,6 +19,11 @@ const NIL: u32 = u32::MAX;
 const ALLOCATED: u32 = u32::MAX - 1;
 /// Most blocks an `AtomicPool` indexes: indices are `u32`, with two values reserved.
 const MAX_BLOCKS: usize = ALLOCATED as usize;
+/// What every link starts as in loom's table, standing for the uninitialised memory a real
+/// pool's table starts as. No code writes it, and as an index it is out of range in any
+/// pool loom can model, so reading a link before the write that set it happened (a missing
+/// Acquire) panics at the table's bounds check instead of passing unnoticed.
+const LOOM_UNWRITTEN: u32 = u32::MAX - 2;
 
 /// A fixed-size block pool that many threads allocate from and free to without locking.
 ///
@@ -153,7 +158,9 @@ impl AtomicPool {
             bumped: AtomicUsize::new(0),
             // SAFETY: the table lies inside the region, aligned, with room for `blocks`
             // slots; a slot is written (push, or a checked hand-out) before it is read.
-            links: unsafe { AtomicTable::new(NonNull::new_unchecked(table), blocks, NIL) },
+            links: unsafe {
+                AtomicTable::new(NonNull::new_unchecked(table), blocks, LOOM_UNWRITTEN)
+            },
             region_len: len,
         })
     }
@@ -191,8 +198,16 @@ impl AtomicPool {
     /// It counts the free list, O(free blocks): keeping a live count instead would put one
     /// more shared read-modify-write on every allocation and free, doubling their cost.
     pub fn stats(&self) -> Stats {
-        let mut free_blocks = self.blocks - self.bumped.load(Ordering::Acquire).min(self.blocks);
-        let (mut index, _) = unpack(self.head.load(Ordering::Acquire));
+        // Relaxed: the cursor only ever moves by Relaxed compare-exchanges (a never-used block
+        // has nothing to publish), so there is no Release for an Acquire here to pair with.
+        let mut free_blocks = self.blocks - self.bumped.load(Ordering::Relaxed).min(self.blocks);
+        // Acquire pairs with the Release in `push` (and, through the release sequence of the
+        // head's compare-exchanges, every earlier push): the links walked below were written
+        // before the blocks were pushed, so none is read before it was written.
+        let (mut index, _) = unpack(
+            self.head
+                .load(ordering("pool.stats.head_load", Ordering::Acquire)),
+        );
         // Bounded, so a list changing under the walk cannot keep it going.
         let mut listed = 0;
         while index != NIL && index != ALLOCATED && listed < self.blocks {
@@ -299,22 +314,31 @@ impl AtomicPool {
     ///
     /// Reading Y (a stale link) is itself safe: blocks are never returned to anyone but
     /// this pool, so X's link slot is always valid memory, and the slot is atomic.
+    ///
+    /// Orderings: every head value this loop uses was loaded with Acquire (the first load,
+    /// or a failed exchange), pairing with the Release in `push` (and, through the release
+    /// sequence of the head's read-modify-writes, with every earlier push). So the link read
+    /// next, and the popped block's previous owner's writes, happen before this thread uses
+    /// them. A successful exchange finds the very head value loaded last (the tag makes each
+    /// value unique), a value this thread has already acquired, so its success ordering is
+    /// Relaxed; being a read-modify-write it still continues the release sequence, so a later
+    /// pop that acquires the head it writes synchronises with the pushes before it.
     #[inline]
     fn pop(&self) -> Option<u32> {
-        let mut head = self.head.load(Ordering::Acquire);
+        let mut head = self
+            .head
+            .load(ordering("pool.pop.head_load", Ordering::Acquire));
         loop {
             let (index, tag) = unpack(head);
             if index == NIL {
                 return None;
             }
-            // Acquire on the head pairs with the Release in `push`: the link written
-            // before the block was pushed is visible here.
             let next = self.links.get(index as usize).load(Ordering::Relaxed);
             match self.head.compare_exchange_weak(
                 head,
                 pack(next, tag.wrapping_add(1)),
-                Ordering::Acquire,
-                Ordering::Acquire,
+                Ordering::Relaxed,
+                ordering("pool.pop.head_cas_failure", Ordering::Acquire),
             ) {
                 Ok(_) => return Some(index),
                 Err(current) => head = current,
@@ -333,7 +357,7 @@ impl AtomicPool {
             match self.head.compare_exchange_weak(
                 head,
                 pack(index, tag.wrapping_add(1)),
-                Ordering::Release,
+                ordering("pool.push.head_cas", Ordering::Release),
                 Ordering::Relaxed,
             ) {
                 Ok(_) => return,

@@ -70,10 +70,11 @@ fn stamp_and_free(heap: &Locked<Heap>, tag: u8) {
 }
 
 fn check(threads: u8, builder: &loom::model::Builder) -> usize {
-    static ITERATIONS: AtomicUsize = AtomicUsize::new(0);
-    ITERATIONS.store(0, Ordering::Relaxed);
+    // Counted per call, not in a static: the test harness runs tests in parallel.
+    let iterations = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&iterations);
     builder.check(move || {
-        ITERATIONS.fetch_add(1, Ordering::Relaxed);
+        counter.fetch_add(1, Ordering::Relaxed);
         let owned = Arc::new(Owned::new());
         let others: Vec<_> = (1..threads)
             .map(|tag| {
@@ -89,7 +90,7 @@ fn check(threads: u8, builder: &loom::model::Builder) -> usize {
         assert_eq!(stats.in_use, 0);
         assert!(stats.is_consistent());
     });
-    ITERATIONS.load(Ordering::Relaxed)
+    iterations.load(Ordering::Relaxed)
 }
 
 #[test]
