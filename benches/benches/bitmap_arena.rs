@@ -13,7 +13,7 @@ use bitmap_allocator::{BitAlloc, BitAlloc1M, BitAlloc4K, BitAlloc64K};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use heapkit_benches::{Region, Rng};
 use heapkit_bitmap_arena::{AtomicBitmap, BitmapArena};
-use heapkit_core::Backend;
+use heapkit_core::{Backend, Shared};
 
 const BLOCK: usize = 16;
 
@@ -56,7 +56,7 @@ fn single_block_pair(c: &mut Criterion) {
         });
     });
     let len = blocks * BLOCK + 64 * 8;
-    let atomic = AtomicBitmap::new(Region::new(len, 4096).leak(), BLOCK).unwrap();
+    let atomic = Shared::new(AtomicBitmap::new(Region::new(len, 4096).leak(), BLOCK).unwrap());
     group.bench_function("heapkit AtomicBitmap", |b| {
         b.iter(|| {
             let block = atomic.allocate(black_box(block_layout(1))).unwrap();

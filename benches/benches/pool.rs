@@ -11,7 +11,7 @@ use std::ptr::NonNull;
 use allocator_api2::alloc::Allocator;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use heapkit_benches::Region;
-use heapkit_core::{Backend, Local};
+use heapkit_core::{Backend, Local, Shared};
 use heapkit_pool::{AtomicPool, Pool};
 use heapless::box_pool;
 use heapless::pool::boxed::BoxBlock;
@@ -32,7 +32,7 @@ fn layout() -> Layout {
 struct Contenders {
     pool: Pool,
     local: Local<Pool>,
-    atomic: AtomicPool,
+    atomic: Shared<AtomicPool>,
 }
 
 impl Contenders {
@@ -42,7 +42,8 @@ impl Contenders {
         let local =
             Local::new(Pool::new(Region::new(BLOCKS * BLOCK, 64).leak(), BLOCK, 8).unwrap());
         let atomic_len = BLOCKS * (BLOCK + 4) + 3;
-        let atomic = AtomicPool::new(Region::new(atomic_len, 64).leak(), BLOCK, 8).unwrap();
+        let atomic =
+            Shared::new(AtomicPool::new(Region::new(atomic_len, 64).leak(), BLOCK, 8).unwrap());
         assert_eq!(pool.total_blocks(), BLOCKS);
         assert_eq!(atomic.total_blocks(), BLOCKS);
         let blocks: &'static mut [BoxBlock<Payload>] =

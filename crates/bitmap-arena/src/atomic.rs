@@ -5,11 +5,9 @@ use core::fmt;
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
-use allocator_api2::alloc::Allocator;
 use heapkit_core::region::Span;
-use heapkit_core::resize::dangling;
 use heapkit_core::sync::{ordering, AtomicTable, AtomicUsize, Ordering};
-use heapkit_core::{AllocError, ConfigError, Inspect, Stats};
+use heapkit_core::{AllocError, ConfigError, SharedBackend, Stats};
 
 const WORD_BITS: usize = usize::BITS as usize;
 
@@ -27,13 +25,16 @@ const WORD_BITS: usize = usize::BITS as usize;
 /// ```
 /// use core::mem::MaybeUninit;
 /// use heapkit_bitmap_arena::AtomicBitmap;
+/// use heapkit_core::Shared;
 ///
 /// #[repr(align(4096))]
 /// struct Pages([MaybeUninit<u8>; 17 * 4096]);
 /// static mut PAGES: Pages = Pages([MaybeUninit::uninit(); 17 * 4096]);
 /// // SAFETY: the only reference ever made to PAGES.
 /// let pages = unsafe { &mut (*core::ptr::addr_of_mut!(PAGES)).0 };
-/// let frames: &'static AtomicBitmap = Box::leak(Box::new(AtomicBitmap::new(pages, 4096).unwrap()));
+/// let frames = AtomicBitmap::new(pages, 4096).unwrap();
+/// // `Shared` makes it an `Allocator`, callable from every thread at once.
+/// let frames: &'static Shared<AtomicBitmap> = Box::leak(Box::new(Shared::new(frames)));
 /// assert_eq!(frames.total_blocks(), 16); // the 17th page holds the bitmap's word
 ///
 /// let threads: Vec<_> = (0..2)
@@ -263,11 +264,8 @@ impl AtomicBitmap {
 
 // SAFETY: a block is handed out only by clearing its bit with a successful compare-exchange,
 // which exactly one thread can do until the bit is set again by the block's free.
-unsafe impl Allocator for AtomicBitmap {
+unsafe impl SharedBackend for AtomicBitmap {
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        if layout.size() == 0 {
-            return Ok(dangling(layout));
-        }
         if !self.fits(layout) {
             return Err(AllocError);
         }
@@ -278,21 +276,17 @@ unsafe impl Allocator for AtomicBitmap {
     }
 
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        if layout.size() != 0 {
-            self.give(ptr, layout, "deallocate");
-        }
+        self.give(ptr, layout, "deallocate");
     }
 
-    unsafe fn grow(
+    // Every block is the same size and alignment: a resize that fits stays, and moving
+    // never helps one that does not.
+    unsafe fn grow_in_place(
         &self,
         ptr: NonNull<u8>,
-        old_layout: Layout,
+        _old_layout: Layout,
         new_layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
-        if old_layout.size() == 0 {
-            return self.allocate(new_layout);
-        }
-        // Every block is the same size and alignment: moving never helps.
         if self.fits(new_layout) {
             Ok(NonNull::slice_from_raw_parts(ptr, self.block_size()))
         } else {
@@ -300,31 +294,29 @@ unsafe impl Allocator for AtomicBitmap {
         }
     }
 
-    unsafe fn shrink(
+    unsafe fn shrink_in_place(
         &self,
         ptr: NonNull<u8>,
-        old_layout: Layout,
-        new_layout: Layout,
+        _old_layout: Layout,
+        _new_layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
-        if new_layout.size() == 0 {
-            // SAFETY: forwarded caller guarantee.
-            unsafe { self.deallocate(ptr, old_layout) };
-            return Ok(dangling(new_layout));
-        }
-        // SAFETY: forwarded caller guarantees (a smaller size always fits the block).
-        unsafe { self.grow(ptr, old_layout, new_layout) }
+        Ok(NonNull::slice_from_raw_parts(ptr, self.block_size()))
     }
-}
 
-impl Inspect for AtomicBitmap {
-    fn stats(&self) -> Stats {
-        AtomicBitmap::stats(self)
+    fn max_align(&self) -> usize {
+        self.block_size()
     }
 
     fn owns(&self, ptr: NonNull<u8>) -> bool {
         AtomicBitmap::owns(self, ptr)
     }
+
+    fn stats(&self) -> Stats {
+        AtomicBitmap::stats(self)
+    }
 }
+
+heapkit_core::backend_via_shared!(AtomicBitmap);
 
 impl fmt::Debug for AtomicBitmap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -6,7 +6,7 @@
 use core::ptr::NonNull;
 
 use heapkit_bitmap_arena::{AtomicBitmap, BitmapArena};
-use heapkit_core::Local;
+use heapkit_core::{Local, Shared};
 use heapkit_testkit::edges::{exercise_at_edges, refuses_wrapping_regions};
 use heapkit_testkit::Profile;
 
@@ -44,6 +44,6 @@ fn arenas_work_at_the_edges() {
     exercise_at_edges(Profile::new(BLOCK, BLOCK), LEN, |start, len| {
         let (start, len) = aligned(start, len, BLOCK);
         // SAFETY: as above.
-        unsafe { AtomicBitmap::from_raw(start, len, BLOCK) }.unwrap()
+        Shared::new(unsafe { AtomicBitmap::from_raw(start, len, BLOCK) }.unwrap())
     });
 }

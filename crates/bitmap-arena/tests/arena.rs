@@ -304,6 +304,7 @@ mod checked {
         let region = regions.take(64 * 65, 64);
         // SAFETY: `regions` outlives the bitmap.
         let bitmap = unsafe { AtomicBitmap::from_raw(region.cast(), 64 * 65, 64) }.unwrap();
+        let bitmap = heapkit_core::Shared::new(bitmap);
         let one = layout(64, 8);
         let block = bitmap.allocate(one).unwrap().cast::<u8>();
         // SAFETY: a valid free.

@@ -1,8 +1,8 @@
 //! The contract suite for the arena (through both adapters, both bitmap placements) and
-//! for `AtomicBitmap` through its own `Allocator` implementation.
+//! for `AtomicBitmap` through the `Shared` adapter.
 
 use heapkit_bitmap_arena::{AtomicBitmap, BitmapArena};
-use heapkit_core::{Local, Locked};
+use heapkit_core::{Local, Locked, Shared};
 use heapkit_testkit::{contract_suite, Profile, Regions};
 
 const REGION: usize = if cfg!(miri) { 16 * 1024 } else { 256 * 1024 };
@@ -43,6 +43,6 @@ contract_suite!(
     |r: &mut Regions| {
         let region = r.take(REGION, BLOCK);
         // SAFETY: the harness drops the bitmap before the region.
-        unsafe { AtomicBitmap::from_raw(region.cast(), REGION, BLOCK) }.unwrap()
+        Shared::new(unsafe { AtomicBitmap::from_raw(region.cast(), REGION, BLOCK) }.unwrap())
     }
 );

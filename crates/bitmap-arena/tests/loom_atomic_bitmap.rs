@@ -11,9 +11,9 @@
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use allocator_api2::alloc::Allocator;
 use heapkit_bitmap_arena::AtomicBitmap;
 use heapkit_core::Layout;
+use heapkit_core::SharedBackend;
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 

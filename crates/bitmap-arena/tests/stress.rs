@@ -5,7 +5,7 @@ use std::ptr::NonNull;
 
 use allocator_api2::alloc::Allocator;
 use heapkit_bitmap_arena::AtomicBitmap;
-use heapkit_core::Layout;
+use heapkit_core::{Layout, Shared};
 use heapkit_testkit::Regions;
 
 const BLOCK: usize = 32;
@@ -19,7 +19,7 @@ fn stamp(thread: u64, serial: u64) -> [u64; BLOCK / 8] {
     std::array::from_fn(|w| (thread << 56 | serial).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ w as u64)
 }
 
-fn churn(bitmap: &AtomicBitmap, thread: u64) {
+fn churn(bitmap: &Shared<AtomicBitmap>, thread: u64) {
     let layout = Layout::from_size_align(BLOCK, 8).unwrap();
     let check_and_free = |block: NonNull<u8>, serial: u64| {
         // SAFETY: a block this thread holds and stamped.
@@ -65,7 +65,7 @@ fn two_threads_never_share_or_lose_a_block() {
     let len = BLOCKS * BLOCK + 3 * 8;
     let region = regions.take(len, BLOCK);
     // SAFETY: `regions` outlives the bitmap.
-    let bitmap = unsafe { AtomicBitmap::from_raw(region.cast(), len, BLOCK) }.unwrap();
+    let bitmap = Shared::new(unsafe { AtomicBitmap::from_raw(region.cast(), len, BLOCK) }.unwrap());
     assert_eq!(bitmap.total_blocks(), BLOCKS);
     std::thread::scope(|scope| {
         for thread in 0..2 {

@@ -8,7 +8,7 @@ use core::ptr::{self, NonNull};
 use allocator_api2::alloc::{AllocError, Allocator};
 
 use crate::sync::{SpinGuard, SpinLock};
-use crate::{resize, Backend, Inspect, Stats};
+use crate::{resize, Backend, Corruption, Inspect, Stats};
 
 /// A backend used from one thread, as an [`allocator_api2::alloc::Allocator`].
 ///
@@ -76,6 +76,15 @@ impl<B: Backend> Local<B> {
     pub fn owns(&self, ptr: NonNull<u8>) -> bool {
         self.with(|backend| backend.owns(ptr))
     }
+
+    /// The backend's invariants: see [`Backend::check`].
+    ///
+    /// # Errors
+    ///
+    /// The first broken invariant found.
+    pub fn check(&self) -> Result<(), Corruption> {
+        self.with(|backend| backend.check())
+    }
 }
 
 impl<B: Backend> Inspect for Local<B> {
@@ -85,6 +94,10 @@ impl<B: Backend> Inspect for Local<B> {
 
     fn owns(&self, ptr: NonNull<u8>) -> bool {
         Local::owns(self, ptr)
+    }
+
+    fn check(&self) -> Result<(), Corruption> {
+        Local::check(self)
     }
 }
 
@@ -291,6 +304,15 @@ impl<B: Backend> Locked<B> {
     pub fn owns(&self, ptr: NonNull<u8>) -> bool {
         self.lock().owns(ptr)
     }
+
+    /// The backend's invariants, with the lock held: see [`Backend::check`].
+    ///
+    /// # Errors
+    ///
+    /// The first broken invariant found.
+    pub fn check(&self) -> Result<(), Corruption> {
+        self.lock().check()
+    }
 }
 
 impl<B: Backend> Inspect for Locked<B> {
@@ -300,6 +322,10 @@ impl<B: Backend> Inspect for Locked<B> {
 
     fn owns(&self, ptr: NonNull<u8>) -> bool {
         Locked::owns(self, ptr)
+    }
+
+    fn check(&self) -> Result<(), Corruption> {
+        Locked::check(self)
     }
 }
 
@@ -403,23 +429,8 @@ unsafe impl<B: Backend + Send> GlobalAlloc for Locked<B> {
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let Some(ptr) = NonNull::new(ptr) else {
-            return ptr::null_mut();
-        };
-        let Ok(new_layout) = Layout::from_size_align(new_size, layout.align()) else {
-            return ptr::null_mut();
-        };
-        let mut backend = self.backend.lock();
-        // SAFETY: `ptr` is live with `layout` (GlobalAlloc's contract), and the size
-        // comparison picks the function whose precondition holds.
-        let block = unsafe {
-            if new_size >= layout.size() {
-                resize::grow(&mut *backend, ptr, layout, new_layout, false)
-            } else {
-                resize::shrink(&mut *backend, ptr, layout, new_layout)
-            }
-        };
-        block.map_or(ptr::null_mut(), |block| block.cast::<u8>().as_ptr())
+        // SAFETY: `GlobalAlloc::realloc`'s contract is `resize::realloc`'s.
+        unsafe { resize::realloc(&mut *self.backend.lock(), ptr, layout, new_size) }
     }
 }
 
@@ -471,5 +482,9 @@ unsafe impl<B: Backend + ?Sized> Backend for &mut B {
     #[inline]
     fn stats(&self) -> Stats {
         (**self).stats()
+    }
+
+    fn check(&self) -> Result<(), Corruption> {
+        (**self).check()
     }
 }

@@ -5,6 +5,8 @@ use core::ptr::NonNull;
 
 use allocator_api2::alloc::AllocError;
 
+use crate::Corruption;
+
 /// A single-owner memory allocator: the algorithm, without locks or interior mutability.
 ///
 /// Every heapkit backend (pool, buddy, bitmap arena, TLSF) and every combinator implements
@@ -126,6 +128,24 @@ pub unsafe trait Backend {
 
     /// A snapshot of the memory under management.
     fn stats(&self) -> Stats;
+
+    /// Checks the backend's own invariants (free lists against bitmaps, block headers
+    /// against their neighbours, counts against lists) and returns the first one broken.
+    ///
+    /// A heap corruption caught here is caught where it happens rather than when a later
+    /// block overlaps a live one: the test kit calls it after every operation, and a
+    /// program that suspects a stray write can call it around the code it suspects. It
+    /// walks the whole heap, so it costs O(heap), not O(1).
+    ///
+    /// The default checks nothing; every heapkit backend and combinator overrides it
+    /// (combinators check their children too).
+    ///
+    /// # Errors
+    ///
+    /// The first broken invariant found, with the address involved.
+    fn check(&self) -> Result<(), Corruption> {
+        Ok(())
+    }
 }
 
 /// An allocator that can report on its memory: every heapkit adapter, and the lock-free
@@ -137,6 +157,15 @@ pub trait Inspect {
 
     /// Whether `ptr` lies in memory this allocator manages.
     fn owns(&self, ptr: NonNull<u8>) -> bool;
+
+    /// The allocator's own invariants: see [`Backend::check`]. The default checks nothing.
+    ///
+    /// # Errors
+    ///
+    /// The first broken invariant found.
+    fn check(&self) -> Result<(), Corruption> {
+        Ok(())
+    }
 }
 
 /// What a backend's memory is doing, in bytes.

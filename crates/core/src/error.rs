@@ -122,6 +122,62 @@ impl fmt::Display for ConfigError {
 
 impl core::error::Error for ConfigError {}
 
+/// A broken invariant found by [`Backend::check`](crate::Backend::check): the heap's own
+/// bookkeeping disagrees with itself, which means memory was written that the allocator
+/// did not hand out (a buffer overrun, a use after free) or the allocator has a bug.
+///
+/// `Display` gives the whole story:
+/// `heapkit-tlsf: heap corrupted at 0x1040: free block's footer differs from its header
+/// (expected 64, found 48)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Corruption {
+    /// The crate whose invariant broke (`"heapkit-tlsf"`).
+    pub allocator: &'static str,
+    /// The address involved: a block, a list head, a bitmap word.
+    pub address: usize,
+    /// What is wrong.
+    pub what: &'static str,
+    /// What was expected and what was found, when numbers tell.
+    pub numbers: Option<(usize, usize)>,
+}
+
+impl Corruption {
+    /// A broken invariant of `allocator` at `address`.
+    pub const fn new(allocator: &'static str, address: usize, what: &'static str) -> Self {
+        Self {
+            allocator,
+            address,
+            what,
+            numbers: None,
+        }
+    }
+
+    /// The same, with the number expected and the one found.
+    #[must_use]
+    pub const fn expected(self, expected: usize, found: usize) -> Self {
+        Self {
+            numbers: Some((expected, found)),
+            ..self
+        }
+    }
+}
+
+impl fmt::Display for Corruption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: heap corrupted at {:#x}: {}",
+            self.allocator, self.address, self.what
+        )?;
+        if let Some((expected, found)) = self.numbers {
+            write!(f, " (expected {expected}, found {found})")?;
+        }
+        Ok(())
+    }
+}
+
+impl core::error::Error for Corruption {}
+
 /// Reports an invalid free, reallocation or ownership query and panics.
 ///
 /// Backends call this from their `checked` code paths (double free, foreign pointer, wrong

@@ -9,13 +9,15 @@ mod backend;
 mod error;
 pub mod region;
 pub mod resize;
+mod shared;
 pub mod source;
 pub mod sync;
 
 pub use adapters::{Local, Locked, LockedRef};
 pub use allocator_api2::alloc::{AllocError, Allocator};
 pub use backend::{Backend, Inspect, Stats};
-pub use error::{invalid_free, ConfigError};
+pub use error::{invalid_free, ConfigError, Corruption};
+pub use shared::{Shared, SharedBackend};
 pub use source::Source;
 
 pub use core::alloc::Layout;

@@ -160,6 +160,39 @@ pub unsafe fn shrink<B: Backend + ?Sized>(
     }
 }
 
+/// `GlobalAlloc::realloc` over a backend: [`grow`] or [`shrink`] by the new size, in place
+/// when the backend can. Null for failure, for a null `ptr`, and for a size that makes an
+/// invalid layout; the old block is then untouched.
+///
+/// # Safety
+///
+/// As for `GlobalAlloc::realloc`: `ptr` is null or a live block of `backend` allocated
+/// with `layout`, and `new_size` is non-zero.
+#[inline]
+pub unsafe fn realloc<B: Backend + ?Sized>(
+    backend: &mut B,
+    ptr: *mut u8,
+    layout: Layout,
+    new_size: usize,
+) -> *mut u8 {
+    let (Some(ptr), Ok(new_layout)) = (
+        NonNull::new(ptr),
+        Layout::from_size_align(new_size, layout.align()),
+    ) else {
+        return ptr::null_mut();
+    };
+    // SAFETY: `ptr` is live with `layout` (the caller), and the size comparison picks the
+    // function whose precondition holds.
+    let block = unsafe {
+        if new_size >= layout.size() {
+            grow(backend, ptr, layout, new_layout, false)
+        } else {
+            shrink(backend, ptr, layout, new_layout)
+        }
+    };
+    block.map_or(ptr::null_mut(), |block| block.cast::<u8>().as_ptr())
+}
+
 /// Moves a block: allocate `new_layout`, copy `keep` bytes, free the old block.
 ///
 /// # Safety

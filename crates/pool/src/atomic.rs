@@ -1,15 +1,13 @@
 //! [`AtomicPool`]: the pool shared between threads without a lock.
 
-use core::alloc::{GlobalAlloc, Layout};
+use core::alloc::Layout;
 use core::fmt;
 use core::mem::MaybeUninit;
-use core::ptr::{self, NonNull};
+use core::ptr::NonNull;
 
-use allocator_api2::alloc::Allocator;
 use heapkit_core::region::Span;
-use heapkit_core::resize::dangling;
 use heapkit_core::sync::{ordering, AtomicTable, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use heapkit_core::{AllocError, Backend, ConfigError, Inspect, Stats};
+use heapkit_core::{AllocError, ConfigError, SharedBackend, Stats};
 
 use crate::shape::{static_region, Shape};
 
@@ -43,6 +41,7 @@ const LOOM_UNWRITTEN: u32 = u32::MAX - 2;
 ///
 /// ```
 /// use core::mem::MaybeUninit;
+/// use heapkit_core::Shared;
 /// use heapkit_pool::AtomicPool;
 ///
 /// #[repr(align(8))]
@@ -50,7 +49,9 @@ const LOOM_UNWRITTEN: u32 = u32::MAX - 2;
 /// static mut REGION: Region = Region([MaybeUninit::uninit(); 4096]);
 /// // SAFETY: the only reference ever made to REGION.
 /// let region = unsafe { &mut (*core::ptr::addr_of_mut!(REGION)).0 };
-/// let pool: &'static AtomicPool = Box::leak(Box::new(AtomicPool::new(region, 32, 8).unwrap()));
+/// let pool = AtomicPool::new(region, 32, 8).unwrap();
+/// // `Shared` makes it an `Allocator` (and a `GlobalAlloc`), callable from every thread.
+/// let pool: &'static Shared<AtomicPool> = Box::leak(Box::new(Shared::new(pool)));
 ///
 /// let workers: Vec<_> = (0..2u64)
 ///     .map(|t| {
@@ -387,42 +388,6 @@ impl AtomicPool {
         }
     }
 
-    /// Resizes within the block when the new layout fits it, otherwise moves.
-    ///
-    /// # Safety
-    ///
-    /// `ptr` is live with `old`, as for `Allocator::grow` / `shrink`.
-    unsafe fn resize(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        if old.size() == 0 {
-            return self.allocate(new);
-        }
-        if new.size() == 0 {
-            // SAFETY: forwarded caller guarantee.
-            unsafe { self.put(ptr, old) };
-            return Ok(dangling(new));
-        }
-        if self.fits(new) {
-            self.index_of_checked_live(ptr, old);
-            return Ok(NonNull::slice_from_raw_parts(ptr, self.shape.stride));
-        }
-        let block = self.take(new)?;
-        // SAFETY: distinct live blocks, each at least `min(old, new)` bytes.
-        unsafe {
-            ptr::copy_nonoverlapping(
-                ptr.as_ptr(),
-                block.cast::<u8>().as_ptr(),
-                old.size().min(new.size()),
-            );
-            self.put(ptr, old);
-        }
-        Ok(block)
-    }
-
     /// In checked builds, verifies `ptr` is a live block without freeing it.
     #[inline]
     fn index_of_checked_live(&self, ptr: NonNull<u8>, layout: Layout) {
@@ -439,103 +404,20 @@ impl AtomicPool {
 // SAFETY: blocks are disjoint, aligned pieces of the region, each held by at most one
 // owner: the Treiber stack and the bump cursor hand each free block out once (ABA argument
 // on `pop`).
-unsafe impl Allocator for AtomicPool {
+unsafe impl SharedBackend for AtomicPool {
     #[inline]
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        if layout.size() == 0 {
-            return Ok(dangling(layout));
-        }
         self.take(layout)
     }
 
     #[inline]
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        if layout.size() != 0 {
-            // SAFETY: `ptr` is live (caller).
-            unsafe { self.put(ptr, layout) }
-        }
-    }
-
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old_layout: Layout,
-        new_layout: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded caller guarantees.
-        unsafe { self.resize(ptr, old_layout, new_layout) }
-    }
-
-    unsafe fn grow_zeroed(
-        &self,
-        ptr: NonNull<u8>,
-        old_layout: Layout,
-        new_layout: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded caller guarantees.
-        let block = unsafe { self.resize(ptr, old_layout, new_layout) }?;
-        let tail = block.cast::<u8>().as_ptr().wrapping_add(old_layout.size());
-        // SAFETY: `old_layout.size() <= block.len()`: the tail is inside the block.
-        unsafe { tail.write_bytes(0, block.len() - old_layout.size()) };
-        Ok(block)
-    }
-
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old_layout: Layout,
-        new_layout: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded caller guarantees.
-        unsafe { self.resize(ptr, old_layout, new_layout) }
-    }
-}
-
-// SAFETY: as for `Allocator`; null reports failure.
-unsafe impl GlobalAlloc for AtomicPool {
-    #[inline]
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.allocate(layout)
-            .map_or(ptr::null_mut(), |block| block.cast::<u8>().as_ptr())
-    }
-
-    #[inline]
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if let Some(ptr) = NonNull::new(ptr) {
-            // SAFETY: `ptr` came from `alloc` with `layout`.
-            unsafe { Allocator::deallocate(self, ptr, layout) }
-        }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let (Some(ptr), Ok(new)) = (
-            NonNull::new(ptr),
-            Layout::from_size_align(new_size, layout.align()),
-        ) else {
-            return ptr::null_mut();
-        };
-        // SAFETY: `ptr` is live with `layout` (GlobalAlloc's contract).
-        unsafe { self.resize(ptr, layout, new) }
-            .map_or(ptr::null_mut(), |block| block.cast::<u8>().as_ptr())
-    }
-}
-
-// SAFETY: exclusive access makes the atomic paths trivially correct; same guarantees as
-// the `Allocator` implementation.
-unsafe impl Backend for AtomicPool {
-    #[inline]
-    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        self.take(layout)
-    }
-
-    #[inline]
-    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: forwarded caller guarantee.
         unsafe { self.put(ptr, layout) }
     }
 
     unsafe fn grow_in_place(
-        &mut self,
+        &self,
         ptr: NonNull<u8>,
         old_layout: Layout,
         new_layout: Layout,
@@ -549,7 +431,7 @@ unsafe impl Backend for AtomicPool {
     }
 
     unsafe fn shrink_in_place(
-        &mut self,
+        &self,
         ptr: NonNull<u8>,
         old_layout: Layout,
         _new_layout: Layout,
@@ -567,15 +449,7 @@ unsafe impl Backend for AtomicPool {
     }
 }
 
-impl Inspect for AtomicPool {
-    fn stats(&self) -> Stats {
-        AtomicPool::stats(self)
-    }
-
-    fn owns(&self, ptr: NonNull<u8>) -> bool {
-        AtomicPool::owns(self, ptr)
-    }
-}
+heapkit_core::backend_via_shared!(AtomicPool);
 
 impl fmt::Debug for AtomicPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

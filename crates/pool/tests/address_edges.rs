@@ -4,7 +4,7 @@
 
 use core::ptr::NonNull;
 
-use heapkit_core::Local;
+use heapkit_core::{Local, Shared};
 use heapkit_pool::{AtomicPool, Pool};
 use heapkit_testkit::edges::{exercise_at_edges, refuses_wrapping_regions};
 use heapkit_testkit::Profile;
@@ -45,6 +45,6 @@ fn pools_work_at_the_edges() {
     exercise_at_edges(profile, LEN, |start, len| {
         let (start, len) = aligned(start, len);
         // SAFETY: as above.
-        unsafe { AtomicPool::from_raw(start, len, BLOCK, ALIGN) }.unwrap()
+        Shared::new(unsafe { AtomicPool::from_raw(start, len, BLOCK, ALIGN) }.unwrap())
     });
 }

@@ -1,6 +1,6 @@
 //! The contract suite for both pools, through every way callers reach them.
 
-use heapkit_core::{Local, Locked};
+use heapkit_core::{Local, Locked, Shared};
 use heapkit_pool::{AtomicPool, Pool};
 use heapkit_testkit::{contract_suite, Profile, Regions};
 
@@ -28,6 +28,6 @@ contract_suite!(locked_pool, PROFILE, |r: &mut Regions| Locked::new(pool(r)));
 contract_suite!(atomic_pool_as_backend, PROFILE, |r: &mut Regions| {
     Local::new(atomic_pool(r))
 });
-contract_suite!(atomic_pool_direct, PROFILE, |r: &mut Regions| atomic_pool(
-    r
+contract_suite!(atomic_pool_shared, PROFILE, |r: &mut Regions| Shared::new(
+    atomic_pool(r)
 ));

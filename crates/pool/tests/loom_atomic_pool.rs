@@ -12,8 +12,8 @@
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use allocator_api2::alloc::Allocator;
 use heapkit_core::Layout;
+use heapkit_core::SharedBackend;
 use heapkit_pool::AtomicPool;
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;

@@ -4,7 +4,7 @@ use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
 use allocator_api2::alloc::Allocator;
-use heapkit_core::{Backend, ConfigError, Layout};
+use heapkit_core::{Backend, ConfigError, Layout, Shared};
 use heapkit_pool::{AtomicPool, Pool};
 use heapkit_testkit::Regions;
 
@@ -152,7 +152,7 @@ fn oversized_or_overaligned_requests_fail_cleanly() {
         "blocks are only 16-aligned"
     );
     assert_eq!(pool.stats(), before);
-    let atomic = atomic_at(start, len, 64, 16).unwrap();
+    let atomic = Shared::new(atomic_at(start, len, 64, 16).unwrap());
     assert!(Allocator::allocate(&atomic, layout(65, 1)).is_err());
     assert!(Allocator::allocate(&atomic, layout(8, 32)).is_err());
     assert_eq!(atomic.stats().in_use, 0);
@@ -162,18 +162,18 @@ fn oversized_or_overaligned_requests_fail_cleanly() {
 fn resizing_within_a_block_stays_in_place() {
     let mut regions = Regions::new();
     let (start, len) = raw(&mut regions, 4096, 16);
-    let atomic = atomic_at(start, len, 64, 16).unwrap();
+    let atomic = Shared::new(atomic_at(start, len, 64, 16).unwrap());
     let block = Allocator::allocate(&atomic, layout(10, 8)).unwrap();
     // SAFETY: live with the old layout each time.
     let grown = unsafe { atomic.grow(block.cast(), layout(10, 8), layout(60, 8)) }.unwrap();
     assert_eq!(grown.cast::<u8>(), block.cast::<u8>());
     // SAFETY: live with layout(60, 8).
-    let shrunk = unsafe { atomic.shrink(grown.cast(), layout(60, 8), layout(1, 1)) }.unwrap();
+    let shrunk = unsafe { atomic.shrink(grown.cast(), layout(60, 8), layout(1, 8)) }.unwrap();
     assert_eq!(shrunk.cast::<u8>(), block.cast::<u8>());
-    // SAFETY: live with layout(1, 1); growing past a block fails and keeps it.
-    assert!(unsafe { atomic.grow(shrunk.cast(), layout(1, 1), layout(65, 1)) }.is_err());
-    // SAFETY: still live with layout(1, 1).
-    unsafe { Allocator::deallocate(&atomic, shrunk.cast(), layout(1, 1)) };
+    // SAFETY: live with layout(1, 8); growing past a block fails and keeps it.
+    assert!(unsafe { atomic.grow(shrunk.cast(), layout(1, 8), layout(65, 8)) }.is_err());
+    // SAFETY: still live with layout(1, 8).
+    unsafe { Allocator::deallocate(&atomic, shrunk.cast(), layout(1, 8)) };
     assert_eq!(atomic.stats().in_use, 0);
 }
 

@@ -5,7 +5,7 @@
 use std::ptr::NonNull;
 
 use allocator_api2::alloc::Allocator;
-use heapkit_core::{Layout, Locked, Stats};
+use heapkit_core::{Inspect, Layout, Locked, Shared, Stats};
 use heapkit_pool::{AtomicPool, Pool};
 use heapkit_testkit::Regions;
 
@@ -95,13 +95,13 @@ fn region_for(regions: &mut Regions, per_block: usize, extra: usize) -> (NonNull
     (region.cast(), region.len())
 }
 
-fn atomic_pool(regions: &mut Regions) -> AtomicPool {
+fn atomic_pool(regions: &mut Regions) -> Shared<AtomicPool> {
     // 4-byte links, up to 3 bytes of padding before the link table.
     let (start, len) = region_for(regions, 4, 3);
     // SAFETY: the region outlives the pool.
     let pool = unsafe { AtomicPool::from_raw(start, len, BLOCK, 8) }.unwrap();
     assert_eq!(pool.total_blocks(), BLOCKS);
-    pool
+    Shared::new(pool)
 }
 
 fn locked_pool(regions: &mut Regions) -> Locked<Pool> {
