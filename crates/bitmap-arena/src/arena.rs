@@ -327,7 +327,8 @@ impl BitmapArena {
         let mut from = 0;
         loop {
             let free = self.free.next_set(from)?;
-            let start = (base_index + free).next_multiple_of(step) - base_index;
+            // Past the top of the address space there is no aligned start.
+            let start = (base_index + free).checked_next_multiple_of(step)? - base_index;
             let end = start.checked_add(count).filter(|end| *end <= self.blocks)?;
             match self.free.first_clear_in(start, end) {
                 None => return Some(start),

@@ -6,8 +6,8 @@
 use core::ptr::NonNull;
 
 use heapkit_bitmap_arena::{AtomicBitmap, BitmapArena};
-use heapkit_core::{Local, Shared};
-use heapkit_testkit::edges::{exercise_at_edges, refuses_wrapping_regions};
+use heapkit_core::{Backend, Layout, Local, Shared};
+use heapkit_testkit::edges::{exercise_at_edges, refuses_wrapping_regions, with_edge_memory};
 use heapkit_testkit::Profile;
 
 const BLOCK: usize = 16;
@@ -45,5 +45,22 @@ fn arenas_work_at_the_edges() {
         let (start, len) = aligned(start, len, BLOCK);
         // SAFETY: as above.
         Shared::new(unsafe { AtomicBitmap::from_raw(start, len, BLOCK) }.unwrap())
+    });
+}
+
+#[test]
+fn alignment_past_the_top_is_refused() {
+    // One-byte blocks index blocks by address; a 1 GiB alignment above 3 GiB has no
+    // aligned start below 2^32. Rounding up to it once overflowed.
+    with_edge_memory(|memory| {
+        let start = memory
+            .at(0xC000_1000, 1 << 16)
+            .expect("edge memory at 3 GiB");
+        // SAFETY: edge memory, reserved for the process, used by one test at a time.
+        let mut arena = unsafe { BitmapArena::from_raw(start, 1 << 16, 1) }.unwrap();
+        let before = arena.stats();
+        let huge_alignment = Layout::from_size_align(1, 1 << 30).unwrap();
+        assert!(arena.allocate(huge_alignment).is_err());
+        assert_eq!(arena.stats(), before);
     });
 }

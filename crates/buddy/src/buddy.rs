@@ -461,8 +461,10 @@ impl<const ORDERS: usize> Buddy<ORDERS> {
     fn is_free(&self, region: *mut RegionHeader<ORDERS>, address: usize, order: usize) -> bool {
         // SAFETY: headers are live and ours.
         let header = unsafe { &*region };
+        // Lengths compared, not `address + size`: the topmost block's end is 2^N.
         address >= header.start
-            && address + self.block_size(order) <= header.end
+            && address < header.end
+            && header.end - address >= self.block_size(order)
             // SAFETY: `region` holds `address` (just checked).
             && unsafe { self.test(region, address, order, 0) }
     }
@@ -529,10 +531,14 @@ unsafe impl<const ORDERS: usize> Backend for Buddy<ORDERS> {
         let address = ptr.as_ptr().addr();
         // Growing in place needs the block to be the lower half at every order up to the
         // target, with every upper half free.
-        let aligned = address & (self.block_size(target) - 1) == 0;
+        // Aligned to the target first: then `address + size(k)` for `k < target` lies
+        // inside the target block and cannot wrap.
+        if address & (self.block_size(target) - 1) != 0 {
+            return Err(AllocError);
+        }
         let free_above =
             (order..target).all(|k| self.is_free(region, address + self.block_size(k), k));
-        if !aligned || !free_above {
+        if !free_above {
             return Err(AllocError);
         }
         for k in order..target {

@@ -35,8 +35,10 @@ pub const PLACEMENTS: [&str; 5] = [
 
 /// Memory covering most of a 32-bit address space, reserved once per process.
 ///
-/// It ends 256 MiB below the top: the harness's own allocations need somewhere to go. That
-/// leaves the last 256 MiB untested with real memory; [`refuses_wrapping_regions`] and each
+/// It ends just past `0xF000_0000`, 256 MiB below the top: the harness's own allocations
+/// need somewhere to go. A 256 MiB block at `0xE000_0000`, whose buddy would end at 2^32,
+/// still fits. That leaves the last 256 MiB untested with real memory;
+/// [`refuses_wrapping_regions`] and each
 /// backend's arithmetic tests cover the top itself.
 #[derive(Debug)]
 pub struct EdgeMemory {
@@ -51,7 +53,7 @@ unsafe impl Send for EdgeMemory {}
 /// How far below the top of the address space the highest block ends. Miri places every
 /// allocation above the last and never reuses a freed address for another size, so this is
 /// all the room the test harness has for its own allocations once the memory is reserved.
-const HEADROOM: usize = 256 << 20;
+const HEADROOM: usize = (256 << 20) - (64 << 10);
 
 impl EdgeMemory {
     /// Reserves the memory, where the target allows it.
@@ -127,6 +129,10 @@ impl EdgeMemory {
 pub fn with_edge_memory(test: impl FnOnce(&EdgeMemory)) -> bool {
     static MEMORY: OnceLock<Option<Mutex<EdgeMemory>>> = OnceLock::new();
     let Some(memory) = MEMORY.get_or_init(|| EdgeMemory::reserve().map(Mutex::new)) else {
+        assert!(
+            !(cfg!(miri) && usize::BITS == 32),
+            "miri on a 32-bit target could not reserve the edge memory"
+        );
         println!(
             "skipped: regions at the 32-bit edges need miri on a 32-bit target \
              (cargo xtask miri-edges runs them for i686-unknown-linux-gnu)"

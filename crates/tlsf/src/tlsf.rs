@@ -848,8 +848,9 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     /// The region and bit index of the block starting at `block`, if `block` is a block
     /// position in some region.
     fn start_bit(&self, block: *mut u8) -> Option<(*mut usize, usize, usize)> {
-        let region = self.region_of(block.addr() + WORD)?;
-        let offset = block.addr() - region.first.addr();
+        // `block` is a payload less a word, wrapped: any pointer may be asked about.
+        let region = self.region_of(block.addr().wrapping_add(WORD))?;
+        let offset = block.addr().checked_sub(region.first.addr())?;
         (offset % GRANULE == 0).then(|| {
             let index = offset / GRANULE;
             let bits = usize::BITS as usize;
@@ -1172,31 +1173,72 @@ mod tests {
 
         heap.probes = 0;
         let mut taken = Vec::new();
-        let requests = [24, 100, 300, 470, 1000, 5000, 60_000];
-        for (i, size) in requests.into_iter().enumerate() {
-            let block = heap.allocate(layout(size, 8)).unwrap();
+        let requests = [
+            (24, 8),
+            (100, 8),
+            (300, 8),
+            (470, 8),
+            (1000, 8),
+            (5000, 8),
+            (60_000, 8),
+            (200, 64),
+            (3000, 512),
+            (20_000, 4096),
+        ];
+        for (i, (size, align)) in requests.into_iter().enumerate() {
+            let block = heap.allocate(layout(size, align)).unwrap();
             assert_eq!(
                 heap.probes,
                 i + 1,
-                "allocating {size} bytes probed more than one block"
+                "allocating {size} bytes aligned to {align} probed more than one block"
             );
-            taken.push((block.cast::<u8>(), size));
+            taken.push((block.cast::<u8>(), size, align));
         }
-        // A request nothing can serve looks at the bitmaps only.
+        // A request nothing can serve looks at the bitmaps only; an aligned one also at
+        // the head of the largest list, which may hold an aligned fit.
         assert!(heap.allocate(layout(count * 600, 8)).is_err());
         assert_eq!(heap.probes, requests.len());
-        for (block, size) in taken
-            .into_iter()
-            .chain(blocks.into_iter().skip(1).step_by(2))
-        {
+        assert!(heap.allocate(layout(count * 600, 64)).is_err());
+        assert_eq!(heap.probes, requests.len() + 1);
+        for (block, size, align) in taken.into_iter().chain(
+            blocks
+                .into_iter()
+                .skip(1)
+                .step_by(2)
+                .map(|(block, size)| (block, size, 8)),
+        ) {
             // SAFETY: live blocks, freed once with their layout.
-            unsafe { heap.deallocate(block, layout(size, 8)) };
+            unsafe { heap.deallocate(block, layout(size, align)) };
         }
         assert_eq!(
             free_blocks(&heap),
             1,
             "everything merges back into one block"
         );
+    }
+
+    #[test]
+    fn an_aligned_block_that_fits_exactly_is_found_with_one_more_look() {
+        // One free block with room for a 4 KiB-aligned 4 KiB block but not for the good-fit
+        // search's `size + align`: the head of the largest list serves it.
+        let mut regions = Regions::new();
+        let region = regions.take(3 * 4096, 4096).cast::<u8>();
+        let mut heap: Tlsf = Tlsf::new();
+        // The first block's payload lands just past the region header, so the next 4 KiB
+        // boundary leaves a gap in front of at least a minimum block.
+        // SAFETY: `regions` outlives the heap.
+        unsafe { heap.add_region(region, 2 * 4096 + 64) }.unwrap();
+        let page = layout(4096, 4096);
+        heap.probes = 0;
+        let block = heap
+            .allocate(page)
+            .expect("an aligned page fits in the region");
+        assert_eq!(heap.probes, 1);
+        assert_eq!(block.cast::<u8>().as_ptr().addr() % 4096, 0);
+        assert!(heap.allocate(page).is_err(), "no second page fits");
+        // SAFETY: live with `page`.
+        unsafe { heap.deallocate(block.cast(), page) };
+        assert_eq!(free_blocks(&heap), 1);
     }
 
     #[test]

@@ -128,3 +128,19 @@ fn valid_use_passes_every_check() {
     }
     assert_eq!(heap.stats(), empty);
 }
+
+#[test]
+fn allocated_size_answers_for_any_pointer() {
+    let mut regions = Regions::new();
+    let mut heap = heap(&mut regions);
+    let block = heap.allocate(L).unwrap().cast::<u8>();
+    assert!(heap.allocated_size(block).is_some_and(|size| size >= 100));
+    // The pointer every empty `Vec<u8>` holds (its address less a word wrapped), one a
+    // byte into the region's first block, and the region's last byte: none starts a block.
+    let region_start = regions.bounds()[0].start;
+    let region_end = regions.bounds()[0].end;
+    for address in [1, region_start + 1, region_end - 1, usize::MAX] {
+        let ptr = NonNull::new(block.as_ptr().with_addr(address)).unwrap();
+        assert_eq!(heap.allocated_size(ptr), None, "{address:#x}");
+    }
+}
