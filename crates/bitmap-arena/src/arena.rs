@@ -6,7 +6,7 @@ use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
 use heapkit_core::region::Span;
-use heapkit_core::{AllocError, Backend, ConfigError, Stats};
+use heapkit_core::{AllocError, Backend, ConfigError, Corruption, Stats};
 
 use crate::levels::{self, Levels};
 
@@ -520,6 +520,34 @@ unsafe impl Backend for BitmapArena {
             largest_free: self.free.longest_run() * block,
             metadata: self.capacity - self.blocks * block,
         }
+    }
+
+    fn check(&self) -> Result<(), Corruption> {
+        let corrupt =
+            |what| Corruption::new("heapkit-bitmap-arena", self.base.as_ptr().addr(), what);
+        let free = self.free.check().map_err(|(level, word)| {
+            corrupt("free bitmap's summary disagrees with its words").expected(level, word)
+        })?;
+        if free != self.free_blocks {
+            return Err(corrupt("free block count differs from the bitmap")
+                .expected(free, self.free_blocks));
+        }
+        #[cfg(feature = "checked")]
+        {
+            self.starts.check().map_err(|(level, word)| {
+                corrupt("start bitmap's summary disagrees with its words").expected(level, word)
+            })?;
+            let words = self.blocks.div_ceil(64);
+            if let Some(word) = (0..words).find(|&w| self.starts.leaf(w) & self.free.leaf(w) != 0) {
+                let bit = (self.starts.leaf(word) & self.free.leaf(word)).trailing_zeros() as usize;
+                return Err(Corruption::new(
+                    "heapkit-bitmap-arena",
+                    self.base.as_ptr().addr() + ((word * 64 + bit) << self.block_shift),
+                    "an allocation starts at a free block",
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

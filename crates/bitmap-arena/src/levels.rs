@@ -251,6 +251,35 @@ impl Levels {
         }
     }
 
+    /// Checks every summary bit against the word below it and that no bit past the last
+    /// is set; returns the number of set bits, or the level and word index at fault.
+    pub(crate) fn check(&self) -> Result<usize, (usize, usize)> {
+        let mut set = 0;
+        for index in 0..self.level_len(0) {
+            let word = self.word(0, index);
+            let valid = self.bits.saturating_sub(index * 64).min(64);
+            let past = if valid == 64 { 0 } else { u64::MAX << valid };
+            if word & past != 0 {
+                return Err((0, index));
+            }
+            set += word.count_ones() as usize;
+        }
+        for level in 1..self.depth {
+            let below = self.level_len(level - 1);
+            for index in 0..self.level_len(level) {
+                let word = self.word(level, index);
+                for bit in 0..64 {
+                    let child = index * 64 + bit;
+                    let non_empty = child < below && self.word(level - 1, child) != 0;
+                    if (word >> bit) & 1 != u64::from(non_empty) {
+                        return Err((level, index));
+                    }
+                }
+            }
+        }
+        Ok(set)
+    }
+
     /// Length of the longest run of set bits: O(n / 64) plus the runs inside words.
     pub(crate) fn longest_run(&self) -> usize {
         let mut best = 0;

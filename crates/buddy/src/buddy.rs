@@ -6,7 +6,7 @@ use core::mem::{align_of, size_of, MaybeUninit};
 use core::ptr::{self, NonNull};
 
 use heapkit_core::region::Span;
-use heapkit_core::{AllocError, Backend, ConfigError, Stats};
+use heapkit_core::{AllocError, Backend, ConfigError, Corruption, Stats};
 
 /// Bitmaps per order: free blocks, and under `checked` allocated blocks.
 const BITMAPS: usize = if cfg!(feature = "checked") { 2 } else { 1 };
@@ -595,6 +595,79 @@ unsafe impl<const ORDERS: usize> Backend for Buddy<ORDERS> {
             largest_free,
             metadata: self.capacity - self.in_use - self.free,
         }
+    }
+
+    fn check(&self) -> Result<(), Corruption> {
+        let corrupt = |at: usize, what| Corruption::new("heapkit-buddy", at, what);
+        // Free bits in every region's bitmaps: one per free block, whatever its order.
+        let mut free_bits = 0usize;
+        let mut region = self.regions;
+        while !region.is_null() {
+            // SAFETY: headers on the list are live and ours; the bitmaps are `words` words.
+            let header = unsafe { &*region };
+            for word in 0..header.words {
+                // SAFETY: set 0 (free) spans the first `words` words.
+                free_bits += unsafe { header.bitmap.add(word).read() }.count_ones() as usize;
+            }
+            region = header.next;
+        }
+        let (mut listed, mut free_bytes) = (0usize, 0usize);
+        for order in 0..ORDERS {
+            let head = self.heads[order];
+            if (self.non_empty >> order) & 1 != u64::from(!head.is_null()) {
+                return Err(corrupt(head.addr(), "non-empty mask disagrees with a list")
+                    .expected(usize::from(!head.is_null()), order));
+            }
+            let size = self.block_size(order);
+            let (mut node, mut prev) = (head, ptr::null_mut());
+            while !node.is_null() {
+                listed += 1;
+                let address = node.addr();
+                if listed > free_bits {
+                    return Err(corrupt(
+                        address,
+                        "lists hold more blocks than the bitmaps mark free (a cycle?)",
+                    )
+                    .expected(free_bits, listed));
+                }
+                let Some(region) = self
+                    .region_of(address)
+                    .filter(|_| address & (size - 1) == 0)
+                    .filter(|&r| self.is_free(r, address, order))
+                else {
+                    return Err(
+                        corrupt(address, "list node is not a free block of its order")
+                            .expected(size, order),
+                    );
+                };
+                let buddy = address ^ size;
+                if order + 1 < ORDERS && self.is_free(region, buddy, order) {
+                    return Err(corrupt(
+                        address,
+                        "a free block and its free buddy were not merged",
+                    ));
+                }
+                // SAFETY: a free block of this region (its free bit is set): its first
+                // words hold its links.
+                let (back, next) = unsafe { ((*node).prev, (*node).next) };
+                if back != prev {
+                    return Err(corrupt(address, "list node's back link is wrong"));
+                }
+                free_bytes += size;
+                (prev, node) = (node, next);
+            }
+        }
+        if listed != free_bits {
+            return Err(
+                corrupt(0, "free blocks marked in the bitmaps but on no list")
+                    .expected(free_bits, listed),
+            );
+        }
+        if free_bytes != self.free {
+            return Err(corrupt(0, "free byte count differs from the lists")
+                .expected(free_bytes, self.free));
+        }
+        Ok(())
     }
 }
 

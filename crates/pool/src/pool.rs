@@ -6,7 +6,7 @@ use core::mem::{size_of, MaybeUninit};
 use core::ptr::{self, NonNull};
 
 use heapkit_core::region::Span;
-use heapkit_core::{AllocError, Backend, ConfigError, Stats};
+use heapkit_core::{AllocError, Backend, ConfigError, Corruption, Stats};
 
 use crate::shape::{static_region, Shape};
 
@@ -327,6 +327,52 @@ unsafe impl Backend for Pool {
             largest_free: if free > 0 { self.shape.stride } else { 0 },
             metadata: self.region_len - self.blocks * self.shape.stride,
         }
+    }
+
+    fn check(&self) -> Result<(), Corruption> {
+        let base = self.base.as_ptr().addr();
+        let corrupt = |at: usize, what| Corruption::new("heapkit-pool", at, what);
+        if self.bumped > self.blocks || self.free_len > self.bumped {
+            return Err(
+                corrupt(base, "block counts out of range").expected(self.bumped, self.free_len)
+            );
+        }
+        // Walk at most `free_len + 1` links, so a cycle ends; every link must be the start
+        // of a block the bump cursor has handed out.
+        let mut node = self.free_head;
+        let mut seen = 0;
+        while !node.is_null() {
+            seen += 1;
+            let offset = node.addr().wrapping_sub(base);
+            if seen > self.free_len {
+                return Err(corrupt(
+                    node.addr(),
+                    "free list longer than the free count (a cycle?)",
+                )
+                .expected(self.free_len, seen));
+            }
+            if offset % self.shape.stride != 0 || offset / self.shape.stride >= self.bumped {
+                return Err(corrupt(
+                    node.addr(),
+                    "free list link is not a used block of the pool",
+                ));
+            }
+            #[cfg(feature = "checked")]
+            if self.live_bit(offset / self.shape.stride) {
+                return Err(corrupt(
+                    node.addr(),
+                    "a block on the free list is marked allocated",
+                ));
+            }
+            // SAFETY: `node` is a block of the region, before the bump cursor: a free block
+            // whose first bytes hold the next link.
+            node = unsafe { node.cast::<*mut u8>().read_unaligned() };
+        }
+        if seen != self.free_len {
+            return Err(corrupt(base, "free list shorter than the free count")
+                .expected(self.free_len, seen));
+        }
+        Ok(())
     }
 }
 

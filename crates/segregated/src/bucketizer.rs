@@ -3,7 +3,7 @@
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
-use heapkit_core::{AllocError, Backend, ConfigError, Stats};
+use heapkit_core::{AllocError, Backend, ConfigError, Corruption, Stats};
 
 /// Routes each request to the child of the smallest size class that holds it: child `i`
 /// serves sizes in `limits[i - 1] + 1 ..= limits[i]`. Requests above the last limit, or
@@ -167,5 +167,9 @@ unsafe impl<B: Backend, const N: usize> Backend for Bucketizer<B, N> {
             .iter()
             .map(Backend::stats)
             .fold(Stats::default(), Stats::combine)
+    }
+
+    fn check(&self) -> Result<(), Corruption> {
+        self.children.iter().try_for_each(Backend::check)
     }
 }

@@ -3,7 +3,7 @@
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
-use heapkit_core::{AllocError, Backend, Stats};
+use heapkit_core::{AllocError, Backend, Corruption, Stats};
 
 /// Buckets of the size histogram: `sizes[k]` counts requests of `2^(k-1) + 1 ..= 2^k`
 /// bytes (`sizes[0]`: 0 and 1 byte), and the last bucket everything larger.
@@ -182,6 +182,10 @@ unsafe impl<B: Backend> Backend for Counted<B> {
 
     fn stats(&self) -> Stats {
         self.inner.stats()
+    }
+
+    fn check(&self) -> Result<(), Corruption> {
+        self.inner.check()
     }
 }
 

@@ -3,7 +3,7 @@
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
-use heapkit_core::{AllocError, Backend, Stats};
+use heapkit_core::{AllocError, Backend, Corruption, Stats};
 
 /// Serves each request from `Primary` if it can, otherwise from `Secondary`. Frees and
 /// resizes go to `Primary` when it [owns](Backend::owns) the pointer, else to `Secondary`,
@@ -113,5 +113,10 @@ unsafe impl<Primary: Backend, Secondary: Backend> Backend for Fallback<Primary, 
 
     fn stats(&self) -> Stats {
         self.primary.stats().combine(self.secondary.stats())
+    }
+
+    fn check(&self) -> Result<(), Corruption> {
+        self.primary.check()?;
+        self.secondary.check()
     }
 }

@@ -6,7 +6,7 @@ use core::mem::{size_of, MaybeUninit};
 use core::ptr::{self, NonNull};
 
 use heapkit_core::source::NoSource;
-use heapkit_core::{AllocError, Backend, ConfigError, Source, Stats};
+use heapkit_core::{AllocError, Backend, ConfigError, Corruption, Source, Stats};
 use heapkit_pool::Pool;
 use heapkit_tlsf::GrowingTlsf;
 
@@ -434,6 +434,57 @@ unsafe impl<S: Source> Backend for Heap<S> {
             largest_free: tlsf.largest_free.max(largest_slab),
             metadata: tlsf.capacity - in_use - free,
         }
+    }
+
+    fn check(&self) -> Result<(), Corruption> {
+        self.tlsf.check()?;
+        let corrupt = |at: usize, what| Corruption::new("heapkit-segregated", at, what);
+        // Chunks with free blocks are on their class's list; full chunks are on none. At
+        // most `chunk_bytes / CHUNK_REQUEST` chunks exist (each holds at least that much),
+        // which bounds each walk.
+        let most = self.chunk_bytes / CHUNK_REQUEST;
+        let mut listed_free = 0;
+        for class in 0..CLASSES {
+            let (mut chunk, mut prev) = (self.classes[class], ptr::null_mut());
+            let mut seen = 0;
+            while !chunk.is_null() {
+                seen += 1;
+                if seen > most || chunk.addr() % CHUNK != 0 {
+                    return Err(corrupt(
+                        chunk.addr(),
+                        "class list holds a chunk the heap never took",
+                    ));
+                }
+                // SAFETY: a chunk-aligned header on a class list, inside memory TLSF
+                // handed out for chunks (bounded by the chunk count).
+                let c = unsafe { &*chunk };
+                if c.class != class || !c.listed || c.prev != prev {
+                    return Err(corrupt(
+                        chunk.addr(),
+                        "chunk header disagrees with its class list",
+                    )
+                    .expected(class, c.class));
+                }
+                c.pool.check()?;
+                if c.pool.free_blocks() == 0 {
+                    return Err(corrupt(chunk.addr(), "a full chunk is on its class list"));
+                }
+                if c.pool.block_size() != Self::class_size(class) {
+                    return Err(corrupt(
+                        chunk.addr(),
+                        "chunk's pool has another class's block size",
+                    )
+                    .expected(Self::class_size(class), c.pool.block_size()));
+                }
+                listed_free += c.pool.free_blocks() * Self::class_size(class);
+                (prev, chunk) = (chunk, c.next);
+            }
+        }
+        if listed_free != self.slab_free {
+            return Err(corrupt(0, "free slab bytes differ from the chunks' pools")
+                .expected(listed_free, self.slab_free));
+        }
+        Ok(())
     }
 }
 

@@ -3,7 +3,7 @@
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
-use heapkit_core::{AllocError, Backend, Stats};
+use heapkit_core::{AllocError, Backend, Corruption, Stats};
 
 /// Sends requests of at most `LIMIT` bytes (and an alignment `Small` can serve) to
 /// `Small`, everything else to `Large`.
@@ -149,5 +149,10 @@ unsafe impl<const LIMIT: usize, Small: Backend, Large: Backend> Backend
 
     fn stats(&self) -> Stats {
         self.small.stats().combine(self.large.stats())
+    }
+
+    fn check(&self) -> Result<(), Corruption> {
+        self.small.check()?;
+        self.large.check()
     }
 }

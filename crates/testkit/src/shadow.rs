@@ -6,7 +6,7 @@ use std::fmt;
 use std::ptr::NonNull;
 
 use allocator_api2::alloc::Allocator;
-use heapkit_core::{Inspect, Layout, Stats};
+use heapkit_core::{Corruption, Inspect, Layout, Stats};
 
 use crate::{Op, Profile, Regions};
 
@@ -88,6 +88,9 @@ pub enum Violation {
         /// Capacity at the start.
         initial_capacity: usize,
     },
+    /// The allocator's own invariant check ([`Inspect::check`]) found its bookkeeping
+    /// broken: caught at the operation that broke it.
+    HeapCorrupted(Corruption),
     /// `in_use` disagrees with the usable sizes of the live blocks.
     InUseMismatch {
         /// What the backend reports.
@@ -154,6 +157,7 @@ impl fmt::Display for Violation {
                 f,
                 "stats inconsistent: {stats:?} (initial capacity {initial_capacity})"
             ),
+            Self::HeapCorrupted(corruption) => write!(f, "{corruption}"),
             Self::InUseMismatch { reported, shadow } => write!(
                 f,
                 "in_use mismatch: backend reports {reported}, live blocks hold {shadow}"
@@ -321,7 +325,12 @@ pub struct Harness<A: Subject> {
     occupied: BTreeMap<usize, usize>,
     initial: Stats,
     next_id: u64,
+    /// Operations applied, for the cadence of the allocator's invariant check.
+    operations: usize,
 }
+
+/// Live blocks per operation between two invariant checks of a full heap.
+const CHECK_EVERY_LIVE: usize = 128;
 
 impl<A: Subject> fmt::Debug for Harness<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -348,6 +357,7 @@ impl<A: Subject> Harness<A> {
             occupied: BTreeMap::new(),
             initial,
             next_id: 0,
+            operations: 0,
         }
     }
 
@@ -451,6 +461,7 @@ impl<A: Subject> Harness<A> {
     ///
     /// The violation found.
     pub fn allocate(&mut self, layout: Layout, zeroed: bool) -> Result<bool, Violation> {
+        self.operations += 1;
         let before = self.allocator.stats();
         let result = if zeroed {
             self.allocator.allocate_zeroed(layout)
@@ -482,6 +493,7 @@ impl<A: Subject> Harness<A> {
             let size = self.live[index].layout.size();
             self.free_at(index, size)?;
         }
+        self.allocator.check().map_err(Violation::HeapCorrupted)?;
         let after = self.allocator.stats();
         let cached_ok = self.profile.caches_memory
             && after.in_use == 0
@@ -507,6 +519,7 @@ impl<A: Subject> Harness<A> {
     }
 
     fn free_at(&mut self, index: usize, size: usize) -> Result<(), Violation> {
+        self.operations += 1;
         let block = self.live.swap_remove(index);
         self.live_usable -= block.usable;
         block.verify(block.usable)?;
@@ -519,6 +532,7 @@ impl<A: Subject> Harness<A> {
     }
 
     fn resize(&mut self, index: usize, new_layout: Layout, zeroed: bool) -> Result<(), Violation> {
+        self.operations += 1;
         let old = self.live[index];
         old.verify(old.usable)?;
         let before = self.allocator.stats();
@@ -603,7 +617,19 @@ impl<A: Subject> Harness<A> {
         self.next_id
     }
 
+    /// Runs the allocator's own invariant check: after every operation while few blocks
+    /// are live, and every `live / CHECK_EVERY_LIVE` operations beyond, so a test that
+    /// fills the heap with 10^5 blocks does not walk it 10^5 times. `finish` always checks.
+    fn check_heap(&self) -> Result<(), Violation> {
+        let due = self.operations % (self.live.len() / CHECK_EVERY_LIVE + 1) == 0;
+        if due {
+            self.allocator.check().map_err(Violation::HeapCorrupted)?;
+        }
+        Ok(())
+    }
+
     fn unchanged_since(&self, before: Stats) -> Result<(), Violation> {
+        self.check_heap()?;
         let after = self.allocator.stats();
         if after == before {
             Ok(())
@@ -613,6 +639,7 @@ impl<A: Subject> Harness<A> {
     }
 
     fn check_stats(&self) -> Result<(), Violation> {
+        self.check_heap()?;
         let stats = self.allocator.stats();
         if !stats.is_consistent() || stats.capacity != self.initial.capacity {
             return Err(Violation::StatsInconsistent {

@@ -4,9 +4,9 @@
 
 use std::ptr::NonNull;
 
-use heapkit_core::{AllocError, Backend, Layout, Local, Stats};
+use heapkit_core::{AllocError, Backend, Corruption, Layout, Local, Stats};
 use heapkit_testkit::contract::find_violation;
-use heapkit_testkit::{Profile, Reference, Regions, Violation};
+use heapkit_testkit::{Harness, Op, Profile, Reference, Regions, Violation};
 
 const BUDGET: usize = 64 * 1024;
 
@@ -250,5 +250,59 @@ fn catches_neighbour_corruption_on_grow() {
     assert!(
         matches!(violation, Violation::Corrupted { .. }),
         "{violation}"
+    );
+}
+
+/// Its own invariant check fails once ten blocks have been handed out: the kit must report
+/// the corruption at that operation, not at the end.
+struct SelfReporting {
+    inner: Reference,
+    allocations: usize,
+}
+
+// SAFETY: a correct allocator (the reference's) whose `check` reports a planted corruption.
+unsafe impl Backend for SelfReporting {
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.allocations += 1;
+        self.inner.allocate(layout)
+    }
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: forwarded.
+        unsafe { self.inner.deallocate(ptr, layout) }
+    }
+    fn check(&self) -> Result<(), Corruption> {
+        if self.allocations >= 10 {
+            Err(Corruption::new("planted", 0x1000, "ten blocks handed out"))
+        } else {
+            Ok(())
+        }
+    }
+    forward_rest!();
+}
+
+#[test]
+fn reports_the_allocators_own_check_at_the_operation() {
+    let mut harness = Harness::new(Profile::default(), |_: &mut Regions| {
+        Local::new(SelfReporting {
+            inner: reference(),
+            allocations: 0,
+        })
+    });
+    let alloc = Op::Alloc {
+        size: 8,
+        align: 0,
+        zeroed: false,
+    };
+    for _ in 0..9 {
+        harness.apply(alloc).unwrap();
+    }
+    let violation = harness.apply(alloc).unwrap_err();
+    assert_eq!(
+        violation,
+        Violation::HeapCorrupted(Corruption::new("planted", 0x1000, "ten blocks handed out"))
+    );
+    assert_eq!(
+        violation.to_string(),
+        "planted: heap corrupted at 0x1000: ten blocks handed out"
     );
 }

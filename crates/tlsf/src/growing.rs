@@ -5,7 +5,7 @@ use core::fmt;
 use core::mem::{align_of, size_of};
 use core::ptr::{self, NonNull};
 
-use heapkit_core::{AllocError, Backend, ConfigError, Source, Stats};
+use heapkit_core::{AllocError, Backend, ConfigError, Corruption, Source, Stats};
 
 use crate::tlsf::{DEFAULT_FL, DEFAULT_SL};
 use crate::Tlsf;
@@ -183,6 +183,10 @@ unsafe impl<S: Source, const FL: usize, const SL: usize> Backend for GrowingTlsf
             metadata: inner.metadata + self.chunk_overhead,
             ..inner
         }
+    }
+
+    fn check(&self) -> Result<(), Corruption> {
+        self.tlsf.check()
     }
 }
 

@@ -6,7 +6,7 @@ use core::mem::{align_of, size_of, MaybeUninit};
 use core::ptr::{self, NonNull};
 
 use heapkit_core::region::Span;
-use heapkit_core::{AllocError, Backend, ConfigError, Stats};
+use heapkit_core::{AllocError, Backend, ConfigError, Corruption, Stats};
 
 use crate::class::{block_size_for, Classes, GRANULE, MIN_BLOCK, WORD};
 
@@ -17,8 +17,9 @@ const FREE: usize = 1;
 const PREV_FREE: usize = 2;
 const FLAGS: usize = FREE | PREV_FREE;
 
+const CRATE_NAME: &str = "heapkit-tlsf";
 #[cfg(feature = "checked")]
-const CRATE: &str = "heapkit-tlsf";
+const CRATE: &str = CRATE_NAME;
 
 // A block is addressed by its header word; the payload starts one word later. Free blocks
 // also hold two list links after the header and their size in their last word (the
@@ -803,6 +804,161 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         None
     }
 
+    /// Every invariant of the heap, walked block by block and list by list: see
+    /// [`Backend::check`]. Reads only memory inside the regions, whatever it finds there.
+    fn check_heap(&self) -> Result<(), Corruption> {
+        let corrupt = |at: *mut u8, what| Corruption::new(CRATE_NAME, at.addr(), what);
+        let mut free_blocks = 0usize;
+        let mut free_bytes = 0usize;
+        let mut region = self.regions;
+        while !region.is_null() {
+            // SAFETY: headers on the list are live and ours.
+            let r = unsafe { &*region };
+            let (mut block, end) = (r.first, r.sentinel);
+            let mut prev_free = false;
+            while block != end {
+                // SAFETY: `block` lies in `first..sentinel` (checked by the step below),
+                // word-aligned: a header slot inside the region.
+                let h = unsafe { header(block) };
+                let size = h & !FLAGS;
+                let room = end.addr() - block.addr();
+                if size < MIN_BLOCK || size % GRANULE != 0 {
+                    return Err(
+                        corrupt(block, "block size is not a whole number of granules")
+                            .expected(MIN_BLOCK, size),
+                    );
+                }
+                if size > room || size > Self::MAX_BLOCK {
+                    return Err(
+                        corrupt(block, "block runs past its region's end").expected(room, size)
+                    );
+                }
+                if (h & PREV_FREE != 0) != prev_free {
+                    return Err(corrupt(block, "PREV_FREE disagrees with the block before")
+                        .expected(usize::from(prev_free), usize::from(h & PREV_FREE != 0)));
+                }
+                let free = h & FREE != 0;
+                if free {
+                    if prev_free {
+                        return Err(corrupt(block, "two free blocks are adjacent (not merged)"));
+                    }
+                    // SAFETY: `size <= room`: the footer is the block's last word, inside.
+                    let footer = unsafe { word(block.add(size - WORD), 0).read() };
+                    if footer != size {
+                        return Err(
+                            corrupt(block, "free block's footer differs from its header")
+                                .expected(size, footer),
+                        );
+                    }
+                    free_blocks += 1;
+                    free_bytes += size - WORD;
+                }
+                prev_free = free;
+                // SAFETY: `size <= room`: at most the sentinel.
+                block = unsafe { block.add(size) };
+            }
+            // SAFETY: the sentinel is a header slot inside the region.
+            let sentinel = unsafe { header(end) };
+            if sentinel & !PREV_FREE != 0 || (sentinel & PREV_FREE != 0) != prev_free {
+                return Err(corrupt(end, "region's end sentinel is damaged")
+                    .expected(usize::from(prev_free) * PREV_FREE, sentinel));
+            }
+            region = r.next;
+        }
+        let listed = self.check_lists(free_blocks)?;
+        if listed != free_blocks {
+            return Err(
+                corrupt(ptr::null_mut(), "free blocks missing from the lists")
+                    .expected(free_blocks, listed),
+            );
+        }
+        if free_bytes != self.free {
+            return Err(
+                corrupt(ptr::null_mut(), "free byte count differs from the blocks")
+                    .expected(free_bytes, self.free),
+            );
+        }
+        Ok(())
+    }
+
+    /// Walks every list (at most `bound` nodes in all, so a cycle ends) and checks bitmaps,
+    /// links and sizes; returns the nodes seen.
+    fn check_lists(&self, bound: usize) -> Result<usize, Corruption> {
+        let corrupt = |at: *mut u8, what| Corruption::new(CRATE_NAME, at.addr(), what);
+        let mut seen = 0;
+        for fl in 0..FL {
+            let sl_map = self.sl_maps[fl];
+            if (self.fl_map >> fl) & 1 != u32::from(sl_map != 0) {
+                return Err(
+                    corrupt(ptr::null_mut(), "first-level bit disagrees with its lists")
+                        .expected(usize::from(sl_map != 0), (self.fl_map >> fl) as usize & 1),
+                );
+            }
+            for sl in 0..SL {
+                let head = self.heads[fl][sl];
+                if (sl_map >> sl) & 1 != u32::from(!head.is_null()) {
+                    return Err(corrupt(head, "second-level bit disagrees with its list")
+                        .expected(usize::from(!head.is_null()), (sl_map >> sl) as usize & 1));
+                }
+                let (mut node, mut prev) = (head, ptr::null_mut());
+                while !node.is_null() {
+                    seen += 1;
+                    if seen > bound {
+                        return Err(corrupt(
+                            node,
+                            "a list holds more blocks than are free (a cycle?)",
+                        )
+                        .expected(bound, seen));
+                    }
+                    let inside = self.region_holding_block(node);
+                    if !inside {
+                        return Err(corrupt(node, "list node is not a block of any region"));
+                    }
+                    // SAFETY: `node` is a block-aligned slot inside a region, before its
+                    // sentinel: its header and two link words are region memory.
+                    let (h, back, next) =
+                        unsafe { (header(node), link(node, PREV), link(node, NEXT)) };
+                    let size = h & !FLAGS;
+                    if h & FREE == 0 || size < MIN_BLOCK || size > Self::MAX_BLOCK {
+                        return Err(corrupt(node, "list node is not a free block"));
+                    }
+                    if Classes::<FL, SL>::list_of(size) != (fl, sl) {
+                        return Err(
+                            corrupt(node, "free block is on the wrong list for its size").expected(
+                                fl * SL + sl,
+                                {
+                                    let (f, s) = Classes::<FL, SL>::list_of(size);
+                                    f * SL + s
+                                },
+                            ),
+                        );
+                    }
+                    if back != prev {
+                        return Err(corrupt(node, "list node's back link is wrong"));
+                    }
+                    (prev, node) = (node, next);
+                }
+            }
+        }
+        Ok(seen)
+    }
+
+    /// Whether `block` is a header slot of some region's blocks: inside `first..sentinel`
+    /// at a block boundary (a granule from `first`).
+    fn region_holding_block(&self, block: *mut u8) -> bool {
+        let mut region = self.regions;
+        while !region.is_null() {
+            // SAFETY: headers on the list are live and ours.
+            let r = unsafe { &*region };
+            let offset = block.addr().wrapping_sub(r.first.addr());
+            if offset < r.sentinel.addr() - r.first.addr() && offset % GRANULE == 0 {
+                return true;
+            }
+            region = r.next;
+        }
+        false
+    }
+
     /// How many blocks sit on each list (walks every list).
     pub fn free_blocks_per_list(&self) -> [[usize; SL]; FL] {
         core::array::from_fn(|fl| {
@@ -1084,6 +1240,10 @@ unsafe impl<const FL: usize, const SL: usize> Backend for Tlsf<FL, SL> {
         }
     }
 
+    fn check(&self) -> Result<(), Corruption> {
+        self.check_heap()
+    }
+
     fn owns(&self, ptr: NonNull<u8>) -> bool {
         let addr = ptr.as_ptr().addr();
         let mut region = self.regions;
@@ -1239,6 +1399,64 @@ mod tests {
         // SAFETY: live with `page`.
         unsafe { heap.deallocate(block.cast(), page) };
         assert_eq!(free_blocks(&heap), 1);
+    }
+
+    #[test]
+    fn check_reports_each_broken_invariant() {
+        // Three blocks a, b, c then the free rest; b freed: a free block between two
+        // allocated ones.
+        fn fresh(regions: &mut Regions) -> (Tlsf, [*mut u8; 3]) {
+            let mut heap: Tlsf = heap_over(regions, 4096);
+            let blocks = [0; 3].map(|_| {
+                let payload = heap.allocate(layout(64, 8)).unwrap().cast::<u8>().as_ptr();
+                payload.wrapping_sub(WORD)
+            });
+            // SAFETY: b is live with this layout.
+            unsafe { heap.deallocate(NonNull::new(blocks[1].add(WORD)).unwrap(), layout(64, 8)) };
+            assert_eq!(heap.check(), Ok(()));
+            (heap, blocks)
+        }
+        let what = |heap: &Tlsf| heap.check().unwrap_err().what;
+        let mut regions = Regions::new();
+        // SAFETY: the words written are headers, footers and links of blocks of each heap,
+        // inside its region; each heap is dropped without further calls.
+        unsafe {
+            let (heap, [_, b, _]) = fresh(&mut regions);
+            let size = header(b) & !FLAGS;
+            word(b.add(size - WORD), 0).write(size + GRANULE);
+            assert_eq!(what(&heap), "free block's footer differs from its header");
+
+            let (heap, [_, b, c]) = fresh(&mut regions);
+            set_header(c, header(c) & !PREV_FREE);
+            let _ = b;
+            assert_eq!(what(&heap), "PREV_FREE disagrees with the block before");
+
+            let (heap, [a, _, _]) = fresh(&mut regions);
+            set_header(a, (header(a) & FLAGS) | 1 << 20);
+            assert_eq!(what(&heap), "block runs past its region's end");
+
+            let (heap, [a, _, _]) = fresh(&mut regions);
+            set_header(a, (header(a) & FLAGS) | (3 * WORD));
+            assert_eq!(what(&heap), "block size is not a whole number of granules");
+
+            let (mut heap, _) = fresh(&mut regions);
+            let (fl, sl) = (0..DEFAULT_FL)
+                .flat_map(|f| (0..DEFAULT_SL).map(move |s| (f, s)))
+                .find(|&(f, s)| heap.heads[f][s].is_null())
+                .unwrap();
+            heap.sl_maps[fl] |= 1 << sl;
+            heap.fl_map |= 1 << fl;
+            assert_eq!(what(&heap), "second-level bit disagrees with its list");
+
+            let (mut heap, _) = fresh(&mut regions);
+            heap.free += 1;
+            assert_eq!(what(&heap), "free byte count differs from the blocks");
+
+            let (heap, [_, b, _]) = fresh(&mut regions);
+            // A cycle back to the head: its back link (null) cannot match.
+            set_link(b, NEXT, b);
+            assert_eq!(what(&heap), "list node's back link is wrong");
+        }
     }
 
     #[test]
