@@ -12,6 +12,11 @@ use crate::{Harness, Profile, Regions, Subject};
 /// it takes the backend's memory from the [`Regions`] it is given. It is evaluated once
 /// per test, and called once per harness.
 ///
+/// Attributes before the name go on every test: a crate that runs the suite over several
+/// region shapes of one backend marks the redundant ones
+/// `#[cfg_attr(miri, ignore = "...")]`, so miri, which interprets every step, runs one or
+/// two shapes and native runs all.
+///
 /// ```
 /// use heapkit_core::Local;
 /// use heapkit_testkit::{contract_suite, Profile, Reference};
@@ -23,42 +28,49 @@ use crate::{Harness, Profile, Regions, Subject};
 /// ```
 #[macro_export]
 macro_rules! contract_suite {
-    ($name:ident, $profile:expr, $make:expr $(,)?) => {
+    ($(#[$attr:meta])* $name:ident, $profile:expr, $make:expr $(,)?) => {
         #[cfg(test)]
         mod $name {
             #[allow(unused_imports)]
             use super::*;
 
+            $(#[$attr])*
             #[test]
             fn random_operations() {
                 $crate::contract::random_operations($profile, $make);
             }
 
+            $(#[$attr])*
             #[test]
             fn serves_every_alignment_when_empty() {
                 $crate::contract::serves_every_alignment_when_empty($profile, $make);
             }
 
+            $(#[$attr])*
             #[test]
             fn fill_until_failure_then_free_all() {
                 $crate::contract::fill_until_failure_then_free_all($profile, $make);
             }
 
+            $(#[$attr])*
             #[test]
             fn frees_in_every_order_restore_the_heap() {
                 $crate::contract::frees_in_every_order_restore_the_heap($profile, $make);
             }
 
+            $(#[$attr])*
             #[test]
             fn resizing_keeps_contents() {
                 $crate::contract::resizing_keeps_contents($profile, $make);
             }
 
+            $(#[$attr])*
             #[test]
             fn impossible_requests_fail_cleanly() {
                 $crate::contract::impossible_requests_fail_cleanly($profile, $make);
             }
 
+            $(#[$attr])*
             #[test]
             fn zero_size_requests_never_reach_the_backend() {
                 $crate::contract::zero_size_requests_never_reach_the_backend($profile, $make);
