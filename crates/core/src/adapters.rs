@@ -1,14 +1,14 @@
 //! [`Local`] and [`Locked`]: a [`Backend`] turned into what Rust code allocates through.
 
-use core::alloc::{GlobalAlloc, Layout};
+use core::alloc::Layout;
 use core::cell::UnsafeCell;
 use core::fmt;
-use core::ptr::{self, NonNull};
+use core::ptr::NonNull;
 
-use allocator_api2::alloc::{AllocError, Allocator};
+use allocator_api2::alloc::AllocError;
 
 use crate::sync::{SpinGuard, SpinLock};
-use crate::{resize, Backend, Corruption, Inspect, Stats};
+use crate::{Backend, Corruption, Inspect, Stats};
 
 /// A backend used from one thread, as an [`allocator_api2::alloc::Allocator`].
 ///
@@ -115,61 +115,10 @@ impl<B: Backend> fmt::Debug for Local<B> {
     }
 }
 
-// SAFETY: every method forwards to `resize`, which upholds `Allocator`'s contract given
-// `Backend`'s: blocks are valid until freed, and moving or borrowing the `Local` does not
-// move the memory the backend manages.
-unsafe impl<B: Backend> Allocator for Local<B> {
-    #[inline]
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        self.with(|backend| resize::allocate(backend, layout, false))
-    }
+allocator_through_with!([B: Backend] Local<B>);
 
-    #[inline]
-    fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        self.with(|backend| resize::allocate(backend, layout, true))
-    }
-
-    #[inline]
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        // SAFETY: `Allocator::deallocate`'s contract is `resize::deallocate`'s.
-        self.with(|backend| unsafe { resize::deallocate(backend, ptr, layout) });
-    }
-
-    #[inline]
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old_layout: Layout,
-        new_layout: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: `Allocator::grow`'s contract is `resize::grow`'s.
-        self.with(|backend| unsafe { resize::grow(backend, ptr, old_layout, new_layout, false) })
-    }
-
-    #[inline]
-    unsafe fn grow_zeroed(
-        &self,
-        ptr: NonNull<u8>,
-        old_layout: Layout,
-        new_layout: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: `Allocator::grow_zeroed`'s contract is `resize::grow`'s.
-        self.with(|backend| unsafe { resize::grow(backend, ptr, old_layout, new_layout, true) })
-    }
-
-    #[inline]
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old_layout: Layout,
-        new_layout: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: `Allocator::shrink`'s contract is `resize::shrink`'s.
-        self.with(|backend| unsafe { resize::shrink(backend, ptr, old_layout, new_layout) })
-    }
-}
-
-/// A backend behind a spin lock: `Sync`, an [`Allocator`] and a [`GlobalAlloc`].
+/// A backend behind a spin lock: `Sync`, an [`Allocator`](allocator_api2::alloc::Allocator) and a
+/// [`GlobalAlloc`](core::alloc::GlobalAlloc).
 ///
 /// Use it for a heap shared between threads or as `#[global_allocator]`; its constructor is
 /// `const`, so it can live in a `static`. [`lock`](Self::lock) gives read access to the
@@ -272,6 +221,12 @@ impl<B> Locked<B> {
     pub fn into_inner(self) -> B {
         self.backend.into_inner()
     }
+
+    /// Runs one backend call with the lock held.
+    #[inline(always)]
+    fn with<R>(&self, f: impl FnOnce(&mut B) -> R) -> R {
+        f(&mut self.backend.lock())
+    }
 }
 
 /// Read access to a [`Locked`] backend: holds the lock, and gives `&B` only.
@@ -341,98 +296,8 @@ impl<B> fmt::Debug for Locked<B> {
     }
 }
 
-// SAFETY: as for `Local`: every method forwards to `resize` with the lock held, so the
-// backend is used by one thread at a time and `Backend`'s contract gives `Allocator`'s.
-unsafe impl<B: Backend + Send> Allocator for Locked<B> {
-    #[inline]
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        resize::allocate(&mut *self.backend.lock(), layout, false)
-    }
-
-    #[inline]
-    fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        resize::allocate(&mut *self.backend.lock(), layout, true)
-    }
-
-    #[inline]
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        // SAFETY: `Allocator::deallocate`'s contract is `resize::deallocate`'s.
-        unsafe { resize::deallocate(&mut *self.backend.lock(), ptr, layout) }
-    }
-
-    #[inline]
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old_layout: Layout,
-        new_layout: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: `Allocator::grow`'s contract is `resize::grow`'s.
-        unsafe {
-            resize::grow(
-                &mut *self.backend.lock(),
-                ptr,
-                old_layout,
-                new_layout,
-                false,
-            )
-        }
-    }
-
-    #[inline]
-    unsafe fn grow_zeroed(
-        &self,
-        ptr: NonNull<u8>,
-        old_layout: Layout,
-        new_layout: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: `Allocator::grow_zeroed`'s contract is `resize::grow`'s.
-        unsafe { resize::grow(&mut *self.backend.lock(), ptr, old_layout, new_layout, true) }
-    }
-
-    #[inline]
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old_layout: Layout,
-        new_layout: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: `Allocator::shrink`'s contract is `resize::shrink`'s.
-        unsafe { resize::shrink(&mut *self.backend.lock(), ptr, old_layout, new_layout) }
-    }
-}
-
-// SAFETY: `GlobalAlloc`'s rules map onto `resize`'s: null reports failure, `realloc` keeps
-// the alignment and copies `min(old, new)` bytes when it moves, and the lock serialises all
-// access to the backend.
-unsafe impl<B: Backend + Send> GlobalAlloc for Locked<B> {
-    #[inline]
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        resize::allocate(&mut *self.backend.lock(), layout, false)
-            .map_or(ptr::null_mut(), |block| block.cast::<u8>().as_ptr())
-    }
-
-    #[inline]
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        resize::allocate(&mut *self.backend.lock(), layout, true)
-            .map_or(ptr::null_mut(), |block| block.cast::<u8>().as_ptr())
-    }
-
-    #[inline]
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // `GlobalAlloc` hands back only pointers it returned, and it never returns null.
-        if let Some(ptr) = NonNull::new(ptr) {
-            // SAFETY: `ptr` came from `alloc` with this `layout` (GlobalAlloc's contract).
-            unsafe { resize::deallocate(&mut *self.backend.lock(), ptr, layout) }
-        }
-    }
-
-    #[inline]
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: `GlobalAlloc::realloc`'s contract is `resize::realloc`'s.
-        unsafe { resize::realloc(&mut *self.backend.lock(), ptr, layout, new_size) }
-    }
-}
+allocator_through_with!([B: Backend + Send] Locked<B>);
+global_alloc_through_with!([B: Backend + Send] Locked<B>);
 
 // SAFETY: forwarding to the borrowed backend keeps every guarantee it makes.
 unsafe impl<B: Backend + ?Sized> Backend for &mut B {

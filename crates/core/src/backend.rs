@@ -148,9 +148,9 @@ pub unsafe trait Backend {
     }
 }
 
-/// An allocator that can report on its memory: every heapkit adapter, and the lock-free
-/// allocators that are [`Allocator`](allocator_api2::alloc::Allocator)s by themselves.
-/// Test kits and the benchmark lab read allocators through it.
+/// An allocator that can report on its memory: every heapkit adapter (`Local`, `Locked`,
+/// and [`Shared`](crate::Shared) over an allocator that works through `&self`). Test kits
+/// and the benchmark lab read allocators through it.
 pub trait Inspect {
     /// A snapshot of the memory under management (see [`Stats`]).
     fn stats(&self) -> Stats;

@@ -4,6 +4,8 @@
 #[cfg(loom)]
 extern crate std;
 
+#[macro_use]
+mod forward;
 mod adapters;
 mod backend;
 mod error;

@@ -1,13 +1,14 @@
 //! [`SharedBackend`], allocators that work through `&self`, and [`Shared`], the one adapter
-//! that turns any of them into an [`Allocator`], a [`GlobalAlloc`] and an [`Inspect`].
+//! that turns any of them into an [`Allocator`](allocator_api2::alloc::Allocator), a
+//! [`GlobalAlloc`](core::alloc::GlobalAlloc) and an [`Inspect`].
 
-use core::alloc::{GlobalAlloc, Layout};
+use core::alloc::Layout;
 use core::fmt;
-use core::ptr::{self, NonNull};
+use core::ptr::NonNull;
 
-use allocator_api2::alloc::{AllocError, Allocator};
+use allocator_api2::alloc::AllocError;
 
-use crate::{resize, Backend, Corruption, Inspect, Stats};
+use crate::{Backend, Corruption, Inspect, Stats};
 
 /// An allocator that many threads call at once through `&self`: lock-free (`AtomicPool`,
 /// `AtomicBitmap`) or synchronised inside (a thread-caching heap). The calls and their
@@ -150,7 +151,8 @@ unsafe impl<A: SharedBackend + ?Sized> Backend for &A {
     }
 }
 
-/// A [`SharedBackend`] as an [`Allocator`], a [`GlobalAlloc`] and an [`Inspect`]: zero-size
+/// A [`SharedBackend`] as an [`Allocator`](allocator_api2::alloc::Allocator), a
+/// [`GlobalAlloc`](core::alloc::GlobalAlloc) and an [`Inspect`]: zero-size
 /// requests answered here, resizes tried in place first, no lock (the allocator is safe to
 /// call from any thread by itself). Its constructor is `const`, so it can be a `static`
 /// `#[global_allocator]` when the allocator's is.
@@ -233,10 +235,10 @@ impl<A> core::ops::Deref for Shared<A> {
 }
 
 impl<A: SharedBackend> Shared<A> {
-    /// The allocator as a [`Backend`], for the `resize` helpers.
+    /// Runs one call through `&A`, a [`Backend`] for any number of concurrent calls.
     #[inline(always)]
-    fn backend(&self) -> &A {
-        &self.allocator
+    fn with<R>(&self, f: impl FnOnce(&mut &A) -> R) -> R {
+        f(&mut &self.allocator)
     }
 }
 
@@ -260,88 +262,8 @@ impl<A: fmt::Debug> fmt::Debug for Shared<A> {
     }
 }
 
-// SAFETY: every method forwards to `resize` over `&A`, a `Backend` whose contract holds
-// for concurrent calls (`SharedBackend`'s safety contract).
-unsafe impl<A: SharedBackend> Allocator for Shared<A> {
-    #[inline]
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        resize::allocate(&mut self.backend(), layout, false)
-    }
-
-    #[inline]
-    fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        resize::allocate(&mut self.backend(), layout, true)
-    }
-
-    #[inline]
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        // SAFETY: `Allocator::deallocate`'s contract is `resize::deallocate`'s.
-        unsafe { resize::deallocate(&mut self.backend(), ptr, layout) }
-    }
-
-    #[inline]
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old_layout: Layout,
-        new_layout: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: `Allocator::grow`'s contract is `resize::grow`'s.
-        unsafe { resize::grow(&mut self.backend(), ptr, old_layout, new_layout, false) }
-    }
-
-    #[inline]
-    unsafe fn grow_zeroed(
-        &self,
-        ptr: NonNull<u8>,
-        old_layout: Layout,
-        new_layout: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: `Allocator::grow_zeroed`'s contract is `resize::grow`'s.
-        unsafe { resize::grow(&mut self.backend(), ptr, old_layout, new_layout, true) }
-    }
-
-    #[inline]
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old_layout: Layout,
-        new_layout: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: `Allocator::shrink`'s contract is `resize::shrink`'s.
-        unsafe { resize::shrink(&mut self.backend(), ptr, old_layout, new_layout) }
-    }
-}
-
-// SAFETY: as for `Allocator`; null reports failure, and `resize::realloc` keeps the
-// alignment and copies `min(old, new)` bytes when it moves.
-unsafe impl<A: SharedBackend> GlobalAlloc for Shared<A> {
-    #[inline]
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        resize::allocate(&mut self.backend(), layout, false)
-            .map_or(ptr::null_mut(), |block| block.cast::<u8>().as_ptr())
-    }
-
-    #[inline]
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        resize::allocate(&mut self.backend(), layout, true)
-            .map_or(ptr::null_mut(), |block| block.cast::<u8>().as_ptr())
-    }
-
-    #[inline]
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if let Some(ptr) = NonNull::new(ptr) {
-            // SAFETY: `ptr` came from `alloc` with this `layout` (GlobalAlloc's contract).
-            unsafe { resize::deallocate(&mut self.backend(), ptr, layout) }
-        }
-    }
-
-    #[inline]
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: `GlobalAlloc::realloc`'s contract is `resize::realloc`'s.
-        unsafe { resize::realloc(&mut self.backend(), ptr, layout, new_size) }
-    }
-}
+allocator_through_with!([A: SharedBackend] Shared<A>);
+global_alloc_through_with!([A: SharedBackend] Shared<A>);
 
 /// Implements [`Backend`] for a [`SharedBackend`] by forwarding every call through `&self`,
 /// so the type also composes by value (`Local<AtomicPool>`, a combinator's child): exclusive

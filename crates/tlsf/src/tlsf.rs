@@ -107,6 +107,35 @@ pub const DEFAULT_SL: usize = 32;
 /// allocate, free and in-place resize, with no loop whose length depends on what the
 /// heap holds — the allocator for real-time code, where the worst case is what counts.
 ///
+/// ```text
+///  fl_map   (bit f: some list of class f is non-empty)
+///  ┌───┬───┬───┬───┬───┬ ─ ┬───┐
+///  │ 0 │ 1 │ 0 │ 1 │ 0 │   │ 0 │   class 0: below SL granules, a list per size;
+///  └───┴─┬─┴───┴─┬─┴───┴ ─ ┴───┘   class f ≥ 1: SL·2^(f-1) to SL·2^f granules
+///        │       │
+///        ▼       ▼  sl_maps[f] (bit s: list (f, s) is non-empty)
+///  ┌───┬───┬───┬───┐
+///  │ 0 │ 1 │ 0 │ 0 │  ...       class f's SL lists, each 2^(f-1) granules wide
+///  └───┴─┬─┴───┴───┘
+///        ▼ heads[f][s]
+///      ┌─────────────┐     ┌─────────────┐
+///      │ free block  │ ──► │ free block  │ ──► null      doubly linked, LIFO
+///      │ size|FREE   │ ◄── │ size|FREE   │
+///      └─────────────┘     └─────────────┘
+///
+///  a region:
+///  ┌────────┬──────────────────┬──────────────────────┬───────────────┬─────────┐
+///  │ Region │ header │ payload │ header │ links  ... │ header │ ...  │sentinel │
+///  │ header │ size   │ (used)  │size|FREE│  footer=size│ PREV_FREE   │ size 0  │
+///  └────────┴──────────────────┴──────────────────────┴───────────────┴─────────┘
+///            allocated block      free block            next block knows the one
+///                                                       before it is free
+/// ```
+///
+/// A request is rounded up to the next list boundary, `first_list_fitting` finds the first
+/// non-empty list at or above it with two find-first-set instructions on the maps, and the
+/// head of that list is taken: one block examined, whatever the heap holds.
+///
 /// **Lists.** Free blocks sit on doubly linked lists, one per size class: `FL` first-level
 /// classes split sizes at powers of two, and each splits into `SL` second-level lists of
 /// equal width. A bitmap of non-empty first-level classes and one bitmap per class of
