@@ -95,8 +95,7 @@ impl BitmapArena {
         region: &'static mut [MaybeUninit<u8>],
         block_size: usize,
     ) -> Result<Self, ConfigError> {
-        let len = region.len();
-        let start = NonNull::from(region).cast::<u8>();
+        let (start, len) = Span::raw_parts(region);
         // SAFETY: a `'static` exclusive borrow is ours to manage forever.
         unsafe { Self::from_raw(start, len, block_size) }
     }
@@ -114,8 +113,7 @@ impl BitmapArena {
         bitmap: &'static mut [MaybeUninit<u64>],
         block_size: usize,
     ) -> Result<Self, ConfigError> {
-        let len = region.len();
-        let start = NonNull::from(region).cast::<u8>();
+        let (start, len) = Span::raw_parts(region);
         let words = bitmap.len();
         let bitmap = NonNull::from(bitmap).cast::<u64>();
         // SAFETY: `'static` exclusive borrows are ours to manage forever.

@@ -75,8 +75,7 @@ impl AtomicBitmap {
         region: &'static mut [MaybeUninit<u8>],
         block_size: usize,
     ) -> Result<Self, ConfigError> {
-        let len = region.len();
-        let start = NonNull::from(region).cast::<u8>();
+        let (start, len) = Span::raw_parts(region);
         // SAFETY: a `'static` exclusive borrow is ours to manage forever.
         unsafe { Self::from_raw(start, len, block_size) }
     }

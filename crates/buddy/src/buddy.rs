@@ -128,9 +128,9 @@ impl<const ORDERS: usize> Buddy<ORDERS> {
         min_block: usize,
     ) -> Result<Self, ConfigError> {
         let mut buddy = Self::new(min_block)?;
-        let len = region.len();
+        let (start, len) = Span::raw_parts(region);
         // SAFETY: a `'static` exclusive borrow is ours to manage forever.
-        unsafe { buddy.add_region(NonNull::from(region).cast(), len)? };
+        unsafe { buddy.add_region(start, len)? };
         Ok(buddy)
     }
 

@@ -9,7 +9,7 @@ use heapkit_core::region::Span;
 use heapkit_core::sync::{ordering, AtomicTable, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use heapkit_core::{AllocError, ConfigError, SharedBackend, Stats};
 
-use crate::shape::{static_region, Shape};
+use crate::shape::Shape;
 
 /// End of the free list.
 const NIL: u32 = u32::MAX;
@@ -112,7 +112,7 @@ impl AtomicPool {
         block_size: usize,
         block_align: usize,
     ) -> Result<Self, ConfigError> {
-        let (start, len) = static_region(region);
+        let (start, len) = Span::raw_parts(region);
         // SAFETY: a `'static` exclusive borrow of `len` bytes is ours to manage forever.
         unsafe { Self::from_raw(start, len, block_size, block_align) }
     }

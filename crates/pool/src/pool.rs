@@ -8,7 +8,7 @@ use core::ptr::{self, NonNull};
 use heapkit_core::region::Span;
 use heapkit_core::{AllocError, Backend, ConfigError, Corruption, Stats};
 
-use crate::shape::{static_region, Shape};
+use crate::shape::Shape;
 
 /// A pool of equal-size blocks over one region: O(1) allocate, free and set-up.
 ///
@@ -88,7 +88,7 @@ impl Pool {
         block_size: usize,
         block_align: usize,
     ) -> Result<Self, ConfigError> {
-        let (start, len) = static_region(region);
+        let (start, len) = Span::raw_parts(region);
         // SAFETY: a `'static` exclusive borrow of `len` bytes is ours to manage forever.
         unsafe { Self::from_raw(start, len, block_size, block_align) }
     }

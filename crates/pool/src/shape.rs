@@ -2,17 +2,8 @@
 //! [`AtomicPool`](crate::AtomicPool).
 
 use core::alloc::Layout;
-use core::mem::MaybeUninit;
-use core::ptr::NonNull;
 
 use heapkit_core::ConfigError;
-
-/// Start and length of a `'static` region, for the safe constructors.
-pub(crate) fn static_region(region: &'static mut [MaybeUninit<u8>]) -> (NonNull<u8>, usize) {
-    let len = region.len();
-    let start = NonNull::from(region).cast::<u8>();
-    (start, len)
-}
 
 /// A validated block size and alignment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

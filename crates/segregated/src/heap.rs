@@ -5,6 +5,7 @@ use core::fmt;
 use core::mem::{size_of, MaybeUninit};
 use core::ptr::{self, NonNull};
 
+use heapkit_core::region::Span;
 use heapkit_core::source::NoSource;
 use heapkit_core::{AllocError, Backend, ConfigError, Corruption, Source, Stats};
 use heapkit_pool::Pool;
@@ -99,9 +100,9 @@ impl Heap<NoSource> {
     /// As for [`add_region`](Self::add_region).
     pub fn with_region(region: &'static mut [MaybeUninit<u8>]) -> Result<Self, ConfigError> {
         let mut heap = Self::new();
-        let len = region.len();
+        let (start, len) = Span::raw_parts(region);
         // SAFETY: a `'static` exclusive borrow is ours to manage forever.
-        unsafe { heap.add_region(NonNull::from(region).cast(), len)? };
+        unsafe { heap.add_region(start, len)? };
         Ok(heap)
     }
 }

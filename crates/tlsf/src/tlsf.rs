@@ -223,9 +223,9 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     /// As for [`add_region`](Self::add_region).
     pub fn with_region(region: &'static mut [MaybeUninit<u8>]) -> Result<Self, ConfigError> {
         let mut tlsf = Self::new();
-        let len = region.len();
+        let (start, len) = Span::raw_parts(region);
         // SAFETY: a `'static` exclusive borrow is ours to manage forever.
-        unsafe { tlsf.add_region(NonNull::from(region).cast(), len)? };
+        unsafe { tlsf.add_region(start, len)? };
         Ok(tlsf)
     }
 
