@@ -5,7 +5,7 @@ use core::fmt;
 use core::mem::{align_of, size_of, MaybeUninit};
 use core::ptr::{self, NonNull};
 
-use heapkit_core::region::Span;
+use heapkit_core::region::{self, RegionList, Span};
 use heapkit_core::{AllocError, Backend, ConfigError, Corruption, Stats};
 
 /// Bitmaps per order: free blocks, and under `checked` allocated blocks.
@@ -36,6 +36,17 @@ struct RegionHeader<const ORDERS: usize> {
     words: usize,
 }
 
+// SAFETY: `span` is the memory given and `next` the link written at `add_region`.
+unsafe impl<const ORDERS: usize> region::RegionHeader for RegionHeader<ORDERS> {
+    fn span(&self) -> Span {
+        self.span
+    }
+
+    fn next(&self) -> *mut Self {
+        self.next
+    }
+}
+
 /// A binary buddy allocator with `ORDERS` block sizes: `min_block << k` for `k` in
 /// `0..ORDERS`.
 ///
@@ -64,7 +75,7 @@ pub struct Buddy<const ORDERS: usize> {
     heads: [*mut FreeNode; ORDERS],
     /// Bit `k` set: the order-`k` free list is not empty.
     non_empty: u64,
-    regions: *mut RegionHeader<ORDERS>,
+    regions: RegionList<RegionHeader<ORDERS>>,
     capacity: usize,
     in_use: usize,
     free: usize,
@@ -111,7 +122,7 @@ impl<const ORDERS: usize> Buddy<ORDERS> {
             min_shift,
             heads: [ptr::null_mut(); ORDERS],
             non_empty: 0,
-            regions: ptr::null_mut(),
+            regions: RegionList::new(),
             capacity: 0,
             in_use: 0,
             free: 0,
@@ -176,17 +187,7 @@ impl<const ORDERS: usize> Buddy<ORDERS> {
     /// [`ConfigError`] when the region overlaps one already added or is too small.
     pub unsafe fn add_region(&mut self, start: NonNull<u8>, len: usize) -> Result<(), ConfigError> {
         let span = Span::of(start, len)?;
-        let mut region = self.regions;
-        while !region.is_null() {
-            // SAFETY: headers in the list are live and ours.
-            let header = unsafe { &*region };
-            if header.span.overlaps(&span) {
-                return Err(ConfigError::RegionOverlaps {
-                    address: span.start(),
-                });
-            }
-            region = header.next;
-        }
+        self.regions.check_disjoint(&span)?;
         // Everything below is an offset from the region's start, compared with its length
         // before it is added to an address: a region at the top of the address space must
         // not wrap.
@@ -238,7 +239,7 @@ impl<const ORDERS: usize> Buddy<ORDERS> {
         unsafe {
             bitmap.write_bytes(0, words * BITMAPS);
             header_ptr.write(RegionHeader {
-                next: self.regions,
+                next: self.regions.head(),
                 span,
                 start: span.start() + blocks_start,
                 end: block_end_address,
@@ -248,7 +249,8 @@ impl<const ORDERS: usize> Buddy<ORDERS> {
                 words,
             });
         }
-        self.regions = header_ptr;
+        // SAFETY: the header was just written inside the region, with `next` the old head.
+        unsafe { self.regions.push(header_ptr) };
         self.capacity += len;
         // Carve the largest aligned power-of-two blocks that fit, comparing the room left
         // with the block size (`at + size` can pass the top of the address space).
@@ -278,16 +280,8 @@ impl<const ORDERS: usize> Buddy<ORDERS> {
     /// The region holding `address`.
     #[inline]
     fn region_of(&self, address: usize) -> Option<*mut RegionHeader<ORDERS>> {
-        let mut region = self.regions;
-        while !region.is_null() {
-            // SAFETY: headers in the list are live and ours.
-            let header = unsafe { &*region };
-            if (header.start..header.end).contains(&address) {
-                return Some(region);
-            }
-            region = header.next;
-        }
-        None
+        self.regions
+            .find(|header| (header.start..header.end).contains(&address))
     }
 
     /// The word and bit of `address`'s block at `order` in bitmap set `set` (0: free,
@@ -601,15 +595,12 @@ unsafe impl<const ORDERS: usize> Backend for Buddy<ORDERS> {
         let corrupt = |at: usize, what| Corruption::new("heapkit-buddy", at, what);
         // Free bits in every region's bitmaps: one per free block, whatever its order.
         let mut free_bits = 0usize;
-        let mut region = self.regions;
-        while !region.is_null() {
-            // SAFETY: headers on the list are live and ours; the bitmaps are `words` words.
-            let header = unsafe { &*region };
+        for header in self.regions.iter() {
             for word in 0..header.words {
-                // SAFETY: set 0 (free) spans the first `words` words.
+                // SAFETY: the bitmaps are the header's; set 0 (free) spans its first `words`
+                // words.
                 free_bits += unsafe { header.bitmap.add(word).read() }.count_ones() as usize;
             }
-            region = header.next;
         }
         let (mut listed, mut free_bytes) = (0usize, 0usize);
         for order in 0..ORDERS {

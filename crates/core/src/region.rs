@@ -161,6 +161,115 @@ impl Span {
     }
 }
 
+/// A header a backend keeps at the start of each region it manages, linked into a
+/// [`RegionList`].
+///
+/// # Safety
+///
+/// `span` is the memory the region was given (header included) and never changes, and
+/// `next` returns the link the header was written with: the list's head when it was
+/// pushed.
+pub unsafe trait RegionHeader {
+    /// The memory given for this region.
+    fn span(&self) -> Span;
+
+    /// The region pushed before this one, or null.
+    fn next(&self) -> *mut Self;
+}
+
+/// The regions of a backend, newest first, linked through headers that live in the regions
+/// themselves: the walk behind `owns`, the overlap check of `add_region` and finding the
+/// region of a block, written once for TLSF and the buddy system.
+pub struct RegionList<H> {
+    head: *mut H,
+}
+
+impl<H> RegionList<H> {
+    /// No regions.
+    pub const fn new() -> Self {
+        Self {
+            head: core::ptr::null_mut(),
+        }
+    }
+
+    /// The newest region's header, or null: what a new header's `next` is written with.
+    pub const fn head(&self) -> *mut H {
+        self.head
+    }
+
+    /// Links `header` in front.
+    ///
+    /// # Safety
+    ///
+    /// `header` points to a header written with `next == self.head()`, inside its region,
+    /// valid and unmoved for as long as this list is used.
+    pub unsafe fn push(&mut self, header: *mut H) {
+        self.head = header;
+    }
+}
+
+impl<H: RegionHeader> RegionList<H> {
+    /// Every region's header, newest first.
+    pub fn iter(&self) -> impl Iterator<Item = &H> + '_ {
+        let mut next = self.head;
+        core::iter::from_fn(move || {
+            // SAFETY: every header on the list is valid while the list is (`push`).
+            let header = unsafe { next.as_ref()? };
+            next = header.next();
+            Some(header)
+        })
+    }
+
+    /// The first header `pred` accepts, as the pointer it was pushed as (for a backend that
+    /// writes through it).
+    pub fn find(&self, mut pred: impl FnMut(&H) -> bool) -> Option<*mut H> {
+        let mut next = self.head;
+        while !next.is_null() {
+            // SAFETY: every header on the list is valid while the list is (`push`).
+            let header = unsafe { &*next };
+            if pred(header) {
+                return Some(next);
+            }
+            next = header.next();
+        }
+        None
+    }
+
+    /// The region whose memory holds `address`.
+    pub fn containing(&self, address: usize) -> Option<&H> {
+        self.iter().find(|header| header.span().contains(address))
+    }
+
+    /// Refuses a new region that shares a byte with one already added.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::RegionOverlaps`] naming the new region's start.
+    pub fn check_disjoint(&self, span: &Span) -> Result<(), ConfigError> {
+        if self.iter().any(|header| header.span().overlaps(span)) {
+            Err(ConfigError::RegionOverlaps {
+                address: span.start(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl<H> Default for RegionList<H> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<H> core::fmt::Debug for RegionList<H> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RegionList")
+            .field("head", &self.head)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,5 +344,54 @@ mod tests {
         assert_eq!(rest.end(), TOP);
         assert_eq!(s.skip(100).unwrap().len(), 0);
         assert_eq!(s.skip(101), None);
+    }
+
+    struct Header {
+        span: Span,
+        next: *mut Header,
+    }
+
+    // SAFETY: the test writes each header with the list's head as `next`.
+    unsafe impl RegionHeader for Header {
+        fn span(&self) -> Span {
+            self.span
+        }
+        fn next(&self) -> *mut Self {
+            self.next
+        }
+    }
+
+    #[test]
+    fn region_list_walks_newest_first_and_refuses_overlaps() {
+        let mut list = RegionList::<Header>::new();
+        assert!(list.iter().next().is_none());
+        let mut first = Header {
+            span: Span::new(0x1000, 0x100).unwrap(),
+            next: list.head(),
+        };
+        // SAFETY: `first` outlives the list's use, written with the old head.
+        unsafe { list.push(&mut first) };
+        let mut second = Header {
+            span: Span::new(0x1100, 0x100).unwrap(),
+            next: list.head(),
+        };
+        // SAFETY: as above.
+        unsafe { list.push(&mut second) };
+        let starts: [usize; 2] = core::array::from_fn(|i| list.iter().nth(i).unwrap().span.start());
+        assert_eq!(starts, [0x1100, 0x1000]);
+        assert_eq!(list.containing(0x10ff).unwrap().span.start(), 0x1000);
+        assert!(list.containing(0x1200).is_none());
+        assert_eq!(
+            list.find(|h| h.span.start() == 0x1000),
+            Some(core::ptr::addr_of_mut!(first))
+        );
+        assert_eq!(
+            list.check_disjoint(&Span::new(0x10f0, 0x20).unwrap()),
+            Err(ConfigError::RegionOverlaps { address: 0x10f0 })
+        );
+        assert_eq!(
+            list.check_disjoint(&Span::new(0x1200, 0x20).unwrap()),
+            Ok(())
+        );
     }
 }

@@ -5,7 +5,7 @@ use core::fmt;
 use core::mem::{align_of, size_of, MaybeUninit};
 use core::ptr::{self, NonNull};
 
-use heapkit_core::region::Span;
+use heapkit_core::region::{RegionHeader, RegionList, Span};
 use heapkit_core::{AllocError, Backend, ConfigError, Corruption, Stats};
 
 use crate::class::{block_size_for, Classes, GRANULE, MIN_BLOCK, WORD};
@@ -97,6 +97,17 @@ struct Region {
     starts: *mut usize,
 }
 
+// SAFETY: `span` is the memory given and `next` the link written at `install`.
+unsafe impl RegionHeader for Region {
+    fn span(&self) -> Span {
+        self.span
+    }
+
+    fn next(&self) -> *mut Self {
+        self.next
+    }
+}
+
 /// First-level classes by default: blocks up to 64 GiB on 64-bit targets, 2 GiB (half the
 /// address space) on 32-bit ones.
 pub const DEFAULT_FL: usize = if usize::BITS >= 64 { 28 } else { 24 };
@@ -175,7 +186,7 @@ pub struct Tlsf<const FL: usize = { DEFAULT_FL }, const SL: usize = { DEFAULT_SL
     /// Per class `f`, bit `s`: list `(f, s)` is non-empty.
     sl_maps: [u32; FL],
     heads: [[*mut u8; SL]; FL],
-    regions: *mut Region,
+    regions: RegionList<Region>,
     capacity: usize,
     in_use: usize,
     /// Usable bytes of the free blocks (their sizes less one header each).
@@ -207,7 +218,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
             fl_map: 0,
             sl_maps: [0; FL],
             heads: [[ptr::null_mut(); SL]; FL],
-            regions: ptr::null_mut(),
+            regions: RegionList::new(),
             capacity: 0,
             in_use: 0,
             free: 0,
@@ -269,17 +280,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     /// added, or is too small; the allocator is then unchanged.
     pub unsafe fn add_region(&mut self, start: NonNull<u8>, len: usize) -> Result<(), ConfigError> {
         let span = Span::of(start, len)?;
-        let mut region = self.regions;
-        while !region.is_null() {
-            // SAFETY: headers on the list are live and ours.
-            let r = unsafe { &*region };
-            if r.span.overlaps(&span) {
-                return Err(ConfigError::RegionOverlaps {
-                    address: span.start(),
-                });
-            }
-            region = r.next;
-        }
+        self.regions.check_disjoint(&span)?;
         // A region past the largest block becomes several, each ending in its sentinel.
         let mut plan = Self::plan(span)?;
         let mut used = 0;
@@ -375,7 +376,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         // SAFETY: as above.
         let starts = unsafe { base.add(plan.starts).cast::<usize>() };
         let region = Region {
-            next: self.regions,
+            next: self.regions.head(),
             span: plan.span,
             first,
             sentinel,
@@ -391,7 +392,8 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
             set_header(sentinel, 0);
             self.insert(first, plan.sentinel - plan.first);
         }
-        self.regions = header;
+        // SAFETY: the header was just written inside the region, with `next` the old head.
+        unsafe { self.regions.push(header) };
         self.capacity += plan.span.len();
     }
 
@@ -821,16 +823,9 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     /// The region holding address `addr` in its blocks, if any.
     #[cfg_attr(not(feature = "checked"), allow(dead_code))]
     fn region_of(&self, addr: usize) -> Option<&Region> {
-        let mut region = self.regions;
-        while !region.is_null() {
-            // SAFETY: headers on the list are live and ours.
-            let r = unsafe { &*region };
-            if r.first.addr() < addr && addr < r.sentinel.addr() {
-                return Some(r);
-            }
-            region = r.next;
-        }
-        None
+        self.regions
+            .iter()
+            .find(|r| r.first.addr() < addr && addr < r.sentinel.addr())
     }
 
     /// Every invariant of the heap, walked block by block and list by list: see
@@ -839,10 +834,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         let corrupt = |at: *mut u8, what| Corruption::new(CRATE_NAME, at.addr(), what);
         let mut free_blocks = 0usize;
         let mut free_bytes = 0usize;
-        let mut region = self.regions;
-        while !region.is_null() {
-            // SAFETY: headers on the list are live and ours.
-            let r = unsafe { &*region };
+        for r in self.regions.iter() {
             let (mut block, end) = (r.first, r.sentinel);
             let mut prev_free = false;
             while block != end {
@@ -892,7 +884,6 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
                 return Err(corrupt(end, "region's end sentinel is damaged")
                     .expected(usize::from(prev_free) * PREV_FREE, sentinel));
             }
-            region = r.next;
         }
         let listed = self.check_lists(free_blocks)?;
         if listed != free_blocks {
@@ -975,17 +966,10 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     /// Whether `block` is a header slot of some region's blocks: inside `first..sentinel`
     /// at a block boundary (a granule from `first`).
     fn region_holding_block(&self, block: *mut u8) -> bool {
-        let mut region = self.regions;
-        while !region.is_null() {
-            // SAFETY: headers on the list are live and ours.
-            let r = unsafe { &*region };
+        self.regions.iter().any(|r| {
             let offset = block.addr().wrapping_sub(r.first.addr());
-            if offset < r.sentinel.addr() - r.first.addr() && offset % GRANULE == 0 {
-                return true;
-            }
-            region = r.next;
-        }
-        false
+            offset < r.sentinel.addr() - r.first.addr() && offset % GRANULE == 0
+        })
     }
 
     /// How many blocks sit on each list (walks every list).
@@ -1274,17 +1258,7 @@ unsafe impl<const FL: usize, const SL: usize> Backend for Tlsf<FL, SL> {
     }
 
     fn owns(&self, ptr: NonNull<u8>) -> bool {
-        let addr = ptr.as_ptr().addr();
-        let mut region = self.regions;
-        while !region.is_null() {
-            // SAFETY: headers on the list are live and ours.
-            let r = unsafe { &*region };
-            if r.span.contains(addr) {
-                return true;
-            }
-            region = r.next;
-        }
-        false
+        self.regions.containing(ptr.as_ptr().addr()).is_some()
     }
 
     fn stats(&self) -> Stats {
@@ -1580,9 +1554,7 @@ mod tests {
             matches!(error, ConfigError::RegionTooSmall { given: 16, .. }),
             "{error}"
         );
-        let first = heap.regions;
-        // SAFETY: `first` is a live region header.
-        let base = unsafe { (*first).span.start() };
+        let base = heap.regions.iter().next().unwrap().span.start();
         let inside = NonNull::new(tiny.cast::<u8>().as_ptr().with_addr(base + 100)).unwrap();
         // SAFETY: refused before anything is written.
         let error = unsafe { heap.add_region(inside, 1000) }.unwrap_err();
