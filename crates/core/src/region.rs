@@ -370,13 +370,13 @@ mod tests {
             next: list.head(),
         };
         // SAFETY: `first` outlives the list's use, written with the old head.
-        unsafe { list.push(&mut first) };
+        unsafe { list.push(core::ptr::addr_of_mut!(first)) };
         let mut second = Header {
             span: Span::new(0x1100, 0x100).unwrap(),
             next: list.head(),
         };
         // SAFETY: as above.
-        unsafe { list.push(&mut second) };
+        unsafe { list.push(core::ptr::addr_of_mut!(second)) };
         let starts: [usize; 2] = core::array::from_fn(|i| list.iter().nth(i).unwrap().span.start());
         assert_eq!(starts, [0x1100, 0x1000]);
         assert_eq!(list.containing(0x10ff).unwrap().span.start(), 0x1000);
