@@ -56,7 +56,8 @@ fn single_block_pair(c: &mut Criterion) {
         });
     });
     let len = blocks * BLOCK + 64 * 8;
-    let atomic = Shared::new(AtomicBitmap::new(Region::new(len, 4096).leak(), BLOCK).unwrap());
+    let atomic =
+        Shared::new(AtomicBitmap::with_region(Region::new(len, 4096).leak(), BLOCK).unwrap());
     group.bench_function("heapkit AtomicBitmap", |b| {
         b.iter(|| {
             let block = atomic.allocate(black_box(block_layout(1))).unwrap();

@@ -38,12 +38,14 @@ struct Contenders {
 impl Contenders {
     fn new() -> Self {
         // Pool needs BLOCK bytes a block; AtomicPool also 4 for its link (+3 padding).
-        let pool = Pool::new(Region::new(BLOCKS * BLOCK, 64).leak(), BLOCK, 8).unwrap();
-        let local =
-            Local::new(Pool::new(Region::new(BLOCKS * BLOCK, 64).leak(), BLOCK, 8).unwrap());
+        let pool = Pool::with_region(Region::new(BLOCKS * BLOCK, 64).leak(), BLOCK, 8).unwrap();
+        let local = Local::new(
+            Pool::with_region(Region::new(BLOCKS * BLOCK, 64).leak(), BLOCK, 8).unwrap(),
+        );
         let atomic_len = BLOCKS * (BLOCK + 4) + 3;
-        let atomic =
-            Shared::new(AtomicPool::new(Region::new(atomic_len, 64).leak(), BLOCK, 8).unwrap());
+        let atomic = Shared::new(
+            AtomicPool::with_region(Region::new(atomic_len, 64).leak(), BLOCK, 8).unwrap(),
+        );
         assert_eq!(pool.total_blocks(), BLOCKS);
         assert_eq!(atomic.total_blocks(), BLOCKS);
         let blocks: &'static mut [BoxBlock<Payload>] =

@@ -136,7 +136,7 @@ fn pairs(c: &mut Criterion) {
 fn composition_overhead(c: &mut Criterion) {
     let pool = |block| {
         let region = Region::new(1 << 20, 4096).leak();
-        Pool::new(region, block, 16).unwrap()
+        Pool::with_region(region, block, 16).unwrap()
     };
     let layout = Layout::from_size_align(64, 8).unwrap();
     let mut group = c.benchmark_group("segregated composition overhead, 64 B pair");

@@ -4,7 +4,7 @@
 
 use arbitrary::Arbitrary;
 use heapkit_bitmap_arena::{AtomicBitmap, BitmapArena};
-use heapkit_core::Local;
+use heapkit_core::{Local, Shared};
 use heapkit_testkit::{Harness, Op, Profile};
 use libfuzzer_sys::fuzz_target;
 
@@ -49,7 +49,7 @@ fuzz_target!(|input: Input| {
         Kind::Atomic => Harness::new(Profile::new(block, block), |regions| {
             let region = regions.take(len, block);
             // SAFETY: the harness drops the bitmap before the region.
-            unsafe { AtomicBitmap::from_raw(region.cast(), len, block) }.unwrap()
+            Shared::new(unsafe { AtomicBitmap::from_raw(region.cast(), len, block) }.unwrap())
         })
         .run(&input.ops),
     };

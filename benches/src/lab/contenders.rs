@@ -279,7 +279,11 @@ pub fn all() -> Vec<Box<dyn Contender>> {
         Box::new(InRegion {
             key: "bitmap",
             name: "heapkit BitmapArena",
-            build: |region, _| BitmapArena::new(region, MIN_BLOCK).ok().map(Heapkit),
+            build: |region, _| {
+                BitmapArena::with_region(region, MIN_BLOCK)
+                    .ok()
+                    .map(Heapkit)
+            },
             fits: any,
         }),
         Box::new(InRegion {
@@ -287,7 +291,7 @@ pub fn all() -> Vec<Box<dyn Contender>> {
             name: "heapkit Pool",
             build: |region, summary| {
                 let layout = summary.fixed_layout?;
-                Pool::new(region, layout.size(), layout.align())
+                Pool::with_region(region, layout.size(), layout.align())
                     .ok()
                     .map(Heapkit)
             },

@@ -35,7 +35,7 @@ const BITSETS: usize = if cfg!(feature = "checked") { 2 } else { 1 };
 ///
 /// **Memory.** The bitmap takes `n / 8 * 64 / 63` bytes for `n` blocks (one bit per block
 /// plus about 1.6% for the summaries); twice that with `checked`. It is carved from the
-/// start of the region ([`BitmapArena::new`]) or kept in a slice the caller gives
+/// start of the region ([`BitmapArena::with_region`]) or kept in a slice the caller gives
 /// ([`BitmapArena::with_bitmap`]); either way `stats().metadata` reports it.
 ///
 /// ```
@@ -51,7 +51,7 @@ const BITSETS: usize = if cfg!(feature = "checked") { 2 } else { 1 };
 /// let region = unsafe { &mut (*core::ptr::addr_of_mut!(REGION)).0 };
 ///
 /// // 64-byte blocks; the bitmap comes out of the region's first bytes.
-/// let arena = Local::new(BitmapArena::new(region, 64).unwrap());
+/// let arena = Local::new(BitmapArena::with_region(region, 64).unwrap());
 /// let mut ids: Vec<u64, _> = Vec::with_capacity_in(100, &arena); // 800 bytes: 13 blocks
 /// ids.push(7);
 /// assert_eq!(arena.stats().in_use, 13 * 64);
@@ -91,7 +91,7 @@ impl BitmapArena {
     ///
     /// [`ConfigError`] when `block_size` is not a power of two, the region does not start
     /// at a multiple of 8 (the bitmap's words), or it cannot hold one block and its bits.
-    pub fn new(
+    pub fn with_region(
         region: &'static mut [MaybeUninit<u8>],
         block_size: usize,
     ) -> Result<Self, ConfigError> {
@@ -120,7 +120,7 @@ impl BitmapArena {
         unsafe { Self::from_raw_parts(start, len, bitmap, words, block_size) }
     }
 
-    /// As [`new`](Self::new), over raw memory.
+    /// As [`with_region`](Self::with_region), over raw memory.
     ///
     /// # Safety
     ///
@@ -129,7 +129,7 @@ impl BitmapArena {
     ///
     /// # Errors
     ///
-    /// As for [`new`](Self::new).
+    /// As for [`with_region`](Self::with_region).
     pub unsafe fn from_raw(
         start: NonNull<u8>,
         len: usize,
@@ -348,7 +348,7 @@ impl BitmapArena {
         #[cfg(feature = "checked")]
         {
             let fail = |reason| {
-                heapkit_core::invalid_free("heapkit-bitmap-arena", operation, ptr.as_ptr(), reason)
+                heapkit_core::invalid_use("heapkit-bitmap-arena", operation, ptr.as_ptr(), reason)
             };
             if !self.owns(ptr) {
                 fail("pointer is outside this arena");

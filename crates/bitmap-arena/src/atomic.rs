@@ -32,7 +32,7 @@ const WORD_BITS: usize = usize::BITS as usize;
 /// static mut PAGES: Pages = Pages([MaybeUninit::uninit(); 17 * 4096]);
 /// // SAFETY: the only reference ever made to PAGES.
 /// let pages = unsafe { &mut (*core::ptr::addr_of_mut!(PAGES)).0 };
-/// let frames = AtomicBitmap::new(pages, 4096).unwrap();
+/// let frames = AtomicBitmap::with_region(pages, 4096).unwrap();
 /// // `Shared` makes it an `Allocator`, callable from every thread at once.
 /// let frames: &'static Shared<AtomicBitmap> = Box::leak(Box::new(Shared::new(frames)));
 /// assert_eq!(frames.total_blocks(), 16); // the 17th page holds the bitmap's word
@@ -71,7 +71,7 @@ impl AtomicBitmap {
     ///
     /// [`ConfigError`] when `block_size` is not a power of two, the region does not start
     /// at a multiple of it, or it cannot hold one block and its bit word.
-    pub fn new(
+    pub fn with_region(
         region: &'static mut [MaybeUninit<u8>],
         block_size: usize,
     ) -> Result<Self, ConfigError> {
@@ -80,7 +80,7 @@ impl AtomicBitmap {
         unsafe { Self::from_raw(start, len, block_size) }
     }
 
-    /// As [`new`](Self::new), over raw memory.
+    /// As [`with_region`](Self::with_region), over raw memory.
     ///
     /// # Safety
     ///
@@ -89,7 +89,7 @@ impl AtomicBitmap {
     ///
     /// # Errors
     ///
-    /// As for [`new`](Self::new).
+    /// As for [`with_region`](Self::with_region).
     pub unsafe fn from_raw(
         start: NonNull<u8>,
         len: usize,
@@ -228,7 +228,7 @@ impl AtomicBitmap {
         let offset = ptr.as_ptr().addr().wrapping_sub(self.base.as_ptr().addr());
         let index = offset >> self.block_shift;
         let fail = |reason| {
-            heapkit_core::invalid_free("heapkit-bitmap-arena", operation, ptr.as_ptr(), reason)
+            heapkit_core::invalid_use("heapkit-bitmap-arena", operation, ptr.as_ptr(), reason)
         };
         if cfg!(feature = "checked") {
             if !self.owns(ptr) {

@@ -11,6 +11,15 @@ use heapkit_core::{AllocError, Backend, ConfigError, Corruption, Stats};
 /// Bitmaps per order: free blocks, and under `checked` allocated blocks.
 const BITMAPS: usize = if cfg!(feature = "checked") { 2 } else { 1 };
 
+/// Which of a region's two sets of bitmaps a bit is in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Set {
+    /// One bit per block per order: the block is free (on its order's list).
+    Free = 0,
+    /// Under `checked` only: an allocation of that order starts at the block.
+    Allocated = 1,
+}
+
 /// A free block's links, stored in the block: doubly linked, so a buddy found free through
 /// the bitmap leaves its list in O(1).
 struct FreeNode {
@@ -284,8 +293,7 @@ impl<const ORDERS: usize> Buddy<ORDERS> {
             .find(|header| (header.start..header.end).contains(&address))
     }
 
-    /// The word and bit of `address`'s block at `order` in bitmap set `set` (0: free,
-    /// 1: allocated).
+    /// The word and bit of `address`'s block at `order` in bitmap set `set`.
     ///
     /// # Safety
     ///
@@ -296,12 +304,12 @@ impl<const ORDERS: usize> Buddy<ORDERS> {
         region: *mut RegionHeader<ORDERS>,
         address: usize,
         order: usize,
-        set: usize,
+        set: Set,
     ) -> (*mut u64, u64) {
         // SAFETY: the caller's guarantee.
         let header = unsafe { &*region };
         let index = (address - header.origin[order]) >> (self.min_shift as usize + order);
-        let word = set * header.words + header.words_at[order] + index / 64;
+        let word = set as usize * header.words + header.words_at[order] + index / 64;
         // `word` lies inside the bitmaps: the order's bitmap covers the whole block area.
         (header.bitmap.wrapping_add(word), 1 << (index % 64))
     }
@@ -315,7 +323,7 @@ impl<const ORDERS: usize> Buddy<ORDERS> {
         region: *mut RegionHeader<ORDERS>,
         address: usize,
         order: usize,
-        set: usize,
+        set: Set,
     ) -> bool {
         // SAFETY: forwarded; the word is inside the bitmaps.
         unsafe {
@@ -333,7 +341,7 @@ impl<const ORDERS: usize> Buddy<ORDERS> {
         region: *mut RegionHeader<ORDERS>,
         address: usize,
         order: usize,
-        set: usize,
+        set: Set,
         value: bool,
     ) {
         // SAFETY: forwarded; the word is inside the bitmaps and ours.
@@ -361,7 +369,7 @@ impl<const ORDERS: usize> Buddy<ORDERS> {
             if !head.is_null() {
                 (*head).prev = node;
             }
-            self.mark(region, address, order, 0, true);
+            self.mark(region, address, order, Set::Free, true);
         }
         self.heads[order] = node;
         self.non_empty |= 1 << order;
@@ -386,7 +394,7 @@ impl<const ORDERS: usize> Buddy<ORDERS> {
             if !next.is_null() {
                 (*next).prev = prev;
             }
-            self.mark(region, address, order, 0, false);
+            self.mark(region, address, order, Set::Free, false);
         }
         if self.heads[order].is_null() {
             self.non_empty &= !(1 << order);
@@ -410,7 +418,7 @@ impl<const ORDERS: usize> Buddy<ORDERS> {
         operation: &str,
     ) -> (*mut RegionHeader<ORDERS>, usize) {
         let fail = |reason| -> ! {
-            heapkit_core::invalid_free("heapkit-buddy", operation, ptr.as_ptr(), reason)
+            heapkit_core::invalid_use("heapkit-buddy", operation, ptr.as_ptr(), reason)
         };
         let address = ptr.as_ptr().addr();
         let Some(region) = self.region_of(address) else {
@@ -424,9 +432,9 @@ impl<const ORDERS: usize> Buddy<ORDERS> {
                 fail("pointer is not the start of a block of this layout");
             }
             // SAFETY: `region` holds `address`.
-            if !unsafe { self.test(region, address, order, 1) } {
+            if !unsafe { self.test(region, address, order, Set::Allocated) } {
                 // SAFETY: as above.
-                if unsafe { self.test(region, address, order, 0) } {
+                if unsafe { self.test(region, address, order, Set::Free) } {
                     fail("block is already free");
                 }
                 fail("no block of this layout was allocated here");
@@ -446,7 +454,7 @@ impl<const ORDERS: usize> Buddy<ORDERS> {
     ) {
         if cfg!(feature = "checked") {
             // SAFETY: `region` holds `address`; set 1 exists under `checked`.
-            unsafe { self.mark(region, address, order, 1, value) };
+            unsafe { self.mark(region, address, order, Set::Allocated, value) };
         }
     }
 
@@ -460,7 +468,7 @@ impl<const ORDERS: usize> Buddy<ORDERS> {
             && address < header.end
             && header.end - address >= self.block_size(order)
             // SAFETY: `region` holds `address` (just checked).
-            && unsafe { self.test(region, address, order, 0) }
+            && unsafe { self.test(region, address, order, Set::Free) }
     }
 }
 

@@ -186,7 +186,7 @@ impl core::error::Error for Corruption {}
 #[cold]
 #[inline(never)]
 #[track_caller]
-pub fn invalid_free(crate_name: &str, operation: &str, address: *const u8, reason: &str) -> ! {
+pub fn invalid_use(crate_name: &str, operation: &str, address: *const u8, reason: &str) -> ! {
     panic!("{crate_name}: invalid {operation} of {address:p}: {reason}")
 }
 
@@ -225,7 +225,7 @@ mod tests {
     fn invalid_free_names_crate_operation_and_address() {
         let address = core::ptr::without_provenance::<u8>(0x1230);
         let payload = std::panic::catch_unwind(|| {
-            invalid_free(
+            invalid_use(
                 "heapkit-demo",
                 "deallocate",
                 address,

@@ -18,7 +18,7 @@ pub mod sync;
 pub use adapters::{Local, Locked, LockedRef};
 pub use allocator_api2::alloc::{AllocError, Allocator};
 pub use backend::{Backend, Inspect, Stats};
-pub use error::{invalid_free, ConfigError, Corruption};
+pub use error::{invalid_use, ConfigError, Corruption};
 pub use shared::{Shared, SharedBackend};
 pub use source::Source;
 

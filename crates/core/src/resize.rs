@@ -239,7 +239,7 @@ fn zero_tail(block: NonNull<[u8]>, from: usize) {
 #[track_caller]
 fn check_owned<B: Backend + ?Sized>(backend: &B, ptr: NonNull<u8>, operation: &str) {
     if cfg!(feature = "checked") && !backend.owns(ptr) {
-        crate::invalid_free(
+        crate::invalid_use(
             "heapkit-core",
             operation,
             ptr.as_ptr(),

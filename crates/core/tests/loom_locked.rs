@@ -7,7 +7,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use allocator_api2::alloc::Allocator;
-use heapkit_core::{invalid_free, AllocError, Backend, Layout, Locked, Stats};
+use heapkit_core::{invalid_use, AllocError, Backend, Layout, Locked, Stats};
 use loom::sync::Arc;
 
 const SLOT: usize = 16;
@@ -59,7 +59,7 @@ unsafe impl Backend for Slots {
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>, _: Layout) {
         let index = self.index(ptr);
         if self.used & (1 << index) == 0 {
-            invalid_free(
+            invalid_use(
                 "loom-slots",
                 "deallocate",
                 ptr.as_ptr(),

@@ -49,7 +49,7 @@ const LOOM_UNWRITTEN: u32 = u32::MAX - 2;
 /// static mut REGION: Region = Region([MaybeUninit::uninit(); 4096]);
 /// // SAFETY: the only reference ever made to REGION.
 /// let region = unsafe { &mut (*core::ptr::addr_of_mut!(REGION)).0 };
-/// let pool = AtomicPool::new(region, 32, 8).unwrap();
+/// let pool = AtomicPool::with_region(region, 32, 8).unwrap();
 /// // `Shared` makes it an `Allocator` (and a `GlobalAlloc`), callable from every thread.
 /// let pool: &'static Shared<AtomicPool> = Box::leak(Box::new(Shared::new(pool)));
 ///
@@ -107,7 +107,7 @@ impl AtomicPool {
     /// [`ConfigError`] when the alignment is not a power of two, the block size is zero,
     /// the region does not start at a multiple of the alignment, or it cannot hold one
     /// block and its link.
-    pub fn new(
+    pub fn with_region(
         region: &'static mut [MaybeUninit<u8>],
         block_size: usize,
         block_align: usize,
@@ -126,7 +126,7 @@ impl AtomicPool {
     ///
     /// # Errors
     ///
-    /// As for [`AtomicPool::new`].
+    /// As for [`AtomicPool::with_region`].
     pub unsafe fn from_raw(
         start: NonNull<u8>,
         len: usize,
@@ -273,9 +273,8 @@ impl AtomicPool {
             "heapkit-pool: {operation} of a foreign pointer"
         );
         if cfg!(feature = "checked") {
-            let fail = |reason| {
-                heapkit_core::invalid_free("heapkit-pool", operation, ptr.as_ptr(), reason)
-            };
+            let fail =
+                |reason| heapkit_core::invalid_use("heapkit-pool", operation, ptr.as_ptr(), reason);
             if !self.owns(ptr) {
                 fail("pointer is outside this pool");
             }

@@ -32,7 +32,7 @@ use crate::shape::Shape;
 /// static mut REGION: Region = Region([MaybeUninit::uninit(); 64 * 32]);
 /// // SAFETY: the only reference ever made to REGION.
 /// let region = unsafe { &mut (*core::ptr::addr_of_mut!(REGION)).0 };
-/// let pool = Local::new(Pool::new(region, 64, 8).unwrap());
+/// let pool = Local::new(Pool::with_region(region, 64, 8).unwrap());
 /// let blocks = pool.stats().free / 64; // 32 (31 with `checked`, which keeps a bitmap)
 ///
 /// let mut boxes: Vec<_> = (0..blocks as u64).map(|i| Box::new_in(i, &pool)).collect();
@@ -83,7 +83,7 @@ impl Pool {
     /// [`ConfigError`] when the alignment is not a power of two, the block is smaller than
     /// [`Pool::MIN_BLOCK_SIZE`], the region does not start at a multiple of the alignment,
     /// or it cannot hold one block.
-    pub fn new(
+    pub fn with_region(
         region: &'static mut [MaybeUninit<u8>],
         block_size: usize,
         block_align: usize,
@@ -103,7 +103,7 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// As for [`Pool::new`].
+    /// As for [`Pool::with_region`].
     pub unsafe fn from_raw(
         start: NonNull<u8>,
         len: usize,
@@ -177,7 +177,7 @@ impl Pool {
         #[cfg(feature = "checked")]
         {
             let fail = |reason| {
-                heapkit_core::invalid_free("heapkit-pool", operation, block.as_ptr(), reason)
+                heapkit_core::invalid_use("heapkit-pool", operation, block.as_ptr(), reason)
             };
             if !self.owns(block) {
                 fail("pointer is outside this pool");

@@ -202,7 +202,7 @@ fn static_region_constructor_works() {
     static mut REGION: Region = Region([MaybeUninit::uninit(); 512]);
     // SAFETY: the only reference ever made to REGION.
     let region = unsafe { &mut (*core::ptr::addr_of_mut!(REGION)).0 };
-    let mut pool = Pool::new(region, 32, 8).unwrap();
+    let mut pool = Pool::with_region(region, 32, 8).unwrap();
     let block = pool.allocate(layout(32, 8)).unwrap();
     let stats = pool.stats();
     assert_eq!(

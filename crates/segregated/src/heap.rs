@@ -318,7 +318,7 @@ impl<S: Source> Heap<S> {
         {
             let chunk = Self::chunk_of(ptr);
             let fail = |reason: &str| {
-                heapkit_core::invalid_free("heapkit-segregated", operation, ptr.as_ptr(), reason)
+                heapkit_core::invalid_use("heapkit-segregated", operation, ptr.as_ptr(), reason)
             };
             let held = NonNull::new(chunk.cast::<u8>())
                 .and_then(|start| self.tlsf.tlsf().allocated_size(start));

@@ -4,7 +4,7 @@ use std::alloc::{alloc, dealloc, Layout};
 use std::collections::BTreeMap;
 use std::ptr::NonNull;
 
-use heapkit_core::{invalid_free, AllocError, Backend, Stats};
+use heapkit_core::{invalid_use, AllocError, Backend, Stats};
 
 /// A [`Backend`] that delegates to `std::alloc` with a byte budget, checking every free.
 ///
@@ -53,7 +53,7 @@ impl Reference {
     #[track_caller]
     fn fitted(&mut self, ptr: NonNull<u8>, layout: Layout, operation: &str) -> &mut LiveBlock {
         let Some(block) = self.live.get_mut(&ptr.as_ptr().addr()) else {
-            invalid_free(
+            invalid_use(
                 "heapkit-testkit",
                 operation,
                 ptr.as_ptr(),
@@ -61,7 +61,7 @@ impl Reference {
             )
         };
         if layout.align() != block.system_layout.align() || layout.size() > block.usable {
-            invalid_free(
+            invalid_use(
                 "heapkit-testkit",
                 operation,
                 ptr.as_ptr(),

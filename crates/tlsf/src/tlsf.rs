@@ -1044,8 +1044,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
 
     /// Checks that `ptr` is a live block `layout` fits, or panics naming the problem.
     fn validate(&self, ptr: NonNull<u8>, layout: Layout, operation: &str) {
-        let fail =
-            |reason: &str| heapkit_core::invalid_free(CRATE, operation, ptr.as_ptr(), reason);
+        let fail = |reason: &str| heapkit_core::invalid_use(CRATE, operation, ptr.as_ptr(), reason);
         let block = ptr.as_ptr().wrapping_sub(WORD);
         let Some(region) = self.region_of(ptr.as_ptr().addr()) else {
             fail("pointer is not in memory this allocator manages")
