@@ -11,9 +11,9 @@ use std::ptr::NonNull;
 use allocator_api2::alloc::Allocator;
 use bitmap_allocator::{BitAlloc, BitAlloc1M, BitAlloc4K, BitAlloc64K};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use heapkit_benches::{Region, Rng};
 use heapkit_bitmap_arena::{AtomicBitmap, BitmapArena};
 use heapkit_core::{Backend, Shared};
+use heapkit_trace::{Region, Rng};
 
 const BLOCK: usize = 16;
 

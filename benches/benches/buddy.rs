@@ -14,9 +14,9 @@ use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use heapkit_benches::{Region, Rng};
 use heapkit_buddy::Buddy;
 use heapkit_core::Backend;
+use heapkit_trace::{Region, Rng};
 
 const REGION: usize = 64 << 20;
 /// 16 B .. 64 MiB.

@@ -9,9 +9,9 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use heapkit_benches::lab::contenders::{self, Scratch};
-use heapkit_benches::lab::{builtin, Scale};
-use heapkit_benches::replay::Clock;
+use heapkit_lab::contenders::{self, Scratch};
+use heapkit_lab::{builtin, Scale};
+use heapkit_trace::replay::Clock;
 
 const REGION: usize = 32 << 20;
 

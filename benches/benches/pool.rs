@@ -10,9 +10,9 @@ use std::ptr::NonNull;
 
 use allocator_api2::alloc::Allocator;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use heapkit_benches::Region;
 use heapkit_core::{Backend, Local, Shared};
 use heapkit_pool::{AtomicPool, Pool};
+use heapkit_trace::Region;
 use heapless::box_pool;
 use heapless::pool::boxed::BoxBlock;
 

@@ -16,14 +16,15 @@ use std::time::{Duration, Instant};
 
 use allocator_api2::alloc::Allocator;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use heapkit_benches::arena::{rlsf, talc, RlsfTlsf, TalcArena};
-use heapkit_benches::global::{FromGlobal, LockedArena};
-use heapkit_benches::workloads::collections_churn;
-use heapkit_benches::Region;
 use heapkit_core::{Backend, Locked};
+use heapkit_lab::peers::LockedArena;
+use heapkit_lab::peers::{rlsf, talc, RlsfTlsf, TalcArena};
 use heapkit_pool::Pool;
 use heapkit_segregated::{Heap, Segregator};
 use heapkit_tlsf::Tlsf;
+use heapkit_trace::arena::FromGlobal;
+use heapkit_trace::workloads::collections_churn;
+use heapkit_trace::Region;
 
 const REGION: usize = 256 << 20;
 const ENTRIES: usize = 20_000;

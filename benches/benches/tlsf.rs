@@ -14,8 +14,9 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use heapkit_benches::arena::{heapkit_tlsf, rlsf, talc, Arena};
-use heapkit_benches::workloads::{heap_efficiency, untimed, RandomActions};
+use heapkit_lab::peers::{heapkit_tlsf, rlsf, talc};
+use heapkit_trace::arena::Arena;
+use heapkit_trace::workloads::{heap_efficiency, untimed, RandomActions};
 
 const REGION: usize = 64 << 20;
 const STEPS: u64 = 1000;

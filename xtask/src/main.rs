@@ -84,7 +84,7 @@ fn main() -> ExitCode {
                 "--release",
                 "-q",
                 "-p",
-                "heapkit-benches",
+                "heapkit-lab",
                 "--bin",
                 "lab",
                 "--",

@@ -10,15 +10,14 @@ use heapkit_buddy::Buddy;
 use heapkit_pool::Pool;
 use heapkit_segregated::Heap;
 
-use crate::arena::{
-    buddy_system_over, linked_list_over, rlsf_over, talc_over, tlsf_over, Arena, Heapkit,
-};
-use crate::global::FromGlobal;
-use crate::replay::{
+use crate::peers::{buddy_system_over, linked_list_over, rlsf_over, talc_over, tlsf_over};
+use heapkit_trace::arena::FromGlobal;
+use heapkit_trace::arena::{Arena, Heapkit};
+use heapkit_trace::replay::{
     replay_measured, replay_timed, replay_whole, usable_bytes, Footprint, OutOfMemory,
 };
-use crate::trace::{Summary, Trace};
-use crate::workloads::heap_efficiency_with;
+use heapkit_trace::trace::{Summary, Trace};
+use heapkit_trace::workloads::heap_efficiency_with;
 
 /// One region of memory, leaked once and lent to one allocator at a time, so that a lab
 /// run does not leak a region per replay.
@@ -32,7 +31,7 @@ impl Scratch {
     /// A region of `len` bytes aligned to `len` rounded up to a power of two, so a buddy
     /// system gets whole top-order blocks, as its users arrange.
     pub fn new(len: usize) -> Self {
-        let region = crate::Region::new(len, len.next_power_of_two()).leak();
+        let region = heapkit_trace::Region::new(len, len.next_power_of_two()).leak();
         Self {
             start: NonNull::from(region).cast(),
             len,

@@ -4,9 +4,9 @@
 
 use std::path::PathBuf;
 
-use heapkit_benches::lab::{contenders, run, Config, Row, Scale, WorkloadResult};
-use heapkit_benches::trace::Trace;
-use heapkit_benches::workloads::{synthetic, Lifetimes, SizeMix};
+use heapkit_lab::{contenders, run, Config, Row, Scale, WorkloadResult};
+use heapkit_trace::trace::Trace;
+use heapkit_trace::workloads::{synthetic, Lifetimes, SizeMix};
 
 fn out_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("heapkit-lab-{name}-{}", std::process::id()));

@@ -1,5 +1,5 @@
-//! Records the lab's traces from real programs: `cargo run --release -p heapkit-benches
-//! --example record_traces` rewrites `benches/traces/*.trace`. Each program runs under a
+//! Records the lab's traces from real programs: `cargo run --release -p heapkit-lab
+//! --example record_traces` rewrites `crates/lab/traces/*.trace`. Each program runs under a
 //! recording global allocator; only the program's own thread is recorded. The `BTreeMap`
 //! and JSON traces come out the same on every run; the regex crate's compiler varies a
 //! little between runs (its hash maps are randomly seeded).
@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::hint::black_box;
 use std::path::Path;
 
-use heapkit_benches::record::Recorder;
+use heapkit_trace::record::Recorder;
 
 #[global_allocator]
 static RECORDER: Recorder<System> = Recorder::new(System);

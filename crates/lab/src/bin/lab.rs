@@ -1,9 +1,9 @@
-//! `cargo xtask lab`: every allocator on every workload; see `heapkit_benches::lab`.
+//! `cargo xtask lab`: every allocator on every workload; see `heapkit_lab`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use heapkit_benches::lab::{run, Config, Scale};
+use heapkit_lab::{run, Config, Scale};
 
 const USAGE: &str = "\
 usage: lab [--full] [--only NAME]... [--trace FILE]... [--out DIR] [--update-readme]
@@ -71,7 +71,7 @@ mod readme {
     use std::fmt::Write as _;
     use std::path::Path;
 
-    use heapkit_benches::lab::Report;
+    use heapkit_lab::Report;
 
     const START: &str = "<!-- lab:headline:start -->";
     const END: &str = "<!-- lab:headline:end -->";
@@ -82,7 +82,8 @@ mod readme {
     /// to `docs/lab/`.
     pub fn update(report: &Report, out_dir: &Path) -> Result<(), String> {
         let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let root = manifest_dir.parent().unwrap_or(manifest_dir);
+        // crates/lab → the workspace root.
+        let root = manifest_dir.ancestors().nth(2).unwrap_or(manifest_dir);
         let path = root.join("README.md");
         let readme =
             std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -1,9 +1,9 @@
-//! The lab: every allocator on every workload, in one process, compared on time per call
+//! heapkit's lab: every allocator on every workload, in one process, compared on time per call
 //! (median and tail), fragmentation (peak footprint over peak live bytes), heap
 //! efficiency and metadata. `cargo xtask lab` runs it; [`run`] is the same from code.
 //!
 //! ```no_run
-//! use heapkit_benches::lab::{run, Config, Scale};
+//! use heapkit_lab::{run, Config, Scale};
 //!
 //! let config = Config { scale: Scale::Tiny, only: vec!["plateau".into()], ..Config::default() };
 //! let report = run(&config).unwrap();
@@ -14,8 +14,10 @@
 #![allow(clippy::cast_precision_loss)]
 
 pub mod contenders;
+pub mod peers;
 mod plots;
 mod report;
+mod results;
 
 use std::alloc::Layout;
 use std::path::PathBuf;
@@ -23,11 +25,12 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::replay::{Clock, Footprint, OutOfMemory};
-use crate::trace::{Summary, Trace};
-use crate::workloads::{random_actions_trace, synthetic, Lifetimes, SizeMix};
 use contenders::{Contender, Scratch};
+use heapkit_trace::replay::{Clock, OutOfMemory};
+use heapkit_trace::trace::{Summary, Trace};
+use heapkit_trace::workloads::{random_actions_trace, synthetic, Lifetimes, SizeMix};
 pub use report::Report;
+pub use results::{Row, Timing, WorkloadResult};
 
 /// How much work each workload does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,17 +131,17 @@ const RECORDED: [(&str, &str, &str); 3] = [
     (
         "btreemap",
         "recorded: a BTreeMap<String, Vec<u32>> of 5,000 entries built, queried, half removed",
-        include_str!("../../traces/btreemap.trace"),
+        include_str!("../traces/btreemap.trace"),
     ),
     (
         "json",
         "recorded: a 600-record JSON document built, printed and parsed back with serde_json",
-        include_str!("../../traces/json.trace"),
+        include_str!("../traces/json.trace"),
     ),
     (
         "regex",
         "recorded: 6 regexes compiled as a set and one by one with the regex crate, run over 400 lines",
-        include_str!("../../traces/regex.trace"),
+        include_str!("../traces/regex.trace"),
     ),
 ];
 
@@ -232,14 +235,16 @@ pub fn builtin(scale: Scale, seed: u64) -> Vec<Workload> {
 
 /// The first `events` events of `trace`, with what is then live freed.
 fn truncated(trace: &Trace, events: usize) -> Trace {
-    let mut builder = crate::trace::TraceBuilder::new();
+    let mut builder = heapkit_trace::trace::TraceBuilder::new();
     for &event in trace.events().iter().take(events) {
         let result = match event {
-            crate::trace::Event::Alloc { slot, size, align } => {
+            heapkit_trace::trace::Event::Alloc { slot, size, align } => {
                 builder.alloc(slot.into(), size, align)
             }
-            crate::trace::Event::Realloc { slot, size } => builder.realloc(slot.into(), size),
-            crate::trace::Event::Free { slot } => builder.free(slot.into()),
+            heapkit_trace::trace::Event::Realloc { slot, size } => {
+                builder.realloc(slot.into(), size)
+            }
+            heapkit_trace::trace::Event::Free { slot } => builder.free(slot.into()),
         };
         result.expect("a prefix of a valid trace is valid");
     }
@@ -272,56 +277,6 @@ pub fn from_files(paths: &[PathBuf]) -> Result<Vec<Workload>, String> {
             Ok(Workload::new(&name, description, false, trace))
         })
         .collect()
-}
-
-/// Time per call over the rounds of one allocator on one workload.
-#[derive(Clone, Debug)]
-pub struct Timing {
-    /// Median over rounds of the whole replay's time over its events, ns: throughput,
-    /// with no timer between calls.
-    pub mean_ns: f64,
-    /// Median over rounds of each round's median call, ns.
-    pub median_ns: f64,
-    /// Median over rounds of each round's 99.9th percentile, ns.
-    pub p999_ns: f64,
-    /// Every call's time, sorted, ns, for the latency distribution.
-    pub sorted_ns: Vec<f32>,
-}
-
-/// One allocator's results on one workload.
-#[derive(Clone, Debug)]
-pub struct Row {
-    /// The allocator's display name.
-    pub allocator: &'static str,
-    /// Its key.
-    pub key: &'static str,
-    /// Time per call; `None` when it ran out of memory.
-    pub timing: Option<Timing>,
-    /// Memory measures, for region allocators.
-    pub footprint: Option<Footprint>,
-    /// Heap efficiency on the workload's requests.
-    pub efficiency: Option<f64>,
-    /// Bytes kept for itself.
-    pub metadata: Option<usize>,
-    /// Why time is missing.
-    pub failure: Option<OutOfMemory>,
-}
-
-/// Every allocator on one workload.
-#[derive(Clone, Debug)]
-pub struct WorkloadResult {
-    /// The workload's name.
-    pub name: String,
-    /// What it does.
-    pub description: String,
-    /// Whether it is synthetic.
-    pub synthetic: bool,
-    /// Its shape.
-    pub summary: Summary,
-    /// Bytes of the region heap efficiency was measured in.
-    pub efficiency_region: usize,
-    /// One row per allocator that fits it.
-    pub rows: Vec<Row>,
 }
 
 /// Runs the lab: every fitting allocator on every selected workload, then writes the

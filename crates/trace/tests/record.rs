@@ -4,10 +4,10 @@
 
 use std::alloc::System;
 
-use heapkit_benches::arena::heapkit_tlsf;
-use heapkit_benches::record::Recorder;
-use heapkit_benches::replay::replay_timed;
-use heapkit_benches::trace::{Event, Trace};
+use heapkit_trace::arena::Heapkit;
+use heapkit_trace::record::Recorder;
+use heapkit_trace::replay::replay_timed;
+use heapkit_trace::trace::{Event, Trace};
 
 #[global_allocator]
 static RECORDER: Recorder<System> = Recorder::new(System);
@@ -63,7 +63,9 @@ fn a_recording_holds_the_programs_calls_and_replays() {
         "the box's free, then the two live blocks freed at the end"
     );
     assert_eq!(Trace::parse(&trace.to_text()).unwrap(), trace);
-    replay_timed(&mut heapkit_tlsf(1 << 20), &trace, &mut Vec::new()).unwrap();
+    let region = heapkit_trace::Region::new(1 << 20, 4096).leak();
+    let mut tlsf = Heapkit(<heapkit_tlsf::Tlsf>::with_region(region).unwrap());
+    replay_timed(&mut tlsf, &trace, &mut Vec::new()).unwrap();
 }
 
 #[test]

@@ -5,8 +5,8 @@ use std::path::Path;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::WorkloadResult;
-use crate::replay::Sample;
+use crate::results::WorkloadResult;
+use heapkit_trace::replay::Sample;
 
 /// Colours by position, distinct on white.
 const PALETTE: [RGBColor; 11] = [

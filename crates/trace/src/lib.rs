@@ -1,8 +1,6 @@
 #![doc = include_str!("../README.md")]
 
 pub mod arena;
-pub mod global;
-pub mod lab;
 pub mod record;
 pub mod replay;
 pub mod trace;

@@ -2,7 +2,7 @@
 //! every call on and, while a recording runs on the calling thread, logs it.
 //!
 //! ```no_run
-//! use heapkit_benches::record::Recorder;
+//! use heapkit_trace::record::Recorder;
 //!
 //! #[global_allocator]
 //! static RECORDER: Recorder<std::alloc::System> = Recorder::new(std::alloc::System);

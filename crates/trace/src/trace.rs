@@ -17,7 +17,7 @@
 //! blocks up by index.
 //!
 //! ```
-//! use heapkit_benches::trace::{Event, Trace};
+//! use heapkit_trace::trace::{Event, Trace};
 //!
 //! let trace = Trace::parse("a 7 24 8\nr 7 100\nf 7\n").unwrap();
 //! assert_eq!(trace.events()[1], Event::Realloc { slot: 0, size: 100 });

@@ -4,7 +4,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{plots, Row, WorkloadResult};
+use crate::plots;
+use crate::results::{Row, WorkloadResult};
 
 /// Everything a lab run measured.
 #[derive(Clone, Debug)]
@@ -212,7 +213,7 @@ impl WorkloadResult {
     pub fn best_times(&self) -> (f64, f64) {
         let timings = || self.rows.iter().filter_map(|row| row.timing.as_ref());
         let best =
-            |pick: fn(&super::Timing) -> f64| timings().map(pick).fold(f64::INFINITY, f64::min);
+            |pick: fn(&crate::results::Timing) -> f64| timings().map(pick).fold(f64::INFINITY, f64::min);
         (best(|t| t.mean_ns), best(|t| t.p999_ns))
     }
 

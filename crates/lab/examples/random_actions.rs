@@ -1,11 +1,12 @@
 //! Runs talc's random actions on one contender, for `valgrind --tool=callgrind` or `perf`:
 //! instruction counts are stable where wall-clock times on a shared machine are not.
 //!
-//! `cargo run --release -p heapkit-benches --example random_actions -- tlsf|rlsf|talc MAX STEPS`,
+//! `cargo run --release -p heapkit-lab --example random_actions -- tlsf|rlsf|talc MAX STEPS`,
 //! or `tlsf-pairs|rlsf-pairs|talc-pairs SIZE COUNT` for allocate+free pairs.
 
-use heapkit_benches::arena::{heapkit_tlsf, rlsf, talc, Arena};
-use heapkit_benches::workloads::{untimed, RandomActions};
+use heapkit_lab::peers::{heapkit_tlsf, rlsf, talc};
+use heapkit_trace::arena::Arena;
+use heapkit_trace::workloads::{untimed, RandomActions};
 
 fn drive(arena: &mut impl Arena, max: usize, steps: usize) {
     let mut workload = RandomActions::new(max, 42);

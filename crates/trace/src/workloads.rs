@@ -163,7 +163,7 @@ pub fn heap_efficiency_with<A: Arena>(
     let mut live: Vec<(NonNull<u8>, Layout)> = Vec::new();
     let mut live_bytes = 0usize;
     loop {
-        if !live.is_empty() && rng.next().is_multiple_of(3) {
+        if !live.is_empty() && rng.next() % 3 == 0 {
             let (block, layout) = live.swap_remove(rng.below(live.len()));
             // SAFETY: a live block with its layout, freed once.
             unsafe { arena.free(block, layout) };
@@ -247,7 +247,7 @@ pub enum Lifetimes {
 /// A synthetic workload: a lifetime pattern over a size mix, deterministic per seed.
 ///
 /// ```
-/// use heapkit_benches::workloads::{Lifetimes, SizeMix, synthetic};
+/// use heapkit_trace::workloads::{Lifetimes, SizeMix, synthetic};
 ///
 /// let plateau = Lifetimes::Plateau { live: 100, steps: 1_000 };
 /// let trace = synthetic(plateau, SizeMix::UniformSmall, 7);
@@ -392,12 +392,12 @@ mod tests {
 
     #[test]
     fn collection_churn_gives_the_same_answer_on_every_allocator() {
-        use crate::global::{FromGlobal, LockedArena};
+        use crate::arena::FromGlobal;
         let entries = if cfg!(miri) { 200 } else { 2_000 };
         let glibc = collections_churn(&FromGlobal(std::alloc::System), entries, 5);
-        let tlsf = LockedArena::new(heapkit_tlsf(8 << 20));
+        let tlsf = heapkit_core::Locked::new(heapkit_tlsf(8 << 20).0);
         assert_eq!(collections_churn(&tlsf, entries, 5), glibc);
-        assert_eq!(tlsf.0.lock().0.stats().in_use, 0, "everything was freed");
+        assert_eq!(tlsf.stats().in_use, 0, "everything was freed");
         assert_ne!(
             collections_churn(&FromGlobal(std::alloc::System), 2_000, 6),
             glibc
