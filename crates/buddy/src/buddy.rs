@@ -618,7 +618,7 @@ unsafe impl<const ORDERS: usize> Backend for Buddy<ORDERS> {
                     .expected(usize::from(!head.is_null()), order));
             }
             let size = self.block_size(order);
-            let (mut node, mut prev) = (head, ptr::null_mut());
+            let (mut node, mut prev): (*mut FreeNode, *mut FreeNode) = (head, ptr::null_mut());
             while !node.is_null() {
                 listed += 1;
                 let address = node.addr();
@@ -646,10 +646,13 @@ unsafe impl<const ORDERS: usize> Backend for Buddy<ORDERS> {
                         "a free block and its free buddy were not merged",
                     ));
                 }
+                // Links may hold stray writes: only the address is trusted, and the node
+                // read is rebuilt from its region's own pointer.
+                let node_in_region = region.cast::<FreeNode>().with_addr(address);
                 // SAFETY: a free block of this region (its free bit is set): its first
                 // words hold its links.
-                let (back, next) = unsafe { ((*node).prev, (*node).next) };
-                if back != prev {
+                let (back, next) = unsafe { ((*node_in_region).prev, (*node_in_region).next) };
+                if back.addr() != prev.addr() {
                     return Err(corrupt(address, "list node's back link is wrong"));
                 }
                 free_bytes += size;

@@ -212,8 +212,9 @@ impl WorkloadResult {
     /// The lowest time per call and the lowest 99.9th percentile among the rows.
     pub fn best_times(&self) -> (f64, f64) {
         let timings = || self.rows.iter().filter_map(|row| row.timing.as_ref());
-        let best =
-            |pick: fn(&crate::results::Timing) -> f64| timings().map(pick).fold(f64::INFINITY, f64::min);
+        let best = |pick: fn(&crate::results::Timing) -> f64| {
+            timings().map(pick).fold(f64::INFINITY, f64::min)
+        };
         (best(|t| t.mean_ns), best(|t| t.p999_ns))
     }
 

@@ -364,9 +364,12 @@ unsafe impl Backend for Pool {
                     "a block on the free list is marked allocated",
                 ));
             }
-            // SAFETY: `node` is a block of the region, before the bump cursor: a free block
+            // The link read from memory may be a stray write: only its address is trusted,
+            // checked above, and the pointer followed is rebuilt from the region's own.
+            let block = self.base.as_ptr().wrapping_add(offset);
+            // SAFETY: `block` is a block of the region, before the bump cursor: a free block
             // whose first bytes hold the next link.
-            node = unsafe { node.cast::<*mut u8>().read_unaligned() };
+            node = unsafe { block.cast::<*mut u8>().read_unaligned() };
         }
         if seen != self.free_len {
             return Err(corrupt(base, "free list shorter than the free count")

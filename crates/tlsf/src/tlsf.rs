@@ -920,7 +920,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
                     return Err(corrupt(head, "second-level bit disagrees with its list")
                         .expected(usize::from(!head.is_null()), (sl_map >> sl) as usize & 1));
                 }
-                let (mut node, mut prev) = (head, ptr::null_mut());
+                let (mut node, mut prev): (*mut u8, *mut u8) = (head, ptr::null_mut());
                 while !node.is_null() {
                     seen += 1;
                     if seen > bound {
@@ -930,14 +930,20 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
                         )
                         .expected(bound, seen));
                     }
-                    let inside = self.region_holding_block(node);
-                    if !inside {
+                    // Links may hold stray writes: only the address is trusted, and the node
+                    // read is rebuilt from its region's own pointer.
+                    let Some(node_in_region) = self.region_holding_block(node) else {
                         return Err(corrupt(node, "list node is not a block of any region"));
-                    }
+                    };
                     // SAFETY: `node` is a block-aligned slot inside a region, before its
                     // sentinel: its header and two link words are region memory.
-                    let (h, back, next) =
-                        unsafe { (header(node), link(node, PREV), link(node, NEXT)) };
+                    let (h, back, next) = unsafe {
+                        (
+                            header(node_in_region),
+                            link(node_in_region, PREV),
+                            link(node_in_region, NEXT),
+                        )
+                    };
                     let size = h & !FLAGS;
                     if h & FREE == 0 || size < MIN_BLOCK || size > Self::MAX_BLOCK {
                         return Err(corrupt(node, "list node is not a free block"));
@@ -953,7 +959,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
                             ),
                         );
                     }
-                    if back != prev {
+                    if back.addr() != prev.addr() {
                         return Err(corrupt(node, "list node's back link is wrong"));
                     }
                     (prev, node) = (node, next);
@@ -963,12 +969,13 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         Ok(seen)
     }
 
-    /// Whether `block` is a header slot of some region's blocks: inside `first..sentinel`
-    /// at a block boundary (a granule from `first`).
-    fn region_holding_block(&self, block: *mut u8) -> bool {
-        self.regions.iter().any(|r| {
+    /// `block` rebuilt from its region's pointer, if it is a header slot of some region's
+    /// blocks: inside `first..sentinel` at a block boundary (a granule from `first`).
+    fn region_holding_block(&self, block: *mut u8) -> Option<*mut u8> {
+        self.regions.iter().find_map(|r| {
             let offset = block.addr().wrapping_sub(r.first.addr());
-            offset < r.sentinel.addr() - r.first.addr() && offset % GRANULE == 0
+            (offset < r.sentinel.addr() - r.first.addr() && offset % GRANULE == 0)
+                .then(|| r.first.wrapping_add(offset))
         })
     }
 
