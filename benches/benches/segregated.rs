@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 use allocator_api2::alloc::Allocator;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use heapkit_core::{Backend, Locked};
-use heapkit_lab::peers::LockedArena;
 use heapkit_lab::peers::{rlsf, talc, RlsfTlsf, TalcArena};
 use heapkit_pool::Pool;
 use heapkit_segregated::{Heap, Segregator};
 use heapkit_tlsf::Tlsf;
 use heapkit_trace::arena::FromGlobal;
+use heapkit_trace::arena::LockedArena;
 use heapkit_trace::workloads::collections_churn;
 use heapkit_trace::Region;
 

@@ -1,13 +1,9 @@
-//! The peer crates as [`Arena`]s, over regions the lab leaks for them, and
-//! [`LockedArena`]: a region allocator behind heapkit's spin lock as an `Allocator`.
+//! The peer crates as [`Arena`]s, over regions the lab leaks for them.
 
 use std::alloc::Layout;
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 
-use allocator_api2::alloc::{AllocError, Allocator};
-use heapkit_core::resize::dangling;
-use heapkit_core::sync::SpinLock;
 use heapkit_trace::arena::{realloc_by_moving, Arena, Heapkit};
 use heapkit_trace::Region;
 
@@ -190,81 +186,4 @@ pub fn linked_list_over(region: &'static mut [MaybeUninit<u8>]) -> LinkedList {
     LinkedList(unsafe {
         linked_list_allocator::Heap::new(region.as_mut_ptr().cast(), region.len())
     })
-}
-
-/// A region allocator behind heapkit's spin lock.
-#[derive(Debug)]
-pub struct LockedArena<A>(pub SpinLock<A>);
-
-impl<A> LockedArena<A> {
-    /// Puts `arena` behind the lock.
-    pub fn new(arena: A) -> Self {
-        Self(SpinLock::new(arena))
-    }
-}
-
-// SAFETY: the arena hands out blocks of at least the requested size and alignment, one
-// caller at a time under the lock; resizing copies the kept bytes.
-unsafe impl<A: Arena> Allocator for LockedArena<A> {
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        if layout.size() == 0 {
-            return Ok(dangling(layout));
-        }
-        let block = self.0.lock().alloc(layout).ok_or(AllocError)?;
-        Ok(NonNull::slice_from_raw_parts(block, layout.size()))
-    }
-
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        if layout.size() != 0 {
-            // SAFETY: per the caller.
-            unsafe { self.0.lock().free(ptr, layout) }
-        }
-    }
-
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: per the caller.
-        unsafe { self.resize(ptr, old, new) }
-    }
-
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: per the caller.
-        unsafe { self.resize(ptr, old, new) }
-    }
-}
-
-impl<A: Arena> LockedArena<A> {
-    unsafe fn resize(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        if old.size() == 0 || old.align() != new.align() {
-            let block = self.allocate(new)?;
-            // SAFETY: as in `FromGlobal::resize`.
-            unsafe {
-                ptr.copy_to_nonoverlapping(block.cast(), old.size().min(new.size()));
-                self.deallocate(ptr, old);
-            }
-            return Ok(block);
-        }
-        if new.size() == 0 {
-            // SAFETY: per the caller.
-            unsafe { self.deallocate(ptr, old) };
-            return Ok(dangling(new));
-        }
-        // SAFETY: per the caller; the arena resizes in place or moves with a copy.
-        let moved = unsafe { self.0.lock().realloc(ptr, old, new.size()) }.ok_or(AllocError)?;
-        Ok(NonNull::slice_from_raw_parts(moved, new.size()))
-    }
 }
