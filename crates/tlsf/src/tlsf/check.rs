@@ -1,0 +1,169 @@
+//! [`Backend::check`](heapkit_core::Backend::check): every invariant of the heap, walked.
+
+use core::ptr;
+
+use heapkit_core::Corruption;
+
+use super::block::{header, link, word, NEXT, PREV};
+use super::{Classes, Region, Tlsf, CRATE_NAME, FLAGS, FREE, GRANULE, MIN_BLOCK, PREV_FREE, WORD};
+
+impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
+    /// The region holding address `addr` in its blocks, if any.
+    #[cfg_attr(not(feature = "checked"), allow(dead_code))]
+    pub(super) fn region_of(&self, addr: usize) -> Option<&Region> {
+        self.regions
+            .iter()
+            .find(|r| r.first.addr() < addr && addr < r.sentinel.addr())
+    }
+
+    /// Every invariant of the heap, walked block by block and list by list: see
+    /// [`Backend::check`]. Reads only memory inside the regions, whatever it finds there.
+    pub(super) fn check_heap(&self) -> Result<(), Corruption> {
+        let corrupt = |at: *mut u8, what| Corruption::new(CRATE_NAME, at.addr(), what);
+        let mut free_blocks = 0usize;
+        let mut free_bytes = 0usize;
+        for r in self.regions.iter() {
+            let (mut block, end) = (r.first, r.sentinel);
+            let mut prev_free = false;
+            while block != end {
+                // SAFETY: `block` lies in `first..sentinel` (checked by the step below),
+                // word-aligned: a header slot inside the region.
+                let h = unsafe { header(block) };
+                let size = h & !FLAGS;
+                let room = end.addr() - block.addr();
+                if size < MIN_BLOCK || size % GRANULE != 0 {
+                    return Err(
+                        corrupt(block, "block size is not a whole number of granules")
+                            .expected(MIN_BLOCK, size),
+                    );
+                }
+                if size > room || size > Self::MAX_BLOCK {
+                    return Err(
+                        corrupt(block, "block runs past its region's end").expected(room, size)
+                    );
+                }
+                if (h & PREV_FREE != 0) != prev_free {
+                    return Err(corrupt(block, "PREV_FREE disagrees with the block before")
+                        .expected(usize::from(prev_free), usize::from(h & PREV_FREE != 0)));
+                }
+                let free = h & FREE != 0;
+                if free {
+                    if prev_free {
+                        return Err(corrupt(block, "two free blocks are adjacent (not merged)"));
+                    }
+                    // SAFETY: `size <= room`: the footer is the block's last word, inside.
+                    let footer = unsafe { word(block.add(size - WORD), 0).read() };
+                    if footer != size {
+                        return Err(
+                            corrupt(block, "free block's footer differs from its header")
+                                .expected(size, footer),
+                        );
+                    }
+                    free_blocks += 1;
+                    free_bytes += size - WORD;
+                }
+                prev_free = free;
+                // SAFETY: `size <= room`: at most the sentinel.
+                block = unsafe { block.add(size) };
+            }
+            // SAFETY: the sentinel is a header slot inside the region.
+            let sentinel = unsafe { header(end) };
+            if sentinel & !PREV_FREE != 0 || (sentinel & PREV_FREE != 0) != prev_free {
+                return Err(corrupt(end, "region's end sentinel is damaged")
+                    .expected(usize::from(prev_free) * PREV_FREE, sentinel));
+            }
+        }
+        let listed = self.check_lists(free_blocks)?;
+        if listed != free_blocks {
+            return Err(
+                corrupt(ptr::null_mut(), "free blocks missing from the lists")
+                    .expected(free_blocks, listed),
+            );
+        }
+        if free_bytes != self.free {
+            return Err(
+                corrupt(ptr::null_mut(), "free byte count differs from the blocks")
+                    .expected(free_bytes, self.free),
+            );
+        }
+        Ok(())
+    }
+
+    /// Walks every list (at most `bound` nodes in all, so a cycle ends) and checks bitmaps,
+    /// links and sizes; returns the nodes seen.
+    pub(super) fn check_lists(&self, bound: usize) -> Result<usize, Corruption> {
+        let corrupt = |at: *mut u8, what| Corruption::new(CRATE_NAME, at.addr(), what);
+        let mut seen = 0;
+        for fl in 0..FL {
+            let sl_map = self.sl_maps[fl];
+            if (self.fl_map >> fl) & 1 != u32::from(sl_map != 0) {
+                return Err(
+                    corrupt(ptr::null_mut(), "first-level bit disagrees with its lists")
+                        .expected(usize::from(sl_map != 0), (self.fl_map >> fl) as usize & 1),
+                );
+            }
+            for sl in 0..SL {
+                let head = self.heads[fl][sl];
+                if (sl_map >> sl) & 1 != u32::from(!head.is_null()) {
+                    return Err(corrupt(head, "second-level bit disagrees with its list")
+                        .expected(usize::from(!head.is_null()), (sl_map >> sl) as usize & 1));
+                }
+                let (mut node, mut prev): (*mut u8, *mut u8) = (head, ptr::null_mut());
+                while !node.is_null() {
+                    seen += 1;
+                    if seen > bound {
+                        return Err(corrupt(
+                            node,
+                            "a list holds more blocks than are free (a cycle?)",
+                        )
+                        .expected(bound, seen));
+                    }
+                    // Links may hold stray writes: only the address is trusted, and the node
+                    // read is rebuilt from its region's own pointer.
+                    let Some(node_in_region) = self.region_holding_block(node) else {
+                        return Err(corrupt(node, "list node is not a block of any region"));
+                    };
+                    // SAFETY: `node` is a block-aligned slot inside a region, before its
+                    // sentinel: its header and two link words are region memory.
+                    let (h, back, next) = unsafe {
+                        (
+                            header(node_in_region),
+                            link(node_in_region, PREV),
+                            link(node_in_region, NEXT),
+                        )
+                    };
+                    let size = h & !FLAGS;
+                    if h & FREE == 0 || size < MIN_BLOCK || size > Self::MAX_BLOCK {
+                        return Err(corrupt(node, "list node is not a free block"));
+                    }
+                    if Classes::<FL, SL>::list_of(size) != (fl, sl) {
+                        return Err(
+                            corrupt(node, "free block is on the wrong list for its size").expected(
+                                fl * SL + sl,
+                                {
+                                    let (f, s) = Classes::<FL, SL>::list_of(size);
+                                    f * SL + s
+                                },
+                            ),
+                        );
+                    }
+                    if back.addr() != prev.addr() {
+                        return Err(corrupt(node, "list node's back link is wrong"));
+                    }
+                    (prev, node) = (node, next);
+                }
+            }
+        }
+        Ok(seen)
+    }
+
+    /// `block` rebuilt from its region's pointer, if it is a header slot of some region's
+    /// blocks: inside `first..sentinel` at a block boundary (a granule from `first`).
+    pub(super) fn region_holding_block(&self, block: *mut u8) -> Option<*mut u8> {
+        self.regions.iter().find_map(|r| {
+            let offset = block.addr().wrapping_sub(r.first.addr());
+            (offset < r.sentinel.addr() - r.first.addr() && offset % GRANULE == 0)
+                .then(|| r.first.wrapping_add(offset))
+        })
+    }
+}

@@ -1,0 +1,270 @@
+//! The segregated lists and their bitmaps: linking, unlinking and moving free blocks.
+
+use core::ptr;
+
+use super::block::{header, link, set_header, set_link, word, NEXT, PREV};
+use super::{Classes, Tlsf, FREE, PREV_FREE, WORD};
+
+impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
+    /// The head of list `(fl, sl)`.
+    ///
+    /// # Safety
+    ///
+    /// `fl < FL` and `sl < SL`: indices from `list_of` of a block size (blocks never
+    /// exceed `MAX_BLOCK`) or from `find_list`.
+    #[inline(always)]
+    pub(super) unsafe fn head(&mut self, fl: usize, sl: usize) -> &mut *mut u8 {
+        debug_assert!(fl < FL && sl < SL);
+        // SAFETY: in bounds, per the caller.
+        unsafe { self.heads.get_unchecked_mut(fl).get_unchecked_mut(sl) }
+    }
+
+    /// The second-level bitmap of class `fl`.
+    ///
+    /// # Safety
+    ///
+    /// `fl < FL`, as for [`head`](Self::head).
+    #[inline(always)]
+    pub(super) unsafe fn sl_map(&self, fl: usize) -> u32 {
+        debug_assert!(fl < FL);
+        // SAFETY: in bounds, per the caller.
+        unsafe { *self.sl_maps.get_unchecked(fl) }
+    }
+
+    /// # Safety
+    ///
+    /// As for [`sl_map`](Self::sl_map).
+    #[inline(always)]
+    pub(super) unsafe fn sl_map_mut(&mut self, fl: usize) -> &mut u32 {
+        debug_assert!(fl < FL);
+        // SAFETY: in bounds, per the caller.
+        unsafe { self.sl_maps.get_unchecked_mut(fl) }
+    }
+
+    /// Puts a block on its list with its free header and footer. The next block's
+    /// `PREV_FREE` bit is the caller's to set (often it already is).
+    ///
+    /// # Safety
+    ///
+    /// `block..block + size` is unused memory of one region, of a valid block size, and
+    /// the block before it is in use (or it starts the region).
+    #[inline(always)]
+    pub(super) unsafe fn link_free(&mut self, block: *mut u8, size: usize) {
+        // SAFETY: per the caller.
+        unsafe { self.link_free_in(block, size, Classes::<FL, SL>::list_of(size)) }
+    }
+
+    /// [`link_free`](Self::link_free) with the block's list already known.
+    ///
+    /// # Safety
+    ///
+    /// As for `link_free`; `(fl, sl)` is `list_of(size)`.
+    #[inline(always)]
+    pub(super) unsafe fn link_free_in(
+        &mut self,
+        block: *mut u8,
+        size: usize,
+        (fl, sl): (usize, usize),
+    ) {
+        // SAFETY: per the caller the block's words are ours; the head is a free block.
+        unsafe {
+            let head = self.head(fl, sl);
+            let first = *head;
+            *head = block;
+            set_header(block, size | FREE);
+            set_link(block, NEXT, first);
+            set_link(block, PREV, ptr::null_mut());
+            if !first.is_null() {
+                set_link(first, PREV, block);
+            }
+            word(block.add(size - WORD), 0).write(size);
+            *self.sl_map_mut(fl) |= 1 << sl;
+        }
+        self.fl_map |= 1 << fl;
+        self.free += size - WORD;
+    }
+
+    /// [`link_free`](Self::link_free), then tells the next block.
+    ///
+    /// # Safety
+    ///
+    /// As for `link_free`, and a valid header follows the block.
+    #[inline(always)]
+    pub(super) unsafe fn insert(&mut self, block: *mut u8, size: usize) {
+        // SAFETY: per the caller.
+        unsafe {
+            self.link_free(block, size);
+            let next = block.add(size);
+            set_header(next, header(next) | PREV_FREE);
+        }
+    }
+
+    /// Takes a free block of `size` off its list. Its header and the next block's
+    /// `PREV_FREE` bit are left for the caller to rewrite.
+    ///
+    /// # Safety
+    ///
+    /// `block` is on a list, with size `size`.
+    #[inline(always)]
+    pub(super) unsafe fn unlink(&mut self, block: *mut u8, size: usize) {
+        // SAFETY: per the caller.
+        unsafe { self.unlink_from(block, size, Classes::<FL, SL>::list_of(size)) }
+    }
+
+    /// [`unlink`](Self::unlink) with the block's list already known.
+    ///
+    /// # Safety
+    ///
+    /// As for `unlink`; `(fl, sl)` is `list_of(size)`.
+    #[inline(always)]
+    pub(super) unsafe fn unlink_from(
+        &mut self,
+        block: *mut u8,
+        size: usize,
+        (fl, sl): (usize, usize),
+    ) {
+        // SAFETY: per the caller, `block` and its list neighbours are free blocks.
+        unsafe {
+            let next = link(block, NEXT);
+            let prev = link(block, PREV);
+            if !next.is_null() {
+                set_link(next, PREV, prev);
+            }
+            if prev.is_null() {
+                *self.head(fl, sl) = next;
+                if next.is_null() {
+                    self.mark_empty(fl, sl);
+                }
+            } else {
+                set_link(prev, NEXT, next);
+            }
+        }
+        self.free -= size - WORD;
+    }
+
+    /// Clears the bitmap bits of list `(fl, sl)`, which has just become empty.
+    ///
+    /// # Safety
+    ///
+    /// `(fl, sl)` is in range.
+    #[inline(always)]
+    pub(super) unsafe fn mark_empty(&mut self, fl: usize, sl: usize) {
+        // SAFETY: per the caller.
+        let map = unsafe { self.sl_map_mut(fl) };
+        *map &= !(1 << sl);
+        if *map == 0 {
+            self.fl_map &= !(1 << fl);
+        }
+    }
+
+    /// Takes the first block (of `size` bytes) off list `(fl, sl)`.
+    ///
+    /// # Safety
+    ///
+    /// The list is not empty, and `(fl, sl)` is in range.
+    #[inline(always)]
+    pub(super) unsafe fn pop_head(&mut self, fl: usize, sl: usize, size: usize) {
+        // SAFETY: per the caller, the head is a free block; its successor too, if any.
+        unsafe {
+            let head = self.head(fl, sl);
+            let next = link(*head, NEXT);
+            *head = next;
+            if next.is_null() {
+                self.mark_empty(fl, sl);
+            } else {
+                set_link(next, PREV, ptr::null_mut());
+            }
+        }
+        self.free -= size - WORD;
+    }
+
+    /// Moves free block `from` (of `from_size`) to `to` with size `to_size`, both in list
+    /// `(fl, sl)`: the list node changes address, the bitmaps stay as they are. Saves the
+    /// unlink and insert when a split or merge does not change the list.
+    ///
+    /// # Safety
+    ///
+    /// `from` is on list `(fl, sl)`; `to..to + to_size` is free memory of the region (it
+    /// may overlap `from`) whose size also maps to `(fl, sl)`; the block before `to` is in
+    /// use and the one after it knows it follows a free block.
+    #[inline(always)]
+    pub(super) unsafe fn relocate(
+        &mut self,
+        from: *mut u8,
+        from_size: usize,
+        to: *mut u8,
+        to_size: usize,
+        (fl, sl): (usize, usize),
+    ) {
+        // SAFETY: per the caller; both links are read before anything at `to` is written.
+        unsafe {
+            let next = link(from, NEXT);
+            let prev = link(from, PREV);
+            set_link(to, NEXT, next);
+            set_link(to, PREV, prev);
+            if !next.is_null() {
+                set_link(next, PREV, to);
+            }
+            if prev.is_null() {
+                *self.head(fl, sl) = to;
+            } else {
+                set_link(prev, NEXT, to);
+            }
+            set_header(to, to_size | FREE);
+            word(to.add(to_size - WORD), 0).write(to_size);
+        }
+        self.free = self.free + to_size - from_size;
+    }
+
+    /// Turns free block `from` (`from_size` bytes, on a list) into free block `to` of
+    /// `to_size` bytes: relocated within its list when the list stays the same, else
+    /// unlinked and linked anew.
+    ///
+    /// # Safety
+    ///
+    /// As for [`relocate`](Self::relocate), without the same-list condition.
+    #[inline(always)]
+    pub(super) unsafe fn replace_free(
+        &mut self,
+        from: *mut u8,
+        from_size: usize,
+        to: *mut u8,
+        to_size: usize,
+    ) {
+        let list = Classes::<FL, SL>::list_of(to_size);
+        let from_list = Classes::<FL, SL>::list_of(from_size);
+        // SAFETY: per the caller.
+        unsafe {
+            if list == from_list {
+                self.relocate(from, from_size, to, to_size, list);
+            } else {
+                self.unlink_from(from, from_size, from_list);
+                self.link_free_in(to, to_size, list);
+            }
+        }
+    }
+
+    /// Grows free block `block` (on a list) in place from `old_size` to `new_size` bytes:
+    /// a new header and footer when its list stays the same, else a move between lists.
+    ///
+    /// # Safety
+    ///
+    /// `block` is on a list with `old_size`; the bytes up to `new_size` are free memory of
+    /// its region, and the block after them knows it follows a free block.
+    #[inline(always)]
+    pub(super) unsafe fn resize_free(&mut self, block: *mut u8, old_size: usize, new_size: usize) {
+        let list = Classes::<FL, SL>::list_of(new_size);
+        let old_list = Classes::<FL, SL>::list_of(old_size);
+        // SAFETY: per the caller.
+        unsafe {
+            if list == old_list {
+                set_header(block, new_size | FREE);
+                word(block.add(new_size - WORD), 0).write(new_size);
+                self.free = self.free + new_size - old_size;
+            } else {
+                self.unlink_from(block, old_size, old_list);
+                self.link_free_in(block, new_size, list);
+            }
+        }
+    }
+}

@@ -1,0 +1,571 @@
+//! [`Tlsf`]: segregated free lists indexed by two bitmaps, boundary tags for coalescing.
+
+use core::alloc::Layout;
+use core::fmt;
+use core::mem::{align_of, size_of, MaybeUninit};
+use core::ptr::{self, NonNull};
+
+use heapkit_core::region::{RegionList, Span};
+use heapkit_core::{AllocError, Backend, ConfigError, Corruption, Stats};
+
+use crate::class::{block_size_for, Classes, GRANULE, MIN_BLOCK, WORD};
+
+mod block;
+mod check;
+#[cfg(feature = "checked")]
+mod checked;
+mod lists;
+mod regions;
+#[cfg(test)]
+mod tests;
+
+use block::{footer_before, header, link, set_header, NEXT};
+use regions::Region;
+
+/// Header bit: this block is free (on a list).
+const FREE: usize = 1;
+/// Header bit: the block physically before this one is free, so the word just before this
+/// header is that block's footer (its size).
+const PREV_FREE: usize = 2;
+const FLAGS: usize = FREE | PREV_FREE;
+
+const CRATE_NAME: &str = "heapkit-tlsf";
+#[cfg(feature = "checked")]
+const CRATE: &str = CRATE_NAME;
+
+/// First-level classes by default: blocks up to 64 GiB on 64-bit targets, 2 GiB (half the
+/// address space) on 32-bit ones.
+pub const DEFAULT_FL: usize = if usize::BITS >= 64 { 28 } else { 24 };
+/// Second-level lists per first-level class by default.
+pub const DEFAULT_SL: usize = 32;
+
+/// A two-level segregated fit allocator (Masmano, Ripoll, Crespo and Real, 2004): O(1)
+/// allocate, free and in-place resize, with no loop whose length depends on what the
+/// heap holds — the allocator for real-time code, where the worst case is what counts.
+///
+/// ```text
+///  fl_map   (bit f: some list of class f is non-empty)
+///  ┌───┬───┬───┬───┬───┬ ─ ┬───┐
+///  │ 0 │ 1 │ 0 │ 1 │ 0 │   │ 0 │   class 0: below SL granules, a list per size;
+///  └───┴─┬─┴───┴─┬─┴───┴ ─ ┴───┘   class f ≥ 1: SL·2^(f-1) to SL·2^f granules
+///        │       │
+///        ▼       ▼  sl_maps[f] (bit s: list (f, s) is non-empty)
+///  ┌───┬───┬───┬───┐
+///  │ 0 │ 1 │ 0 │ 0 │  ...       class f's SL lists, each 2^(f-1) granules wide
+///  └───┴─┬─┴───┴───┘
+///        ▼ heads[f][s]
+///      ┌─────────────┐     ┌─────────────┐
+///      │ free block  │ ──► │ free block  │ ──► null      doubly linked, LIFO
+///      │ size|FREE   │ ◄── │ size|FREE   │
+///      └─────────────┘     └─────────────┘
+///
+///  a region:
+///  ┌────────┬──────────────────┬──────────────────────┬───────────────┬─────────┐
+///  │ Region │ header │ payload │ header │ links  ... │ header │ ...  │sentinel │
+///  │ header │ size   │ (used)  │size|FREE│  footer=size│ PREV_FREE   │ size 0  │
+///  └────────┴──────────────────┴──────────────────────┴───────────────┴─────────┘
+///            allocated block      free block            next block knows the one
+///                                                       before it is free
+/// ```
+///
+/// A request is rounded up to the next list boundary, `first_list_fitting` finds the first
+/// non-empty list at or above it with two find-first-set instructions on the maps, and the
+/// head of that list is taken: one block examined, whatever the heap holds.
+///
+/// **Lists.** Free blocks sit on doubly linked lists, one per size class: `FL` first-level
+/// classes split sizes at powers of two, and each splits into `SL` second-level lists of
+/// equal width. A bitmap of non-empty first-level classes and one bitmap per class of
+/// non-empty lists find a usable list with two find-first-set instructions.
+///
+/// **Good fit.** A request is rounded up to the next list boundary before the search, so
+/// the first block of the list found always fits: allocation examines exactly one block.
+/// The price is that a block between the request and the boundary is not used for it;
+/// internal waste is below one list width, `1/SL` of the block (3.1% at `SL = 32`).
+/// Sizes below `SL` granules have exact lists.
+///
+/// **Blocks.** Sizes are multiples of [`GRANULE`] (two words: 16 bytes on 64-bit
+/// targets); the smallest block is [`MIN_BLOCK`] (four words). An allocated block carries
+/// one word of header (its size and two flag bits), so a request of `n` bytes uses
+/// `n + 8` bytes rounded up to 16 (on 64-bit). A free block also stores two links and a
+/// footer (its size in its last word), which is what lets `deallocate` merge with the
+/// block before it in O(1) — the boundary tag. A freed block merges with both physical
+/// neighbours at once, so no two free blocks are ever adjacent.
+///
+/// **Alignment.** Payloads are granule-aligned. A larger alignment `a` searches for
+/// `size + a + MIN_BLOCK - GRANULE` bytes, places the block at the first aligned address
+/// that leaves either nothing or a whole free block in front, and returns that leading gap
+/// to the lists. No search per alignment.
+///
+/// **Regions.** [`add_region`](Self::add_region) at any time. Each region starts with a
+/// small header and ends with a sentinel; blocks never merge across regions. A region
+/// larger than the largest class (`GRANULE * SL << (FL - 1)` bytes: 64 GiB for the
+/// default `Tlsf<28, 32>` on 64-bit targets, 2 GiB for `Tlsf<24, 32>` on 32-bit ones) is
+/// managed as several.
+///
+/// **Parameters.** `FL` from 1 to 32, `SL` a power of two from 1 to 32, and together they
+/// must cover at least 1 KiB; other values fail the build. The list heads take
+/// `FL * SL` words inside the `Tlsf` value (7 KiB for the default).
+pub struct Tlsf<const FL: usize = { DEFAULT_FL }, const SL: usize = { DEFAULT_SL }> {
+    /// Bit `f`: some list of first-level class `f` is non-empty.
+    fl_map: u32,
+    /// Per class `f`, bit `s`: list `(f, s)` is non-empty.
+    sl_maps: [u32; FL],
+    heads: [[*mut u8; SL]; FL],
+    regions: RegionList<Region>,
+    capacity: usize,
+    in_use: usize,
+    /// Usable bytes of the free blocks (their sizes less one header each).
+    free: usize,
+    /// Free blocks examined by `allocate`: tests check it stays at one per call.
+    #[cfg(test)]
+    pub(crate) probes: usize,
+}
+
+// SAFETY: the allocator exclusively manages its regions; nothing is tied to a thread.
+unsafe impl<const FL: usize, const SL: usize> Send for Tlsf<FL, SL> {}
+
+impl<const FL: usize, const SL: usize> Default for Tlsf<FL, SL> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
+    /// The largest block, header included. The largest request that can succeed is a
+    /// little less: see [`max_request`](Self::max_request).
+    pub const MAX_BLOCK: usize = Classes::<FL, SL>::MAX_BLOCK;
+
+    /// An allocator with no memory yet: give it some with
+    /// [`add_region`](Self::add_region). `const`, so it can initialise a `static`.
+    pub const fn new() -> Self {
+        let () = Classes::<FL, SL>::VALID;
+        Self {
+            fl_map: 0,
+            sl_maps: [0; FL],
+            heads: [[ptr::null_mut(); SL]; FL],
+            regions: RegionList::new(),
+            capacity: 0,
+            in_use: 0,
+            free: 0,
+            #[cfg(test)]
+            probes: 0,
+        }
+    }
+
+    /// An allocator over one `'static` region.
+    ///
+    /// # Errors
+    ///
+    /// As for [`add_region`](Self::add_region).
+    pub fn with_region(region: &'static mut [MaybeUninit<u8>]) -> Result<Self, ConfigError> {
+        let mut tlsf = Self::new();
+        let (start, len) = Span::raw_parts(region);
+        // SAFETY: a `'static` exclusive borrow is ours to manage forever.
+        unsafe { tlsf.add_region(start, len)? };
+        Ok(tlsf)
+    }
+
+    /// The largest request size that can succeed (with granule alignment), given a region
+    /// large enough.
+    pub const fn max_request() -> usize {
+        let (fl, sl) = (FL - 1, SL - 1);
+        Classes::<FL, SL>::list_floor(fl, sl) - WORD
+    }
+
+    /// Bytes a fresh region needs so that a request for `layout` surely succeeds in it, or
+    /// `None` if no region can serve it. Growing allocators size their chunks with this.
+    pub fn region_len_for(layout: Layout) -> Option<usize> {
+        let search = Self::search_size(layout)?;
+        let (fl, sl) = Classes::<FL, SL>::first_list_fitting(search)?;
+        let area = Classes::<FL, SL>::list_floor(fl, sl);
+        // Header and its alignment, the first block's offset, the sentinel and the tail's
+        // rounding; under `checked`, one bit per granule of the whole region (bitmap
+        // included, hence 127 rather than 128 bytes per byte of map) plus rounding.
+        let fixed = size_of::<Region>() + align_of::<Region>() + 2 * GRANULE + 2 * WORD;
+        let bitmap = if cfg!(feature = "checked") {
+            area / (GRANULE * 8 - 1) + 4 * WORD
+        } else {
+            0
+        };
+        area.checked_add(fixed + bitmap)
+    }
+
+    /// The block size to search for: `layout`'s block, plus room to align it.
+    #[inline(always)]
+    fn search_size(layout: Layout) -> Option<usize> {
+        let size = block_size_for(layout.size());
+        if layout.align() <= GRANULE {
+            Some(size)
+        } else {
+            size.checked_add(layout.align() + MIN_BLOCK - GRANULE)
+        }
+    }
+
+    /// The first non-empty list at or after `(fl, sl)`: two find-first-set operations.
+    #[inline(always)]
+    fn find_list(&self, fl: usize, sl: usize) -> Option<(usize, usize)> {
+        // SAFETY: `first_list_fitting` returns `fl < FL`; the second read uses a bit set
+        // in `fl_map`, which only ever holds bits below `FL`.
+        unsafe {
+            let in_class = self.sl_map(fl) & (u32::MAX << sl);
+            if in_class != 0 {
+                return Some((fl, in_class.trailing_zeros() as usize));
+            }
+            let above = self.fl_map & u32::MAX.checked_shl(fl as u32 + 1).unwrap_or(0);
+            if above == 0 {
+                return None;
+            }
+            let fl = above.trailing_zeros() as usize;
+            Some((fl, self.sl_map(fl).trailing_zeros() as usize))
+        }
+    }
+
+    /// Cuts `block` (off the lists, `available` bytes) down to `size` bytes, returning the
+    /// tail to the lists when it can hold a block, and marks it allocated. Returns the
+    /// block's final size.
+    ///
+    /// # Safety
+    ///
+    /// `block` is a block of `available >= size` bytes that is on no list, whose header
+    /// has the right `PREV_FREE` bit, and whose next block's `PREV_FREE` bit says free.
+    #[inline(always)]
+    unsafe fn carve(&mut self, block: *mut u8, available: usize, size: usize) -> usize {
+        // SAFETY: per the caller; the tail (when split) is free memory of the region,
+        // followed by the old next block's header, which already says "free before me".
+        unsafe {
+            let prev_flag = header(block) & PREV_FREE;
+            let rest = available - size;
+            if rest >= MIN_BLOCK {
+                set_header(block, size | prev_flag);
+                self.link_free(block.add(size), rest);
+                size
+            } else {
+                set_header(block, available | prev_flag);
+                let next = block.add(available);
+                set_header(next, header(next) & !PREV_FREE);
+                available
+            }
+        }
+    }
+
+    /// `allocate` for alignments above the granule: over-allocate, give back the gap.
+    ///
+    /// The good-fit search asks for `size + align` (plus room for a leading free block), so
+    /// any block it finds fits whatever its address. When none is that large, one more
+    /// block is examined, still O(1): the head of the largest non-empty list, taken if an
+    /// aligned payload fits inside it. Without that second look, whether the last aligned
+    /// block of a region could be served depended on the region's address (a slab heap
+    /// packed 13 or 14 chunks into 16 chunks of memory, by address).
+    #[inline(never)]
+    fn allocate_aligned(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let size = block_size_for(layout.size());
+        let align = layout.align();
+        let good_fit = Self::search_size(layout)
+            .and_then(Classes::<FL, SL>::first_list_fitting)
+            .and_then(|(fl, sl)| self.find_list(fl, sl));
+        let (fl, sl) = match good_fit {
+            Some(list) => list,
+            None => self.largest_list().ok_or(AllocError)?,
+        };
+        #[cfg(test)]
+        {
+            self.probes += 1;
+        }
+        // SAFETY: `find_list` and `largest_list` only name non-empty lists, whose head is a
+        // free block with a valid header.
+        let (mut block, mut available) = unsafe {
+            let block = *self.head(fl, sl);
+            (block, header(block) & !FLAGS)
+        };
+        let gap = Self::aligned_gap(block, align);
+        // A good-fit block always has room; the largest list's head may not.
+        if good_fit.is_none()
+            && gap
+                .checked_add(size)
+                .is_none_or(|needed| needed > available)
+        {
+            return Err(AllocError);
+        }
+        // SAFETY: `block` is the head of list `(fl, sl)`; the aligned gap and the tail are
+        // carved inside it (checked or guaranteed by the search size), each either empty or
+        // at least `MIN_BLOCK`.
+        unsafe {
+            self.unlink(block, available);
+            if gap != 0 {
+                let aligned = block.add(gap);
+                set_header(aligned, PREV_FREE);
+                self.link_free(block, gap);
+                block = aligned;
+                available -= gap;
+            }
+            let size = self.carve(block, available, size);
+            Ok(self.allocated(block, size))
+        }
+    }
+
+    /// Bytes from `block` to the first block whose payload is aligned to `align` and that
+    /// leaves either nothing or a whole free block in front. No address is rounded up, so
+    /// nothing wraps near the top of the address space.
+    #[inline(always)]
+    fn aligned_gap(block: *mut u8, align: usize) -> usize {
+        let payload = block.addr().wrapping_add(WORD);
+        let gap = payload.wrapping_neg() & (align - 1);
+        if gap != 0 && gap < MIN_BLOCK {
+            gap + align
+        } else {
+            gap
+        }
+    }
+
+    /// The list holding the largest free blocks, if any block is free.
+    #[inline(always)]
+    fn largest_list(&self) -> Option<(usize, usize)> {
+        if self.fl_map == 0 {
+            return None;
+        }
+        let fl = self.fl_map.ilog2() as usize;
+        // SAFETY: a bit of `fl_map` is a class below `FL` with a non-empty list.
+        let sl = unsafe { self.sl_map(fl) }.ilog2() as usize;
+        Some((fl, sl))
+    }
+
+    /// Books `block` (`size` bytes, header written) as allocated and returns its payload.
+    ///
+    /// # Safety
+    ///
+    /// `block` was just carved for an allocation.
+    #[inline(always)]
+    unsafe fn allocated(&mut self, block: *mut u8, size: usize) -> NonNull<[u8]> {
+        self.in_use += size - WORD;
+        #[cfg(feature = "checked")]
+        self.mark_start(block, true);
+        // SAFETY: a block's payload follows its header inside the region: not null.
+        let payload = unsafe { NonNull::new_unchecked(block.add(WORD)) };
+        NonNull::slice_from_raw_parts(payload, size - WORD)
+    }
+
+    /// Usable bytes of the largest free block. Walks one list: O(blocks on it).
+    fn largest_free(&self) -> usize {
+        let Some((fl, sl)) = self.largest_list() else {
+            return 0;
+        };
+        let mut largest = 0;
+        let mut block = self.heads[fl][sl];
+        while !block.is_null() {
+            // SAFETY: blocks on a list are free blocks with valid headers and links.
+            unsafe {
+                largest = largest.max(header(block) & !FLAGS);
+                block = link(block, NEXT);
+            }
+        }
+        largest - WORD
+    }
+
+    /// How many blocks sit on each list (walks every list).
+    pub fn free_blocks_per_list(&self) -> [[usize; SL]; FL] {
+        core::array::from_fn(|fl| {
+            core::array::from_fn(|sl| {
+                let mut count = 0;
+                let mut block = self.heads[fl][sl];
+                while !block.is_null() {
+                    count += 1;
+                    // SAFETY: blocks on a list are free blocks with valid links.
+                    block = unsafe { link(block, NEXT) };
+                }
+                count
+            })
+        })
+    }
+}
+
+// SAFETY: blocks come off the free lists, which hold only free memory of our regions; a
+// block is split or merged only with free neighbours, so live blocks never overlap; the
+// payload starts granule-aligned, or aligned by the gap computed in `allocate`.
+unsafe impl<const FL: usize, const SL: usize> Backend for Tlsf<FL, SL> {
+    #[inline]
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        if layout.align() > GRANULE {
+            return self.allocate_aligned(layout);
+        }
+        let size = block_size_for(layout.size());
+        let (fl, sl) = Classes::<FL, SL>::first_list_fitting(size).ok_or(AllocError)?;
+        let (fl, sl) = self.find_list(fl, sl).ok_or(AllocError)?;
+        #[cfg(test)]
+        {
+            self.probes += 1;
+        }
+        // SAFETY: `find_list` only names non-empty lists, whose head is a free block of at
+        // least `size` bytes (good fit). Its predecessor is in use (free blocks never
+        // touch), so the allocated header carries no flags; a tail of `MIN_BLOCK` or more
+        // goes back as a free block, whose successor already says "free before me".
+        unsafe {
+            let block = *self.head(fl, sl);
+            let available = header(block) & !FLAGS;
+            let rest = available - size;
+            if rest >= MIN_BLOCK {
+                let remainder = block.add(size);
+                let rest_list = Classes::<FL, SL>::list_of(rest);
+                if rest_list == (fl, sl) {
+                    self.relocate(block, available, remainder, rest, rest_list);
+                } else {
+                    self.pop_head(fl, sl, available);
+                    self.link_free_in(remainder, rest, rest_list);
+                }
+                set_header(block, size);
+                Ok(self.allocated(block, size))
+            } else {
+                self.pop_head(fl, sl, available);
+                set_header(block, available);
+                let next = block.add(available);
+                set_header(next, header(next) & !PREV_FREE);
+                Ok(self.allocated(block, available))
+            }
+        }
+    }
+
+    #[inline]
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) {
+        #[cfg(feature = "checked")]
+        {
+            self.validate(ptr, layout, "deallocate");
+            self.mark_start(ptr.as_ptr().wrapping_sub(WORD), false);
+        }
+        let _ = layout;
+        // SAFETY: per the caller, `ptr` is a live block of ours, so its header precedes
+        // it; a following header always exists (block or sentinel), and `PREV_FREE` says
+        // when the word before the header is a free block's footer. A merged block keeps
+        // the list node of a neighbour whose list it stays in.
+        unsafe {
+            let block = ptr.as_ptr().sub(WORD);
+            let h = header(block);
+            let size = h & !FLAGS;
+            self.in_use -= size - WORD;
+            let next = block.add(size);
+            let next_header = header(next);
+            if h & PREV_FREE != 0 {
+                let prev_size = footer_before(block);
+                let prev = block.sub(prev_size);
+                let mut merged = prev_size + size;
+                if next_header & FREE != 0 {
+                    let next_size = next_header & !FLAGS;
+                    self.unlink(next, next_size);
+                    merged += next_size;
+                } else {
+                    set_header(next, next_header | PREV_FREE);
+                }
+                self.resize_free(prev, prev_size, merged);
+            } else if next_header & FREE != 0 {
+                let next_size = next_header & !FLAGS;
+                self.replace_free(next, next_size, block, size + next_size);
+            } else {
+                set_header(next, next_header | PREV_FREE);
+                self.link_free(block, size);
+            }
+        }
+    }
+
+    #[inline]
+    unsafe fn grow_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old_layout: Layout,
+        new_layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        #[cfg(feature = "checked")]
+        self.validate(ptr, old_layout, "grow");
+        let _ = old_layout;
+        let needed = block_size_for(new_layout.size());
+        // SAFETY: as in `deallocate`; the next block is absorbed only when free and large
+        // enough, and what is left of it stays a free block in its place.
+        unsafe {
+            let block = ptr.as_ptr().sub(WORD);
+            let h = header(block);
+            let size = h & !FLAGS;
+            if needed <= size {
+                return Ok(NonNull::slice_from_raw_parts(ptr, size - WORD));
+            }
+            let next = block.add(size);
+            let next_header = header(next);
+            let next_size = next_header & !FLAGS;
+            if next_header & FREE == 0 || size + next_size < needed {
+                return Err(AllocError);
+            }
+            let rest = size + next_size - needed;
+            let grown = if rest >= MIN_BLOCK {
+                self.replace_free(next, next_size, block.add(needed), rest);
+                needed
+            } else {
+                self.unlink(next, next_size);
+                let after = next.add(next_size);
+                set_header(after, header(after) & !PREV_FREE);
+                size + next_size
+            };
+            set_header(block, grown | (h & PREV_FREE));
+            self.in_use += grown - size;
+            Ok(NonNull::slice_from_raw_parts(ptr, grown - WORD))
+        }
+    }
+
+    #[inline]
+    unsafe fn shrink_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old_layout: Layout,
+        new_layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        #[cfg(feature = "checked")]
+        self.validate(ptr, old_layout, "shrink");
+        let _ = old_layout;
+        let needed = block_size_for(new_layout.size());
+        // SAFETY: as in `deallocate`; the tail handed back lies inside the block, merged
+        // with the next block when that one is free.
+        unsafe {
+            let block = ptr.as_ptr().sub(WORD);
+            let h = header(block);
+            let size = h & !FLAGS;
+            let tail = size - needed;
+            let next = block.add(size);
+            let next_header = header(next);
+            let freed = block.add(needed);
+            if next_header & FREE != 0 && tail > 0 {
+                let next_size = next_header & !FLAGS;
+                self.replace_free(next, next_size, freed, tail + next_size);
+            } else if tail >= MIN_BLOCK {
+                self.insert(freed, tail);
+            } else {
+                return Ok(NonNull::slice_from_raw_parts(ptr, size - WORD));
+            }
+            set_header(block, needed | (h & PREV_FREE));
+            self.in_use -= tail;
+            Ok(NonNull::slice_from_raw_parts(ptr, needed - WORD))
+        }
+    }
+
+    fn check(&self) -> Result<(), Corruption> {
+        self.check_heap()
+    }
+
+    fn owns(&self, ptr: NonNull<u8>) -> bool {
+        self.regions.containing(ptr.as_ptr().addr()).is_some()
+    }
+
+    fn stats(&self) -> Stats {
+        Stats {
+            capacity: self.capacity,
+            in_use: self.in_use,
+            free: self.free,
+            largest_free: self.largest_free(),
+            metadata: self.capacity - self.in_use - self.free,
+        }
+    }
+}
+
+impl<const FL: usize, const SL: usize> fmt::Debug for Tlsf<FL, SL> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tlsf")
+            .field("first_level", &FL)
+            .field("second_level", &SL)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}

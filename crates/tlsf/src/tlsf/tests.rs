@@ -1,0 +1,390 @@
+//! Unit tests that look inside: list indices, the probe counter, planted corruption.
+
+extern crate std;
+
+use super::block::*;
+use super::regions::{Region, RegionPlan};
+use super::*;
+use heapkit_testkit::Regions;
+use std::vec::Vec;
+
+fn heap_over<const FL: usize, const SL: usize>(regions: &mut Regions, len: usize) -> Tlsf<FL, SL> {
+    let mut heap = Tlsf::new();
+    let region = regions.take(len, 4096);
+    // SAFETY: `regions` outlives every heap in these tests.
+    unsafe { heap.add_region(region.cast(), len) }.unwrap();
+    heap
+}
+
+fn layout(size: usize, align: usize) -> Layout {
+    Layout::from_size_align(size, align).unwrap()
+}
+
+fn free_blocks<const FL: usize, const SL: usize>(heap: &Tlsf<FL, SL>) -> usize {
+    heap.free_blocks_per_list().iter().flatten().sum()
+}
+
+/// A heap full of small free fragments of many sizes, where a first-fit or best-fit
+/// search would walk thousands of blocks: every allocation still examines one.
+#[test]
+fn allocation_examines_one_block_however_fragmented() {
+    let count = if cfg!(miri) { 300 } else { 20_000 };
+    let mut regions = Regions::new();
+    let mut heap: Tlsf = heap_over(&mut regions, count * 600 + 64 * 1024);
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut blocks = Vec::new();
+    for _ in 0..count {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let size = 16 + (seed % 480) as usize;
+        let block = heap.allocate(layout(size, 8)).unwrap();
+        blocks.push((block.cast::<u8>(), size));
+    }
+    // Free every other block: `count / 2` fragments that cannot merge.
+    for &(block, size) in blocks.iter().step_by(2) {
+        // SAFETY: allocated above with this layout, freed once.
+        unsafe { heap.deallocate(block, layout(size, 8)) };
+    }
+    let fragments = free_blocks(&heap);
+    assert!(fragments > count / 2, "only {fragments} free blocks");
+
+    heap.probes = 0;
+    let mut taken = Vec::new();
+    let requests = [
+        (24, 8),
+        (100, 8),
+        (300, 8),
+        (470, 8),
+        (1000, 8),
+        (5000, 8),
+        (60_000, 8),
+        (200, 64),
+        (3000, 512),
+        (20_000, 4096),
+    ];
+    for (i, (size, align)) in requests.into_iter().enumerate() {
+        let block = heap.allocate(layout(size, align)).unwrap();
+        assert_eq!(
+            heap.probes,
+            i + 1,
+            "allocating {size} bytes aligned to {align} probed more than one block"
+        );
+        taken.push((block.cast::<u8>(), size, align));
+    }
+    // A request nothing can serve looks at the bitmaps only; an aligned one also at
+    // the head of the largest list, which may hold an aligned fit.
+    assert!(heap.allocate(layout(count * 600, 8)).is_err());
+    assert_eq!(heap.probes, requests.len());
+    assert!(heap.allocate(layout(count * 600, 64)).is_err());
+    assert_eq!(heap.probes, requests.len() + 1);
+    for (block, size, align) in taken.into_iter().chain(
+        blocks
+            .into_iter()
+            .skip(1)
+            .step_by(2)
+            .map(|(block, size)| (block, size, 8)),
+    ) {
+        // SAFETY: live blocks, freed once with their layout.
+        unsafe { heap.deallocate(block, layout(size, align)) };
+    }
+    assert_eq!(
+        free_blocks(&heap),
+        1,
+        "everything merges back into one block"
+    );
+}
+
+#[test]
+fn an_aligned_block_that_fits_exactly_is_found_with_one_more_look() {
+    // One free block with room for a 4 KiB-aligned 4 KiB block but not for the good-fit
+    // search's `size + align`: the head of the largest list serves it.
+    let mut regions = Regions::new();
+    let region = regions.take(3 * 4096, 4096).cast::<u8>();
+    let mut heap: Tlsf = Tlsf::new();
+    // The first block's payload lands just past the region header, so the next 4 KiB
+    // boundary leaves a gap in front of at least a minimum block.
+    // SAFETY: `regions` outlives the heap.
+    unsafe { heap.add_region(region, 2 * 4096 + 64) }.unwrap();
+    let page = layout(4096, 4096);
+    heap.probes = 0;
+    let block = heap
+        .allocate(page)
+        .expect("an aligned page fits in the region");
+    assert_eq!(heap.probes, 1);
+    assert_eq!(block.cast::<u8>().as_ptr().addr() % 4096, 0);
+    assert!(heap.allocate(page).is_err(), "no second page fits");
+    // SAFETY: live with `page`.
+    unsafe { heap.deallocate(block.cast(), page) };
+    assert_eq!(free_blocks(&heap), 1);
+}
+
+#[test]
+fn check_reports_each_broken_invariant() {
+    // Three blocks a, b, c then the free rest; b freed: a free block between two
+    // allocated ones.
+    fn fresh(regions: &mut Regions) -> (Tlsf, [*mut u8; 3]) {
+        let mut heap: Tlsf = heap_over(regions, 4096);
+        let blocks = [0; 3].map(|_| {
+            let payload = heap.allocate(layout(64, 8)).unwrap().cast::<u8>().as_ptr();
+            payload.wrapping_sub(WORD)
+        });
+        // SAFETY: b is live with this layout.
+        unsafe { heap.deallocate(NonNull::new(blocks[1].add(WORD)).unwrap(), layout(64, 8)) };
+        assert_eq!(heap.check(), Ok(()));
+        (heap, blocks)
+    }
+    let what = |heap: &Tlsf| heap.check().unwrap_err().what;
+    let mut regions = Regions::new();
+    // SAFETY: the words written are headers, footers and links of blocks of each heap,
+    // inside its region; each heap is dropped without further calls.
+    unsafe {
+        let (heap, [_, b, _]) = fresh(&mut regions);
+        let size = header(b) & !FLAGS;
+        word(b.add(size - WORD), 0).write(size + GRANULE);
+        assert_eq!(what(&heap), "free block's footer differs from its header");
+
+        let (heap, [_, b, c]) = fresh(&mut regions);
+        set_header(c, header(c) & !PREV_FREE);
+        let _ = b;
+        assert_eq!(what(&heap), "PREV_FREE disagrees with the block before");
+
+        let (heap, [a, _, _]) = fresh(&mut regions);
+        set_header(a, (header(a) & FLAGS) | 1 << 20);
+        assert_eq!(what(&heap), "block runs past its region's end");
+
+        let (heap, [a, _, _]) = fresh(&mut regions);
+        set_header(a, (header(a) & FLAGS) | (3 * WORD));
+        assert_eq!(what(&heap), "block size is not a whole number of granules");
+
+        let (mut heap, _) = fresh(&mut regions);
+        let (fl, sl) = (0..DEFAULT_FL)
+            .flat_map(|f| (0..DEFAULT_SL).map(move |s| (f, s)))
+            .find(|&(f, s)| heap.heads[f][s].is_null())
+            .unwrap();
+        heap.sl_maps[fl] |= 1 << sl;
+        heap.fl_map |= 1 << fl;
+        assert_eq!(what(&heap), "second-level bit disagrees with its list");
+
+        let (mut heap, _) = fresh(&mut regions);
+        heap.free += 1;
+        assert_eq!(what(&heap), "free byte count differs from the blocks");
+
+        let (heap, [_, b, _]) = fresh(&mut regions);
+        // A cycle back to the head: its back link (null) cannot match.
+        set_link(b, NEXT, b);
+        assert_eq!(what(&heap), "list node's back link is wrong");
+    }
+}
+
+#[test]
+fn freeing_merges_with_both_neighbours() {
+    let mut regions = Regions::new();
+    let mut heap: Tlsf = heap_over(&mut regions, 64 * 1024);
+    let empty = heap.stats();
+    let l = layout(100, 8);
+    let blocks: Vec<_> = (0..4)
+        .map(|_| heap.allocate(l).unwrap().cast::<u8>())
+        .collect();
+    // SAFETY: live blocks freed once each.
+    unsafe {
+        heap.deallocate(blocks[0], l);
+        heap.deallocate(blocks[2], l);
+    }
+    // Two holes plus the tail.
+    assert_eq!(free_blocks(&heap), 3);
+    // SAFETY: as above.
+    unsafe { heap.deallocate(blocks[1], l) };
+    // Blocks 0..=2 merged into one hole.
+    assert_eq!(free_blocks(&heap), 2);
+    let hole = block_size_for(100) * 3 - WORD;
+    assert_eq!(heap.allocate(layout(hole, 8)).unwrap().cast(), blocks[0]);
+    // SAFETY: as above.
+    unsafe {
+        heap.deallocate(blocks[0], layout(hole, 8));
+        heap.deallocate(blocks[3], l);
+    }
+    assert_eq!(heap.stats(), empty);
+}
+
+#[test]
+fn grow_and_shrink_stay_in_place() {
+    let mut regions = Regions::new();
+    let mut heap: Tlsf = heap_over(&mut regions, 64 * 1024);
+    let small = layout(40, 8);
+    let a = heap.allocate(small).unwrap().cast::<u8>();
+    let b = heap.allocate(small).unwrap().cast::<u8>();
+    // SAFETY: `b` is live.
+    unsafe { heap.deallocate(b, small) };
+    // `a` absorbs the freed `b` and the free tail behind it.
+    let big = layout(10_000, 8);
+    // SAFETY: `a` is live with layout `small`.
+    let grown = unsafe { heap.grow_in_place(a, small, big) }.unwrap();
+    assert_eq!(grown.cast::<u8>(), a);
+    assert!(grown.len() >= 10_000);
+    assert_eq!(heap.stats().in_use, grown.len());
+    // Shrinking hands the tail back: the next allocation lands right after `a`.
+    // SAFETY: `a` is live with layout `big`.
+    let shrunk = unsafe { heap.shrink_in_place(a, big, small) }.unwrap();
+    assert_eq!(shrunk.len(), block_size_for(40) - WORD);
+    let c = heap.allocate(small).unwrap().cast::<u8>();
+    assert_eq!(c, b);
+    // Growing into a live neighbour fails and changes nothing.
+    let before = heap.stats();
+    // SAFETY: `a` is live with layout `small`.
+    assert!(unsafe { heap.grow_in_place(a, small, big) }.is_err());
+    assert_eq!(heap.stats(), before);
+    // SAFETY: live blocks freed once.
+    unsafe {
+        heap.deallocate(a, small);
+        heap.deallocate(c, small);
+    }
+    assert_eq!(free_blocks(&heap), 1);
+}
+
+#[test]
+fn an_aligned_request_returns_its_leading_gap() {
+    let mut regions = Regions::new();
+    let mut heap: Tlsf = heap_over(&mut regions, 64 * 1024);
+    let a = heap.allocate(layout(64, 4096)).unwrap().cast::<u8>();
+    assert_eq!(a.as_ptr().addr() % 4096, 0);
+    // The gap before the block and the tail after it are both free blocks.
+    assert_eq!(free_blocks(&heap), 2);
+    let stats = heap.stats();
+    assert_eq!(stats.in_use, block_size_for(64) - WORD);
+    // SAFETY: live block, freed once.
+    unsafe { heap.deallocate(a, layout(64, 4096)) };
+    assert_eq!(free_blocks(&heap), 1);
+}
+
+#[test]
+fn bad_regions_are_refused_and_change_nothing() {
+    let mut regions = Regions::new();
+    let mut heap: Tlsf = heap_over(&mut regions, 4096);
+    let before = heap.stats();
+    let tiny = regions.take(64, 16);
+    // SAFETY: the region is ours; the call must refuse it anyway.
+    let error = unsafe { heap.add_region(tiny.cast(), 16) }.unwrap_err();
+    assert!(
+        matches!(error, ConfigError::RegionTooSmall { given: 16, .. }),
+        "{error}"
+    );
+    let base = heap.regions.iter().next().unwrap().span.start();
+    let inside = NonNull::new(tiny.cast::<u8>().as_ptr().with_addr(base + 100)).unwrap();
+    // SAFETY: refused before anything is written.
+    let error = unsafe { heap.add_region(inside, 1000) }.unwrap_err();
+    assert_eq!(
+        error,
+        ConfigError::RegionOverlaps {
+            address: base + 100
+        }
+    );
+    // SAFETY: as above.
+    let error = unsafe { heap.add_region(tiny.cast(), usize::MAX) }.unwrap_err();
+    assert!(matches!(error, ConfigError::RegionWraps { .. }), "{error}");
+    assert_eq!(heap.stats(), before);
+}
+
+/// Checks a plan against its span: everything inside, blocks whole granules, the first
+/// block at most the largest.
+fn assert_plan_inside<const FL: usize, const SL: usize>(span: Span) -> RegionPlan {
+    let plan = Tlsf::<FL, SL>::plan(span).unwrap();
+    assert!(plan.span.len() <= span.len() && plan.span.start() == span.start());
+    assert!(plan.header + size_of::<Region>() <= plan.first);
+    assert_eq!(
+        (span.start() + plan.first + WORD) % GRANULE,
+        0,
+        "payload aligned"
+    );
+    assert!(plan.first + MIN_BLOCK <= plan.sentinel);
+    assert!(plan.sentinel + WORD <= plan.span.len(), "sentinel inside");
+    assert_eq!((plan.sentinel - plan.first) % GRANULE, 0);
+    assert!(plan.sentinel - plan.first <= Tlsf::<FL, SL>::MAX_BLOCK);
+    plan
+}
+
+#[test]
+fn plans_near_the_top_of_the_address_space_stay_inside() {
+    type Small = Tlsf<8, 4>;
+    let top = usize::MAX;
+    for len in [
+        128,
+        200,
+        4096,
+        Small::MAX_BLOCK - 1,
+        Small::MAX_BLOCK + 4096,
+    ] {
+        for gap in [0, 1, 7, 15, 4095] {
+            let span = Span::new(top - gap - len, len).unwrap();
+            let plan = assert_plan_inside::<8, 4>(span);
+            if len < Small::MAX_BLOCK {
+                assert_eq!(
+                    plan.span.len(),
+                    len,
+                    "a region below the largest block is whole"
+                );
+            }
+        }
+    }
+    // The default parameters' largest block is half the 32-bit address space or more:
+    // a region whose start is within that distance of the top (SDRAM at 0xC000_0000, a
+    // higher-half heap) once placed its sentinel at `first + MAX_BLOCK`, wrapped.
+    let len = (Tlsf::<DEFAULT_FL, DEFAULT_SL>::MAX_BLOCK / 2).min(1 << 40);
+    for gap in [0, 1, 4096] {
+        let plan =
+            assert_plan_inside::<DEFAULT_FL, DEFAULT_SL>(Span::new(top - gap - len, len).unwrap());
+        assert_eq!(plan.span.len(), len);
+    }
+    // Straddling the middle of the address space.
+    let middle = usize::MAX / 2 + 1;
+    assert_plan_inside::<DEFAULT_FL, DEFAULT_SL>(Span::new(middle - 4099, 1 << 20).unwrap());
+}
+
+#[test]
+fn too_small_regions_at_the_top_are_refused() {
+    for len in [0, 1, 8, 31, 47] {
+        let span = Span::new(usize::MAX - len, len).unwrap();
+        assert!(
+            matches!(
+                Tlsf::<8, 4>::plan(span),
+                Err(ConfigError::RegionTooSmall { given, .. }) if given == len
+            ),
+            "{len} bytes"
+        );
+    }
+}
+
+#[test]
+fn regions_past_the_largest_block_are_split() {
+    type Small = Tlsf<8, 4>;
+    let mut regions = Regions::new();
+    let len = 100 * 1024;
+    let mut heap: Small = heap_over(&mut regions, len);
+    let blocks = free_blocks(&heap);
+    assert!(blocks >= len / Small::MAX_BLOCK, "{blocks} pieces");
+    assert!(heap.stats().largest_free <= Small::MAX_BLOCK - WORD);
+    assert_eq!(heap.stats().capacity, len);
+    let largest = layout(Small::max_request(), 8);
+    let block = heap.allocate(largest).unwrap();
+    assert!(heap.allocate(layout(Small::max_request() + 1, 8)).is_err());
+    // SAFETY: live block, freed once.
+    unsafe { heap.deallocate(block.cast(), largest) };
+    assert_eq!(free_blocks(&heap), blocks);
+}
+
+#[test]
+fn a_fresh_region_of_region_len_for_serves_the_request() {
+    for (size, align) in [(1, 1), (100, 8), (5000, 64), (70_000, 4096), (1 << 20, 16)] {
+        let l = layout(size, align);
+        let len = Tlsf::<28, 32>::region_len_for(l).unwrap();
+        let mut regions = Regions::new();
+        let region = regions.take(len + 1, 16);
+        // Misalign the start as badly as a chunk header could.
+        let start = region.cast::<u8>().as_ptr().wrapping_add(1);
+        let mut heap: Tlsf = Tlsf::new();
+        // SAFETY: inside the taken region.
+        unsafe { heap.add_region(NonNull::new(start).unwrap(), len) }.unwrap();
+        assert!(heap.allocate(l).is_ok(), "{size} bytes aligned to {align}");
+    }
+    assert!(Tlsf::<8, 4>::region_len_for(layout(1 << 20, 8)).is_none());
+}
