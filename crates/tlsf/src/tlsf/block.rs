@@ -36,6 +36,27 @@ pub(super) unsafe fn set_header(block: *mut u8, value: usize) {
     unsafe { word(block, 0).write(value) }
 }
 
+/// Writes a free block's footer: its size, in its last word, where the block after it
+/// finds it ([`footer_before`]). The one place a footer is written.
+///
+/// # Safety
+/// `block` is a block of `size` bytes inside a region, free or being freed.
+#[inline(always)]
+pub(super) unsafe fn set_footer(block: *mut u8, size: usize) {
+    // SAFETY: per the caller, the block's last word is inside it.
+    unsafe { word(block.add(size - WORD), 0).write(size) }
+}
+
+/// A free block's footer, read from the block's own end (for checking it).
+///
+/// # Safety
+/// `block` is a block of `size` bytes inside a region.
+#[inline(always)]
+pub(super) unsafe fn footer(block: *mut u8, size: usize) -> usize {
+    // SAFETY: per the caller, the block's last word is inside it.
+    unsafe { word(block.add(size - WORD), 0).read() }
+}
+
 /// The footer of the block that ends where `block` starts: its size.
 ///
 /// # Safety

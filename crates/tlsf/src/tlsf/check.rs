@@ -4,7 +4,7 @@ use core::ptr;
 
 use heapkit_core::Corruption;
 
-use super::block::{header, link, word, NEXT, PREV};
+use super::block::{footer, header, link, NEXT, PREV};
 use super::{Classes, Region, Tlsf, CRATE_NAME, FLAGS, FREE, GRANULE, MIN_BLOCK, PREV_FREE, WORD};
 
 impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
@@ -52,7 +52,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
                         return Err(corrupt(block, "two free blocks are adjacent (not merged)"));
                     }
                     // SAFETY: `size <= room`: the footer is the block's last word, inside.
-                    let footer = unsafe { word(block.add(size - WORD), 0).read() };
+                    let footer = unsafe { footer(block, size) };
                     if footer != size {
                         return Err(
                             corrupt(block, "free block's footer differs from its header")

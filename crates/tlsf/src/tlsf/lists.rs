@@ -2,7 +2,7 @@
 
 use core::ptr;
 
-use super::block::{header, link, set_header, set_link, word, NEXT, PREV};
+use super::block::{header, link, set_footer, set_header, set_link, NEXT, PREV};
 use super::{Classes, Tlsf, FREE, PREV_FREE, WORD};
 
 impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
@@ -77,7 +77,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
             if !first.is_null() {
                 set_link(first, PREV, block);
             }
-            word(block.add(size - WORD), 0).write(size);
+            set_footer(block, size);
             *self.sl_map_mut(fl) |= 1 << sl;
         }
         self.fl_map |= 1 << fl;
@@ -211,7 +211,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
                 set_link(prev, NEXT, to);
             }
             set_header(to, to_size | FREE);
-            word(to.add(to_size - WORD), 0).write(to_size);
+            set_footer(to, to_size);
         }
         self.free = self.free + to_size - from_size;
     }
@@ -259,7 +259,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         unsafe {
             if list == old_list {
                 set_header(block, new_size | FREE);
-                word(block.add(new_size - WORD), 0).write(new_size);
+                set_footer(block, new_size);
                 self.free = self.free + new_size - old_size;
             } else {
                 self.unlink_from(block, old_size, old_list);
