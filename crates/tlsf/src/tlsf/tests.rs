@@ -141,7 +141,8 @@ fn check_reports_each_broken_invariant() {
     unsafe {
         let (heap, [_, b, _]) = fresh(&mut regions);
         let size = header(b) & !FLAGS;
-        set_footer(b, size + GRANULE);
+        // The footer slot of a `size`-byte block, holding another size.
+        word(b.add(size - WORD), 0).write(size + GRANULE);
         assert_eq!(what(&heap), "free block's footer differs from its header");
 
         let (heap, [_, b, c]) = fresh(&mut regions);
