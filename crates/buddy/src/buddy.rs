@@ -5,19 +5,21 @@ use core::fmt;
 use core::mem::{align_of, size_of, MaybeUninit};
 use core::ptr::{self, NonNull};
 
+use heapkit_core::bits::Bits;
 use heapkit_core::region::{self, RegionList, Span};
 use heapkit_core::{AllocError, Backend, ConfigError, Corruption, Stats};
 
 /// Bitmaps per order: free blocks, and under `checked` allocated blocks.
 const BITMAPS: usize = if cfg!(feature = "checked") { 2 } else { 1 };
 
-/// Which of a region's two sets of bitmaps a bit is in.
+/// Which of a region's maps a bit is in.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Set {
     /// One bit per block per order: the block is free (on its order's list).
-    Free = 0,
+    Free,
     /// Under `checked` only: an allocation of that order starts at the block.
-    Allocated = 1,
+    #[cfg(feature = "checked")]
+    Allocated,
 }
 
 /// A free block's links, stored in the block: doubly linked, so a buddy found free through
@@ -39,10 +41,11 @@ struct RegionHeader<const ORDERS: usize> {
     /// to the order's block size), and the word where the order's bitmap begins.
     origin: [usize; ORDERS],
     words_at: [usize; ORDERS],
-    /// First bitmap word; `checked`'s allocated bitmaps follow the free ones.
-    bitmap: *mut u64,
-    /// Words of one set of bitmaps (all orders).
-    words: usize,
+    /// Per order, one bit per block: the block is free (on its order's list).
+    free: Bits,
+    /// Under `checked`: an allocation of that order starts at the block.
+    #[cfg(feature = "checked")]
+    allocated: Bits,
 }
 
 // SAFETY: `span` is the memory given and `next` the link written at `add_region`.
@@ -208,7 +211,7 @@ impl<const ORDERS: usize> Buddy<ORDERS> {
             .align_up(0, align_of::<RegionHeader<ORDERS>>())
             .ok_or(too_small(least))?;
         let bitmap_at = span
-            .align_up(header_at + header_size, align_of::<u64>())
+            .align_up(header_at + header_size, align_of::<usize>())
             .ok_or(too_small(least))?;
         // Bitmaps cover a slightly larger area than the blocks will (from just after the
         // header), which keeps their size independent of where the blocks start.
@@ -227,26 +230,33 @@ impl<const ORDERS: usize> Buddy<ORDERS> {
             origin[order] = (span.start() + tentative_start) & !(size - 1);
             words_at[order] = words;
             let blocks = (block_end_address - origin[order]).div_ceil(size);
-            words += blocks.div_ceil(64);
+            words += Bits::words_for(blocks);
         }
         let blocks_start = words
-            .checked_mul(BITMAPS * 8)
+            .checked_mul(BITMAPS * size_of::<usize>())
             .and_then(|bytes| span.align_up(bitmap_at.checked_add(bytes)?, min))
             .filter(|at| *at <= block_end && block_end - *at >= min)
             .ok_or(too_small(
-                (bitmap_at + words * BITMAPS * 8).saturating_add(2 * min),
+                (bitmap_at + words * BITMAPS * size_of::<usize>()).saturating_add(2 * min),
             ))?;
         // SAFETY: the offsets are inside the region (`align_up` keeps them at most `len`).
         let (header_ptr, bitmap) = unsafe {
             (
                 start.as_ptr().add(header_at).cast::<RegionHeader<ORDERS>>(),
-                #[allow(clippy::cast_ptr_alignment)] // `bitmap_at` is aligned for u64
-                start.as_ptr().add(bitmap_at).cast::<u64>(),
+                #[allow(clippy::cast_ptr_alignment)] // `bitmap_at` is aligned for usize
+                start.as_ptr().add(bitmap_at).cast::<usize>(),
             )
         };
-        // SAFETY: header and bitmaps lie inside the region (checked above), aligned.
+        let bits = words * usize::BITS as usize;
+        // SAFETY: header and bitmaps lie inside the region (checked above), aligned; each
+        // set of maps is `words` words, the allocated set right after the free one.
         unsafe {
-            bitmap.write_bytes(0, words * BITMAPS);
+            let mut free = Bits::new(NonNull::new_unchecked(bitmap), bits);
+            free.clear_all();
+            #[cfg(feature = "checked")]
+            let mut allocated = Bits::new(NonNull::new_unchecked(bitmap.add(words)), bits);
+            #[cfg(feature = "checked")]
+            allocated.clear_all();
             header_ptr.write(RegionHeader {
                 next: self.regions.head(),
                 span,
@@ -254,8 +264,9 @@ impl<const ORDERS: usize> Buddy<ORDERS> {
                 end: block_end_address,
                 origin,
                 words_at,
-                bitmap,
-                words,
+                free,
+                #[cfg(feature = "checked")]
+                allocated,
             });
         }
         // SAFETY: the header was just written inside the region, with `next` the old head.
@@ -293,30 +304,28 @@ impl<const ORDERS: usize> Buddy<ORDERS> {
             .find(|header| (header.start..header.end).contains(&address))
     }
 
-    /// The word and bit of `address`'s block at `order` in bitmap set `set`.
+    /// The bit of `address`'s block at `order`, in either set of maps.
     ///
     /// # Safety
     ///
     /// `region` is live and holds `address`.
     #[inline]
-    unsafe fn bit(
+    unsafe fn bit_index(
         &self,
         region: *mut RegionHeader<ORDERS>,
         address: usize,
         order: usize,
-        set: Set,
-    ) -> (*mut u64, u64) {
+    ) -> usize {
         // SAFETY: the caller's guarantee.
         let header = unsafe { &*region };
         let index = (address - header.origin[order]) >> (self.min_shift as usize + order);
-        let word = set as usize * header.words + header.words_at[order] + index / 64;
-        // `word` lies inside the bitmaps: the order's bitmap covers the whole block area.
-        (header.bitmap.wrapping_add(word), 1 << (index % 64))
+        // Inside the maps: the order's map covers the whole block area.
+        header.words_at[order] * usize::BITS as usize + index
     }
 
     /// # Safety
     ///
-    /// As for [`bit`](Self::bit).
+    /// As for [`bit_index`](Self::bit_index).
     #[inline]
     unsafe fn test(
         &self,
@@ -325,16 +334,20 @@ impl<const ORDERS: usize> Buddy<ORDERS> {
         order: usize,
         set: Set,
     ) -> bool {
-        // SAFETY: forwarded; the word is inside the bitmaps.
+        // SAFETY: forwarded; the index is inside the maps.
         unsafe {
-            let (word, bit) = self.bit(region, address, order, set);
-            word.read() & bit != 0
+            let index = self.bit_index(region, address, order);
+            match set {
+                Set::Free => (*region).free.get_unchecked(index),
+                #[cfg(feature = "checked")]
+                Set::Allocated => (*region).allocated.get_unchecked(index),
+            }
         }
     }
 
     /// # Safety
     ///
-    /// As for [`bit`](Self::bit).
+    /// As for [`bit_index`](Self::bit_index).
     #[inline]
     unsafe fn mark(
         &mut self,
@@ -344,10 +357,14 @@ impl<const ORDERS: usize> Buddy<ORDERS> {
         set: Set,
         value: bool,
     ) {
-        // SAFETY: forwarded; the word is inside the bitmaps and ours.
+        // SAFETY: forwarded; the index is inside the maps, which are ours.
         unsafe {
-            let (word, bit) = self.bit(region, address, order, set);
-            *word = if value { *word | bit } else { *word & !bit };
+            let index = self.bit_index(region, address, order);
+            match set {
+                Set::Free => (*region).free.set_unchecked(index, value),
+                #[cfg(feature = "checked")]
+                Set::Allocated => (*region).allocated.set_unchecked(index, value),
+            }
         }
     }
 
@@ -427,7 +444,8 @@ impl<const ORDERS: usize> Buddy<ORDERS> {
         let Some(order) = self.order_for(layout) else {
             fail("layout is larger than the largest block");
         };
-        if cfg!(feature = "checked") {
+        #[cfg(feature = "checked")]
+        {
             if address & (self.block_size(order) - 1) != 0 {
                 fail("pointer is not the start of a block of this layout");
             }
@@ -445,6 +463,7 @@ impl<const ORDERS: usize> Buddy<ORDERS> {
 
     /// Records (`checked` only) that the block at `address` of `order` is allocated or not.
     #[inline(always)]
+    #[cfg_attr(not(feature = "checked"), allow(clippy::unused_self))]
     fn mark_allocated(
         &mut self,
         region: *mut RegionHeader<ORDERS>,
@@ -452,10 +471,13 @@ impl<const ORDERS: usize> Buddy<ORDERS> {
         order: usize,
         value: bool,
     ) {
-        if cfg!(feature = "checked") {
-            // SAFETY: `region` holds `address`; set 1 exists under `checked`.
-            unsafe { self.mark(region, address, order, Set::Allocated, value) };
-        }
+        #[cfg(feature = "checked")]
+        // SAFETY: `region` holds `address`; the allocated maps exist under `checked`.
+        unsafe {
+            self.mark(region, address, order, Set::Allocated, value)
+        };
+        #[cfg(not(feature = "checked"))]
+        let _ = (region, address, order, value);
     }
 
     /// Whether the block at `address` of `order` lies in `region` and is free.
@@ -604,11 +626,7 @@ unsafe impl<const ORDERS: usize> Backend for Buddy<ORDERS> {
         // Free bits in every region's bitmaps: one per free block, whatever its order.
         let mut free_bits = 0usize;
         for header in self.regions.iter() {
-            for word in 0..header.words {
-                // SAFETY: the bitmaps are the header's; set 0 (free) spans its first `words`
-                // words.
-                free_bits += unsafe { header.bitmap.add(word).read() }.count_ones() as usize;
-            }
+            free_bits += header.free.count_ones();
         }
         let (mut listed, mut free_bytes) = (0usize, 0usize);
         for order in 0..ORDERS {

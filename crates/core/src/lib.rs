@@ -8,6 +8,7 @@ extern crate std;
 mod forward;
 mod adapters;
 mod backend;
+pub mod bits;
 mod error;
 pub mod region;
 pub mod resize;

@@ -5,6 +5,7 @@ use core::alloc::Layout;
 use core::ptr::NonNull;
 
 use super::block::{footer_before, header};
+use super::regions::Region;
 use super::{Tlsf, CRATE, FLAGS, FREE, GRANULE, MIN_BLOCK, PREV_FREE, WORD};
 
 #[cfg(feature = "checked")]
@@ -14,38 +15,37 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     /// verify a pointer before it reads memory around it.
     pub fn allocated_size(&self, ptr: NonNull<u8>) -> Option<usize> {
         let block = ptr.as_ptr().wrapping_sub(WORD);
-        let (starts, word, bit) = self.start_bit(block)?;
-        // SAFETY: `start_bit` found the bit inside the region's bitmap; a set bit means an
+        let (region, index) = self.start_bit(block)?;
+        // SAFETY: `start_bit` found the region and a bit inside its map; a set bit means an
         // allocated block's header is there.
-        unsafe { (*starts.add(word) & (1 << bit) != 0).then(|| (header(block) & !FLAGS) - WORD) }
+        unsafe {
+            (*region)
+                .starts
+                .get(index)
+                .then(|| (header(block) & !FLAGS) - WORD)
+        }
     }
 
-    /// The region and bit index of the block starting at `block`, if `block` is a block
-    /// position in some region.
-    pub(super) fn start_bit(&self, block: *mut u8) -> Option<(*mut usize, usize, usize)> {
+    /// The region and bit of the block starting at `block`, if `block` is a block position
+    /// in some region.
+    pub(super) fn start_bit(&self, block: *mut u8) -> Option<(*mut Region, usize)> {
         // `block` is a payload less a word, wrapped: any pointer may be asked about.
-        let region = self.region_of(block.addr().wrapping_add(WORD))?;
-        let offset = block.addr().checked_sub(region.first.addr())?;
-        (offset % GRANULE == 0).then(|| {
-            let index = offset / GRANULE;
-            let bits = usize::BITS as usize;
-            (region.starts, index / bits, index % bits)
-        })
+        let addr = block.addr().wrapping_add(WORD);
+        let region = self
+            .regions
+            .find(|r| r.first.addr() < addr && addr < r.sentinel.addr())?;
+        // SAFETY: a header on the list: live and ours.
+        let first = unsafe { (*region).first };
+        let offset = block.addr().checked_sub(first.addr())?;
+        (offset % GRANULE == 0).then_some((region, offset / GRANULE))
     }
 
     pub(super) fn mark_start(&mut self, block: *mut u8, allocated: bool) {
-        let (starts, word, bit) = self
+        let (region, index) = self
             .start_bit(block)
             .expect("heapkit-tlsf: an allocated block lies outside every region");
-        // SAFETY: `start_bit` found the bit inside the region's bitmap.
-        unsafe {
-            let word = starts.add(word);
-            if allocated {
-                *word |= 1 << bit;
-            } else {
-                *word &= !(1 << bit);
-            }
-        }
+        // SAFETY: `start_bit` found the region, whose map holds `index`; the map is ours.
+        unsafe { (*region).starts.set(index, allocated) }
     }
 
     /// Checks that `ptr` is a live block `layout` fits, or panics naming the problem.
@@ -55,9 +55,9 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         let Some(region) = self.region_of(ptr.as_ptr().addr()) else {
             fail("pointer is not in memory this allocator manages")
         };
-        let live = self.start_bit(block).is_some_and(|(starts, word, bit)| {
-            // SAFETY: `start_bit` found the bit inside the region's bitmap.
-            unsafe { *starts.add(word) & (1 << bit) != 0 }
+        let live = self.start_bit(block).is_some_and(|(region, index)| {
+            // SAFETY: `start_bit` found the region, whose map holds `index`.
+            unsafe { (*region).starts.get(index) }
         });
         if !live {
             fail("no allocated block starts here (freed already, or a pointer into a block)");

@@ -3,6 +3,8 @@
 use core::mem::{align_of, size_of};
 use core::ptr::NonNull;
 
+#[cfg(feature = "checked")]
+use heapkit_core::bits::Bits;
 use heapkit_core::region::{RegionHeader, Span};
 use heapkit_core::ConfigError;
 
@@ -20,7 +22,7 @@ pub(super) struct Region {
     pub(super) sentinel: *mut u8,
     /// One bit per granule from `first`: an allocated block's header starts there.
     #[cfg(feature = "checked")]
-    pub(super) starts: *mut usize,
+    pub(super) starts: Bits,
 }
 
 // SAFETY: `span` is the memory given and `next` the link written at `install`.
@@ -143,8 +145,17 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
             )
         };
         #[cfg(feature = "checked")]
-        // SAFETY: as above.
-        let starts = unsafe { base.add(plan.starts).cast::<usize>() };
+        // SAFETY: as above; the plan gave the map `(first - starts) / WORD` aligned words,
+        // a bit for every granule from `first` to the sentinel.
+        let starts = unsafe {
+            let words = (plan.first - plan.starts) / WORD;
+            let mut starts = Bits::new(
+                NonNull::new_unchecked(base.add(plan.starts).cast::<usize>()),
+                words * usize::BITS as usize,
+            );
+            starts.clear_all();
+            starts
+        };
         let region = Region {
             next: self.regions.head(),
             span: plan.span,
@@ -157,8 +168,6 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         // first block and sentinel inside the region, `MIN_BLOCK` or more apart.
         unsafe {
             header.write(region);
-            #[cfg(feature = "checked")]
-            starts.write_bytes(0, (plan.first - plan.starts) / WORD);
             set_header(sentinel, 0);
             self.insert(first, plan.sentinel - plan.first);
         }
