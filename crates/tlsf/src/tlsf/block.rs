@@ -1,87 +1,237 @@
-//! A block's words: its header (size and two flags), its list links and its footer.
-//! Every read and write of them goes through these helpers.
+//! A block: its header (size and two flags), its list links and its footer.
+//! Every read and write of them goes through [`Block`]'s accessors.
 
-use crate::class::WORD;
+use core::ptr;
 
-// A block is addressed by its header word; the payload starts one word later. Free blocks
-// also hold two list links after the header and their size in their last word (the
-// footer). Block addresses are `WORD` past a granule boundary, so payloads are
-// granule-aligned. Every access to these words goes through the helpers below: block
-// addresses are word-aligned by construction, which is why they may cast `*mut u8`.
+use super::{FLAGS, FREE, PREV_FREE, WORD};
 
-/// The word `index` words past `block`.
+/// A block, addressed by its header word; the payload starts one word later.
 ///
-/// # Safety
-/// `block` is a block header inside a region and the word lies in the same region.
-#[inline(always)]
-#[allow(clippy::cast_ptr_alignment)]
-pub(super) unsafe fn word(block: *mut u8, index: usize) -> *mut usize {
-    // SAFETY: per the caller, in bounds of the region; word-aligned since `block` is.
-    unsafe { block.add(index * WORD).cast::<usize>() }
-}
-
-/// # Safety
-/// `block` is a block header inside a region.
-#[inline(always)]
-pub(super) unsafe fn header(block: *mut u8) -> usize {
-    // SAFETY: per the caller.
-    unsafe { word(block, 0).read() }
-}
-
-/// # Safety
-/// As for [`header`].
-#[inline(always)]
-pub(super) unsafe fn set_header(block: *mut u8, value: usize) {
-    // SAFETY: per the caller.
-    unsafe { word(block, 0).write(value) }
-}
-
-/// Writes a free block's footer: its size, in its last word, where the block after it
-/// finds it ([`footer_before`]). The one place a footer is written.
+/// ```text
+///  used:  │ size | prev_free │ payload …                              │
+///  free:  │ size | FREE      │ next_in_list │ prev_in_list │ … │ size │
+///           header                                           footer ┘
+/// ```
 ///
-/// # Safety
-/// `block` is a block of `size` bytes inside a region, free or being freed.
-#[inline(always)]
-pub(super) unsafe fn set_footer(block: *mut u8, size: usize) {
-    // SAFETY: per the caller, the block's last word is inside it.
-    unsafe { word(block.add(size - WORD), 0).write(size) }
-}
-
-/// A free block's footer, read from the block's own end (for checking it).
+/// Free blocks hold two list links after the header and their size in their last word
+/// (the footer), which is how the block after them finds their start. Block addresses are
+/// `WORD` past a granule boundary, so payloads are granule-aligned; being word-aligned by
+/// construction is what lets the accessors cast the address to `*mut usize`.
 ///
-/// # Safety
-/// `block` is a block of `size` bytes inside a region.
-#[inline(always)]
-pub(super) unsafe fn footer(block: *mut u8, size: usize) -> usize {
-    // SAFETY: per the caller, the block's last word is inside it.
-    unsafe { word(block.add(size - WORD), 0).read() }
-}
+/// A `Block` is only an address: every accessor is `unsafe`, with the contract that the
+/// words it touches are a block's words inside one of the allocator's regions. The null
+/// block ([`Block::NONE`]) ends a list.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(transparent)]
+pub(super) struct Block(*mut u8);
 
-/// The footer of the block that ends where `block` starts: its size.
-///
-/// # Safety
-/// The block before `block` is free (`block`'s `PREV_FREE` bit).
-#[inline(always)]
-pub(super) unsafe fn footer_before(block: *mut u8) -> usize {
-    // SAFETY: per the caller, the word before the header is the free block's footer.
-    unsafe { word(block.sub(WORD), 0).read() }
-}
+impl Block {
+    /// The end of a list.
+    pub(super) const NONE: Self = Self(ptr::null_mut());
 
-/// # Safety
-/// `block` is a block header inside a region and its link words are ours.
-#[inline(always)]
-pub(super) unsafe fn link(block: *mut u8, which: usize) -> *mut u8 {
-    // SAFETY: per the caller.
-    unsafe { word(block, which).cast::<*mut u8>().read() }
-}
+    /// The block whose header is at `header`.
+    #[inline(always)]
+    pub(super) const fn at(header: *mut u8) -> Self {
+        Self(header)
+    }
 
-/// # Safety
-/// As for [`link`].
-#[inline(always)]
-pub(super) unsafe fn set_link(block: *mut u8, which: usize, to: *mut u8) {
-    // SAFETY: per the caller.
-    unsafe { word(block, which).cast::<*mut u8>().write(to) }
-}
+    /// The block whose payload starts at `payload`. Wrapping: any pointer may be asked
+    /// about, and only a block's own payload gives a block.
+    #[inline(always)]
+    pub(super) fn of_payload(payload: *mut u8) -> Self {
+        Self(payload.wrapping_sub(WORD))
+    }
 
-pub(super) const NEXT: usize = 1;
-pub(super) const PREV: usize = 2;
+    /// The header's address.
+    #[inline(always)]
+    pub(super) const fn addr(self) -> *mut u8 {
+        self.0
+    }
+
+    /// The payload's address.
+    #[inline(always)]
+    pub(super) fn payload(self) -> *mut u8 {
+        self.0.wrapping_add(WORD)
+    }
+
+    #[inline(always)]
+    pub(super) fn is_none(self) -> bool {
+        self.0.is_null()
+    }
+
+    /// The block `offset` bytes further on (`offset` a block size or a gap).
+    ///
+    /// # Safety
+    /// The result lies inside the same region (its sentinel at most).
+    #[inline(always)]
+    pub(super) unsafe fn add(self, offset: usize) -> Self {
+        // SAFETY: per the caller.
+        Self(unsafe { self.0.add(offset) })
+    }
+
+    /// The block `offset` bytes before this one.
+    ///
+    /// # Safety
+    /// As for [`add`](Self::add).
+    #[inline(always)]
+    pub(super) unsafe fn sub(self, offset: usize) -> Self {
+        // SAFETY: per the caller.
+        Self(unsafe { self.0.sub(offset) })
+    }
+
+    /// The word `index` words past the header.
+    ///
+    /// # Safety
+    /// The block is inside a region and the word lies in the same region.
+    #[inline(always)]
+    #[allow(clippy::cast_ptr_alignment)]
+    unsafe fn word(self, index: usize) -> *mut usize {
+        // SAFETY: per the caller, in bounds of the region; word-aligned since blocks are.
+        unsafe { self.0.add(index * WORD).cast::<usize>() }
+    }
+
+    /// The raw header: size and flags.
+    ///
+    /// # Safety
+    /// The block's header is a word inside a region (a block or a sentinel).
+    #[inline(always)]
+    pub(super) unsafe fn header(self) -> usize {
+        // SAFETY: per the caller.
+        unsafe { self.word(0).read() }
+    }
+
+    /// # Safety
+    /// As for [`header`](Self::header), and the block is ours to rewrite.
+    #[inline(always)]
+    pub(super) unsafe fn set_header(self, value: usize) {
+        // SAFETY: per the caller.
+        unsafe { self.word(0).write(value) }
+    }
+
+    /// Bytes from this header to the next one.
+    ///
+    /// # Safety
+    /// As for [`header`](Self::header).
+    #[inline(always)]
+    pub(super) unsafe fn size(self) -> usize {
+        // SAFETY: per the caller.
+        unsafe { self.header() & !FLAGS }
+    }
+
+    /// # Safety
+    /// As for [`header`](Self::header).
+    #[inline(always)]
+    pub(super) unsafe fn is_free(self) -> bool {
+        // SAFETY: per the caller.
+        unsafe { self.header() & FREE != 0 }
+    }
+
+    /// Whether the block before this one is free (its footer precedes this header).
+    ///
+    /// # Safety
+    /// As for [`header`](Self::header).
+    #[inline(always)]
+    pub(super) unsafe fn prev_free(self) -> bool {
+        // SAFETY: per the caller.
+        unsafe { self.header() & PREV_FREE != 0 }
+    }
+
+    /// Sets or clears the `PREV_FREE` flag, keeping the rest of the header.
+    ///
+    /// # Safety
+    /// As for [`set_header`](Self::set_header).
+    #[inline(always)]
+    pub(super) unsafe fn set_prev_free(self, prev_free: bool) {
+        // SAFETY: per the caller.
+        unsafe {
+            let h = self.header() & !PREV_FREE;
+            self.set_header(if prev_free { h | PREV_FREE } else { h });
+        }
+    }
+
+    /// Marks the block in use with `size` bytes, keeping its `PREV_FREE` flag.
+    ///
+    /// # Safety
+    /// As for [`set_header`](Self::set_header).
+    #[inline(always)]
+    pub(super) unsafe fn set_used(self, size: usize) {
+        // SAFETY: per the caller.
+        unsafe { self.set_header(size | (self.header() & PREV_FREE)) }
+    }
+
+    /// Writes a free block's header and footer: the one place a footer is written. A
+    /// free block's predecessor is never free (free blocks merge), so no `PREV_FREE`.
+    ///
+    /// # Safety
+    /// `size` bytes from the block are free memory of one region.
+    #[inline(always)]
+    pub(super) unsafe fn set_free(self, size: usize) {
+        // SAFETY: per the caller, the block's first and last words are inside it.
+        unsafe {
+            self.set_header(size | FREE);
+            self.add(size - WORD).word(0).write(size);
+        }
+    }
+
+    /// A free block's footer, read from the block's own end (for checking it).
+    ///
+    /// # Safety
+    /// The block spans `size` bytes of a region.
+    #[inline(always)]
+    pub(super) unsafe fn footer(self, size: usize) -> usize {
+        // SAFETY: per the caller, the block's last word is inside it.
+        unsafe { self.add(size - WORD).word(0).read() }
+    }
+
+    /// The footer of the block that ends where this one starts: its size.
+    ///
+    /// # Safety
+    /// The block before this one is free ([`prev_free`](Self::prev_free)).
+    #[inline(always)]
+    pub(super) unsafe fn footer_before(self) -> usize {
+        // SAFETY: per the caller, the word before the header is the free block's footer.
+        unsafe { self.sub(WORD).word(0).read() }
+    }
+
+    /// # Safety
+    /// The block is free (its link words are list links).
+    #[inline(always)]
+    pub(super) unsafe fn next_in_list(self) -> Self {
+        // SAFETY: per the caller.
+        unsafe { self.word(1).cast::<Self>().read() }
+    }
+
+    /// # Safety
+    /// As for [`next_in_list`](Self::next_in_list).
+    #[inline(always)]
+    pub(super) unsafe fn prev_in_list(self) -> Self {
+        // SAFETY: per the caller.
+        unsafe { self.word(2).cast::<Self>().read() }
+    }
+
+    /// # Safety
+    /// The block is free or being freed: its link words are ours.
+    #[inline(always)]
+    pub(super) unsafe fn set_next_in_list(self, to: Self) {
+        // SAFETY: per the caller.
+        unsafe { self.word(1).cast::<Self>().write(to) }
+    }
+
+    /// # Safety
+    /// As for [`set_next_in_list`](Self::set_next_in_list).
+    #[inline(always)]
+    pub(super) unsafe fn set_prev_in_list(self, to: Self) {
+        // SAFETY: per the caller.
+        unsafe { self.word(2).cast::<Self>().write(to) }
+    }
+
+    /// Writes a raw word of the block (tests corrupt heaps with it).
+    ///
+    /// # Safety
+    /// The word is inside the block's region.
+    #[cfg(test)]
+    pub(super) unsafe fn write_word(self, index: usize, value: usize) {
+        // SAFETY: per the caller.
+        unsafe { self.word(index).write(value) }
+    }
+}

@@ -1,10 +1,8 @@
 //! [`Backend::check`](heapkit_core::Backend::check): every invariant of the heap, walked.
 
-use core::ptr;
-
 use heapkit_core::Corruption;
 
-use super::block::{footer, header, link, NEXT, PREV};
+use super::block::Block;
 use super::{Classes, Region, Tlsf, CRATE_NAME, FLAGS, FREE, GRANULE, MIN_BLOCK, PREV_FREE, WORD};
 
 impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
@@ -19,18 +17,18 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     /// Every invariant of the heap, walked block by block and list by list: see
     /// [`Backend::check`]. Reads only memory inside the regions, whatever it finds there.
     pub(super) fn check_heap(&self) -> Result<(), Corruption> {
-        let corrupt = |at: *mut u8, what| Corruption::new(CRATE_NAME, at.addr(), what);
+        let corrupt = |at: Block, what| Corruption::new(CRATE_NAME, at.addr().addr(), what);
         let mut free_blocks = 0usize;
         let mut free_bytes = 0usize;
         for r in self.regions.iter() {
-            let (mut block, end) = (r.first, r.sentinel);
+            let (mut block, end) = (Block::at(r.first), Block::at(r.sentinel));
             let mut prev_free = false;
             while block != end {
                 // SAFETY: `block` lies in `first..sentinel` (checked by the step below),
                 // word-aligned: a header slot inside the region.
-                let h = unsafe { header(block) };
+                let h = unsafe { block.header() };
                 let size = h & !FLAGS;
-                let room = end.addr() - block.addr();
+                let room = end.addr().addr() - block.addr().addr();
                 if size < MIN_BLOCK || size % GRANULE != 0 {
                     return Err(
                         corrupt(block, "block size is not a whole number of granules")
@@ -52,7 +50,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
                         return Err(corrupt(block, "two free blocks are adjacent (not merged)"));
                     }
                     // SAFETY: `size <= room`: the footer is the block's last word, inside.
-                    let footer = unsafe { footer(block, size) };
+                    let footer = unsafe { block.footer(size) };
                     if footer != size {
                         return Err(
                             corrupt(block, "free block's footer differs from its header")
@@ -67,7 +65,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
                 block = unsafe { block.add(size) };
             }
             // SAFETY: the sentinel is a header slot inside the region.
-            let sentinel = unsafe { header(end) };
+            let sentinel = unsafe { end.header() };
             if sentinel & !PREV_FREE != 0 || (sentinel & PREV_FREE != 0) != prev_free {
                 return Err(corrupt(end, "region's end sentinel is damaged")
                     .expected(usize::from(prev_free) * PREV_FREE, sentinel));
@@ -75,14 +73,12 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         }
         let listed = self.check_lists(free_blocks)?;
         if listed != free_blocks {
-            return Err(
-                corrupt(ptr::null_mut(), "free blocks missing from the lists")
-                    .expected(free_blocks, listed),
-            );
+            return Err(corrupt(Block::NONE, "free blocks missing from the lists")
+                .expected(free_blocks, listed));
         }
         if free_bytes != self.free {
             return Err(
-                corrupt(ptr::null_mut(), "free byte count differs from the blocks")
+                corrupt(Block::NONE, "free byte count differs from the blocks")
                     .expected(free_bytes, self.free),
             );
         }
@@ -92,24 +88,24 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     /// Walks every list (at most `bound` nodes in all, so a cycle ends) and checks bitmaps,
     /// links and sizes; returns the nodes seen.
     pub(super) fn check_lists(&self, bound: usize) -> Result<usize, Corruption> {
-        let corrupt = |at: *mut u8, what| Corruption::new(CRATE_NAME, at.addr(), what);
+        let corrupt = |at: Block, what| Corruption::new(CRATE_NAME, at.addr().addr(), what);
         let mut seen = 0;
         for fl in 0..FL {
             let sl_map = self.sl_maps[fl];
             if (self.fl_map >> fl) & 1 != u32::from(sl_map != 0) {
                 return Err(
-                    corrupt(ptr::null_mut(), "first-level bit disagrees with its lists")
+                    corrupt(Block::NONE, "first-level bit disagrees with its lists")
                         .expected(usize::from(sl_map != 0), (self.fl_map >> fl) as usize & 1),
                 );
             }
             for sl in 0..SL {
                 let head = self.heads[fl][sl];
-                if (sl_map >> sl) & 1 != u32::from(!head.is_null()) {
+                if (sl_map >> sl) & 1 != u32::from(!head.is_none()) {
                     return Err(corrupt(head, "second-level bit disagrees with its list")
-                        .expected(usize::from(!head.is_null()), (sl_map >> sl) as usize & 1));
+                        .expected(usize::from(!head.is_none()), (sl_map >> sl) as usize & 1));
                 }
-                let (mut node, mut prev): (*mut u8, *mut u8) = (head, ptr::null_mut());
-                while !node.is_null() {
+                let (mut node, mut prev) = (head, Block::NONE);
+                while !node.is_none() {
                     seen += 1;
                     if seen > bound {
                         return Err(corrupt(
@@ -127,9 +123,9 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
                     // sentinel: its header and two link words are region memory.
                     let (h, back, next) = unsafe {
                         (
-                            header(node_in_region),
-                            link(node_in_region, PREV),
-                            link(node_in_region, NEXT),
+                            node_in_region.header(),
+                            node_in_region.prev_in_list(),
+                            node_in_region.next_in_list(),
                         )
                     };
                     let size = h & !FLAGS;
@@ -147,7 +143,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
                             ),
                         );
                     }
-                    if back.addr() != prev.addr() {
+                    if back.addr().addr() != prev.addr().addr() {
                         return Err(corrupt(node, "list node's back link is wrong"));
                     }
                     (prev, node) = (node, next);
@@ -159,11 +155,11 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
 
     /// `block` rebuilt from its region's pointer, if it is a header slot of some region's
     /// blocks: inside `first..sentinel` at a block boundary (a granule from `first`).
-    pub(super) fn region_holding_block(&self, block: *mut u8) -> Option<*mut u8> {
+    pub(super) fn region_holding_block(&self, block: Block) -> Option<Block> {
         self.regions.iter().find_map(|r| {
-            let offset = block.addr().wrapping_sub(r.first.addr());
+            let offset = block.addr().addr().wrapping_sub(r.first.addr());
             (offset < r.sentinel.addr() - r.first.addr() && offset % GRANULE == 0)
-                .then(|| r.first.wrapping_add(offset))
+                .then(|| Block::at(r.first.wrapping_add(offset)))
         })
     }
 }

@@ -4,9 +4,9 @@
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
-use super::block::{footer_before, header};
+use super::block::Block;
 use super::regions::Region;
-use super::{Tlsf, CRATE, FLAGS, FREE, GRANULE, MIN_BLOCK, PREV_FREE, WORD};
+use super::{Tlsf, CRATE, FREE, GRANULE, MIN_BLOCK, WORD};
 
 #[cfg(feature = "checked")]
 impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
@@ -14,33 +14,28 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     /// no allocated block starts there (`checked` only). Lets an allocator built on top
     /// verify a pointer before it reads memory around it.
     pub fn allocated_size(&self, ptr: NonNull<u8>) -> Option<usize> {
-        let block = ptr.as_ptr().wrapping_sub(WORD);
+        let block = Block::of_payload(ptr.as_ptr());
         let (region, index) = self.start_bit(block)?;
         // SAFETY: `start_bit` found the region and a bit inside its map; a set bit means an
         // allocated block's header is there.
-        unsafe {
-            (*region)
-                .starts
-                .get(index)
-                .then(|| (header(block) & !FLAGS) - WORD)
-        }
+        unsafe { (*region).starts.get(index).then(|| block.size() - WORD) }
     }
 
     /// The region and bit of the block starting at `block`, if `block` is a block position
     /// in some region.
-    pub(super) fn start_bit(&self, block: *mut u8) -> Option<(*mut Region, usize)> {
+    pub(super) fn start_bit(&self, block: Block) -> Option<(*mut Region, usize)> {
         // `block` is a payload less a word, wrapped: any pointer may be asked about.
-        let addr = block.addr().wrapping_add(WORD);
+        let addr = block.payload().addr();
         let region = self
             .regions
             .find(|r| r.first.addr() < addr && addr < r.sentinel.addr())?;
         // SAFETY: a header on the list: live and ours.
         let first = unsafe { (*region).first };
-        let offset = block.addr().checked_sub(first.addr())?;
+        let offset = block.addr().addr().checked_sub(first.addr())?;
         (offset % GRANULE == 0).then_some((region, offset / GRANULE))
     }
 
-    pub(super) fn mark_start(&mut self, block: *mut u8, allocated: bool) {
+    pub(super) fn mark_start(&mut self, block: Block, allocated: bool) {
         let (region, index) = self
             .start_bit(block)
             .expect("heapkit-tlsf: an allocated block lies outside every region");
@@ -51,7 +46,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     /// Checks that `ptr` is a live block `layout` fits, or panics naming the problem.
     pub(super) fn validate(&self, ptr: NonNull<u8>, layout: Layout, operation: &str) {
         let fail = |reason: &str| heapkit_core::invalid_use(CRATE, operation, ptr.as_ptr(), reason);
-        let block = ptr.as_ptr().wrapping_sub(WORD);
+        let block = Block::of_payload(ptr.as_ptr());
         let Some(region) = self.region_of(ptr.as_ptr().addr()) else {
             fail("pointer is not in memory this allocator manages")
         };
@@ -65,23 +60,22 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         // SAFETY: an allocated block starts here, so its header is ours to read; the
         // neighbours read below are checked to lie inside the region first.
         unsafe {
-            let h = header(block);
-            let size = h & !FLAGS;
-            if h & FREE != 0
+            let size = block.size();
+            if block.is_free()
                 || size < MIN_BLOCK
                 || size % GRANULE != 0
-                || size > region.sentinel.addr() - block.addr()
+                || size > region.sentinel.addr() - block.addr().addr()
             {
                 fail("block header is corrupted");
             }
-            if header(block.add(size)) & PREV_FREE != 0 {
+            if block.add(size).prev_free() {
                 fail("block header is corrupted (the next block believes this one is free)");
             }
-            if h & PREV_FREE != 0 {
-                let prev_size = footer_before(block);
-                let fits =
-                    prev_size >= MIN_BLOCK && prev_size <= block.addr() - region.first.addr();
-                if !fits || header(block.sub(prev_size)) != prev_size | FREE {
+            if block.prev_free() {
+                let prev_size = block.footer_before();
+                let fits = prev_size >= MIN_BLOCK
+                    && prev_size <= block.addr().addr() - region.first.addr();
+                if !fits || block.sub(prev_size).header() != prev_size | FREE {
                     fail("block header is corrupted (the free block before it is damaged)");
                 }
             }

@@ -1,9 +1,7 @@
 //! The segregated lists and their bitmaps: linking, unlinking and moving free blocks.
 
-use core::ptr;
-
-use super::block::{header, link, set_footer, set_header, set_link, NEXT, PREV};
-use super::{Classes, Tlsf, FREE, PREV_FREE, WORD};
+use super::block::Block;
+use super::{Classes, Tlsf, WORD};
 
 impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     /// The head of list `(fl, sl)`.
@@ -13,7 +11,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     /// `fl < FL` and `sl < SL`: indices from `list_of` of a block size (blocks never
     /// exceed `MAX_BLOCK`) or from `find_list`.
     #[inline(always)]
-    pub(super) unsafe fn head(&mut self, fl: usize, sl: usize) -> &mut *mut u8 {
+    pub(super) unsafe fn head(&mut self, fl: usize, sl: usize) -> &mut Block {
         debug_assert!(fl < FL && sl < SL);
         // SAFETY: in bounds, per the caller.
         unsafe { self.heads.get_unchecked_mut(fl).get_unchecked_mut(sl) }
@@ -49,7 +47,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     /// `block..block + size` is unused memory of one region, of a valid block size, and
     /// the block before it is in use (or it starts the region).
     #[inline(always)]
-    pub(super) unsafe fn link_free(&mut self, block: *mut u8, size: usize) {
+    pub(super) unsafe fn link_free(&mut self, block: Block, size: usize) {
         // SAFETY: per the caller.
         unsafe { self.link_free_in(block, size, Classes::<FL, SL>::list_of(size)) }
     }
@@ -62,7 +60,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     #[inline(always)]
     pub(super) unsafe fn link_free_in(
         &mut self,
-        block: *mut u8,
+        block: Block,
         size: usize,
         (fl, sl): (usize, usize),
     ) {
@@ -71,13 +69,12 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
             let head = self.head(fl, sl);
             let first = *head;
             *head = block;
-            set_header(block, size | FREE);
-            set_link(block, NEXT, first);
-            set_link(block, PREV, ptr::null_mut());
-            if !first.is_null() {
-                set_link(first, PREV, block);
+            block.set_free(size);
+            block.set_next_in_list(first);
+            block.set_prev_in_list(Block::NONE);
+            if !first.is_none() {
+                first.set_prev_in_list(block);
             }
-            set_footer(block, size);
             *self.sl_map_mut(fl) |= 1 << sl;
         }
         self.fl_map |= 1 << fl;
@@ -90,12 +87,11 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     ///
     /// As for `link_free`, and a valid header follows the block.
     #[inline(always)]
-    pub(super) unsafe fn insert(&mut self, block: *mut u8, size: usize) {
+    pub(super) unsafe fn insert(&mut self, block: Block, size: usize) {
         // SAFETY: per the caller.
         unsafe {
             self.link_free(block, size);
-            let next = block.add(size);
-            set_header(next, header(next) | PREV_FREE);
+            block.add(size).set_prev_free(true);
         }
     }
 
@@ -106,7 +102,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     ///
     /// `block` is on a list, with size `size`.
     #[inline(always)]
-    pub(super) unsafe fn unlink(&mut self, block: *mut u8, size: usize) {
+    pub(super) unsafe fn unlink(&mut self, block: Block, size: usize) {
         // SAFETY: per the caller.
         unsafe { self.unlink_from(block, size, Classes::<FL, SL>::list_of(size)) }
     }
@@ -119,24 +115,24 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     #[inline(always)]
     pub(super) unsafe fn unlink_from(
         &mut self,
-        block: *mut u8,
+        block: Block,
         size: usize,
         (fl, sl): (usize, usize),
     ) {
         // SAFETY: per the caller, `block` and its list neighbours are free blocks.
         unsafe {
-            let next = link(block, NEXT);
-            let prev = link(block, PREV);
-            if !next.is_null() {
-                set_link(next, PREV, prev);
+            let next = block.next_in_list();
+            let prev = block.prev_in_list();
+            if !next.is_none() {
+                next.set_prev_in_list(prev);
             }
-            if prev.is_null() {
+            if prev.is_none() {
                 *self.head(fl, sl) = next;
-                if next.is_null() {
+                if next.is_none() {
                     self.mark_empty(fl, sl);
                 }
             } else {
-                set_link(prev, NEXT, next);
+                prev.set_next_in_list(next);
             }
         }
         self.free -= size - WORD;
@@ -167,12 +163,12 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         // SAFETY: per the caller, the head is a free block; its successor too, if any.
         unsafe {
             let head = self.head(fl, sl);
-            let next = link(*head, NEXT);
+            let next = head.next_in_list();
             *head = next;
-            if next.is_null() {
+            if next.is_none() {
                 self.mark_empty(fl, sl);
             } else {
-                set_link(next, PREV, ptr::null_mut());
+                next.set_prev_in_list(Block::NONE);
             }
         }
         self.free -= size - WORD;
@@ -190,28 +186,27 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     #[inline(always)]
     pub(super) unsafe fn relocate(
         &mut self,
-        from: *mut u8,
+        from: Block,
         from_size: usize,
-        to: *mut u8,
+        to: Block,
         to_size: usize,
         (fl, sl): (usize, usize),
     ) {
         // SAFETY: per the caller; both links are read before anything at `to` is written.
         unsafe {
-            let next = link(from, NEXT);
-            let prev = link(from, PREV);
-            set_link(to, NEXT, next);
-            set_link(to, PREV, prev);
-            if !next.is_null() {
-                set_link(next, PREV, to);
+            let next = from.next_in_list();
+            let prev = from.prev_in_list();
+            to.set_next_in_list(next);
+            to.set_prev_in_list(prev);
+            if !next.is_none() {
+                next.set_prev_in_list(to);
             }
-            if prev.is_null() {
+            if prev.is_none() {
                 *self.head(fl, sl) = to;
             } else {
-                set_link(prev, NEXT, to);
+                prev.set_next_in_list(to);
             }
-            set_header(to, to_size | FREE);
-            set_footer(to, to_size);
+            to.set_free(to_size);
         }
         self.free = self.free + to_size - from_size;
     }
@@ -226,9 +221,9 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     #[inline(always)]
     pub(super) unsafe fn replace_free(
         &mut self,
-        from: *mut u8,
+        from: Block,
         from_size: usize,
-        to: *mut u8,
+        to: Block,
         to_size: usize,
     ) {
         let list = Classes::<FL, SL>::list_of(to_size);
@@ -252,14 +247,13 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     /// `block` is on a list with `old_size`; the bytes up to `new_size` are free memory of
     /// its region, and the block after them knows it follows a free block.
     #[inline(always)]
-    pub(super) unsafe fn resize_free(&mut self, block: *mut u8, old_size: usize, new_size: usize) {
+    pub(super) unsafe fn resize_free(&mut self, block: Block, old_size: usize, new_size: usize) {
         let list = Classes::<FL, SL>::list_of(new_size);
         let old_list = Classes::<FL, SL>::list_of(old_size);
         // SAFETY: per the caller.
         unsafe {
             if list == old_list {
-                set_header(block, new_size | FREE);
-                set_footer(block, new_size);
+                block.set_free(new_size);
                 self.free = self.free + new_size - old_size;
             } else {
                 self.unlink_from(block, old_size, old_list);

@@ -3,7 +3,7 @@
 use core::alloc::Layout;
 use core::fmt;
 use core::mem::{align_of, size_of, MaybeUninit};
-use core::ptr::{self, NonNull};
+use core::ptr::NonNull;
 
 use heapkit_core::region::{RegionList, Span};
 use heapkit_core::{AllocError, Backend, ConfigError, Corruption, Stats};
@@ -19,7 +19,7 @@ mod regions;
 #[cfg(test)]
 mod tests;
 
-use block::{footer_before, header, link, set_header, NEXT};
+use block::Block;
 use regions::Region;
 
 /// Header bit: this block is free (on a list).
@@ -110,7 +110,7 @@ pub struct Tlsf<const FL: usize = { DEFAULT_FL }, const SL: usize = { DEFAULT_SL
     fl_map: u32,
     /// Per class `f`, bit `s`: list `(f, s)` is non-empty.
     sl_maps: [u32; FL],
-    heads: [[*mut u8; SL]; FL],
+    heads: [[Block; SL]; FL],
     regions: RegionList<Region>,
     capacity: usize,
     in_use: usize,
@@ -142,7 +142,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         Self {
             fl_map: 0,
             sl_maps: [0; FL],
-            heads: [[ptr::null_mut(); SL]; FL],
+            heads: [[Block::NONE; SL]; FL],
             regions: RegionList::new(),
             capacity: 0,
             in_use: 0,
@@ -229,20 +229,18 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     /// `block` is a block of `available >= size` bytes that is on no list, whose header
     /// has the right `PREV_FREE` bit, and whose next block's `PREV_FREE` bit says free.
     #[inline(always)]
-    unsafe fn carve(&mut self, block: *mut u8, available: usize, size: usize) -> usize {
+    unsafe fn carve(&mut self, block: Block, available: usize, size: usize) -> usize {
         // SAFETY: per the caller; the tail (when split) is free memory of the region,
         // followed by the old next block's header, which already says "free before me".
         unsafe {
-            let prev_flag = header(block) & PREV_FREE;
             let rest = available - size;
             if rest >= MIN_BLOCK {
-                set_header(block, size | prev_flag);
+                block.set_used(size);
                 self.link_free(block.add(size), rest);
                 size
             } else {
-                set_header(block, available | prev_flag);
-                let next = block.add(available);
-                set_header(next, header(next) & !PREV_FREE);
+                block.set_used(available);
+                block.add(available).set_prev_free(false);
                 available
             }
         }
@@ -275,7 +273,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         // free block with a valid header.
         let (mut block, mut available) = unsafe {
             let block = *self.head(fl, sl);
-            (block, header(block) & !FLAGS)
+            (block, block.size())
         };
         let gap = Self::aligned_gap(block, align);
         // A good-fit block always has room; the largest list's head may not.
@@ -293,7 +291,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
             self.unlink(block, available);
             if gap != 0 {
                 let aligned = block.add(gap);
-                set_header(aligned, PREV_FREE);
+                aligned.set_header(PREV_FREE);
                 self.link_free(block, gap);
                 block = aligned;
                 available -= gap;
@@ -307,8 +305,8 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     /// leaves either nothing or a whole free block in front. No address is rounded up, so
     /// nothing wraps near the top of the address space.
     #[inline(always)]
-    fn aligned_gap(block: *mut u8, align: usize) -> usize {
-        let payload = block.addr().wrapping_add(WORD);
+    fn aligned_gap(block: Block, align: usize) -> usize {
+        let payload = block.payload().addr();
         let gap = payload.wrapping_neg() & (align - 1);
         if gap != 0 && gap < MIN_BLOCK {
             gap + align
@@ -335,12 +333,12 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     ///
     /// `block` was just carved for an allocation.
     #[inline(always)]
-    unsafe fn allocated(&mut self, block: *mut u8, size: usize) -> NonNull<[u8]> {
+    unsafe fn allocated(&mut self, block: Block, size: usize) -> NonNull<[u8]> {
         self.in_use += size - WORD;
         #[cfg(feature = "checked")]
         self.mark_start(block, true);
         // SAFETY: a block's payload follows its header inside the region: not null.
-        let payload = unsafe { NonNull::new_unchecked(block.add(WORD)) };
+        let payload = unsafe { NonNull::new_unchecked(block.payload()) };
         NonNull::slice_from_raw_parts(payload, size - WORD)
     }
 
@@ -351,11 +349,11 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         };
         let mut largest = 0;
         let mut block = self.heads[fl][sl];
-        while !block.is_null() {
+        while !block.is_none() {
             // SAFETY: blocks on a list are free blocks with valid headers and links.
             unsafe {
-                largest = largest.max(header(block) & !FLAGS);
-                block = link(block, NEXT);
+                largest = largest.max(block.size());
+                block = block.next_in_list();
             }
         }
         largest - WORD
@@ -367,10 +365,10 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
             core::array::from_fn(|sl| {
                 let mut count = 0;
                 let mut block = self.heads[fl][sl];
-                while !block.is_null() {
+                while !block.is_none() {
                     count += 1;
                     // SAFETY: blocks on a list are free blocks with valid links.
-                    block = unsafe { link(block, NEXT) };
+                    block = unsafe { block.next_in_list() };
                 }
                 count
             })
@@ -400,7 +398,7 @@ unsafe impl<const FL: usize, const SL: usize> Backend for Tlsf<FL, SL> {
         // goes back as a free block, whose successor already says "free before me".
         unsafe {
             let block = *self.head(fl, sl);
-            let available = header(block) & !FLAGS;
+            let available = block.size();
             let rest = available - size;
             if rest >= MIN_BLOCK {
                 let remainder = block.add(size);
@@ -411,13 +409,12 @@ unsafe impl<const FL: usize, const SL: usize> Backend for Tlsf<FL, SL> {
                     self.pop_head(fl, sl, available);
                     self.link_free_in(remainder, rest, rest_list);
                 }
-                set_header(block, size);
+                block.set_header(size);
                 Ok(self.allocated(block, size))
             } else {
                 self.pop_head(fl, sl, available);
-                set_header(block, available);
-                let next = block.add(available);
-                set_header(next, header(next) & !PREV_FREE);
+                block.set_header(available);
+                block.add(available).set_prev_free(false);
                 Ok(self.allocated(block, available))
             }
         }
@@ -428,7 +425,7 @@ unsafe impl<const FL: usize, const SL: usize> Backend for Tlsf<FL, SL> {
         #[cfg(feature = "checked")]
         {
             self.validate(ptr, layout, "deallocate");
-            self.mark_start(ptr.as_ptr().wrapping_sub(WORD), false);
+            self.mark_start(Block::of_payload(ptr.as_ptr()), false);
         }
         let _ = layout;
         // SAFETY: per the caller, `ptr` is a live block of ours, so its header precedes
@@ -436,14 +433,13 @@ unsafe impl<const FL: usize, const SL: usize> Backend for Tlsf<FL, SL> {
         // when the word before the header is a free block's footer. A merged block keeps
         // the list node of a neighbour whose list it stays in.
         unsafe {
-            let block = ptr.as_ptr().sub(WORD);
-            let h = header(block);
-            let size = h & !FLAGS;
+            let block = Block::of_payload(ptr.as_ptr());
+            let size = block.size();
             self.in_use -= size - WORD;
             let next = block.add(size);
-            let next_header = header(next);
-            if h & PREV_FREE != 0 {
-                let prev_size = footer_before(block);
+            let next_header = next.header();
+            if block.prev_free() {
+                let prev_size = block.footer_before();
                 let prev = block.sub(prev_size);
                 let mut merged = prev_size + size;
                 if next_header & FREE != 0 {
@@ -451,14 +447,14 @@ unsafe impl<const FL: usize, const SL: usize> Backend for Tlsf<FL, SL> {
                     self.unlink(next, next_size);
                     merged += next_size;
                 } else {
-                    set_header(next, next_header | PREV_FREE);
+                    next.set_header(next_header | PREV_FREE);
                 }
                 self.resize_free(prev, prev_size, merged);
             } else if next_header & FREE != 0 {
                 let next_size = next_header & !FLAGS;
                 self.replace_free(next, next_size, block, size + next_size);
             } else {
-                set_header(next, next_header | PREV_FREE);
+                next.set_header(next_header | PREV_FREE);
                 self.link_free(block, size);
             }
         }
@@ -478,14 +474,13 @@ unsafe impl<const FL: usize, const SL: usize> Backend for Tlsf<FL, SL> {
         // SAFETY: as in `deallocate`; the next block is absorbed only when free and large
         // enough, and what is left of it stays a free block in its place.
         unsafe {
-            let block = ptr.as_ptr().sub(WORD);
-            let h = header(block);
-            let size = h & !FLAGS;
+            let block = Block::of_payload(ptr.as_ptr());
+            let size = block.size();
             if needed <= size {
                 return Ok(NonNull::slice_from_raw_parts(ptr, size - WORD));
             }
             let next = block.add(size);
-            let next_header = header(next);
+            let next_header = next.header();
             let next_size = next_header & !FLAGS;
             if next_header & FREE == 0 || size + next_size < needed {
                 return Err(AllocError);
@@ -496,11 +491,10 @@ unsafe impl<const FL: usize, const SL: usize> Backend for Tlsf<FL, SL> {
                 needed
             } else {
                 self.unlink(next, next_size);
-                let after = next.add(next_size);
-                set_header(after, header(after) & !PREV_FREE);
+                next.add(next_size).set_prev_free(false);
                 size + next_size
             };
-            set_header(block, grown | (h & PREV_FREE));
+            block.set_used(grown);
             self.in_use += grown - size;
             Ok(NonNull::slice_from_raw_parts(ptr, grown - WORD))
         }
@@ -520,12 +514,11 @@ unsafe impl<const FL: usize, const SL: usize> Backend for Tlsf<FL, SL> {
         // SAFETY: as in `deallocate`; the tail handed back lies inside the block, merged
         // with the next block when that one is free.
         unsafe {
-            let block = ptr.as_ptr().sub(WORD);
-            let h = header(block);
-            let size = h & !FLAGS;
+            let block = Block::of_payload(ptr.as_ptr());
+            let size = block.size();
             let tail = size - needed;
             let next = block.add(size);
-            let next_header = header(next);
+            let next_header = next.header();
             let freed = block.add(needed);
             if next_header & FREE != 0 && tail > 0 {
                 let next_size = next_header & !FLAGS;
@@ -535,7 +528,7 @@ unsafe impl<const FL: usize, const SL: usize> Backend for Tlsf<FL, SL> {
             } else {
                 return Ok(NonNull::slice_from_raw_parts(ptr, size - WORD));
             }
-            set_header(block, needed | (h & PREV_FREE));
+            block.set_used(needed);
             self.in_use -= tail;
             Ok(NonNull::slice_from_raw_parts(ptr, needed - WORD))
         }

@@ -8,7 +8,7 @@ use heapkit_core::bits::Bits;
 use heapkit_core::region::{RegionHeader, Span};
 use heapkit_core::ConfigError;
 
-use super::block::set_header;
+use super::block::Block;
 use super::{Tlsf, GRANULE, MIN_BLOCK, WORD};
 
 /// Bookkeeping at the start of each region.
@@ -168,8 +168,8 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         // first block and sentinel inside the region, `MIN_BLOCK` or more apart.
         unsafe {
             header.write(region);
-            set_header(sentinel, 0);
-            self.insert(first, plan.sentinel - plan.first);
+            Block::at(sentinel).set_header(0);
+            self.insert(Block::at(first), plan.sentinel - plan.first);
         }
         // SAFETY: the header was just written inside the region, with `next` the old head.
         unsafe { self.regions.push(header) };

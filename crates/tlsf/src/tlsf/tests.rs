@@ -2,7 +2,7 @@
 
 extern crate std;
 
-use super::block::*;
+use super::block::Block;
 use super::regions::{Region, RegionPlan};
 use super::*;
 use heapkit_testkit::Regions;
@@ -123,14 +123,14 @@ fn an_aligned_block_that_fits_exactly_is_found_with_one_more_look() {
 fn check_reports_each_broken_invariant() {
     // Three blocks a, b, c then the free rest; b freed: a free block between two
     // allocated ones.
-    fn fresh(regions: &mut Regions) -> (Tlsf, [*mut u8; 3]) {
+    fn fresh(regions: &mut Regions) -> (Tlsf, [Block; 3]) {
         let mut heap: Tlsf = heap_over(regions, 4096);
         let blocks = [0; 3].map(|_| {
             let payload = heap.allocate(layout(64, 8)).unwrap().cast::<u8>().as_ptr();
-            payload.wrapping_sub(WORD)
+            Block::of_payload(payload)
         });
         // SAFETY: b is live with this layout.
-        unsafe { heap.deallocate(NonNull::new(blocks[1].add(WORD)).unwrap(), layout(64, 8)) };
+        unsafe { heap.deallocate(NonNull::new(blocks[1].payload()).unwrap(), layout(64, 8)) };
         assert_eq!(heap.check(), Ok(()));
         (heap, blocks)
     }
@@ -140,28 +140,28 @@ fn check_reports_each_broken_invariant() {
     // inside its region; each heap is dropped without further calls.
     unsafe {
         let (heap, [_, b, _]) = fresh(&mut regions);
-        let size = header(b) & !FLAGS;
+        let size = b.size();
         // The footer slot of a `size`-byte block, holding another size.
-        word(b.add(size - WORD), 0).write(size + GRANULE);
+        b.write_word(size / WORD - 1, size + GRANULE);
         assert_eq!(what(&heap), "free block's footer differs from its header");
 
         let (heap, [_, b, c]) = fresh(&mut regions);
-        set_header(c, header(c) & !PREV_FREE);
+        c.set_prev_free(false);
         let _ = b;
         assert_eq!(what(&heap), "PREV_FREE disagrees with the block before");
 
         let (heap, [a, _, _]) = fresh(&mut regions);
-        set_header(a, (header(a) & FLAGS) | 1 << 20);
+        a.set_header((a.header() & FLAGS) | 1 << 20);
         assert_eq!(what(&heap), "block runs past its region's end");
 
         let (heap, [a, _, _]) = fresh(&mut regions);
-        set_header(a, (header(a) & FLAGS) | (3 * WORD));
+        a.set_header((a.header() & FLAGS) | (3 * WORD));
         assert_eq!(what(&heap), "block size is not a whole number of granules");
 
         let (mut heap, _) = fresh(&mut regions);
         let (fl, sl) = (0..DEFAULT_FL)
             .flat_map(|f| (0..DEFAULT_SL).map(move |s| (f, s)))
-            .find(|&(f, s)| heap.heads[f][s].is_null())
+            .find(|&(f, s)| heap.heads[f][s].is_none())
             .unwrap();
         heap.sl_maps[fl] |= 1 << sl;
         heap.fl_map |= 1 << fl;
@@ -173,7 +173,7 @@ fn check_reports_each_broken_invariant() {
 
         let (heap, [_, b, _]) = fresh(&mut regions);
         // A cycle back to the head: its back link (null) cannot match.
-        set_link(b, NEXT, b);
+        b.set_next_in_list(b);
         assert_eq!(what(&heap), "list node's back link is wrong");
     }
 }
