@@ -5,6 +5,7 @@ use core::fmt;
 use core::mem::{size_of, MaybeUninit};
 use core::ptr::{self, NonNull};
 
+use heapkit_core::bits::Bits;
 use heapkit_core::region::Span;
 use heapkit_core::{AllocError, Backend, ConfigError, Corruption, Stats};
 
@@ -54,10 +55,10 @@ pub struct Pool {
     free_len: usize,
     /// Bytes of the region given, bookkeeping and slack included.
     region_len: usize,
-    /// One bit per block (set: allocated), stored after the blocks; bits at and past
-    /// `bumped` are not initialised yet.
+    /// One bit per block (set: allocated), in words after the blocks; words holding only
+    /// bits at and past `bumped` are not initialised yet.
     #[cfg(feature = "checked")]
-    live_bits: NonNull<u8>,
+    live: Bits,
 }
 
 // SAFETY: the pool exclusively manages its region; moving it to another thread moves that
@@ -66,6 +67,9 @@ unsafe impl Send for Pool {}
 
 /// The free-list link stored at the start of each free block.
 const LINK_SIZE: usize = size_of::<*mut u8>();
+
+/// Bytes per word of the `checked` live map.
+const WORD: usize = size_of::<usize>();
 
 /// Bits of side bookkeeping per block: one "allocated" bit under `checked`.
 const SIDE_BITS: usize = if cfg!(feature = "checked") { 1 } else { 0 };
@@ -113,10 +117,13 @@ impl Pool {
         Span::of(start, len)?;
         let shape = Shape::new(block_size, block_align, Self::MIN_BLOCK_SIZE)?;
         shape.check_start(start.as_ptr().addr())?;
-        let (blocks, _) = shape.fit(len, SIDE_BITS);
+        let (blocks, map_offset) = Self::fit(start.as_ptr().addr(), len, shape);
+        #[cfg(not(feature = "checked"))]
+        let _ = map_offset;
         if blocks == 0 {
             return Err(ConfigError::RegionTooSmall {
-                needed: shape.stride + SIDE_BITS.div_ceil(8),
+                // One block and, under `checked`, one aligned word of map after it.
+                needed: Self::map_offset(start.as_ptr().addr(), 1, shape) + SIDE_BITS * WORD,
                 given: len,
             });
         }
@@ -128,10 +135,39 @@ impl Pool {
             free_head: ptr::null_mut(),
             free_len: 0,
             region_len: len,
-            // SAFETY: `fit` placed the bitmap right after the blocks, inside the region.
+            // SAFETY: `fit` placed `words_for(blocks)` aligned words at `map_offset`, after
+            // the blocks and inside the region; `first_use` clears each before it is read.
             #[cfg(feature = "checked")]
-            live_bits: unsafe { start.add(blocks * shape.stride) },
+            live: unsafe { Bits::new(start.add(map_offset).cast::<usize>(), blocks) },
         })
+    }
+
+    /// How many blocks fit in `len` bytes at address `start`, and where the `checked`
+    /// live map goes: the first word boundary after the blocks.
+    fn fit(start: usize, len: usize, shape: Shape) -> (usize, usize) {
+        let (mut blocks, _) = shape.fit(len, SIDE_BITS);
+        if SIDE_BITS == 0 {
+            return (blocks, blocks * shape.stride);
+        }
+        // The words' alignment costs up to a word more than `fit` counted: step down past it.
+        while blocks > 0
+            && Self::map_offset(start, blocks, shape) + Bits::words_for(blocks) * WORD > len
+        {
+            blocks -= 1;
+        }
+        (blocks, Self::map_offset(start, blocks, shape))
+    }
+
+    /// Offset of the live map after `blocks` blocks from address `start`: the next word
+    /// boundary. Worked in offsets, so nothing wraps near the top of the address space.
+    fn map_offset(start: usize, blocks: usize, shape: Shape) -> usize {
+        let blocks_end = blocks * shape.stride;
+        if SIDE_BITS == 0 {
+            blocks_end
+        } else {
+            let misalignment = start % WORD;
+            (misalignment + blocks_end).next_multiple_of(WORD) - misalignment
+        }
     }
 
     /// The usable size of every block: the block size rounded up to the alignment.
@@ -200,9 +236,8 @@ impl Pool {
 
     #[cfg(feature = "checked")]
     fn live_bit(&self, index: usize) -> bool {
-        // SAFETY: `index < bumped`, so its bitmap byte is inside the region and initialised.
-        let byte = unsafe { self.live_bits.add(index / 8).read() };
-        byte & (1 << (index % 8)) != 0
+        // Bits at and past `bumped` may lie in a word not yet cleared.
+        index < self.bumped && self.live.get(index)
     }
 
     /// Records `block` as allocated or free in the `checked` bitmap; free without it.
@@ -212,13 +247,8 @@ impl Pool {
         #[cfg(feature = "checked")]
         {
             let index = (block.as_ptr().addr() - self.base.as_ptr().addr()) / self.shape.stride;
-            let mask = 1u8 << (index % 8);
-            // SAFETY: `index < bumped <= blocks`, so the byte is inside the bitmap, and it
-            // was initialised when the bump cursor reached its first block.
-            unsafe {
-                let byte = self.live_bits.add(index / 8).as_ptr();
-                *byte = if live { *byte | mask } else { *byte & !mask };
-            }
+            // Its word was cleared when the bump cursor reached the word's first block.
+            self.live.set(index, live);
         }
         #[cfg(not(feature = "checked"))]
         let _ = (block, live);
@@ -228,11 +258,10 @@ impl Pool {
     #[inline(always)]
     #[cfg_attr(not(feature = "checked"), allow(clippy::unused_self))]
     fn first_use(&mut self, index: usize) {
+        // Bits of blocks the cursor has not reached are never read: clear each word here.
         #[cfg(feature = "checked")]
-        if index % 8 == 0 {
-            // SAFETY: `index < blocks`, so the byte lies inside the bitmap; bits of blocks
-            // the cursor has not reached are never read, so initialise each byte here.
-            unsafe { self.live_bits.add(index / 8).write(0) };
+        if index % usize::BITS as usize == 0 {
+            self.live.clear_word_of(index);
         }
         #[cfg(not(feature = "checked"))]
         let _ = index;

@@ -281,3 +281,50 @@ mod checked {
         misuse(&mut || Box::new(atomic_at(start, len, 64, 64).unwrap()));
     }
 }
+
+/// Odd strides from starts off a word boundary: the blocks and the `checked` live map
+/// (kept in whole words after the blocks) never overlap or leave the region (a canary
+/// after it stays intact), and every block can be handed out and given back. Miri checks
+/// the map's words are aligned.
+#[test]
+fn odd_strides_from_unaligned_starts_use_every_block() {
+    let mut regions = Regions::new();
+    for misalign in [0, 1, 3, 7] {
+        for (size, len) in [(9, 200), (13, 517), (8, 64), (31, 1000)] {
+            let (base, _) = raw(&mut regions, len + misalign + 8, 64);
+            // SAFETY: `misalign < 8` bytes into a region of `len + misalign + 8`.
+            let start = unsafe { base.add(misalign) };
+            // SAFETY: the 8 bytes after `len` are inside the region taken.
+            let canary = unsafe { start.add(len) };
+            // SAFETY: as above.
+            unsafe { canary.as_ptr().write_bytes(0xA5, 8) };
+            let mut pool = pool_at(start, len, size, 1).unwrap();
+            let blocks = pool.total_blocks();
+            assert!(
+                blocks > 0 && blocks * size <= len,
+                "{size} in {len}: {blocks}"
+            );
+            let taken: Vec<_> = (0..blocks)
+                .map(|_| pool.allocate(layout(size, 1)).unwrap().cast::<u8>())
+                .collect();
+            assert!(pool.allocate(layout(1, 1)).is_err());
+            for (i, block) in taken.iter().enumerate() {
+                // SAFETY: each block is live and `size` bytes long.
+                unsafe { block.as_ptr().write_bytes(i as u8, size) };
+            }
+            assert_eq!(pool.check(), Ok(()));
+            for (i, block) in taken.into_iter().enumerate().rev() {
+                // SAFETY: each block is live, with its own fill intact.
+                unsafe {
+                    assert_eq!(block.as_ptr().add(size - 1).read(), i as u8);
+                    pool.deallocate(block, layout(size, 1));
+                }
+            }
+            assert_eq!(pool.free_blocks(), blocks);
+            assert_eq!(pool.check(), Ok(()));
+            // SAFETY: as above.
+            let after = unsafe { core::slice::from_raw_parts(canary.as_ptr(), 8) };
+            assert_eq!(after, [0xA5; 8], "{size} in {len} wrote past its region");
+        }
+    }
+}
