@@ -44,7 +44,8 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
                     return Err(corrupt(block, "PREV_FREE disagrees with the block before")
                         .expected(usize::from(prev_free), usize::from(h & PREV_FREE != 0)));
                 }
-                let free = h & FREE != 0;
+                // SAFETY: as for the header above.
+                let free = unsafe { block.is_free() };
                 if free {
                     if prev_free {
                         return Err(corrupt(block, "two free blocks are adjacent (not merged)"));
