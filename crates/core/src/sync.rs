@@ -18,7 +18,7 @@ use core::ops::{Deref, DerefMut};
 
 cfg_if::cfg_if! {
     if #[cfg(loom)] {
-        pub use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+        pub use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
         use loom::sync::atomic::fence as unnamed_fence;
         #[cfg(target_has_atomic = "64")]
         pub use loom::sync::atomic::AtomicU64;
@@ -26,7 +26,7 @@ cfg_if::cfg_if! {
         pub use loom::hint::spin_loop;
         pub use loom::cell::{MutPtr, UnsafeCell};
     } else {
-        pub use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+        pub use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
         use core::sync::atomic::fence as unnamed_fence;
         #[cfg(target_has_atomic = "64")]
         pub use core::sync::atomic::AtomicU64;

@@ -178,8 +178,9 @@ pub fn fill_until_failure_then_free_all<A: Subject>(
     make: impl Fn(&mut Regions) -> A,
 ) {
     let limit = if cfg!(miri) { 2_000 } else { 200_000 };
-    // Under miri, small blocks would take too many interpreted steps to exhaust a region.
-    let sizes: &[usize] = if cfg!(miri) {
+    // Under miri, small blocks would take too many interpreted steps to exhaust a region;
+    // a growing allocator takes memory from its source in pieces of megabytes.
+    let sizes: &[usize] = if cfg!(miri) || profile.grows {
         &[profile.max_size / 3, profile.max_size]
     } else {
         &[1, 24, profile.max_size / 3, profile.max_size, 8]
@@ -269,8 +270,16 @@ pub fn impossible_requests_fail_cleanly<A: Subject>(
     let capacity = harness.initial_stats().capacity;
     let huge = [
         Layout::from_size_align(isize::MAX as usize - 4095, 1).expect("layout"),
-        Layout::from_size_align(capacity.saturating_add(1).min(isize::MAX as usize / 2), 8)
-            .expect("layout"),
+        // More than the capacity, or, for an allocator that grows, than any source gives.
+        Layout::from_size_align(
+            if profile.grows {
+                isize::MAX as usize / 2
+            } else {
+                capacity.saturating_add(1).min(isize::MAX as usize / 2)
+            },
+            8,
+        )
+        .expect("layout"),
     ];
     for layout in huge {
         assert!(

@@ -5,6 +5,7 @@ mod reference;
 mod regions;
 mod shadow;
 
+pub mod chunks;
 pub mod contract;
 pub mod edges;
 
@@ -12,6 +13,7 @@ pub mod edges;
 pub use ops::op_sequences;
 pub use ops::{Op, Profile};
 pub use reference::Reference;
+pub use chunks::ChunkSource;
 pub use regions::Regions;
 pub use shadow::{Harness, RunError, Subject, Violation};
 

@@ -59,6 +59,10 @@ pub struct Profile {
     /// chunk per size class): after everything is freed, `in_use` must be 0 and the
     /// capacity unchanged, but free and metadata bytes need not match their start.
     pub caches_memory: bool,
+    /// Whether the allocator takes more memory as it needs it (and may give it back), so
+    /// its capacity changes: stats must stay consistent, `in_use` exact, but the
+    /// capacity need not stay what it was (implies [`caches_memory`](Self::caches_memory)).
+    pub grows: bool,
 }
 
 impl Default for Profile {
@@ -68,6 +72,7 @@ impl Default for Profile {
             max_align: 4096,
             exact_in_use: true,
             caches_memory: false,
+            grows: false,
         }
     }
 }
@@ -80,6 +85,7 @@ impl Profile {
             max_align,
             exact_in_use: true,
             caches_memory: false,
+            grows: false,
         }
     }
 
@@ -88,6 +94,15 @@ impl Profile {
     #[must_use]
     pub const fn caching(mut self) -> Self {
         self.caches_memory = true;
+        self
+    }
+
+    /// The same profile for an allocator whose capacity grows and shrinks (see
+    /// [`grows`](Self::grows)).
+    #[must_use]
+    pub const fn growing(mut self) -> Self {
+        self.caches_memory = true;
+        self.grows = true;
         self
     }
 

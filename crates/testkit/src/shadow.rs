@@ -499,7 +499,7 @@ impl<A: Subject> Harness<A> {
         let after = self.allocator.stats();
         let cached_ok = self.profile.caches_memory
             && after.in_use == 0
-            && after.capacity == self.initial.capacity;
+            && (self.profile.grows || after.capacity == self.initial.capacity);
         let restored = cached_ok
             || after.in_use == 0
                 && after.free == self.initial.free
@@ -651,7 +651,8 @@ impl<A: Subject> Harness<A> {
     fn check_stats(&self) -> Result<(), Violation> {
         self.check_heap()?;
         let stats = self.allocator.stats();
-        if !stats.is_consistent() || stats.capacity != self.initial.capacity {
+        let capacity_moved = !self.profile.grows && stats.capacity != self.initial.capacity;
+        if !stats.is_consistent() || capacity_moved {
             return Err(Violation::StatsInconsistent {
                 stats,
                 initial_capacity: self.initial.capacity,

@@ -1,0 +1,155 @@
+//! [`Sharded`]: the process-wide heap, with a [`LocalHeap`] per thread in a
+//! `thread_local!`.
+
+extern crate std;
+
+use core::alloc::Layout;
+use core::cell::{Cell, UnsafeCell};
+use core::ptr::NonNull;
+
+use heapkit_core::source::SystemSource;
+use heapkit_core::{AllocError, Corruption, SharedBackend, Stats};
+
+use crate::geometry::SEGMENT;
+use crate::heap::{resize_in_place, LocalHeap, ShardedHeap};
+
+/// The one heap every [`Sharded`] handle uses: a `static`, so the per-thread heaps that
+/// point at it can never outlive it.
+static PROCESS: ShardedHeap<SystemSource> = ShardedHeap::new(SystemSource::new(SEGMENT));
+
+/// A thread's heap, handed back (abandoned) when the thread exits.
+struct ThreadCache {
+    heap: UnsafeCell<Option<LocalHeap>>,
+}
+
+impl Drop for ThreadCache {
+    fn drop(&mut self) {
+        if let Some(heap) = self.heap.get_mut().take() {
+            // Frees and allocations from later destructors of this thread find this slot
+            // gone and take the locked heap instead.
+            heap.abandon(&PROCESS);
+        }
+    }
+}
+
+std::thread_local! {
+    static CACHE: ThreadCache = const { ThreadCache { heap: UnsafeCell::new(None) } };
+    /// Set while a call runs on this thread's heap: a call that re-enters (the
+    /// thread-local's own set-up allocating, a panic message) takes the locked heap.
+    static BUSY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The process-wide thread-caching heap: each thread allocates from its own
+/// [`LocalHeap`] without locks; frees of another thread's blocks go to their pages'
+/// remote lists. A zero-size handle: every `Sharded` is the same heap.
+///
+/// Make it the global allocator through [`Shared`](heapkit_core::Shared):
+///
+/// ```
+/// use heapkit_core::Shared;
+/// use heapkit_sharded::Sharded;
+///
+/// #[global_allocator]
+/// static GLOBAL: Shared<Sharded> = Shared::new(Sharded);
+///
+/// let v: Vec<u32> = (0..1000).collect();
+/// assert_eq!(v.iter().sum::<u32>(), 499_500);
+/// ```
+///
+/// Before a thread's heap exists, while it is being set up and after it is torn down at
+/// thread exit (other thread-local destructors may allocate and free), calls go to a heap
+/// behind a lock instead, so they always work.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sharded;
+
+impl Sharded {
+    /// The handle (there is one heap per process).
+    pub const fn new() -> Self {
+        Self
+    }
+
+    /// The shared state under every thread's heap.
+    pub fn process_heap() -> &'static ShardedHeap<SystemSource> {
+        &PROCESS
+    }
+
+    /// Runs `call` on this thread's heap, or returns `None` when there is none to use.
+    #[inline(always)]
+    fn with_thread_heap<R>(call: impl FnOnce(&mut LocalHeap) -> R) -> Option<R> {
+        let entered = BUSY.try_with(|busy| !busy.replace(true)).ok()?;
+        if !entered {
+            return None;
+        }
+        let result = CACHE
+            .try_with(|cache| {
+                // SAFETY: `BUSY` makes this the only use of the cell on this thread now,
+                // and the cell is this thread's.
+                let heap = unsafe { &mut *cache.heap.get() };
+                let heap = heap.get_or_insert_with(|| PROCESS.local_heap());
+                call(heap)
+            })
+            .ok();
+        let _ = BUSY.try_with(|busy| busy.set(false));
+        result
+    }
+}
+
+// SAFETY: each call runs on this thread's own heap (`BUSY` keeps it to one call at a
+// time) or on the heap behind `PROCESS`'s lock; both follow `ShardedHeap`'s contract, and
+// every block belongs to `PROCESS`, whichever heap frees it.
+unsafe impl SharedBackend for Sharded {
+    #[inline]
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        Self::with_thread_heap(|heap| heap.allocate(&PROCESS, layout))
+            .unwrap_or_else(|| SharedBackend::allocate(&PROCESS, layout))
+    }
+
+    #[inline]
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: forwarded caller guarantees: a live block of `PROCESS`.
+        let freed = Self::with_thread_heap(|heap| unsafe { heap.deallocate(&PROCESS, ptr, layout) });
+        if freed.is_none() {
+            // SAFETY: as above.
+            unsafe { SharedBackend::deallocate(&PROCESS, ptr, layout) }
+        }
+    }
+
+    unsafe fn grow_in_place(
+        &self,
+        ptr: NonNull<u8>,
+        old_layout: Layout,
+        new_layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { resize_in_place(ptr, old_layout, new_layout) }
+    }
+
+    unsafe fn shrink_in_place(
+        &self,
+        ptr: NonNull<u8>,
+        old_layout: Layout,
+        new_layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { resize_in_place(ptr, old_layout, new_layout) }
+    }
+
+    fn max_align(&self) -> usize {
+        SEGMENT / 2
+    }
+
+    fn owns(&self, ptr: NonNull<u8>) -> bool {
+        PROCESS.contains(ptr)
+    }
+
+    /// This thread's heap's view (see [`LocalHeap::stats`]).
+    fn stats(&self) -> Stats {
+        Self::with_thread_heap(|heap| heap.stats(&PROCESS))
+            .unwrap_or_else(|| SharedBackend::stats(&PROCESS))
+    }
+
+    /// Checks this thread's heap.
+    fn check(&self) -> Result<(), Corruption> {
+        Self::with_thread_heap(|heap| heap.check()).unwrap_or_else(|| SharedBackend::check(&PROCESS))
+    }
+}

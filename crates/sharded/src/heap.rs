@@ -1,0 +1,1091 @@
+//! [`ShardedHeap`], the state every thread shares, and [`LocalHeap`], one thread's (or
+//! one core's) heap over it.
+
+use core::alloc::Layout;
+use core::fmt;
+use core::ptr::{self, NonNull};
+
+use heapkit_core::sync::{AtomicUsize, Ordering, SpinLock};
+use heapkit_core::{AllocError, Backend, Corruption, SharedBackend, Source, Stats};
+
+use crate::classes::{class_for, class_size, CLASSES};
+use crate::geometry::{SEGMENT, SLOT, SLOTS};
+use crate::segment::{Kind, List, Page, Segment, NO_OWNER};
+
+const CRATE: &str = "heapkit-sharded";
+
+/// How many full pages one slow-path call looks at for blocks freed by other threads.
+const SWEEP: usize = 4;
+/// How many of its segments a heap searches for free slots before taking a new one.
+const SEGMENT_SEARCH: usize = 4;
+
+/// The id of the heap behind [`ShardedHeap`]'s lock; thread heaps count up from the next.
+const FALLBACK_ID: usize = 1;
+
+/// What every thread shares: the source of segments, the list of every segment, the
+/// segments abandoned by exited heaps, and a heap behind a lock for callers without a
+/// heap of their own.
+///
+/// ```
+/// use heapkit_core::source::SystemSource;
+/// use heapkit_core::{Backend, Layout};
+/// use heapkit_sharded::ShardedHeap;
+///
+/// let shared = ShardedHeap::new(SystemSource::default());
+/// std::thread::scope(|scope| {
+///     let (send, receive) = std::sync::mpsc::channel::<usize>();
+///     let shared = &shared;
+///     scope.spawn(move || {
+///         let mut heap = shared.thread_heap();
+///         for i in 0..100 {
+///             let block = heap.allocate(Layout::new::<u64>()).unwrap().cast::<u64>();
+///             // SAFETY: a fresh block for a `u64`.
+///             unsafe { block.as_ptr().write(i) };
+///             send.send(block.as_ptr().addr()).unwrap();
+///         }
+///     });
+///     scope.spawn(move || {
+///         let mut heap = shared.thread_heap();
+///         let mut sum = 0;
+///         for address in receive {
+///             let block = heap_block(address);
+///             // SAFETY: the other thread wrote it and handed it over.
+///             sum += unsafe { block.as_ptr().read() };
+///             // SAFETY: freed once, with its layout: a free from another thread.
+///             unsafe { heap.deallocate(block.cast(), Layout::new::<u64>()) };
+///         }
+///         assert_eq!(sum, 4950);
+///     });
+/// });
+/// # fn heap_block(address: usize) -> core::ptr::NonNull<u64> {
+/// #     // Doc-test shortcut: real code sends the pointer itself.
+/// #     core::ptr::NonNull::new(core::ptr::with_exposed_provenance_mut(address)).unwrap()
+/// # }
+/// ```
+pub struct ShardedHeap<S: Source> {
+    source: SpinLock<Sourced<S>>,
+    abandoned: SpinLock<SegmentList>,
+    next_id: AtomicUsize,
+    fallback: SpinLock<LocalHeap>,
+    /// Bytes of huge blocks' segments, and their usable bytes.
+    huge_mapped: AtomicUsize,
+    huge_in_use: AtomicUsize,
+}
+
+/// The source and every segment it gave.
+struct Sourced<S> {
+    source: S,
+    all: *mut Segment,
+    mapped: usize,
+}
+
+// SAFETY: the segment pointers are only followed under the lock.
+unsafe impl<S: Send> Send for Sourced<S> {}
+
+/// A list of segments through their `next`/`prev` links.
+struct SegmentList {
+    head: *mut Segment,
+}
+
+// SAFETY: the list is only used under its lock; the segments are plain memory.
+unsafe impl Send for SegmentList {}
+
+impl SegmentList {
+    const fn new() -> Self {
+        Self {
+            head: ptr::null_mut(),
+        }
+    }
+
+    /// # Safety
+    /// `segment` is on no list, and the caller may write its links.
+    unsafe fn push(&mut self, segment: *mut Segment) {
+        // SAFETY: per the caller; the head is a segment on this list.
+        unsafe {
+            (*segment).prev = ptr::null_mut();
+            (*segment).next = self.head;
+            if !self.head.is_null() {
+                (*self.head).prev = segment;
+            }
+        }
+        self.head = segment;
+    }
+
+    /// # Safety
+    /// `segment` is on this list.
+    unsafe fn remove(&mut self, segment: *mut Segment) {
+        // SAFETY: per the caller, it and its neighbours are on this list.
+        unsafe {
+            let (next, prev) = ((*segment).next, (*segment).prev);
+            if !next.is_null() {
+                (*next).prev = prev;
+            }
+            if prev.is_null() {
+                self.head = next;
+            } else {
+                (*prev).next = next;
+            }
+            (*segment).next = ptr::null_mut();
+            (*segment).prev = ptr::null_mut();
+        }
+    }
+
+    fn pop(&mut self) -> Option<*mut Segment> {
+        let head = self.head;
+        if head.is_null() {
+            return None;
+        }
+        // SAFETY: the head is on this list.
+        unsafe { self.remove(head) };
+        Some(head)
+    }
+}
+
+// SAFETY: every field is behind a lock or atomic; segments are plain memory handed between
+// threads through those.
+unsafe impl<S: Source + Send> Sync for ShardedHeap<S> {}
+// SAFETY: as above.
+unsafe impl<S: Source + Send> Send for ShardedHeap<S> {}
+
+impl<S: Source> ShardedHeap<S> {
+    /// A heap taking segments from `source` (it holds nothing until the first request).
+    #[cfg(not(loom))]
+    pub const fn new(source: S) -> Self {
+        Self {
+            source: SpinLock::new(Sourced {
+                source,
+                all: ptr::null_mut(),
+                mapped: 0,
+            }),
+            abandoned: SpinLock::new(SegmentList::new()),
+            next_id: AtomicUsize::new(FALLBACK_ID + 1),
+            fallback: SpinLock::new(LocalHeap::with_id(FALLBACK_ID)),
+            huge_mapped: AtomicUsize::new(0),
+            huge_in_use: AtomicUsize::new(0),
+        }
+    }
+
+    /// A heap taking segments from `source`.
+    #[cfg(loom)]
+    pub fn new(source: S) -> Self {
+        Self {
+            source: SpinLock::new(Sourced {
+                source,
+                all: ptr::null_mut(),
+                mapped: 0,
+            }),
+            abandoned: SpinLock::new(SegmentList::new()),
+            next_id: AtomicUsize::new(FALLBACK_ID + 1),
+            fallback: SpinLock::new(LocalHeap::with_id(FALLBACK_ID)),
+            huge_mapped: AtomicUsize::new(0),
+            huge_in_use: AtomicUsize::new(0),
+        }
+    }
+
+    /// A new heap for one thread (or core): allocation and local frees through it take no
+    /// lock and no atomic read-modify-write. Give it back with
+    /// [`LocalHeap::abandon`]; [`thread_heap`](Self::thread_heap) does that on drop.
+    pub fn local_heap(&self) -> LocalHeap {
+        LocalHeap::with_id(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// A [`LocalHeap`] bound to this heap, a [`Backend`], abandoned when dropped.
+    pub fn thread_heap(&self) -> ThreadHeap<'_, S> {
+        ThreadHeap {
+            shared: self,
+            local: self.local_heap(),
+        }
+    }
+
+    /// Bytes taken from the source and not handed back.
+    pub fn mapped(&self) -> usize {
+        self.source.lock().mapped
+    }
+
+    /// Takes a `len`-byte region aligned to `SEGMENT` from the source, listed in `all`.
+    fn acquire(&self, len: usize) -> Option<(*mut Segment, NonNull<[u8]>)> {
+        let slack = SEGMENT.saturating_sub(S::CHUNK_ALIGN.max(1));
+        let ask = len.checked_add(slack)?;
+        let mut sourced = self.source.lock();
+        let chunk = sourced.source.acquire(ask)?;
+        let base = chunk.cast::<u8>().as_ptr();
+        let offset = base.addr().wrapping_neg() & (SEGMENT - 1);
+        if chunk.len() < offset + len {
+            // SAFETY: just acquired, unused.
+            unsafe { sourced.source.release(chunk) };
+            return None;
+        }
+        // SAFETY: `offset + len <= chunk.len()`: inside the chunk.
+        let start = unsafe { base.add(offset) };
+        // `SEGMENT`-aligned, more than a header needs.
+        #[allow(clippy::cast_ptr_alignment)]
+        let segment = start.cast::<Segment>();
+        sourced.mapped += chunk.len();
+        Some((segment, chunk))
+    }
+
+    /// Lists a freshly written segment among all segments.
+    ///
+    /// # Safety
+    /// `segment`'s header is written and it is on no list.
+    unsafe fn enlist(&self, segment: *mut Segment) {
+        let mut sourced = self.source.lock();
+        // SAFETY: under the lock the `all` links are ours.
+        unsafe {
+            (*segment).all_prev = ptr::null_mut();
+            (*segment).all_next = sourced.all;
+            if !sourced.all.is_null() {
+                (*sourced.all).all_prev = segment;
+            }
+        }
+        sourced.all = segment;
+    }
+
+    /// Hands a segment back to the source.
+    ///
+    /// # Safety
+    /// Nothing in the segment is in use or reachable any more.
+    unsafe fn release(&self, segment: *mut Segment) {
+        let mut sourced = self.source.lock();
+        // SAFETY: per the caller; the `all` links are ours under the lock.
+        unsafe {
+            let (next, prev) = ((*segment).all_next, (*segment).all_prev);
+            if !next.is_null() {
+                (*next).all_prev = prev;
+            }
+            if prev.is_null() {
+                sourced.all = next;
+            } else {
+                (*prev).all_next = next;
+            }
+            let chunk = (*segment).chunk;
+            sourced.mapped -= chunk.len();
+            sourced.source.release(chunk);
+        }
+    }
+
+    /// Whether `ptr` lies in one of this heap's segments. O(segments).
+    pub fn contains(&self, ptr: NonNull<u8>) -> bool {
+        let sourced = self.source.lock();
+        let wanted = Segment::of(ptr.as_ptr());
+        let mut segment = sourced.all;
+        while !segment.is_null() {
+            if segment == wanted {
+                return true;
+            }
+            // SAFETY: listed segments are live under the lock.
+            segment = unsafe { (*segment).all_next };
+        }
+        false
+    }
+
+    /// A block of its own for a request no class serves.
+    fn allocate_huge(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        if layout.align() > SEGMENT / 2 {
+            return Err(AllocError);
+        }
+        let offset = Segment::huge_payload_offset(layout.align());
+        let usable = layout
+            .size()
+            .checked_next_multiple_of(SLOT)
+            .ok_or(AllocError)?;
+        let len = offset.checked_add(usable).ok_or(AllocError)?;
+        if len > isize::MAX as usize {
+            return Err(AllocError);
+        }
+        let (segment, chunk) = self.acquire(len).ok_or(AllocError)?;
+        // SAFETY: `acquire` gave `len` bytes at `segment`, unused.
+        unsafe {
+            Segment::init_huge(segment, chunk, offset, usable);
+            self.enlist(segment);
+        }
+        self.huge_mapped.fetch_add(chunk.len(), Ordering::Relaxed);
+        self.huge_in_use.fetch_add(usable, Ordering::Relaxed);
+        // SAFETY: `offset + usable <= len`, inside the chunk; not null.
+        let payload = unsafe { NonNull::new_unchecked(segment.cast::<u8>().add(offset)) };
+        Ok(NonNull::slice_from_raw_parts(payload, usable))
+    }
+
+    /// # Safety
+    /// `segment` is a huge segment whose block is being freed.
+    unsafe fn deallocate_huge(&self, segment: *mut Segment) {
+        // SAFETY: per the caller.
+        let (usable, mapped) = unsafe { ((*segment).usable, (*segment).chunk.len()) };
+        self.huge_in_use.fetch_sub(usable, Ordering::Relaxed);
+        self.huge_mapped.fetch_sub(mapped, Ordering::Relaxed);
+        // SAFETY: per the caller, its one block is no longer in use.
+        unsafe { self.release(segment) };
+    }
+
+    /// Takes a segment an exited heap left, if any (without waiting for the lock).
+    fn adopt(&self) -> Option<*mut Segment> {
+        // Acquire (the lock): the abandoning heap's writes to the pages are visible.
+        self.abandoned.try_lock()?.pop()
+    }
+}
+
+impl<S: Source> Drop for ShardedHeap<S> {
+    /// Hands every segment back: no heap over this one outlives it (they borrow it), and
+    /// no block may be used after it is gone.
+    fn drop(&mut self) {
+        let sourced = self.source.get_mut();
+        while let Some(segment) = NonNull::new(sourced.all) {
+            // SAFETY: every listed segment came from this source; nothing uses it now.
+            unsafe {
+                sourced.all = (*segment.as_ptr()).all_next;
+                let chunk = (*segment.as_ptr()).chunk;
+                sourced.mapped -= chunk.len();
+                sourced.source.release(chunk);
+            }
+        }
+    }
+}
+
+impl<S: Source> fmt::Debug for ShardedHeap<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShardedHeap").finish_non_exhaustive()
+    }
+}
+
+/// One heap's state: per size class, a queue of pages with free blocks; a list of full
+/// pages; the segments it owns. Allocation and frees of its own blocks touch only this
+/// state and the pages (no lock, no atomic read-modify-write); a block of another heap's
+/// page goes on that page's remote list.
+///
+/// A `LocalHeap` is a value, so a kernel can keep one per core and a test one per thread.
+/// Every call names the [`ShardedHeap`] it belongs to; [`ThreadHeap`] binds the two.
+pub struct LocalHeap {
+    id: usize,
+    queues: [*mut Page; CLASSES],
+    full: *mut Page,
+    segments: *mut Segment,
+    /// Segments owned.
+    segment_count: usize,
+}
+
+// SAFETY: the heap's pages and segments are owned by whoever holds the heap; moving it
+// moves that ownership with it.
+unsafe impl Send for LocalHeap {}
+
+impl fmt::Debug for LocalHeap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalHeap")
+            .field("id", &self.id)
+            .field("segments", &self.segment_count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalHeap {
+    const fn with_id(id: usize) -> Self {
+        Self {
+            id,
+            queues: [ptr::null_mut(); CLASSES],
+            full: ptr::null_mut(),
+            segments: ptr::null_mut(),
+            segment_count: 0,
+        }
+    }
+
+    /// Allocates from this heap.
+    ///
+    /// # Errors
+    ///
+    /// [`AllocError`] when the source has no more memory or the request is impossible.
+    #[inline]
+    pub fn allocate<S: Source>(
+        &mut self,
+        shared: &ShardedHeap<S>,
+        layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        let Some(class) = class_for(layout.size(), layout.align()) else {
+            return shared.allocate_huge(layout);
+        };
+        let page = self.queues[class];
+        if !page.is_null() {
+            // SAFETY: pages on our queues are ours and in use.
+            if let Some(block) = unsafe { (*page).pop() } {
+                return Ok(NonNull::slice_from_raw_parts(block, class_size(class)));
+            }
+        }
+        self.allocate_slow(shared, class)
+    }
+
+    #[inline(never)]
+    fn allocate_slow<S: Source>(
+        &mut self,
+        shared: &ShardedHeap<S>,
+        class: usize,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        let size = class_size(class);
+        let mut swept = false;
+        let mut adopted = false;
+        loop {
+            // The queue's pages in order: collect their remote frees, retire the full.
+            while let Some(page) = NonNull::new(self.queues[class]) {
+                let page = page.as_ptr();
+                // SAFETY: pages on our queues are ours and in use.
+                unsafe {
+                    if (*page).has_free() || (*page).collect_remote() > 0 {
+                        let block = (*page).pop().ok_or(AllocError)?;
+                        return Ok(NonNull::slice_from_raw_parts(block, size));
+                    }
+                    self.unlink(page);
+                    self.link(page, List::Full);
+                }
+            }
+            if !swept {
+                swept = true;
+                self.sweep_full(shared);
+                continue;
+            }
+            if !adopted {
+                adopted = true;
+                if let Some(segment) = shared.adopt() {
+                    // SAFETY: taken off the abandoned list: ours now.
+                    unsafe { self.take_over(segment) };
+                    continue;
+                }
+            }
+            let page = self.new_page(shared, class).ok_or(AllocError)?;
+            // SAFETY: a fresh page of ours, in use.
+            unsafe {
+                self.link(page, List::Queue);
+                let block = (*page).pop().ok_or(AllocError)?;
+                return Ok(NonNull::slice_from_raw_parts(block, size));
+            }
+        }
+    }
+
+    /// Looks at up to [`SWEEP`] full pages for remote frees, moving the ones that got
+    /// some back to their queues and the rest to the back of the list.
+    fn sweep_full<S: Source>(&mut self, shared: &ShardedHeap<S>) {
+        for _ in 0..SWEEP {
+            let page = self.full;
+            if page.is_null() {
+                return;
+            }
+            // SAFETY: pages on our full list are ours and in use.
+            unsafe {
+                self.unlink(page);
+                if (*page).collect_remote() > 0 && (*page).used == 0 {
+                    self.retire(shared, page);
+                } else if (*page).has_free() {
+                    self.link(page, List::Queue);
+                } else {
+                    self.link_last(page);
+                }
+            }
+        }
+    }
+
+    /// A fresh page of `class` in one of our segments, or in a new one.
+    fn new_page<S: Source>(&mut self, shared: &ShardedHeap<S>, class: usize) -> Option<*mut Page> {
+        let mut segment = self.segments;
+        for _ in 0..SEGMENT_SEARCH {
+            if segment.is_null() {
+                break;
+            }
+            // SAFETY: our segments are small segments we own.
+            unsafe {
+                if let Some(page) = Segment::new_page(segment, class) {
+                    return Some(page);
+                }
+                segment = (*segment).next;
+            }
+        }
+        let (segment, chunk) = shared.acquire(SEGMENT)?;
+        // SAFETY: `acquire` gave `SEGMENT` unused bytes at `segment`.
+        unsafe {
+            Segment::init_small(segment, chunk, self.id);
+            shared.enlist(segment);
+            self.own(segment);
+            Segment::new_page(segment, class)
+        }
+    }
+
+    /// Puts a segment at the front of our list.
+    ///
+    /// # Safety
+    /// `segment` is ours and on no list.
+    unsafe fn own(&mut self, segment: *mut Segment) {
+        // SAFETY: per the caller.
+        unsafe {
+            (*segment).prev = ptr::null_mut();
+            (*segment).next = self.segments;
+            if !self.segments.is_null() {
+                (*self.segments).prev = segment;
+            }
+        }
+        self.segments = segment;
+        self.segment_count += 1;
+    }
+
+    /// # Safety
+    /// `segment` is on our list.
+    unsafe fn disown(&mut self, segment: *mut Segment) {
+        // SAFETY: per the caller.
+        unsafe {
+            let (next, prev) = ((*segment).next, (*segment).prev);
+            if !next.is_null() {
+                (*next).prev = prev;
+            }
+            if prev.is_null() {
+                self.segments = next;
+            } else {
+                (*prev).next = next;
+            }
+        }
+        self.segment_count -= 1;
+    }
+
+    /// Makes an abandoned segment ours: every page's remote frees collected, empty pages
+    /// given back to the segment (which we keep: we are about to need a page), the rest
+    /// queued.
+    ///
+    /// # Safety
+    /// `segment` was taken off the abandoned list.
+    unsafe fn take_over(&mut self, segment: *mut Segment) {
+        // SAFETY: per the caller the segment and its pages are ours from here.
+        unsafe {
+            (*segment).owner.store(self.id, Ordering::Relaxed);
+            self.own(segment);
+            for page in Segment::pages_in_use(segment) {
+                (*page).list = List::Off;
+                (*page).collect_remote();
+                if (*page).used == 0 {
+                    Segment::free_page(segment, page);
+                } else if (*page).has_free() {
+                    self.link(page, List::Queue);
+                } else {
+                    self.link(page, List::Full);
+                }
+            }
+        }
+    }
+
+    /// Frees a block of any heap over `shared`.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` was handed out by a heap over `shared` for `layout` (or a layout of the same
+    /// class) and is not freed yet.
+    #[inline]
+    pub unsafe fn deallocate<S: Source>(
+        &mut self,
+        shared: &ShardedHeap<S>,
+        ptr: NonNull<u8>,
+        layout: Layout,
+    ) {
+        let _ = layout;
+        let segment = Segment::of(ptr.as_ptr());
+        // SAFETY: per the caller the block is ours, so its segment's header is live; its
+        // kind, owner and page table entry do not change while the block is in use.
+        unsafe {
+            if (*segment).kind == Kind::Huge {
+                #[cfg(feature = "checked")]
+                Self::validate_huge(segment, ptr);
+                shared.deallocate_huge(segment);
+                return;
+            }
+            let page = Segment::page_of(segment, ptr.as_ptr());
+            #[cfg(feature = "checked")]
+            Self::validate(segment, page, ptr);
+            if (*segment).owner.load(Ordering::Relaxed) == self.id {
+                (*page).push(ptr);
+                if (*page).used == 0 {
+                    self.retire(shared, page);
+                } else if (*page).list == List::Full {
+                    self.unlink(page);
+                    self.link(page, List::Queue);
+                }
+            } else {
+                (*page).push_remote(ptr);
+            }
+        }
+    }
+
+    /// Gives back all it can: adopts every abandoned segment, collects every page's
+    /// remote frees, and hands empty pages to their segments and empty segments to the
+    /// source. O(segments); for a program's quiet moments and for tests (mimalloc's
+    /// `mi_collect`).
+    pub fn collect<S: Source>(&mut self, shared: &ShardedHeap<S>) {
+        loop {
+            let Some(segment) = shared.abandoned.lock().pop() else {
+                break;
+            };
+            // SAFETY: taken off the abandoned list: ours now.
+            unsafe { self.take_over(segment) };
+        }
+        let mut segment = self.segments;
+        while !segment.is_null() {
+            // SAFETY: our segments and their pages are ours; a segment is released only
+            // after its successor is read.
+            unsafe {
+                let next = (*segment).next;
+                for page in Segment::pages_in_use(segment) {
+                    (*page).collect_remote();
+                    if (*page).used == 0 {
+                        if (*page).list != List::Off {
+                            self.unlink(page);
+                        }
+                        if Segment::free_page(segment, page) {
+                            self.disown(segment);
+                            shared.release(segment);
+                        }
+                    } else if (*page).list == List::Full && (*page).has_free() {
+                        self.unlink(page);
+                        self.link(page, List::Queue);
+                    }
+                }
+                segment = next;
+            }
+        }
+    }
+
+    /// Resizes a block where it is (see [`resize_in_place`]); any heap may do it.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Backend::grow_in_place`]: `ptr` is a live block of a heap over the same
+    /// `ShardedHeap`, allocated for `old_layout`.
+    ///
+    /// # Errors
+    ///
+    /// [`AllocError`] when the block must move; nothing changes then.
+    pub unsafe fn resize_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old_layout: Layout,
+        new_layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { resize_in_place(ptr, old_layout, new_layout) }
+    }
+
+    /// Gives an empty page's slots back, unless it is the only page of its class's queue
+    /// (kept, so a class freed and used again does not set up a page each time). A
+    /// segment left empty goes back to the source unless it is our only segment.
+    ///
+    /// # Safety
+    /// `page` is ours, in use, with no block in use; on any list or none.
+    unsafe fn retire<S: Source>(&mut self, shared: &ShardedHeap<S>, page: *mut Page) {
+        // SAFETY: per the caller.
+        unsafe {
+            let class = (*page).class;
+            if (*page).list == List::Queue && self.queues[class] == page && (*page).next.is_null()
+            {
+                return;
+            }
+            if (*page).list != List::Off {
+                self.unlink(page);
+            }
+            let segment = Segment::of(page.cast());
+            if Segment::free_page(segment, page) && self.segment_count > 1 {
+                self.disown(segment);
+                shared.release(segment);
+            }
+        }
+    }
+
+    /// # Safety
+    /// `page` is ours and on no list.
+    unsafe fn link(&mut self, page: *mut Page, list: List) {
+        // SAFETY: per the caller; list heads are pages of ours.
+        unsafe {
+            let head = match list {
+                List::Queue => &mut self.queues[(*page).class],
+                List::Full => &mut self.full,
+                List::Off => return,
+            };
+            (*page).list = list;
+            (*page).prev = ptr::null_mut();
+            (*page).next = *head;
+            if !head.is_null() {
+                (**head).prev = page;
+            }
+            *head = page;
+        }
+    }
+
+    /// Puts `page` at the end of the full list (walks it: only the sweep calls this, for
+    /// at most [`SWEEP`] pages each time, on a list it just took the head of).
+    ///
+    /// # Safety
+    /// `page` is ours and on no list.
+    unsafe fn link_last(&mut self, page: *mut Page) {
+        // SAFETY: per the caller; the full list holds pages of ours.
+        unsafe {
+            (*page).list = List::Full;
+            (*page).next = ptr::null_mut();
+            if self.full.is_null() {
+                (*page).prev = ptr::null_mut();
+                self.full = page;
+                return;
+            }
+            // Rotation keeps the sweep fair; the walk is bounded by the full pages.
+            let mut last = self.full;
+            while !(*last).next.is_null() {
+                last = (*last).next;
+            }
+            (*last).next = page;
+            (*page).prev = last;
+        }
+    }
+
+    /// # Safety
+    /// `page` is ours and on the list its `list` names.
+    unsafe fn unlink(&mut self, page: *mut Page) {
+        // SAFETY: per the caller.
+        unsafe {
+            let (next, prev) = ((*page).next, (*page).prev);
+            if !next.is_null() {
+                (*next).prev = prev;
+            }
+            if prev.is_null() {
+                match (*page).list {
+                    List::Queue => self.queues[(*page).class] = next,
+                    List::Full => self.full = next,
+                    List::Off => {}
+                }
+            } else {
+                (*prev).next = next;
+            }
+            (*page).next = ptr::null_mut();
+            (*page).prev = ptr::null_mut();
+            (*page).list = List::Off;
+        }
+    }
+
+    /// Gives every segment up: empty pages and segments go back to the source, segments
+    /// with blocks still in use go on the abandoned list for another heap to adopt.
+    /// Blocks of those stay valid, and frees of them from any heap stay safe.
+    pub fn abandon<S: Source>(mut self, shared: &ShardedHeap<S>) {
+        while let Some(segment) = NonNull::new(self.segments) {
+            let segment = segment.as_ptr();
+            // SAFETY: our segments are ours to walk; pages collected and freed one by one.
+            unsafe {
+                self.disown(segment);
+                for page in Segment::pages_in_use(segment) {
+                    (*page).list = List::Off;
+                    (*page).collect_remote();
+                    if (*page).used == 0 {
+                        Segment::free_page(segment, page);
+                    }
+                }
+                if (*segment).pages_in_use == 0 {
+                    shared.release(segment);
+                } else {
+                    (*segment).owner.store(NO_OWNER, Ordering::Relaxed);
+                    // Release (the lock): the adopter sees the pages as left here.
+                    shared.abandoned.lock().push(segment);
+                }
+            }
+        }
+        self.queues = [ptr::null_mut(); CLASSES];
+        self.full = ptr::null_mut();
+    }
+
+    /// This heap's memory: its segments, and the huge blocks of every heap.
+    pub fn stats<S: Source>(&self, shared: &ShardedHeap<S>) -> Stats {
+        let mut stats = Stats {
+            capacity: self.segment_count * SEGMENT,
+            ..Stats::default()
+        };
+        let mut segment = self.segments;
+        while !segment.is_null() {
+            // SAFETY: our segments and their pages are ours to read.
+            unsafe {
+                for page in Segment::pages(segment) {
+                    let size = (*page).block_size;
+                    stats.in_use += (*page).used * size;
+                    let free = ((*page).capacity - (*page).used) * size;
+                    stats.free += free;
+                    stats.largest_free = stats.largest_free.max(if free > 0 { size } else { 0 });
+                }
+                let free_slots = ((*segment).free_slots.count_ones() as usize) * SLOT;
+                stats.free += free_slots;
+                stats.largest_free = stats.largest_free.max(if free_slots > 0 {
+                    crate::classes::MAX_SMALL.min(free_slots)
+                } else {
+                    0
+                });
+                segment = (*segment).next;
+            }
+        }
+        let huge_mapped = shared.huge_mapped.load(Ordering::Relaxed);
+        let huge_in_use = shared.huge_in_use.load(Ordering::Relaxed);
+        stats.capacity += huge_mapped;
+        stats.in_use += huge_in_use;
+        stats.metadata = stats.capacity - stats.in_use - stats.free;
+        stats
+    }
+
+    /// Checks this heap's pages: each free list holds blocks of its page only, at block
+    /// boundaries, without a cycle; `used` plus the free blocks is what was carved; the
+    /// queues and the full list hold our pages of the right class; each segment's slot map
+    /// agrees with its pages. Meaningful while no other thread frees into our pages.
+    ///
+    /// # Errors
+    ///
+    /// The first broken invariant found.
+    pub fn check(&self) -> Result<(), Corruption> {
+        let corrupt = |at: *const u8, what| Corruption::new(CRATE, at.addr(), what);
+        let mut segment = self.segments;
+        let mut count = 0;
+        while !segment.is_null() {
+            count += 1;
+            // SAFETY: our segments and their pages are ours to read; free-list links are
+            // only followed after checking they point at a block of the page.
+            unsafe {
+                if (*segment).owner.load(Ordering::Relaxed) != self.id {
+                    return Err(corrupt(segment.cast(), "segment on our list has another owner"));
+                }
+                let mut taken: u64 = 1;
+                let mut pages = 0;
+                for page in Segment::pages(segment) {
+                    pages += 1;
+                    let (start, size) = ((*page).start, (*page).block_size);
+                    let span = (*page).slots;
+                    let first = (start.addr() - segment.addr()) / SLOT;
+                    taken |= (u64::MAX >> (64 - span)) << first;
+                    let mut free = 0;
+                    let mut block = (*page).free;
+                    while !block.is_null() {
+                        let offset = block.addr().wrapping_sub(start.addr());
+                        if offset % size != 0 || offset / size >= (*page).carved {
+                            return Err(corrupt(block, "free list holds a foreign block"));
+                        }
+                        free += 1;
+                        if free > (*page).carved {
+                            return Err(corrupt(start, "free list has a cycle"));
+                        }
+                        block = crate::segment::read_link(block);
+                    }
+                    if free + (*page).used != (*page).carved {
+                        return Err(corrupt(start, "free blocks and used do not add up")
+                            .expected((*page).carved, free + (*page).used));
+                    }
+                }
+                if (*segment).free_slots & taken != 0 || (*segment).free_slots | taken != (u64::MAX >> (64 - SLOTS)) {
+                    return Err(corrupt(segment.cast(), "slot map disagrees with the pages"));
+                }
+                if pages != (*segment).pages_in_use {
+                    return Err(corrupt(segment.cast(), "page count disagrees with the pages")
+                        .expected(pages, (*segment).pages_in_use));
+                }
+                segment = (*segment).next;
+            }
+        }
+        if count != self.segment_count {
+            return Err(corrupt(ptr::null(), "segment count disagrees with the list")
+                .expected(count, self.segment_count));
+        }
+        for (class, &head) in self.queues.iter().enumerate() {
+            let mut page = head;
+            while !page.is_null() {
+                // SAFETY: queued pages are ours.
+                unsafe {
+                    if (*page).class != class || (*page).list != List::Queue || (*page).slots == 0 {
+                        return Err(corrupt(page.cast(), "queued page of the wrong class or state"));
+                    }
+                    page = (*page).next;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[cfg(feature = "checked")]
+    unsafe fn validate(segment: *mut Segment, page: *mut Page, ptr: NonNull<u8>) {
+        let fail = |reason| heapkit_core::invalid_use(CRATE, "deallocate", ptr.as_ptr(), reason);
+        // SAFETY: per `deallocate`'s caller the segment header is live.
+        unsafe {
+            if (*page).slots == 0 {
+                fail("pointer is not in a page in use");
+            }
+            let offset = ptr.as_ptr().addr().wrapping_sub((*page).start.addr());
+            if offset % (*page).block_size != 0 || offset / (*page).block_size >= (*page).carved {
+                fail("pointer is not the start of a block");
+            }
+            let _ = segment;
+        }
+    }
+
+    #[cfg(feature = "checked")]
+    unsafe fn validate_huge(segment: *mut Segment, ptr: NonNull<u8>) {
+        // SAFETY: per `deallocate`'s caller the segment header is live.
+        let offset = unsafe { (*segment).payload_offset };
+        if ptr.as_ptr().addr() - segment.addr() != offset {
+            heapkit_core::invalid_use(CRATE, "deallocate", ptr.as_ptr(), "pointer is inside a huge block");
+        }
+    }
+}
+
+/// A [`LocalHeap`] bound to its [`ShardedHeap`]: a [`Backend`], abandoned when dropped.
+pub struct ThreadHeap<'h, S: Source> {
+    shared: &'h ShardedHeap<S>,
+    local: LocalHeap,
+}
+
+impl<S: Source> ThreadHeap<'_, S> {
+    /// See [`LocalHeap::collect`].
+    pub fn collect(&mut self) {
+        self.local.collect(self.shared);
+    }
+
+    /// The heap inside.
+    pub fn local(&self) -> &LocalHeap {
+        &self.local
+    }
+}
+
+impl<S: Source> Drop for ThreadHeap<'_, S> {
+    fn drop(&mut self) {
+        let local = core::mem::replace(&mut self.local, LocalHeap::with_id(NO_OWNER));
+        local.abandon(self.shared);
+    }
+}
+
+impl<S: Source> fmt::Debug for ThreadHeap<'_, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.local.fmt(f)
+    }
+}
+
+// SAFETY: blocks come from pages' free lists or their uncarved rest (each block once), or
+// from a huge segment of their own; class blocks are aligned as `class_for` promises and
+// huge ones at the payload offset, aligned to the request.
+unsafe impl<S: Source> Backend for ThreadHeap<'_, S> {
+    #[inline]
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.local.allocate(self.shared, layout)
+    }
+
+    #[inline]
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { self.local.deallocate(self.shared, ptr, layout) }
+    }
+
+    unsafe fn grow_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old_layout: Layout,
+        new_layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { resize_in_place(ptr, old_layout, new_layout) }
+    }
+
+    unsafe fn shrink_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old_layout: Layout,
+        new_layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { resize_in_place(ptr, old_layout, new_layout) }
+    }
+
+    fn max_align(&self) -> usize {
+        SEGMENT / 2
+    }
+
+    fn owns(&self, ptr: NonNull<u8>) -> bool {
+        self.shared.contains(ptr)
+    }
+
+    fn stats(&self) -> Stats {
+        self.local.stats(self.shared)
+    }
+
+    fn check(&self) -> Result<(), Corruption> {
+        self.local.check()
+    }
+}
+
+// SAFETY: every call goes through the heap behind the lock, one at a time; its blocks
+// follow `ThreadHeap`'s contract, and frees of other heaps' blocks go to their pages'
+// remote lists.
+unsafe impl<S: Source + Send> SharedBackend for ShardedHeap<S> {
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.fallback.lock().allocate(self, layout)
+    }
+
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { self.fallback.lock().deallocate(self, ptr, layout) }
+    }
+
+    unsafe fn grow_in_place(
+        &self,
+        ptr: NonNull<u8>,
+        old_layout: Layout,
+        new_layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { resize_in_place(ptr, old_layout, new_layout) }
+    }
+
+    unsafe fn shrink_in_place(
+        &self,
+        ptr: NonNull<u8>,
+        old_layout: Layout,
+        new_layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { resize_in_place(ptr, old_layout, new_layout) }
+    }
+
+    fn max_align(&self) -> usize {
+        SEGMENT / 2
+    }
+
+    fn owns(&self, ptr: NonNull<u8>) -> bool {
+        self.contains(ptr)
+    }
+
+    fn stats(&self) -> Stats {
+        self.fallback.lock().stats(self)
+    }
+
+    fn check(&self) -> Result<(), Corruption> {
+        self.fallback.lock().check()
+    }
+}
+
+
+/// A resize that stays in its block: when the new size fits the block's usable bytes and
+/// would not waste three quarters of them (a block much larger than needed moves, so a
+/// shrunk huge block gives its mapping back). Frees find a block's page or segment from
+/// its address, never from its layout, so the block keeps working for the new layout.
+///
+/// # Safety
+/// `ptr` is a live block of a heap over some `ShardedHeap`, allocated for `old_layout`.
+pub(crate) unsafe fn resize_in_place(
+    ptr: NonNull<u8>,
+    old_layout: Layout,
+    new_layout: Layout,
+) -> Result<NonNull<[u8]>, AllocError> {
+    if new_layout.align() > old_layout.align() {
+        return Err(AllocError);
+    }
+    let segment = Segment::of(ptr.as_ptr());
+    // SAFETY: per the caller the block is live, so its segment's header and page are, and
+    // neither changes while it is: the block's size is its page's (it may have been
+    // resized in place before, so its layout does not tell).
+    let usable = unsafe {
+        match (*segment).kind {
+            Kind::Small => (*Segment::page_of(segment, ptr.as_ptr())).block_size,
+            Kind::Huge => (*segment).usable,
+        }
+    };
+    let _ = old_layout.size();
+    let size = new_layout.size();
+    if size <= usable && size >= usable / 4 {
+        Ok(NonNull::slice_from_raw_parts(ptr, usable))
+    } else {
+        Err(AllocError)
+    }
+}

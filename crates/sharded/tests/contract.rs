@@ -1,0 +1,110 @@
+//! The contract suite for the sharded heap: a `LocalHeap` over segments from a fixed
+//! number of chunks (so filling it ends), and the locked heap behind `ShardedHeap`.
+
+use core::ptr::NonNull;
+
+use heapkit_core::{AllocError, Backend, Corruption, Layout, Local, Shared, Stats};
+use heapkit_sharded::geometry::SEGMENT;
+use heapkit_sharded::{LocalHeap, ShardedHeap};
+use heapkit_testkit::{contract_suite, ChunkSource, Profile, Regions};
+
+type Source = ChunkSource<SEGMENT>;
+
+/// Segments the heap may take: enough for the suite's classes, few enough that filling
+/// them ends (8-byte blocks: half a million per segment natively).
+const CHUNKS: usize = if cfg!(miri) { 6 } else { 2 };
+
+/// A `LocalHeap` with the shared heap it belongs to, as one owned backend.
+struct Owned {
+    shared: Box<ShardedHeap<Source>>,
+    local: Option<LocalHeap>,
+}
+
+impl Owned {
+    fn new(regions: &mut Regions) -> Self {
+        let shared = Box::new(ShardedHeap::new(Source::new(regions, SEGMENT, CHUNKS)));
+        let local = Some(shared.local_heap());
+        Self { shared, local }
+    }
+
+    fn local(&mut self) -> &mut LocalHeap {
+        self.local.as_mut().unwrap()
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        self.local.take().unwrap().abandon(&self.shared);
+    }
+}
+
+// SAFETY: forwards to the `LocalHeap`, whose blocks follow `Backend`'s contract.
+unsafe impl Backend for Owned {
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let shared: &ShardedHeap<Source> = &self.shared;
+        let shared: *const ShardedHeap<Source> = shared;
+        // SAFETY: the box outlives this call; `local` is a separate field.
+        self.local().allocate(unsafe { &*shared }, layout)
+    }
+
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) {
+        let shared: *const ShardedHeap<Source> = &*self.shared;
+        // SAFETY: forwarded caller guarantees; the box outlives this call.
+        unsafe { self.local().deallocate(&*shared, ptr, layout) }
+    }
+
+    unsafe fn grow_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old_layout: Layout,
+        new_layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { self.local().resize_in_place(ptr, old_layout, new_layout) }
+    }
+
+    unsafe fn shrink_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old_layout: Layout,
+        new_layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { self.local().resize_in_place(ptr, old_layout, new_layout) }
+    }
+
+    fn max_align(&self) -> usize {
+        SEGMENT / 2
+    }
+
+    fn owns(&self, ptr: NonNull<u8>) -> bool {
+        self.shared.contains(ptr)
+    }
+
+    fn stats(&self) -> Stats {
+        self.local.as_ref().unwrap().stats(&self.shared)
+    }
+
+    fn check(&self) -> Result<(), Corruption> {
+        self.local.as_ref().unwrap().check()
+    }
+}
+
+fn profile() -> Profile {
+    Profile::new(4096, 4096).growing()
+}
+
+contract_suite!(local_heap, profile(), |regions: &mut Regions| Local::new(
+    Owned::new(regions)
+));
+
+contract_suite!(locked_fallback, profile(), |regions: &mut Regions| Shared::new(
+    ShardedHeap::new(Source::new(regions, SEGMENT, CHUNKS))
+));
+
+// Requests up to a quarter segment, so many are huge blocks with segments of their own.
+contract_suite!(
+    with_huge_blocks,
+    Profile::new(SEGMENT / 4, 4096).growing(),
+    |regions: &mut Regions| Shared::new(ShardedHeap::new(Source::new(regions, SEGMENT, CHUNKS)))
+);
