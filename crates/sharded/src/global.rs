@@ -107,7 +107,8 @@ unsafe impl SharedBackend for Sharded {
     #[inline]
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: forwarded caller guarantees: a live block of `PROCESS`.
-        let freed = Self::with_thread_heap(|heap| unsafe { heap.deallocate(&PROCESS, ptr, layout) });
+        let freed =
+            Self::with_thread_heap(|heap| unsafe { heap.deallocate(&PROCESS, ptr, layout) });
         if freed.is_none() {
             // SAFETY: as above.
             unsafe { SharedBackend::deallocate(&PROCESS, ptr, layout) }
@@ -150,6 +151,7 @@ unsafe impl SharedBackend for Sharded {
 
     /// Checks this thread's heap.
     fn check(&self) -> Result<(), Corruption> {
-        Self::with_thread_heap(|heap| heap.check()).unwrap_or_else(|| SharedBackend::check(&PROCESS))
+        Self::with_thread_heap(|heap| heap.check())
+            .unwrap_or_else(|| SharedBackend::check(&PROCESS))
     }
 }

@@ -673,8 +673,7 @@ impl LocalHeap {
         // SAFETY: per the caller.
         unsafe {
             let class = (*page).class;
-            if (*page).list == List::Queue && self.queues[class] == page && (*page).next.is_null()
-            {
+            if (*page).list == List::Queue && self.queues[class] == page && (*page).next.is_null() {
                 return;
             }
             if (*page).list != List::Off {
@@ -839,7 +838,10 @@ impl LocalHeap {
             // only followed after checking they point at a block of the page.
             unsafe {
                 if (*segment).owner.load(Ordering::Relaxed) != self.id {
-                    return Err(corrupt(segment.cast(), "segment on our list has another owner"));
+                    return Err(corrupt(
+                        segment.cast(),
+                        "segment on our list has another owner",
+                    ));
                 }
                 let mut taken: u64 = 1;
                 let mut pages = 0;
@@ -867,19 +869,25 @@ impl LocalHeap {
                             .expected((*page).carved, free + (*page).used));
                     }
                 }
-                if (*segment).free_slots & taken != 0 || (*segment).free_slots | taken != (u64::MAX >> (64 - SLOTS)) {
+                if (*segment).free_slots & taken != 0
+                    || (*segment).free_slots | taken != (u64::MAX >> (64 - SLOTS))
+                {
                     return Err(corrupt(segment.cast(), "slot map disagrees with the pages"));
                 }
                 if pages != (*segment).pages_in_use {
-                    return Err(corrupt(segment.cast(), "page count disagrees with the pages")
-                        .expected(pages, (*segment).pages_in_use));
+                    return Err(
+                        corrupt(segment.cast(), "page count disagrees with the pages")
+                            .expected(pages, (*segment).pages_in_use),
+                    );
                 }
                 segment = (*segment).next;
             }
         }
         if count != self.segment_count {
-            return Err(corrupt(ptr::null(), "segment count disagrees with the list")
-                .expected(count, self.segment_count));
+            return Err(
+                corrupt(ptr::null(), "segment count disagrees with the list")
+                    .expected(count, self.segment_count),
+            );
         }
         for (class, &head) in self.queues.iter().enumerate() {
             let mut page = head;
@@ -887,7 +895,10 @@ impl LocalHeap {
                 // SAFETY: queued pages are ours.
                 unsafe {
                     if (*page).class != class || (*page).list != List::Queue || (*page).slots == 0 {
-                        return Err(corrupt(page.cast(), "queued page of the wrong class or state"));
+                        return Err(corrupt(
+                            page.cast(),
+                            "queued page of the wrong class or state",
+                        ));
                     }
                     page = (*page).next;
                 }
@@ -917,7 +928,12 @@ impl LocalHeap {
         // SAFETY: per `deallocate`'s caller the segment header is live.
         let offset = unsafe { (*segment).payload_offset };
         if ptr.as_ptr().addr() - segment.addr() != offset {
-            heapkit_core::invalid_use(CRATE, "deallocate", ptr.as_ptr(), "pointer is inside a huge block");
+            heapkit_core::invalid_use(
+                CRATE,
+                "deallocate",
+                ptr.as_ptr(),
+                "pointer is inside a huge block",
+            );
         }
     }
 }
@@ -1054,7 +1070,6 @@ unsafe impl<S: Source + Send> SharedBackend for ShardedHeap<S> {
         self.fallback.lock().check()
     }
 }
-
 
 /// A resize that stays in its block: when the new size fits the block's usable bytes and
 /// would not waste three quarters of them (a block much larger than needed moves, so a

@@ -98,9 +98,13 @@ contract_suite!(local_heap, profile(), |regions: &mut Regions| Local::new(
     Owned::new(regions)
 ));
 
-contract_suite!(locked_fallback, profile(), |regions: &mut Regions| Shared::new(
-    ShardedHeap::new(Source::new(regions, SEGMENT, CHUNKS))
-));
+contract_suite!(
+    // The same `LocalHeap` code as above, behind a lock: native runs only.
+    #[cfg_attr(miri, ignore = "the local_heap suite runs this code under miri")]
+    locked_fallback,
+    profile(),
+    |regions: &mut Regions| Shared::new(ShardedHeap::new(Source::new(regions, SEGMENT, CHUNKS)))
+);
 
 // Requests up to a quarter segment, so many are huge blocks with segments of their own.
 contract_suite!(

@@ -1,20 +1,15 @@
 //! Real threads on one `ShardedHeap`: blocks handed between threads and freed remotely,
-//! threads that come and go, and the thread-local front used as the global allocator of
-//! this test binary, through thread exit.
+//! and threads that come and go. Raw pointers only, so miri runs it (with several
+//! schedules, in `cargo xtask ci`'s miri-threads step); the thread-local front is tested
+//! as a global allocator in `global.rs`.
 
-use std::cell::RefCell;
 use std::ptr::NonNull;
 use std::sync::mpsc;
 
 use heapkit_core::source::SystemSource;
-use heapkit_core::{Backend, Inspect, Layout, Shared};
+use heapkit_core::{Backend, Layout};
 use heapkit_sharded::geometry::SEGMENT;
-use heapkit_sharded::{ShardedHeap, Sharded};
-
-// Everything this binary allocates, the test harness included, goes through the
-// thread-caching front.
-#[global_allocator]
-static GLOBAL: Shared<Sharded> = Shared::new(Sharded);
+use heapkit_sharded::ShardedHeap;
 
 /// A block sent to another thread, with the value written in every word of it.
 struct Sent {
@@ -54,7 +49,7 @@ fn layout_for(i: u64) -> Layout {
 #[test]
 fn blocks_freed_by_other_threads_come_back() {
     const THREADS: usize = 4;
-    let rounds: u64 = if cfg!(miri) { 40 } else { 20_000 };
+    let rounds: u64 = if cfg!(miri) { 12 } else { 20_000 };
     let shared = ShardedHeap::new(SystemSource::new(SEGMENT));
     let (senders, receivers): (Vec<_>, Vec<_>) =
         (0..THREADS).map(|_| mpsc::channel::<Sent>()).unzip();
@@ -73,7 +68,12 @@ fn blocks_freed_by_other_threads_come_back() {
                     let value = (t as u64) << 48 | i;
                     fill(block, layout, value);
                     if i % 2 == 0 {
-                        send.send(Sent { block, layout, value }).unwrap();
+                        send.send(Sent {
+                            block,
+                            layout,
+                            value,
+                        })
+                        .unwrap();
                     } else {
                         kept.push((block, layout, value));
                     }
@@ -91,7 +91,13 @@ fn blocks_freed_by_other_threads_come_back() {
                 }
                 drop(send);
                 for (block, layout, value) in kept {
-                    leftovers.send(Sent { block, layout, value }).unwrap();
+                    leftovers
+                        .send(Sent {
+                            block,
+                            layout,
+                            value,
+                        })
+                        .unwrap();
                 }
                 heap.check().unwrap();
                 // The rest of the blocks sent here arrive until every sender is gone.
@@ -111,10 +117,17 @@ fn blocks_freed_by_other_threads_come_back() {
         // SAFETY: as above.
         unsafe { heap.deallocate(sent.block, sent.layout) };
     }
-    assert!(shared.mapped() > 0, "the leftovers' segments wait, abandoned");
+    assert!(
+        shared.mapped() > 0,
+        "the leftovers' segments wait, abandoned"
+    );
     heap.collect();
     drop(heap);
-    assert_eq!(shared.mapped(), 0, "every block was freed: every segment goes back");
+    assert_eq!(
+        shared.mapped(),
+        0,
+        "every block was freed: every segment goes back"
+    );
 }
 
 /// Short-lived threads one after another, each taking blocks from the one before and
@@ -122,7 +135,7 @@ fn blocks_freed_by_other_threads_come_back() {
 /// held stays bounded however many threads come and go.
 #[test]
 fn threads_that_come_and_go_do_not_grow_the_heap() {
-    let threads = if cfg!(miri) { 6 } else { 2_000 };
+    let threads = if cfg!(miri) { 3 } else { 2_000 };
     let shared = ShardedHeap::new(SystemSource::new(SEGMENT));
     let mut handed: Vec<Sent> = Vec::new();
     let mut peak = 0;
@@ -143,7 +156,11 @@ fn threads_that_come_and_go_do_not_grow_the_heap() {
                             let block = heap.allocate(layout).unwrap().cast::<u8>();
                             let value = t << 32 | i;
                             fill(block, layout, value);
-                            Sent { block, layout, value }
+                            Sent {
+                                block,
+                                layout,
+                                value,
+                            }
                         })
                         .collect()
                 })
@@ -152,8 +169,9 @@ fn threads_that_come_and_go_do_not_grow_the_heap() {
         });
         peak = peak.max(shared.mapped());
     }
-    // 50 live blocks of up to 20 KB need a segment or two, whatever the thread count.
-    assert!(peak <= 4 * 2 * SEGMENT, "peak {peak} bytes mapped");
+    // 50 live blocks of six classes need a few segments (each mapped with up to a segment
+    // of slack for alignment), whatever the thread count.
+    assert!(peak <= 8 * 2 * SEGMENT, "peak {peak} bytes mapped");
     let mut heap = shared.thread_heap();
     for sent in handed {
         // SAFETY: as above.
@@ -162,66 +180,4 @@ fn threads_that_come_and_go_do_not_grow_the_heap() {
     heap.collect();
     drop(heap);
     assert_eq!(shared.mapped(), 0);
-}
-
-struct AllocatesOnExit(RefCell<Vec<Box<[u8]>>>);
-
-impl Drop for AllocatesOnExit {
-    fn drop(&mut self) {
-        // Runs after the thread's heap is gone: frees blocks that heap allocated and
-        // allocates new ones, all through the locked fallback.
-        let old = self.0.take();
-        let fresh: Vec<Box<[u8]>> = (0..100).map(|i| vec![i as u8; 100 + i].into()).collect();
-        for (i, b) in fresh.iter().enumerate() {
-            assert!(b.iter().all(|&x| x == i as u8));
-        }
-        drop(old);
-        drop(fresh);
-    }
-}
-
-thread_local! {
-    static ON_EXIT: AllocatesOnExit = const { AllocatesOnExit(RefCell::new(Vec::new())) };
-}
-
-/// Thread-local destructors that run after the heap's own (registered before it, so
-/// torn down after it) still allocate and free: the calls fall back to the locked heap.
-#[test]
-fn allocation_works_while_and_after_thread_locals_are_torn_down() {
-    let workers: Vec<_> = (0..4)
-        .map(|t| {
-            std::thread::spawn(move || {
-                // Registered first: its destructor runs after the heap's.
-                ON_EXIT.with(|on_exit| on_exit.0.borrow_mut().push(vec![t; 10].into()));
-                let mut blocks: Vec<Box<[u8]>> = Vec::new();
-                for i in 0..1000 {
-                    blocks.push(vec![i as u8; i % 300 + 1].into());
-                }
-                ON_EXIT.with(|on_exit| on_exit.0.borrow_mut().extend(blocks));
-            })
-        })
-        .collect();
-    for worker in workers {
-        worker.join().unwrap();
-    }
-}
-
-/// The global front serves collections from several threads at once.
-#[test]
-fn the_global_front_serves_collections_on_every_thread() {
-    let workers: Vec<_> = (0..4u64)
-        .map(|t| {
-            std::thread::spawn(move || {
-                let mut map = std::collections::HashMap::new();
-                for i in 0..if cfg!(miri) { 100 } else { 20_000 } {
-                    map.insert(i, format!("{t}-{i}"));
-                }
-                map.retain(|k, _| k % 3 == 0);
-                map.values().map(String::len).sum::<usize>()
-            })
-        })
-        .collect();
-    let lengths: Vec<usize> = workers.into_iter().map(|w| w.join().unwrap()).collect();
-    assert!(lengths.windows(2).all(|w| w[0] == w[1]));
-    assert!(GLOBAL.owns(NonNull::from(&*Box::new(5u8))));
 }

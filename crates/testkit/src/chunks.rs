@@ -30,7 +30,10 @@ impl<const ALIGN: usize> ChunkSource<ALIGN> {
     /// When `count` is 0 or above 64, or `chunk_len` is not a positive multiple of `ALIGN`.
     pub fn new(regions: &mut Regions, chunk_len: usize, count: usize) -> Self {
         assert!((1..=64).contains(&count), "1 to 64 chunks");
-        assert!(chunk_len > 0 && chunk_len % ALIGN == 0, "chunks are whole alignments");
+        assert!(
+            chunk_len > 0 && chunk_len % ALIGN == 0,
+            "chunks are whole alignments"
+        );
         let region = regions.take(chunk_len * count, ALIGN);
         Self {
             base: region.cast(),
@@ -73,7 +76,10 @@ unsafe impl<const ALIGN: usize> Source for ChunkSource<ALIGN> {
             chunk.len() == self.chunk_len && offset % self.chunk_len == 0 && index < self.count,
             "released a chunk this source did not hand out"
         );
-        assert!(self.taken & (1 << index) != 0, "chunk {index} released twice");
+        assert!(
+            self.taken & (1 << index) != 0,
+            "chunk {index} released twice"
+        );
         self.taken &= !(1 << index);
     }
 }

@@ -9,11 +9,11 @@ pub mod chunks;
 pub mod contract;
 pub mod edges;
 
+pub use chunks::ChunkSource;
 #[cfg(feature = "proptest")]
 pub use ops::op_sequences;
 pub use ops::{Op, Profile};
 pub use reference::Reference;
-pub use chunks::ChunkSource;
 pub use regions::Regions;
 pub use shadow::{Harness, RunError, Subject, Violation};
 
