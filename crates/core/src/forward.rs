@@ -5,21 +5,24 @@
 //! lock, `Shared` through `&A`); these macros write the trait methods over it, so zero-size
 //! requests, in-place resizing and `realloc` are decided in [`resize`](crate::resize) once.
 
-/// `unsafe impl Allocator` for an adapter with a `with` method.
+/// `unsafe impl Allocator` for an adapter with a `with` method. Exported (hidden) so a
+/// crate whose allocator is its own adapter (heapkit-sharded's `Sharded`) shares it too.
+#[doc(hidden)]
+#[macro_export]
 macro_rules! allocator_through_with {
     ([$($generics:tt)*] $adapter:ty $(where $($bounds:tt)*)?) => {
         // SAFETY: every method forwards to `resize` with the exclusive access `with`
         // gives, which upholds `Allocator`'s contract given `Backend`'s: blocks are valid
         // until freed, and moving or borrowing the adapter does not move the memory the
         // backend manages.
-        unsafe impl<$($generics)*> allocator_api2::alloc::Allocator for $adapter
+        unsafe impl<$($generics)*> $crate::Allocator for $adapter
         $(where $($bounds)*)?
         {
             #[inline]
             fn allocate(
                 &self,
                 layout: core::alloc::Layout,
-            ) -> Result<core::ptr::NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+            ) -> Result<core::ptr::NonNull<[u8]>, $crate::AllocError> {
                 self.with(|backend| $crate::resize::allocate(backend, layout, false))
             }
 
@@ -27,7 +30,7 @@ macro_rules! allocator_through_with {
             fn allocate_zeroed(
                 &self,
                 layout: core::alloc::Layout,
-            ) -> Result<core::ptr::NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+            ) -> Result<core::ptr::NonNull<[u8]>, $crate::AllocError> {
                 self.with(|backend| $crate::resize::allocate(backend, layout, true))
             }
 
@@ -43,7 +46,7 @@ macro_rules! allocator_through_with {
                 ptr: core::ptr::NonNull<u8>,
                 old_layout: core::alloc::Layout,
                 new_layout: core::alloc::Layout,
-            ) -> Result<core::ptr::NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+            ) -> Result<core::ptr::NonNull<[u8]>, $crate::AllocError> {
                 // SAFETY: `Allocator::grow`'s contract is `resize::grow`'s.
                 self.with(|backend| unsafe {
                     $crate::resize::grow(backend, ptr, old_layout, new_layout, false)
@@ -56,7 +59,7 @@ macro_rules! allocator_through_with {
                 ptr: core::ptr::NonNull<u8>,
                 old_layout: core::alloc::Layout,
                 new_layout: core::alloc::Layout,
-            ) -> Result<core::ptr::NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+            ) -> Result<core::ptr::NonNull<[u8]>, $crate::AllocError> {
                 // SAFETY: `Allocator::grow_zeroed`'s contract is `resize::grow`'s.
                 self.with(|backend| unsafe {
                     $crate::resize::grow(backend, ptr, old_layout, new_layout, true)
@@ -69,7 +72,7 @@ macro_rules! allocator_through_with {
                 ptr: core::ptr::NonNull<u8>,
                 old_layout: core::alloc::Layout,
                 new_layout: core::alloc::Layout,
-            ) -> Result<core::ptr::NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+            ) -> Result<core::ptr::NonNull<[u8]>, $crate::AllocError> {
                 // SAFETY: `Allocator::shrink`'s contract is `resize::shrink`'s.
                 self.with(|backend| unsafe {
                     $crate::resize::shrink(backend, ptr, old_layout, new_layout)
@@ -79,7 +82,9 @@ macro_rules! allocator_through_with {
     };
 }
 
-/// `unsafe impl GlobalAlloc` for an adapter with a `with` method.
+/// `unsafe impl GlobalAlloc` for an adapter with a `with` method (exported as above).
+#[doc(hidden)]
+#[macro_export]
 macro_rules! global_alloc_through_with {
     ([$($generics:tt)*] $adapter:ty $(where $($bounds:tt)*)?) => {
         // SAFETY: `GlobalAlloc`'s rules map onto `resize`'s: null reports failure, and

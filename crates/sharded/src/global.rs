@@ -8,7 +8,7 @@ use core::cell::{Cell, UnsafeCell};
 use core::ptr::NonNull;
 
 use heapkit_core::source::SystemSource;
-use heapkit_core::{AllocError, Corruption, SharedBackend, Stats};
+use heapkit_core::{AllocError, Corruption, Inspect, SharedBackend, Stats};
 
 use crate::geometry::SEGMENT;
 use crate::heap::{resize_in_place, LocalHeap, ShardedHeap};
@@ -43,29 +43,47 @@ std::thread_local! {
 /// [`LocalHeap`] without locks; frees of another thread's blocks go to their pages'
 /// remote lists. A zero-size handle: every `Sharded` is the same heap.
 ///
-/// Make it the global allocator through [`Shared`](heapkit_core::Shared):
+/// It is a [`GlobalAlloc`](core::alloc::GlobalAlloc), an
+/// [`Allocator`](heapkit_core::Allocator) and an [`Inspect`]:
 ///
 /// ```
-/// use heapkit_core::Shared;
 /// use heapkit_sharded::Sharded;
 ///
 /// #[global_allocator]
-/// static GLOBAL: Shared<Sharded> = Shared::new(Sharded);
+/// static GLOBAL: Sharded = Sharded::new();
 ///
 /// let v: Vec<u32> = (0..1000).collect();
 /// assert_eq!(v.iter().sum::<u32>(), 499_500);
+/// // Or for one collection:
+/// let mut w = allocator_api2::vec::Vec::new_in(Sharded::new());
+/// w.extend_from_slice(b"sharded");
+/// assert_eq!(w.len(), 7);
 /// ```
 ///
 /// Before a thread's heap exists, while it is being set up and after it is torn down at
 /// thread exit (other thread-local destructors may allocate and free), calls go to a heap
 /// behind a lock instead, so they always work.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Sharded;
+pub struct Sharded {
+    _private: (),
+}
+
+/// What [`Sharded`]'s trait implementations run on: this thread's heap, or the locked one.
+#[derive(Clone, Copy, Debug)]
+struct ThreadCached;
 
 impl Sharded {
     /// The handle (there is one heap per process).
     pub const fn new() -> Self {
-        Self
+        Self { _private: () }
+    }
+
+    /// Runs one call through the thread-caching backend (for the shared trait forwarding
+    /// in `heapkit-core`).
+    #[inline(always)]
+    #[allow(clippy::unused_self, clippy::trivially_copy_pass_by_ref)] // the macros' shape
+    fn with<R>(&self, f: impl FnOnce(&mut &ThreadCached) -> R) -> R {
+        f(&mut &ThreadCached)
     }
 
     /// The shared state under every thread's heap.
@@ -94,13 +112,32 @@ impl Sharded {
     }
 }
 
+heapkit_core::allocator_through_with!([] Sharded);
+heapkit_core::global_alloc_through_with!([] Sharded);
+
+impl Inspect for Sharded {
+    /// This thread's heap's view (see [`LocalHeap::stats`]).
+    fn stats(&self) -> Stats {
+        ThreadCached.stats()
+    }
+
+    fn owns(&self, ptr: NonNull<u8>) -> bool {
+        ThreadCached.owns(ptr)
+    }
+
+    /// Checks this thread's heap.
+    fn check(&self) -> Result<(), Corruption> {
+        SharedBackend::check(&ThreadCached)
+    }
+}
+
 // SAFETY: each call runs on this thread's own heap (`BUSY` keeps it to one call at a
 // time) or on the heap behind `PROCESS`'s lock; both follow `ShardedHeap`'s contract, and
 // every block belongs to `PROCESS`, whichever heap frees it.
-unsafe impl SharedBackend for Sharded {
+unsafe impl SharedBackend for ThreadCached {
     #[inline]
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        Self::with_thread_heap(|heap| heap.allocate(&PROCESS, layout))
+        Sharded::with_thread_heap(|heap| heap.allocate(&PROCESS, layout))
             .unwrap_or_else(|| SharedBackend::allocate(&PROCESS, layout))
     }
 
@@ -108,7 +145,7 @@ unsafe impl SharedBackend for Sharded {
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: forwarded caller guarantees: a live block of `PROCESS`.
         let freed =
-            Self::with_thread_heap(|heap| unsafe { heap.deallocate(&PROCESS, ptr, layout) });
+            Sharded::with_thread_heap(|heap| unsafe { heap.deallocate(&PROCESS, ptr, layout) });
         if freed.is_none() {
             // SAFETY: as above.
             unsafe { SharedBackend::deallocate(&PROCESS, ptr, layout) }
@@ -145,13 +182,13 @@ unsafe impl SharedBackend for Sharded {
 
     /// This thread's heap's view (see [`LocalHeap::stats`]).
     fn stats(&self) -> Stats {
-        Self::with_thread_heap(|heap| heap.stats(&PROCESS))
+        Sharded::with_thread_heap(|heap| heap.stats(&PROCESS))
             .unwrap_or_else(|| SharedBackend::stats(&PROCESS))
     }
 
     /// Checks this thread's heap.
     fn check(&self) -> Result<(), Corruption> {
-        Self::with_thread_heap(|heap| heap.check())
+        Sharded::with_thread_heap(|heap| heap.check())
             .unwrap_or_else(|| SharedBackend::check(&PROCESS))
     }
 }

@@ -1,11 +1,10 @@
 //! heapkit-sharded: a thread-caching general-purpose heap (the Hoard / mimalloc class).
 //!
 //! ```
-//! use heapkit_core::Shared;
 //! use heapkit_sharded::Sharded;
 //!
-//! // In a program: `#[global_allocator] static GLOBAL: Shared<Sharded> = Shared::new(Sharded);`
-//! static HEAP: Shared<Sharded> = Shared::new(Sharded);
+//! // In a program: `#[global_allocator] static GLOBAL: Sharded = Sharded::new();`
+//! static HEAP: Sharded = Sharded::new();
 //!
 //! let workers: Vec<_> = (0..2)
 //!     .map(|t| {

@@ -41,16 +41,14 @@ impl Drop for Owned {
 // SAFETY: forwards to the `LocalHeap`, whose blocks follow `Backend`'s contract.
 unsafe impl Backend for Owned {
     fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        let shared: &ShardedHeap<Source> = &self.shared;
-        let shared: *const ShardedHeap<Source> = shared;
-        // SAFETY: the box outlives this call; `local` is a separate field.
-        self.local().allocate(unsafe { &*shared }, layout)
+        let local = self.local.as_mut().unwrap();
+        local.allocate(&self.shared, layout)
     }
 
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) {
-        let shared: *const ShardedHeap<Source> = &*self.shared;
-        // SAFETY: forwarded caller guarantees; the box outlives this call.
-        unsafe { self.local().deallocate(&*shared, ptr, layout) }
+        let local = self.local.as_mut().unwrap();
+        // SAFETY: forwarded caller guarantees.
+        unsafe { local.deallocate(&self.shared, ptr, layout) }
     }
 
     unsafe fn grow_in_place(

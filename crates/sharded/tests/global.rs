@@ -11,13 +11,13 @@
 use std::cell::RefCell;
 use std::ptr::NonNull;
 
-use heapkit_core::{Inspect, Shared};
+use heapkit_core::Inspect;
 use heapkit_sharded::Sharded;
 
 // Everything this binary allocates, the test harness included, goes through the
 // thread-caching front.
 #[global_allocator]
-static GLOBAL: Shared<Sharded> = Shared::new(Sharded);
+static GLOBAL: Sharded = Sharded::new();
 
 struct AllocatesOnExit(RefCell<Vec<Box<[u8]>>>);
 
