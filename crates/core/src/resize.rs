@@ -27,7 +27,7 @@ pub fn dangling(layout: Layout) -> NonNull<[u8]> {
 /// # Errors
 ///
 /// [`AllocError`] when the backend cannot serve the request.
-#[inline]
+#[inline(always)]
 pub fn allocate<B: Backend + ?Sized>(
     backend: &mut B,
     layout: Layout,
@@ -49,7 +49,7 @@ pub fn allocate<B: Backend + ?Sized>(
 /// # Safety
 ///
 /// `ptr` must come from those functions on this backend and `layout` must fit it.
-#[inline]
+#[inline(always)]
 pub unsafe fn deallocate<B: Backend + ?Sized>(backend: &mut B, ptr: NonNull<u8>, layout: Layout) {
     if layout.size() != 0 {
         check_owned(backend, ptr, "deallocate");

@@ -19,24 +19,28 @@ static PROCESS: ShardedHeap<SystemSource> = ShardedHeap::new(SystemSource::new(S
 
 /// A thread's heap, handed back (abandoned) when the thread exits.
 struct ThreadCache {
-    heap: UnsafeCell<Option<LocalHeap>>,
+    /// Set while a call runs on `heap`: a call that re-enters (a panic message from a
+    /// `checked` report) takes the locked heap instead of aliasing this one.
+    busy: Cell<bool>,
+    /// Unassigned (no id, no memory) until the thread's first call.
+    heap: UnsafeCell<LocalHeap>,
 }
 
 impl Drop for ThreadCache {
     fn drop(&mut self) {
-        if let Some(heap) = self.heap.get_mut().take() {
+        let heap = core::mem::replace(self.heap.get_mut(), LocalHeap::unassigned());
+        if heap.is_assigned() {
             // Frees and allocations from later destructors of this thread find this slot
-            // gone and take the locked heap instead.
+            // gone (`try_with` fails) and take the locked heap instead.
             heap.abandon(&PROCESS);
         }
     }
 }
 
 std::thread_local! {
-    static CACHE: ThreadCache = const { ThreadCache { heap: UnsafeCell::new(None) } };
-    /// Set while a call runs on this thread's heap: a call that re-enters (the
-    /// thread-local's own set-up allocating, a panic message) takes the locked heap.
-    static BUSY: Cell<bool> = const { Cell::new(false) };
+    static CACHE: ThreadCache = const {
+        ThreadCache { busy: Cell::new(false), heap: UnsafeCell::new(LocalHeap::unassigned()) }
+    };
 }
 
 /// The process-wide thread-caching heap: each thread allocates from its own
@@ -94,21 +98,23 @@ impl Sharded {
     /// Runs `call` on this thread's heap, or returns `None` when there is none to use.
     #[inline(always)]
     fn with_thread_heap<R>(call: impl FnOnce(&mut LocalHeap) -> R) -> Option<R> {
-        let entered = BUSY.try_with(|busy| !busy.replace(true)).ok()?;
-        if !entered {
-            return None;
-        }
-        let result = CACHE
+        CACHE
             .try_with(|cache| {
-                // SAFETY: `BUSY` makes this the only use of the cell on this thread now,
+                if cache.busy.replace(true) {
+                    return None;
+                }
+                // SAFETY: `busy` makes this the only use of the cell on this thread now,
                 // and the cell is this thread's.
                 let heap = unsafe { &mut *cache.heap.get() };
-                let heap = heap.get_or_insert_with(|| PROCESS.local_heap());
-                call(heap)
+                if !heap.is_assigned() {
+                    PROCESS.assign(heap);
+                }
+                let result = call(heap);
+                cache.busy.set(false);
+                Some(result)
             })
-            .ok();
-        let _ = BUSY.try_with(|busy| busy.set(false));
-        result
+            .ok()
+            .flatten()
     }
 }
 
@@ -131,24 +137,26 @@ impl Inspect for Sharded {
     }
 }
 
-// SAFETY: each call runs on this thread's own heap (`BUSY` keeps it to one call at a
+// SAFETY: each call runs on this thread's own heap (`busy` keeps it to one call at a
 // time) or on the heap behind `PROCESS`'s lock; both follow `ShardedHeap`'s contract, and
 // every block belongs to `PROCESS`, whichever heap frees it.
 unsafe impl SharedBackend for ThreadCached {
-    #[inline]
+    #[inline(always)]
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        Sharded::with_thread_heap(|heap| heap.allocate(&PROCESS, layout))
-            .unwrap_or_else(|| SharedBackend::allocate(&PROCESS, layout))
+        match Sharded::with_thread_heap(|heap| heap.allocate(&PROCESS, layout)) {
+            Some(result) => result,
+            None => locked_allocate(layout),
+        }
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: forwarded caller guarantees: a live block of `PROCESS`.
         let freed =
             Sharded::with_thread_heap(|heap| unsafe { heap.deallocate(&PROCESS, ptr, layout) });
         if freed.is_none() {
             // SAFETY: as above.
-            unsafe { SharedBackend::deallocate(&PROCESS, ptr, layout) }
+            unsafe { locked_deallocate(ptr, layout) }
         }
     }
 
@@ -191,4 +199,20 @@ unsafe impl SharedBackend for ThreadCached {
         Sharded::with_thread_heap(|heap| heap.check())
             .unwrap_or_else(|| SharedBackend::check(&PROCESS))
     }
+}
+
+/// The locked heap's allocation, out of line: the thread-local path stays small.
+#[cold]
+#[inline(never)]
+fn locked_allocate(layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+    SharedBackend::allocate(&PROCESS, layout)
+}
+
+/// # Safety
+/// As for [`SharedBackend::deallocate`] on `PROCESS`.
+#[cold]
+#[inline(never)]
+unsafe fn locked_deallocate(ptr: NonNull<u8>, layout: Layout) {
+    // SAFETY: per the caller.
+    unsafe { SharedBackend::deallocate(&PROCESS, ptr, layout) }
 }

@@ -189,6 +189,13 @@ impl<S: Source> ShardedHeap<S> {
         LocalHeap::with_id(self.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// Gives an unassigned heap ([`LocalHeap::unassigned`]) its id, making it a heap over
+    /// this one.
+    pub fn assign(&self, heap: &mut LocalHeap) {
+        debug_assert!(!heap.is_assigned());
+        heap.id = self.next_id.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A [`LocalHeap`] bound to this heap, a [`Backend`], abandoned when dropped.
     pub fn thread_heap(&self) -> ThreadHeap<'_, S> {
         ThreadHeap {
@@ -377,6 +384,17 @@ impl fmt::Debug for LocalHeap {
 }
 
 impl LocalHeap {
+    /// A heap that belongs to no [`ShardedHeap`] yet (for a `const` slot: a
+    /// thread-local, a per-core array); [`ShardedHeap::assign`] gives it an id before use.
+    pub const fn unassigned() -> Self {
+        Self::with_id(NO_OWNER)
+    }
+
+    /// Whether the heap was given an id.
+    pub const fn is_assigned(&self) -> bool {
+        self.id != NO_OWNER
+    }
+
     const fn with_id(id: usize) -> Self {
         Self {
             id,
@@ -392,7 +410,7 @@ impl LocalHeap {
     /// # Errors
     ///
     /// [`AllocError`] when the source has no more memory or the request is impossible.
-    #[inline]
+    #[inline(always)]
     pub fn allocate<S: Source>(
         &mut self,
         shared: &ShardedHeap<S>,
@@ -405,7 +423,10 @@ impl LocalHeap {
         if !page.is_null() {
             // SAFETY: pages on our queues are ours and in use.
             if let Some(block) = unsafe { (*page).pop() } {
-                return Ok(NonNull::slice_from_raw_parts(block, class_size(class)));
+                // SAFETY: as above.
+                return Ok(NonNull::slice_from_raw_parts(block, unsafe {
+                    (*page).block_size
+                }));
             }
         }
         self.allocate_slow(shared, class)
@@ -570,7 +591,7 @@ impl LocalHeap {
     ///
     /// `ptr` was handed out by a heap over `shared` for `layout` (or a layout of the same
     /// class) and is not freed yet.
-    #[inline]
+    #[inline(always)]
     pub unsafe fn deallocate<S: Source>(
         &mut self,
         shared: &ShardedHeap<S>,
@@ -582,24 +603,61 @@ impl LocalHeap {
         // SAFETY: per the caller the block is ours, so its segment's header is live; its
         // kind, owner and page table entry do not change while the block is in use.
         unsafe {
+            if (*segment).kind == Kind::Small && (*segment).owner.load(Ordering::Relaxed) == self.id
+            {
+                let page = Segment::page_of(segment, ptr.as_ptr());
+                #[cfg(feature = "checked")]
+                Self::validate(segment, page, ptr);
+                (*page).push(ptr);
+                let emptied = (*page).used == 0 && self.queues[(*page).class] != page;
+                if emptied || (*page).list == List::Full {
+                    self.after_local_free(shared, page);
+                }
+            } else {
+                Self::deallocate_elsewhere(shared, segment, ptr);
+            }
+        }
+    }
+
+    /// A page of ours just got a block back and is empty or was on the full list.
+    ///
+    /// # Safety
+    /// `page` is ours and in use.
+    #[inline(never)]
+    unsafe fn after_local_free<S: Source>(&mut self, shared: &ShardedHeap<S>, page: *mut Page) {
+        // SAFETY: per the caller.
+        unsafe {
+            // The head of a class's queue stays even when empty, so an alloc+free pair
+            // does not set a page up and tear it down each time.
+            if (*page).used == 0 && self.queues[(*page).class] != page {
+                self.retire(shared, page);
+            } else if (*page).list == List::Full {
+                self.unlink(page);
+                self.link(page, List::Queue);
+            }
+        }
+    }
+
+    /// Frees a huge block, or a block of a page another heap owns (or an abandoned one).
+    ///
+    /// # Safety
+    /// As for [`deallocate`](Self::deallocate); `segment` is the block's.
+    #[inline(never)]
+    unsafe fn deallocate_elsewhere<S: Source>(
+        shared: &ShardedHeap<S>,
+        segment: *mut Segment,
+        ptr: NonNull<u8>,
+    ) {
+        // SAFETY: per the caller.
+        unsafe {
             if (*segment).kind == Kind::Huge {
                 #[cfg(feature = "checked")]
                 Self::validate_huge(segment, ptr);
                 shared.deallocate_huge(segment);
-                return;
-            }
-            let page = Segment::page_of(segment, ptr.as_ptr());
-            #[cfg(feature = "checked")]
-            Self::validate(segment, page, ptr);
-            if (*segment).owner.load(Ordering::Relaxed) == self.id {
-                (*page).push(ptr);
-                if (*page).used == 0 {
-                    self.retire(shared, page);
-                } else if (*page).list == List::Full {
-                    self.unlink(page);
-                    self.link(page, List::Queue);
-                }
             } else {
+                let page = Segment::page_of(segment, ptr.as_ptr());
+                #[cfg(feature = "checked")]
+                Self::validate(segment, page, ptr);
                 (*page).push_remote(ptr);
             }
         }
@@ -663,19 +721,15 @@ impl LocalHeap {
         unsafe { resize_in_place(ptr, old_layout, new_layout) }
     }
 
-    /// Gives an empty page's slots back, unless it is the only page of its class's queue
-    /// (kept, so a class freed and used again does not set up a page each time). A
-    /// segment left empty goes back to the source unless it is our only segment.
+    /// Gives an empty page's slots back. A segment left empty goes back to the source
+    /// unless it is our only segment.
     ///
     /// # Safety
     /// `page` is ours, in use, with no block in use; on any list or none.
+    #[inline(never)]
     unsafe fn retire<S: Source>(&mut self, shared: &ShardedHeap<S>, page: *mut Page) {
         // SAFETY: per the caller.
         unsafe {
-            let class = (*page).class;
-            if (*page).list == List::Queue && self.queues[class] == page && (*page).next.is_null() {
-                return;
-            }
             if (*page).list != List::Off {
                 self.unlink(page);
             }
