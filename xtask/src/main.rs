@@ -33,6 +33,8 @@ commands:
                           --mutants weakens each named ordering (or NAME) to Relaxed in
                           turn and fails unless some loom model catches every one
   nostd                   build every #![no_std] crate for thumbv7em-none-eabihf
+  stress                  the thread-caching heap's stress test (2, 4 and 8 threads, 10^7
+                          operations) in release mode
   fuzz [--seconds N] [TARGET]
                           run each fuzz target (or TARGET) for N seconds (default 20)
   lab [--full] [--only NAME] [--trace FILE] [--update-readme]
@@ -78,6 +80,7 @@ fn main() -> ExitCode {
             None => run_step("loom", || loom(&root)),
         },
         "nostd" => run_step("nostd", || nostd(&root)),
+        "stress" => run_step("stress", || stress(&root)),
         "fuzz" => parse_fuzz_args(rest).and_then(|(seconds, target)| {
             run_step("fuzz", || fuzz(&root, seconds, target.as_deref()))
         }),
@@ -138,6 +141,7 @@ fn ci_steps(root: &Path, times: &mut Vec<(&'static str, Duration)>) -> Step {
     step("miri-threads", &|| miri_threads(root))?;
     step("loom", &|| loom(root))?;
     step("nostd", &|| nostd(root))?;
+    step("stress", &|| stress(root))?;
     step("fuzz", &|| fuzz(root, CI_FUZZ_SECONDS, None))
 }
 
@@ -364,6 +368,19 @@ fn loom_tests(root: &Path) -> Result<Vec<(String, String)>, String> {
         found.extend(names.into_iter().map(|name| (package.clone(), name)));
     }
     Ok(found)
+}
+
+/// The release-mode stress run: 10^7 operations take seconds optimised, minutes not.
+fn stress(root: &Path) -> Step {
+    run(cargo(root).args([
+        "test",
+        "--release",
+        "--all-features",
+        "-p",
+        "heapkit-sharded",
+        "--test",
+        "stress",
+    ]))
 }
 
 fn nostd(root: &Path) -> Step {

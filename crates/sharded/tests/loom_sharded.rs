@@ -199,3 +199,51 @@ fn frees_racing_with_abandonment_lose_no_block() {
         iterations.load(StdOrdering::Relaxed)
     );
 }
+
+/// The last block of a page comes back from another thread while its owner frees its
+/// other block and collects in a loop: whatever the interleaving, the owner sees the page
+/// empty only once the remote block is on its list, and then gives the page and its
+/// segment back (the freer touches nothing after its push).
+#[test]
+fn the_last_block_returns_from_another_thread_while_the_owner_retires_the_page() {
+    let iterations = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&iterations);
+    loom::model(move || {
+        counter.fetch_add(1, StdOrdering::Relaxed);
+        let shared = Arc::new(ShardedHeap::new(StdSource));
+        let contents = Arc::new(Contents::default());
+        let mut owner = shared.local_heap();
+        let kept = owner.allocate(&shared, layout()).unwrap().cast::<u8>();
+        let given = Block(owner.allocate(&shared, layout()).unwrap().cast());
+        contents.stamp(given.0, 1);
+
+        let freer = {
+            let (shared, contents) = (Arc::clone(&shared), Arc::clone(&contents));
+            loom::thread::spawn(move || {
+                let mut heap = shared.local_heap();
+                let Block(block) = given;
+                contents.stamp(block, 2);
+                // SAFETY: handed over at spawn, freed once.
+                unsafe { heap.deallocate(&shared, block, layout()) };
+                heap.abandon(&shared);
+            })
+        };
+        // SAFETY: ours, freed once.
+        unsafe { owner.deallocate(&shared, kept, layout()) };
+        let mut rounds = 0;
+        while shared.mapped() != 0 {
+            owner.collect(&shared);
+            rounds += 1;
+            assert!(rounds < 100, "the page never came back");
+            loom::thread::yield_now();
+        }
+        owner.check().unwrap();
+        freer.join().unwrap();
+        owner.abandon(&shared);
+        assert_eq!(shared.mapped(), 0);
+    });
+    eprintln!(
+        "loom: sharded last block back during retirement, 2 threads: {} interleavings",
+        iterations.load(StdOrdering::Relaxed)
+    );
+}
