@@ -15,7 +15,11 @@ use heapkit_sharded::geometry::SEGMENT;
 use heapkit_sharded::ShardedHeap;
 
 /// Operations per configuration: 10^7 over the three thread counts in release.
-const OPS: u64 = if cfg!(debug_assertions) { 66_000 } else { 3_333_334 };
+const OPS: u64 = if cfg!(debug_assertions) {
+    66_000
+} else {
+    3_333_334
+};
 
 struct Live {
     block: NonNull<u8>,
@@ -34,7 +38,13 @@ fn write(live: &Live) {
     let words = live.layout.size() / 8;
     for i in [0, words / 2, words - 1] {
         // SAFETY: `i < words`: inside the block, which is 8-aligned.
-        unsafe { live.block.cast::<u64>().as_ptr().add(i).write(live.stamp ^ i as u64) };
+        unsafe {
+            live.block
+                .cast::<u64>()
+                .as_ptr()
+                .add(i)
+                .write(live.stamp ^ i as u64)
+        };
     }
 }
 
@@ -43,7 +53,12 @@ fn verify(live: &Live) {
     for i in [0, words / 2, words - 1] {
         // SAFETY: as in `write`.
         let word = unsafe { live.block.cast::<u64>().as_ptr().add(i).read() };
-        assert_eq!(word, live.stamp ^ i as u64, "block {:p} corrupted", live.block);
+        assert_eq!(
+            word,
+            live.stamp ^ i as u64,
+            "block {:p} corrupted",
+            live.block
+        );
     }
 }
 
@@ -91,7 +106,11 @@ fn run(threads: u64) {
                                 };
                                 let layout = Layout::from_size_align(size & !7, 8).unwrap();
                                 let block = heap.allocate(layout).unwrap().cast();
-                                let entry = Live { block, layout, stamp: stamp_of(t, serial) };
+                                let entry = Live {
+                                    block,
+                                    layout,
+                                    stamp: stamp_of(t, serial),
+                                };
                                 write(&entry);
                                 allocated += 1;
                                 if roll >> 32 & 3 == 0 {
@@ -139,7 +158,10 @@ fn run(threads: u64) {
     });
     let allocated: u64 = counts.iter().map(|c| c.0).sum();
     let freed: u64 = counts.iter().map(|c| c.1).sum();
-    assert_eq!(allocated, freed, "every block allocated was freed exactly once");
+    assert_eq!(
+        allocated, freed,
+        "every block allocated was freed exactly once"
+    );
     let mut heap = shared.thread_heap();
     heap.collect();
     drop(heap);

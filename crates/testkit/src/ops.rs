@@ -63,6 +63,11 @@ pub struct Profile {
     /// its capacity changes: stats must stay consistent, `in_use` exact, but the
     /// capacity need not stay what it was (implies [`caches_memory`](Self::caches_memory)).
     pub grows: bool,
+    /// Whether a free may take effect later (a block freed through another thread's heap
+    /// counts as in use until its owner collects it; a region frees only its newest
+    /// block): `in_use` must be at least the live bytes, not equal, and need not be 0
+    /// once everything is freed; the test checks the release its own way.
+    pub defers_frees: bool,
 }
 
 impl Default for Profile {
@@ -73,6 +78,7 @@ impl Default for Profile {
             exact_in_use: true,
             caches_memory: false,
             grows: false,
+            defers_frees: false,
         }
     }
 }
@@ -86,6 +92,7 @@ impl Profile {
             exact_in_use: true,
             caches_memory: false,
             grows: false,
+            defers_frees: false,
         }
     }
 
@@ -94,6 +101,15 @@ impl Profile {
     #[must_use]
     pub const fn caching(mut self) -> Self {
         self.caches_memory = true;
+        self
+    }
+
+    /// The same profile for an allocator whose frees may take effect later (see
+    /// [`defers_frees`](Self::defers_frees)); `in_use` is checked as a lower bound.
+    #[must_use]
+    pub const fn deferring(mut self) -> Self {
+        self.defers_frees = true;
+        self.exact_in_use = false;
         self
     }
 

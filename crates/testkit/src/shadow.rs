@@ -497,8 +497,10 @@ impl<A: Subject> Harness<A> {
         }
         self.allocator.check().map_err(Violation::HeapCorrupted)?;
         let after = self.allocator.stats();
+        // Deferred frees may still count as in use: the caller checks the release itself.
+        let released = after.in_use == 0 || self.profile.defers_frees;
         let cached_ok = self.profile.caches_memory
-            && after.in_use == 0
+            && released
             && (self.profile.grows || after.capacity == self.initial.capacity);
         let restored = cached_ok
             || after.in_use == 0
