@@ -47,6 +47,7 @@ pub enum Op {
 
 /// The range of requests a backend supports, used to map raw [`Op`] fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(clippy::struct_excessive_bools)] // independent switches, each documented
 pub struct Profile {
     /// Largest request size generated (sizes are spread over `0..=max_size`, most small).
     pub max_size: usize,
