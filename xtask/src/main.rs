@@ -276,13 +276,14 @@ fn miri_edges(root: &Path) -> Step {
 }
 
 /// The test files whose allocators are shared between real threads: `Locked` and its
-/// guard, `AtomicPool`, `AtomicBitmap`. Each runs under Stacked Borrows (miri's default
+/// guard, `AtomicPool`, `AtomicBitmap`, the sharded heap's remote frees and abandonment. Each runs under Stacked Borrows (miri's default
 /// model) once per seed, so different interleavings are tried.
-const THREAD_TESTS: [(&str, &str); 4] = [
+const THREAD_TESTS: [(&str, &str); 5] = [
     ("heapkit-core", "adapters"),
     ("heapkit-core", "spin_guard"),
     ("heapkit-pool", "stress"),
     ("heapkit-bitmap-arena", "stress"),
+    ("heapkit-sharded", "threads"),
 ];
 const THREAD_SEEDS: &str = "0..4";
 

@@ -19,7 +19,7 @@ fn hashbrown_runs_on_the_heap() {
     // SAFETY: `regions` outlives the heap and the map.
     unsafe { heap.add_region(region.cast(), len) }.unwrap();
     let heap = Local::new(heap);
-    let n = if cfg!(miri) { 150 } else { 20_000u64 };
+    let n = if cfg!(miri) { 60 } else { 20_000u64 };
     let mut map = HashMap::new_in(&heap);
     for i in 0..n {
         let mut value = Vec::new_in(&heap);

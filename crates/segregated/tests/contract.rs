@@ -98,9 +98,15 @@ contract_suite!(
     WIDE,
     |r: &mut Regions| Local::new(Counted::new(tlsf(r, REGION)))
 );
-contract_suite!(custom_composition, WIDE, |r: &mut Regions| Local::new(
-    custom(r)
-));
+contract_suite!(
+    #[cfg_attr(
+        miri,
+        ignore = "its parts (Segregator, Bucketizer, TLSF) run under miri above"
+    )]
+    custom_composition,
+    WIDE,
+    |r: &mut Regions| Local::new(custom(r))
+);
 contract_suite!(heap_local, WIDE.caching(), |r: &mut Regions| Local::new(
     heap(r)
 ));

@@ -422,7 +422,7 @@ impl LocalHeap {
         let page = self.queues[class];
         if !page.is_null() {
             // SAFETY: pages on our queues are ours and in use.
-            if let Some(block) = unsafe { (*page).pop() } {
+            if let Some(block) = unsafe { Page::pop(page) } {
                 // SAFETY: as above.
                 return Ok(NonNull::slice_from_raw_parts(block, unsafe {
                     (*page).block_size
@@ -447,8 +447,8 @@ impl LocalHeap {
                 let page = page.as_ptr();
                 // SAFETY: pages on our queues are ours and in use.
                 unsafe {
-                    if (*page).has_free() || (*page).collect_remote() > 0 {
-                        let block = (*page).pop().ok_or(AllocError)?;
+                    if Page::has_free(page) || Page::collect_remote(page) > 0 {
+                        let block = Page::pop(page).ok_or(AllocError)?;
                         return Ok(NonNull::slice_from_raw_parts(block, size));
                     }
                     self.unlink(page);
@@ -472,7 +472,7 @@ impl LocalHeap {
             // SAFETY: a fresh page of ours, in use.
             unsafe {
                 self.link(page, List::Queue);
-                let block = (*page).pop().ok_or(AllocError)?;
+                let block = Page::pop(page).ok_or(AllocError)?;
                 return Ok(NonNull::slice_from_raw_parts(block, size));
             }
         }
@@ -489,9 +489,9 @@ impl LocalHeap {
             // SAFETY: pages on our full list are ours and in use.
             unsafe {
                 self.unlink(page);
-                if (*page).collect_remote() > 0 && (*page).used == 0 {
+                if Page::collect_remote(page) > 0 && (*page).used == 0 {
                     self.retire(shared, page);
-                } else if (*page).has_free() {
+                } else if Page::has_free(page) {
                     self.link(page, List::Queue);
                 } else {
                     self.link_last(page);
@@ -573,10 +573,10 @@ impl LocalHeap {
             self.own(segment);
             for page in Segment::pages_in_use(segment) {
                 (*page).list = List::Off;
-                (*page).collect_remote();
+                Page::collect_remote(page);
                 if (*page).used == 0 {
                     Segment::free_page(segment, page);
-                } else if (*page).has_free() {
+                } else if Page::has_free(page) {
                     self.link(page, List::Queue);
                 } else {
                     self.link(page, List::Full);
@@ -608,7 +608,7 @@ impl LocalHeap {
                 let page = Segment::page_of(segment, ptr.as_ptr());
                 #[cfg(feature = "checked")]
                 Self::validate(segment, page, ptr);
-                (*page).push(ptr);
+                Page::push(page, ptr);
                 let emptied = (*page).used == 0 && self.queues[(*page).class] != page;
                 if emptied || (*page).list == List::Full {
                     self.after_local_free(shared, page);
@@ -658,7 +658,7 @@ impl LocalHeap {
                 let page = Segment::page_of(segment, ptr.as_ptr());
                 #[cfg(feature = "checked")]
                 Self::validate(segment, page, ptr);
-                (*page).push_remote(ptr);
+                Page::push_remote(page, ptr);
             }
         }
     }
@@ -682,7 +682,7 @@ impl LocalHeap {
             unsafe {
                 let next = (*segment).next;
                 for page in Segment::pages_in_use(segment) {
-                    (*page).collect_remote();
+                    Page::collect_remote(page);
                     if (*page).used == 0 {
                         if (*page).list != List::Off {
                             self.unlink(page);
@@ -691,7 +691,7 @@ impl LocalHeap {
                             self.disown(segment);
                             shared.release(segment);
                         }
-                    } else if (*page).list == List::Full && (*page).has_free() {
+                    } else if (*page).list == List::Full && Page::has_free(page) {
                         self.unlink(page);
                         self.link(page, List::Queue);
                     }
@@ -821,7 +821,7 @@ impl LocalHeap {
                 self.disown(segment);
                 for page in Segment::pages_in_use(segment) {
                     (*page).list = List::Off;
-                    (*page).collect_remote();
+                    Page::collect_remote(page);
                     if (*page).used == 0 {
                         Segment::free_page(segment, page);
                     }

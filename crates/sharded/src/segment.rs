@@ -91,24 +91,29 @@ impl Page {
 
     /// Takes a block: from the free list, else carved from the untouched rest.
     ///
+    /// Every `Page` operation takes a raw pointer and touches single fields: other
+    /// threads read `remote`, `first_slot` and `block_size` at the same time, so a
+    /// reference to the whole page (`&mut Page`, even `&Page`) would race with them.
+    ///
     /// # Safety
     /// The caller owns the page, which is in use (`slots > 0`).
     #[inline(always)]
-    pub(crate) unsafe fn pop(&mut self) -> Option<NonNull<u8>> {
-        let block = self.free;
-        if !block.is_null() {
-            // SAFETY: free blocks are blocks of this page whose first word is the link.
-            self.free = unsafe { read_link(block) };
-            self.used += 1;
-            // SAFETY: not null, checked above.
-            return Some(unsafe { NonNull::new_unchecked(block) });
-        }
-        if self.carved < self.capacity {
-            // SAFETY: block `carved` lies inside the page's span.
-            let block = unsafe { self.start.add(self.carved * self.block_size) };
-            self.carved += 1;
-            self.used += 1;
-            return NonNull::new(block);
+    pub(crate) unsafe fn pop(page: *mut Page) -> Option<NonNull<u8>> {
+        // SAFETY: per the caller the owner-only fields are ours; free blocks are blocks of
+        // this page whose first word is the link; block `carved` lies inside the span.
+        unsafe {
+            let block = (*page).free;
+            if !block.is_null() {
+                (*page).free = read_link(block);
+                (*page).used += 1;
+                return Some(NonNull::new_unchecked(block));
+            }
+            if (*page).carved < (*page).capacity {
+                let block = (*page).start.add((*page).carved * (*page).block_size);
+                (*page).carved += 1;
+                (*page).used += 1;
+                return NonNull::new(block);
+            }
         }
         None
     }
@@ -118,11 +123,13 @@ impl Page {
     /// # Safety
     /// The caller owns the page, and `block` is one of its blocks in use.
     #[inline(always)]
-    pub(crate) unsafe fn push(&mut self, block: NonNull<u8>) {
-        // SAFETY: per the caller the block is ours to overwrite.
-        unsafe { write_link(block.as_ptr(), self.free) };
-        self.free = block.as_ptr();
-        self.used -= 1;
+    pub(crate) unsafe fn push(page: *mut Page, block: NonNull<u8>) {
+        // SAFETY: per the caller the block is ours to overwrite, the fields ours to write.
+        unsafe {
+            write_link(block.as_ptr(), (*page).free);
+            (*page).free = block.as_ptr();
+            (*page).used -= 1;
+        }
     }
 
     /// Pushes a block freed by a thread that does not own the page.
@@ -131,19 +138,23 @@ impl Page {
     /// `block` is a block of this page in use, given up by the caller; the page stays in
     /// use until the owner collects it (it counts in `used`).
     #[inline]
-    pub(crate) unsafe fn push_remote(&self, block: NonNull<u8>) {
-        let mut head = self.remote.load(Ordering::Relaxed);
+    pub(crate) unsafe fn push_remote(page: *const Page, block: NonNull<u8>) {
+        // SAFETY: the page is in use while the block is; only its atomic is referenced.
+        let remote = unsafe { &*ptr::addr_of!((*page).remote) };
+        let mut head = remote.load(Ordering::Relaxed);
         loop {
             // SAFETY: per the caller the block is ours until the exchange publishes it.
             unsafe { write_link(block.as_ptr(), head) };
             // Release: the owner that takes this block (Acquire in `collect_remote`) sees
             // its link and every write the freeing thread made to it.
-            match self.remote.compare_exchange_weak(
+            match remote.compare_exchange_weak(
                 head,
                 block.as_ptr(),
                 ordering("sharded.push_remote.publish", Ordering::Release),
                 Ordering::Relaxed,
             ) {
+                // The page may be retired and its segment released from here on: nothing
+                // of it is touched after the exchange.
                 Ok(_) => return,
                 Err(current) => head = current,
             }
@@ -155,11 +166,13 @@ impl Page {
     ///
     /// # Safety
     /// The caller owns the page.
-    pub(crate) unsafe fn collect_remote(&mut self) -> usize {
-        if self.remote.load(Ordering::Relaxed).is_null() {
+    pub(crate) unsafe fn collect_remote(page: *mut Page) -> usize {
+        // SAFETY: the page is ours; only its atomic is referenced.
+        let remote = unsafe { &*ptr::addr_of!((*page).remote) };
+        if remote.load(Ordering::Relaxed).is_null() {
             return 0;
         }
-        let first = self.remote.swap(
+        let first = remote.swap(
             ptr::null_mut(),
             ordering("sharded.collect_remote.take", Ordering::Acquire),
         );
@@ -174,18 +187,24 @@ impl Page {
             block = unsafe { read_link(block) };
         }
         if count > 0 {
-            // SAFETY: `last` is a block of the list, now the owner's.
-            unsafe { write_link(last, self.free) };
-            self.free = first;
-            self.used -= count;
+            // SAFETY: `last` is a block of the list, now the owner's; so are the fields.
+            unsafe {
+                write_link(last, (*page).free);
+                (*page).free = first;
+                (*page).used -= count;
+            }
         }
         count
     }
 
     /// Whether a block can be taken without collecting.
+    ///
+    /// # Safety
+    /// The caller owns the page.
     #[inline(always)]
-    pub(crate) fn has_free(&self) -> bool {
-        !self.free.is_null() || self.carved < self.capacity
+    pub(crate) unsafe fn has_free(page: *const Page) -> bool {
+        // SAFETY: per the caller.
+        unsafe { !(*page).free.is_null() || (*page).carved < (*page).capacity }
     }
 }
 

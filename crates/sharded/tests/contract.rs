@@ -12,7 +12,7 @@ type Source = ChunkSource<SEGMENT>;
 
 /// Segments the heap may take: enough for the suite's classes, few enough that filling
 /// them ends (8-byte blocks: half a million per segment natively).
-const CHUNKS: usize = if cfg!(miri) { 6 } else { 2 };
+const CHUNKS: usize = if cfg!(miri) { 3 } else { 2 };
 
 /// A `LocalHeap` with the shared heap it belongs to, as one owned backend.
 struct Owned {

@@ -113,7 +113,7 @@ fn run(threads: u64) {
                                 };
                                 write(&entry);
                                 allocated += 1;
-                                if roll >> 32 & 3 == 0 {
+                                if (roll >> 32) % 4 == 0 {
                                     batch.push(entry);
                                     if batch.len() == 64 {
                                         send.send(std::mem::take(&mut batch)).unwrap();
