@@ -88,7 +88,7 @@ fn expect_ok<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
 #[cfg(feature = "proptest")]
 fn cases() -> u32 {
     if cfg!(miri) {
-        6
+        4
     } else {
         proptest::test_runner::Config::default().cases
     }

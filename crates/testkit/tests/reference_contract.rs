@@ -9,6 +9,11 @@ contract_suite!(local_reference, Profile::default(), |_: &mut Regions| {
     Local::new(Reference::with_budget(BUDGET))
 });
 
-contract_suite!(locked_reference, Profile::default(), |_: &mut Regions| {
-    Locked::new(Reference::with_budget(BUDGET))
-});
+contract_suite!(
+    // The same suite through `Locked`: every backend's own suites cover that adapter
+    // under miri.
+    #[cfg_attr(miri, ignore = "local_reference runs the kit under miri")]
+    locked_reference,
+    Profile::default(),
+    |_: &mut Regions| Locked::new(Reference::with_budget(BUDGET))
+);
