@@ -6,13 +6,13 @@
 //! (a) allocate+free pairs per size; (b) collection churn on 1 thread and on 2 threads
 //! each freeing its own blocks; (c) producer–consumer: one thread allocates, the other
 //! frees (cross-thread frees); (d) a larson-like server loop: 2 threads each replace random
-//! slots of their own array, and every round hand their array to the other thread.
+//! slots of their own array, and every round hand their array to the other thread (the
+//! last two from `heapkit_trace::workloads`; a larson round here includes setting up and
+//! freeing the arrays).
 //! `cargo xtask bench sharded` prints the ratios.
 
 use std::alloc::{Layout, System};
 use std::hint::black_box;
-use std::ptr::NonNull;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use allocator_api2::alloc::Allocator;
@@ -22,8 +22,8 @@ use heapkit_lab::peers::{rlsf, talc, RlsfTlsf, TalcArena};
 use heapkit_segregated::Heap;
 use heapkit_sharded::Sharded;
 use heapkit_trace::arena::{FromGlobal, LockedArena};
-use heapkit_trace::workloads::collections_churn;
-use heapkit_trace::{Region, Rng};
+use heapkit_trace::workloads::{self, collections_churn};
+use heapkit_trace::Region;
 
 const REGION: usize = 512 << 20;
 const ENTRIES: usize = 20_000;
@@ -133,59 +133,22 @@ fn churn(c: &mut Criterion) {
     }
 }
 
-/// A block crossing threads.
-struct Sent(NonNull<u8>, Layout);
-// SAFETY: handed over whole; the sender keeps no reference.
-unsafe impl Send for Sent {}
-
-const BATCH: usize = 256;
-
-fn mixed_layout(rng: &mut Rng) -> Layout {
-    let size = [16, 32, 48, 64, 96, 128, 256, 512, 1024, 4096][rng.below(10)];
-    Layout::from_size_align(size, 8).unwrap()
-}
+const BATCHES: u64 = 16;
+const SLOTS: usize = 1000;
+const REPLACEMENTS: usize = 10_000;
 
 fn producer_consumer(c: &mut Criterion) {
     let contenders = Contenders::new();
     let mut group = c.benchmark_group("sharded producer-consumer, cross-thread frees");
-    group.throughput(Throughput::Elements(BATCH as u64));
+    group.throughput(Throughput::Elements(BATCHES * 256));
     group.measurement_time(Duration::from_secs(4));
     each!(&contenders, |name, alloc| {
         group.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                let (send, receive) = mpsc::sync_channel::<Vec<Sent>>(4);
-                let start = Instant::now();
-                std::thread::scope(|scope| {
-                    scope.spawn(move || {
-                        let mut rng = Rng::new(3);
-                        for _ in 0..iters {
-                            let batch = (0..BATCH)
-                                .map(|_| {
-                                    let layout = mixed_layout(&mut rng);
-                                    Sent(alloc.allocate(layout).unwrap().cast(), layout)
-                                })
-                                .collect();
-                            send.send(batch).unwrap();
-                        }
-                    });
-                    scope.spawn(move || {
-                        for batch in receive {
-                            for Sent(block, layout) in batch {
-                                // SAFETY: allocated by the producer with `layout`.
-                                unsafe { alloc.deallocate(block, layout) };
-                            }
-                        }
-                    });
-                });
-                start.elapsed()
-            });
+            b.iter(|| workloads::producer_consumer(alloc, BATCHES));
         });
     });
     group.finish();
 }
-
-const SLOTS: usize = 1000;
-const REPLACEMENTS: usize = 10_000;
 
 /// Larson-like: each thread replaces random slots of an array of blocks, then the arrays
 /// change threads, so every thread frees blocks the other allocated.
@@ -196,46 +159,7 @@ fn larson(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(4));
     each!(&contenders, |name, alloc| {
         group.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                let fill = |seed| {
-                    let mut rng = Rng::new(seed);
-                    (0..SLOTS)
-                        .map(|_| {
-                            let layout = mixed_layout(&mut rng);
-                            Sent(alloc.allocate(layout).unwrap().cast(), layout)
-                        })
-                        .collect::<Vec<_>>()
-                };
-                let mut arrays = [fill(1), fill(2)];
-                let start = Instant::now();
-                for round in 0..iters {
-                    let [a, b] = arrays;
-                    let run = |mut slots: Vec<Sent>, seed: u64| {
-                        let mut rng = Rng::new(seed);
-                        for _ in 0..REPLACEMENTS {
-                            let slot = &mut slots[rng.below(SLOTS)];
-                            let layout = mixed_layout(&mut rng);
-                            let fresh = alloc.allocate(layout).unwrap().cast();
-                            let Sent(old, old_layout) =
-                                std::mem::replace(slot, Sent(fresh, layout));
-                            // SAFETY: allocated with `old_layout`, replaced in its slot.
-                            unsafe { alloc.deallocate(old, old_layout) };
-                        }
-                        slots
-                    };
-                    arrays = std::thread::scope(|scope| {
-                        let first = scope.spawn(move || run(b, round * 2));
-                        let second = scope.spawn(move || run(a, round * 2 + 1));
-                        [first.join().unwrap(), second.join().unwrap()]
-                    });
-                }
-                let elapsed = start.elapsed();
-                for Sent(block, layout) in arrays.into_iter().flatten() {
-                    // SAFETY: each slot's block, allocated with its layout.
-                    unsafe { alloc.deallocate(block, layout) };
-                }
-                elapsed
-            });
+            b.iter(|| workloads::larson(alloc, 1, SLOTS, REPLACEMENTS));
         });
     });
     group.finish();

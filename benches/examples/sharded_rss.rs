@@ -13,15 +13,14 @@ use std::hint::black_box;
 use std::process::Command;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use allocator_api2::alloc::Global;
 use heapkit_core::source::SystemSource;
 use heapkit_core::Locked;
 use heapkit_segregated::Heap;
 use heapkit_sharded::Sharded;
-use heapkit_trace::workloads::collections_churn;
-use heapkit_trace::Rng;
+use heapkit_trace::workloads::{self, collections_churn};
 
 const ALLOCATORS: [&str; 4] = [
     "heapkit Sharded",
@@ -116,16 +115,6 @@ unsafe impl GlobalAlloc for Switch {
 #[global_allocator]
 static GLOBAL: Switch = Switch;
 
-/// A block crossing threads.
-struct Sent(NonNull<u8>, Layout);
-// SAFETY: handed over whole.
-unsafe impl Send for Sent {}
-
-fn mixed_layout(rng: &mut Rng) -> Layout {
-    let size = [16, 32, 48, 64, 96, 128, 256, 512, 1024, 4096][rng.below(10)];
-    Layout::from_size_align(size, 8).unwrap()
-}
-
 fn alloc(layout: Layout) -> NonNull<u8> {
     // SAFETY: non-zero sizes only.
     NonNull::new(unsafe { GLOBAL.alloc(layout) }).expect("out of memory")
@@ -165,84 +154,15 @@ fn workload(name: &str) -> u64 {
                 for t in 0..2 {
                     scope.spawn(move || {
                         for round in 0..40 {
-                            black_box(collections_churn(
-                                allocator_api2::alloc::Global,
-                                20_000,
-                                round * 2 + t,
-                            ));
+                            black_box(collections_churn(Global, 20_000, round * 2 + t));
                         }
                     });
                 }
             });
             2 * 40 * 20_000
         }
-        "producer-consumer" => {
-            const BATCHES: u64 = 20_000;
-            let (send, receive) = mpsc::sync_channel::<Vec<Sent>>(16);
-            std::thread::scope(|scope| {
-                scope.spawn(move || {
-                    let mut rng = Rng::new(3);
-                    for _ in 0..BATCHES {
-                        let batch = (0..256)
-                            .map(|_| {
-                                let layout = mixed_layout(&mut rng);
-                                Sent(alloc(layout), layout)
-                            })
-                            .collect();
-                        send.send(batch).unwrap();
-                    }
-                });
-                scope.spawn(move || {
-                    for batch in receive {
-                        for Sent(block, layout) in batch {
-                            // SAFETY: allocated by the producer with `layout`.
-                            unsafe { free(block, layout) };
-                        }
-                    }
-                });
-            });
-            BATCHES * 256
-        }
-        "larson-like" => {
-            const SLOTS: usize = 1000;
-            const ROUNDS: u64 = 200;
-            const REPLACEMENTS: usize = 10_000;
-            let fill = |seed| {
-                let mut rng = Rng::new(seed);
-                (0..SLOTS)
-                    .map(|_| {
-                        let layout = mixed_layout(&mut rng);
-                        Sent(alloc(layout), layout)
-                    })
-                    .collect::<Vec<_>>()
-            };
-            let mut arrays = [fill(1), fill(2)];
-            for round in 0..ROUNDS {
-                let [a, b] = arrays;
-                let run = |mut slots: Vec<Sent>, seed: u64| {
-                    let mut rng = Rng::new(seed);
-                    for _ in 0..REPLACEMENTS {
-                        let slot = &mut slots[rng.below(SLOTS)];
-                        let layout = mixed_layout(&mut rng);
-                        let Sent(old, old_layout) =
-                            std::mem::replace(slot, Sent(alloc(layout), layout));
-                        // SAFETY: allocated with `old_layout`, replaced in its slot.
-                        unsafe { free(old, old_layout) };
-                    }
-                    slots
-                };
-                arrays = std::thread::scope(|scope| {
-                    let first = scope.spawn(move || run(b, round * 2));
-                    let second = scope.spawn(move || run(a, round * 2 + 1));
-                    [first.join().unwrap(), second.join().unwrap()]
-                });
-            }
-            for Sent(block, layout) in arrays.into_iter().flatten() {
-                // SAFETY: each slot's block, allocated with its layout.
-                unsafe { free(block, layout) };
-            }
-            ROUNDS * 2 * REPLACEMENTS as u64
-        }
+        "producer-consumer" => workloads::producer_consumer(Global, 20_000),
+        "larson-like" => workloads::larson(Global, 200, 1000, 10_000),
         other => panic!("unknown workload {other}"),
     }
 }

@@ -75,6 +75,21 @@ impl Contents {
     }
 }
 
+/// Runs a loom model and prints how many interleavings it explored.
+fn model(what: &str, body: impl Fn() + Sync + Send + 'static) {
+    // Counted per call, not in a static: the test harness runs tests in parallel.
+    let iterations = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&iterations);
+    loom::model(move || {
+        counter.fetch_add(1, StdOrdering::Relaxed);
+        body();
+    });
+    eprintln!(
+        "loom: {what}: {} interleavings",
+        iterations.load(StdOrdering::Relaxed)
+    );
+}
+
 struct Block(NonNull<u8>);
 // SAFETY: handed over whole.
 unsafe impl Send for Block {}
@@ -87,10 +102,7 @@ unsafe impl Send for Block {}
 /// `cargo xtask loom --mutants`).
 #[test]
 fn a_remotely_freed_block_reaches_its_owner_with_the_freers_writes() {
-    let iterations = std::sync::Arc::new(AtomicUsize::new(0));
-    let counter = std::sync::Arc::clone(&iterations);
-    loom::model(move || {
-        counter.fetch_add(1, StdOrdering::Relaxed);
+    model("sharded remote free, 2 threads", || {
         let shared = Arc::new(ShardedHeap::new(StdSource));
         let contents = Arc::new(Contents::default());
         let handed = Arc::new(AtomicPtr::new(std::ptr::null_mut()));
@@ -152,10 +164,6 @@ fn a_remotely_freed_block_reaches_its_owner_with_the_freers_writes() {
         heap.abandon(&shared);
         assert_eq!(shared.mapped(), 0, "an empty heap gives every segment back");
     });
-    eprintln!(
-        "loom: sharded remote free, 2 threads: {} interleavings",
-        iterations.load(StdOrdering::Relaxed)
-    );
 }
 
 /// A heap exits (abandons its segments) while another thread frees its blocks into them;
@@ -163,10 +171,7 @@ fn a_remotely_freed_block_reaches_its_owner_with_the_freers_writes() {
 /// free, the collecting heap gives every segment back.
 #[test]
 fn frees_racing_with_abandonment_lose_no_block() {
-    let iterations = std::sync::Arc::new(AtomicUsize::new(0));
-    let counter = std::sync::Arc::clone(&iterations);
-    loom::model(move || {
-        counter.fetch_add(1, StdOrdering::Relaxed);
+    model("sharded abandonment, 2 threads", || {
         let shared = Arc::new(ShardedHeap::new(StdSource));
         let mut owner = shared.local_heap();
         let blocks: Vec<Block> = (0..2)
@@ -194,10 +199,6 @@ fn frees_racing_with_abandonment_lose_no_block() {
         collector.abandon(&shared);
         assert_eq!(shared.mapped(), 0, "a block was lost or a segment leaked");
     });
-    eprintln!(
-        "loom: sharded abandonment, 2 threads: {} interleavings",
-        iterations.load(StdOrdering::Relaxed)
-    );
 }
 
 /// The last block of a page comes back from another thread while its owner frees its
@@ -206,44 +207,40 @@ fn frees_racing_with_abandonment_lose_no_block() {
 /// segment back (the freer touches nothing after its push).
 #[test]
 fn the_last_block_returns_from_another_thread_while_the_owner_retires_the_page() {
-    let iterations = std::sync::Arc::new(AtomicUsize::new(0));
-    let counter = std::sync::Arc::clone(&iterations);
-    loom::model(move || {
-        counter.fetch_add(1, StdOrdering::Relaxed);
-        let shared = Arc::new(ShardedHeap::new(StdSource));
-        let contents = Arc::new(Contents::default());
-        let mut owner = shared.local_heap();
-        let kept = owner.allocate(&shared, layout()).unwrap().cast::<u8>();
-        let given = Block(owner.allocate(&shared, layout()).unwrap().cast());
-        contents.stamp(given.0, 1);
+    model(
+        "sharded last block back during retirement, 2 threads",
+        || {
+            let shared = Arc::new(ShardedHeap::new(StdSource));
+            let contents = Arc::new(Contents::default());
+            let mut owner = shared.local_heap();
+            let kept = owner.allocate(&shared, layout()).unwrap().cast::<u8>();
+            let given = Block(owner.allocate(&shared, layout()).unwrap().cast());
+            contents.stamp(given.0, 1);
 
-        let freer = {
-            let (shared, contents) = (Arc::clone(&shared), Arc::clone(&contents));
-            loom::thread::spawn(move || {
-                let mut heap = shared.local_heap();
-                let Block(block) = given;
-                contents.stamp(block, 2);
-                // SAFETY: handed over at spawn, freed once.
-                unsafe { heap.deallocate(&shared, block, layout()) };
-                heap.abandon(&shared);
-            })
-        };
-        // SAFETY: ours, freed once.
-        unsafe { owner.deallocate(&shared, kept, layout()) };
-        let mut rounds = 0;
-        while shared.mapped() != 0 {
-            owner.collect(&shared);
-            rounds += 1;
-            assert!(rounds < 100, "the page never came back");
-            loom::thread::yield_now();
-        }
-        owner.check().unwrap();
-        freer.join().unwrap();
-        owner.abandon(&shared);
-        assert_eq!(shared.mapped(), 0);
-    });
-    eprintln!(
-        "loom: sharded last block back during retirement, 2 threads: {} interleavings",
-        iterations.load(StdOrdering::Relaxed)
+            let freer = {
+                let (shared, contents) = (Arc::clone(&shared), Arc::clone(&contents));
+                loom::thread::spawn(move || {
+                    let mut heap = shared.local_heap();
+                    let Block(block) = given;
+                    contents.stamp(block, 2);
+                    // SAFETY: handed over at spawn, freed once.
+                    unsafe { heap.deallocate(&shared, block, layout()) };
+                    heap.abandon(&shared);
+                })
+            };
+            // SAFETY: ours, freed once.
+            unsafe { owner.deallocate(&shared, kept, layout()) };
+            let mut rounds = 0;
+            while shared.mapped() != 0 {
+                owner.collect(&shared);
+                rounds += 1;
+                assert!(rounds < 100, "the page never came back");
+                loom::thread::yield_now();
+            }
+            owner.check().unwrap();
+            freer.join().unwrap();
+            owner.abandon(&shared);
+            assert_eq!(shared.mapped(), 0);
+        },
     );
 }

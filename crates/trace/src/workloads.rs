@@ -585,3 +585,106 @@ mod tests {
             .is_some());
     }
 }
+
+/// A size from a server-like mix: mostly small, some of a page (16 B to 4 KiB, 8-aligned).
+pub fn server_layout(rng: &mut Rng) -> Layout {
+    let size = [16, 32, 48, 64, 96, 128, 256, 512, 1024, 4096][rng.below(10)];
+    Layout::from_size_align(size, 8).expect("valid layout")
+}
+
+/// A block on its way between threads.
+struct InFlight(NonNull<u8>, Layout);
+
+// SAFETY: the block is handed over whole; the sender keeps no reference to it.
+unsafe impl Send for InFlight {}
+
+/// Producer–consumer: one thread allocates `batches` batches of 256 blocks of
+/// [`server_layout`] sizes and sends them to a second thread, which frees them (every free
+/// is a cross-thread free). Returns the blocks allocated.
+///
+/// # Panics
+///
+/// When `alloc` runs out of memory.
+pub fn producer_consumer<A>(alloc: A, batches: u64) -> u64
+where
+    A: allocator_api2::alloc::Allocator + Copy + Send,
+{
+    const BATCH: usize = 256;
+    let (send, receive) = std::sync::mpsc::sync_channel::<Vec<InFlight>>(16);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut rng = Rng::new(3);
+            for _ in 0..batches {
+                let batch = (0..BATCH)
+                    .map(|_| {
+                        let layout = server_layout(&mut rng);
+                        InFlight(alloc.allocate(layout).expect("memory").cast(), layout)
+                    })
+                    .collect();
+                send.send(batch)
+                    .expect("the consumer runs until the producer ends");
+            }
+        });
+        scope.spawn(move || {
+            for batch in receive {
+                for InFlight(block, layout) in batch {
+                    // SAFETY: allocated by the producer with `layout`, freed once.
+                    unsafe { alloc.deallocate(block, layout) };
+                }
+            }
+        });
+    });
+    batches * BATCH as u64
+}
+
+/// Larson-like server loop (Larson and Krishnan 1998): two threads each replace random
+/// slots of their own array of `slots` blocks `replacements` times a round, and after every
+/// round the arrays change threads, so each thread frees blocks the other allocated.
+/// Returns the replacements made.
+///
+/// # Panics
+///
+/// When `alloc` runs out of memory, or `slots` is 0.
+pub fn larson<A>(alloc: A, rounds: u64, slots: usize, replacements: usize) -> u64
+where
+    A: allocator_api2::alloc::Allocator + Copy + Send,
+{
+    let fill = |seed| {
+        let mut rng = Rng::new(seed);
+        (0..slots)
+            .map(|_| {
+                let layout = server_layout(&mut rng);
+                InFlight(alloc.allocate(layout).expect("memory").cast(), layout)
+            })
+            .collect::<Vec<_>>()
+    };
+    let run = move |mut array: Vec<InFlight>, seed: u64| {
+        let mut rng = Rng::new(seed);
+        for _ in 0..replacements {
+            let slot = &mut array[rng.below(slots)];
+            let layout = server_layout(&mut rng);
+            let fresh = InFlight(alloc.allocate(layout).expect("memory").cast(), layout);
+            let InFlight(old, old_layout) = std::mem::replace(slot, fresh);
+            // SAFETY: allocated with `old_layout`, replaced in its slot, freed once.
+            unsafe { alloc.deallocate(old, old_layout) };
+        }
+        array
+    };
+    let mut arrays = [fill(1), fill(2)];
+    for round in 0..rounds {
+        let [a, b] = arrays;
+        arrays = std::thread::scope(|scope| {
+            let first = scope.spawn(move || run(b, round * 2));
+            let second = scope.spawn(move || run(a, round * 2 + 1));
+            [
+                first.join().expect("worker"),
+                second.join().expect("worker"),
+            ]
+        });
+    }
+    for InFlight(block, layout) in arrays.into_iter().flatten() {
+        // SAFETY: each slot's block, allocated with its layout, freed once.
+        unsafe { alloc.deallocate(block, layout) };
+    }
+    rounds * 2 * replacements as u64
+}
