@@ -325,6 +325,11 @@ pub fn all() -> Vec<Box<dyn Contender>> {
             fits: any,
         }),
         Box::new(Global {
+            key: "sharded",
+            name: "heapkit Sharded",
+            allocator: heapkit_sharded::Sharded::new,
+        }),
+        Box::new(Global {
             key: "system",
             name: "glibc malloc",
             allocator: || System,
