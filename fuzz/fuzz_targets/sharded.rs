@@ -19,16 +19,30 @@ use libfuzzer_sys::fuzz_target;
 
 type Source = ChunkSource<SEGMENT>;
 
-/// Two heaps over one shared heap; `turn` says which one the next call runs on.
+/// Two heaps over one shared heap; `turn` says which one the next call runs on. The
+/// shared heap is leaked for the heaps' `'static` borrow and reclaimed on drop.
 struct TwoHeaps {
-    shared: Box<ShardedHeap<Source>>,
-    heaps: [LocalHeap; 2],
+    shared: &'static ShardedHeap<Source>,
+    heaps: [LocalHeap<'static>; 2],
     turn: Rc<Cell<usize>>,
 }
 
 impl TwoHeaps {
-    fn parts(&mut self) -> (&ShardedHeap<Source>, &mut LocalHeap) {
-        (&self.shared, &mut self.heaps[self.turn.get()])
+    fn parts(&mut self) -> (&'static ShardedHeap<Source>, &mut LocalHeap<'static>) {
+        (self.shared, &mut self.heaps[self.turn.get()])
+    }
+}
+
+impl Drop for TwoHeaps {
+    fn drop(&mut self) {
+        for heap in core::mem::replace(
+            &mut self.heaps,
+            [LocalHeap::unassigned(), LocalHeap::unassigned()],
+        ) {
+            heap.abandon(self.shared);
+        }
+        // SAFETY: leaked in the fuzz target; the heaps borrowing it are gone.
+        drop(unsafe { Box::from_raw(core::ptr::from_ref(self.shared).cast_mut()) });
     }
 }
 
@@ -78,7 +92,7 @@ unsafe impl Backend for TwoHeaps {
     /// their owner collects them, so `in_use` is at least the live bytes (the profile
     /// checks that), and huge blocks count twice.
     fn stats(&self) -> Stats {
-        let [a, b] = [&self.heaps[0], &self.heaps[1]].map(|heap| heap.stats(&self.shared));
+        let [a, b] = [&self.heaps[0], &self.heaps[1]].map(|heap| heap.stats(self.shared));
         Stats {
             capacity: a.capacity + b.capacity,
             in_use: a.in_use + b.in_use,
@@ -103,7 +117,7 @@ fuzz_target!(|input: Input| {
     let turn = Rc::new(Cell::new(0));
     let profile = Profile::new(SEGMENT / 8, 4096).growing().deferring();
     let mut harness = Harness::new(profile, |regions| {
-        let shared = Box::new(ShardedHeap::new(Source::new(regions, SEGMENT, 3)));
+        let shared = Box::leak(Box::new(ShardedHeap::new(Source::new(regions, SEGMENT, 3))));
         let heaps = [shared.local_heap(), shared.local_heap()];
         Local::new(TwoHeaps {
             shared,
@@ -126,7 +140,7 @@ fuzz_target!(|input: Input| {
     // Everything is freed: after both heaps collect, nothing stays mapped.
     // SAFETY: no block is live; the heaps are used through this reference only.
     let both = unsafe { harness.allocator_mut().get_mut() };
-    let (shared, heaps) = (&both.shared, &mut both.heaps);
+    let (shared, heaps) = (both.shared, &mut both.heaps);
     heaps[0].collect(shared);
     heaps[1].collect(shared);
     assert_eq!(

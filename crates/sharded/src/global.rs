@@ -23,7 +23,7 @@ struct ThreadCache {
     /// `checked` report) takes the locked heap instead of aliasing this one.
     busy: Cell<bool>,
     /// Unassigned (no id, no memory) until the thread's first call.
-    heap: UnsafeCell<LocalHeap>,
+    heap: UnsafeCell<LocalHeap<'static>>,
 }
 
 impl Drop for ThreadCache {
@@ -34,6 +34,16 @@ impl Drop for ThreadCache {
             // gone (`try_with` fails) and take the locked heap instead.
             heap.abandon(&PROCESS);
         }
+    }
+}
+
+/// Clears a thread's `busy` flag when dropped.
+struct Busy<'a>(&'a Cell<bool>);
+
+impl Drop for Busy<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.0.set(false);
     }
 }
 
@@ -97,21 +107,22 @@ impl Sharded {
 
     /// Runs `call` on this thread's heap, or returns `None` when there is none to use.
     #[inline(always)]
-    fn with_thread_heap<R>(call: impl FnOnce(&mut LocalHeap) -> R) -> Option<R> {
+    fn with_thread_heap<R>(call: impl FnOnce(&mut LocalHeap<'static>) -> R) -> Option<R> {
         CACHE
             .try_with(|cache| {
                 if cache.busy.replace(true) {
                     return None;
                 }
+                // Cleared on the way out, also when `call` panics (a `checked` report is
+                // made before the heap changes), so the thread keeps its heap.
+                let _busy = Busy(&cache.busy);
                 // SAFETY: `busy` makes this the only use of the cell on this thread now,
                 // and the cell is this thread's.
                 let heap = unsafe { &mut *cache.heap.get() };
                 if !heap.is_assigned() {
                     PROCESS.assign(heap);
                 }
-                let result = call(heap);
-                cache.busy.set(false);
-                Some(result)
+                Some(call(heap))
             })
             .ok()
             .flatten()

@@ -3,6 +3,7 @@
 
 use core::alloc::Layout;
 use core::fmt;
+use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
 
 use heapkit_core::sync::{AtomicUsize, Ordering, SpinLock};
@@ -66,7 +67,7 @@ pub struct ShardedHeap<S: Source> {
     source: SpinLock<Sourced<S>>,
     abandoned: SpinLock<SegmentList>,
     next_id: AtomicUsize,
-    fallback: SpinLock<LocalHeap>,
+    fallback: SpinLock<LocalHeap<'static>>,
     /// Bytes of huge blocks' segments, and their usable bytes.
     huge_mapped: AtomicUsize,
     huge_in_use: AtomicUsize,
@@ -165,6 +166,14 @@ impl<S: Source> ShardedHeap<S> {
         }
     }
 
+    /// The heap behind the lock, told where its `ShardedHeap` is now (it may have moved
+    /// since the last call: nothing borrows it then).
+    fn fallback(&self) -> heapkit_core::sync::SpinGuard<'_, LocalHeap<'static>> {
+        let mut heap = self.fallback.lock();
+        heap.home = self.identity();
+        heap
+    }
+
     /// A heap taking segments from `source`.
     #[cfg(loom)]
     pub fn new(source: S) -> Self {
@@ -185,15 +194,32 @@ impl<S: Source> ShardedHeap<S> {
     /// A new heap for one thread (or core): allocation and local frees through it take no
     /// lock and no atomic read-modify-write. Give it back with
     /// [`LocalHeap::abandon`]; [`thread_heap`](Self::thread_heap) does that on drop.
-    pub fn local_heap(&self) -> LocalHeap {
-        LocalHeap::with_id(self.next_id.fetch_add(1, Ordering::Relaxed))
+    pub fn local_heap(&self) -> LocalHeap<'_> {
+        let mut heap = LocalHeap::unassigned();
+        self.assign(&mut heap);
+        heap
     }
 
-    /// Gives an unassigned heap ([`LocalHeap::unassigned`]) its id, making it a heap over
-    /// this one.
-    pub fn assign(&self, heap: &mut LocalHeap) {
-        debug_assert!(!heap.is_assigned());
+    /// Makes an unassigned heap ([`LocalHeap::unassigned`]) a heap over this one: it gets
+    /// an id of its own, and every later call must name this `ShardedHeap`.
+    ///
+    /// # Panics
+    ///
+    /// When `heap` was assigned already.
+    pub fn assign<'h>(&'h self, heap: &mut LocalHeap<'h>) {
+        assert!(
+            !heap.is_assigned(),
+            "heapkit-sharded: a LocalHeap is assigned once"
+        );
         heap.id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        heap.home = self.identity();
+    }
+
+    /// What a `LocalHeap` records to know its `ShardedHeap` (which cannot move while
+    /// the heap borrows it).
+    #[inline(always)]
+    fn identity(&self) -> *const () {
+        ptr::from_ref(self).cast()
     }
 
     /// A [`LocalHeap`] bound to this heap, a [`Backend`], abandoned when dropped.
@@ -360,11 +386,28 @@ impl<S: Source> fmt::Debug for ShardedHeap<S> {
 /// page goes on that page's remote list.
 ///
 /// A `LocalHeap` is a value, so a kernel can keep one per core and a test one per thread.
-/// Every call names the [`ShardedHeap`] it belongs to; [`ThreadHeap`] binds the two.
-pub struct LocalHeap {
+/// Every call names the [`ShardedHeap`] it belongs to (checked: a call naming another one
+/// panics), and the heap borrows it, so it cannot outlive it; [`ThreadHeap`] binds the two.
+///
+/// ```compile_fail
+/// use heapkit_core::{source::SystemSource, Layout};
+/// use heapkit_sharded::ShardedHeap;
+///
+/// let heap = {
+///     let shared = ShardedHeap::new(SystemSource::default());
+///     shared.local_heap() // borrows `shared`, which is dropped here
+/// };
+/// heap.check().unwrap();
+/// ```
+pub struct LocalHeap<'h> {
     id: usize,
+    /// The `ShardedHeap` it belongs to (null while unassigned).
+    home: *const (),
+    _shared: PhantomData<&'h ()>,
     queues: [*mut Page; CLASSES],
     full: *mut Page,
+    /// The last page of the full list, where the sweep puts pages back.
+    full_tail: *mut Page,
     segments: *mut Segment,
     /// Segments owned.
     segment_count: usize,
@@ -372,9 +415,9 @@ pub struct LocalHeap {
 
 // SAFETY: the heap's pages and segments are owned by whoever holds the heap; moving it
 // moves that ownership with it.
-unsafe impl Send for LocalHeap {}
+unsafe impl Send for LocalHeap<'_> {}
 
-impl fmt::Debug for LocalHeap {
+impl fmt::Debug for LocalHeap<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalHeap")
             .field("id", &self.id)
@@ -383,11 +426,21 @@ impl fmt::Debug for LocalHeap {
     }
 }
 
-impl LocalHeap {
+impl LocalHeap<'_> {
     /// A heap that belongs to no [`ShardedHeap`] yet (for a `const` slot: a
-    /// thread-local, a per-core array); [`ShardedHeap::assign`] gives it an id before use.
+    /// thread-local, a per-core array); [`ShardedHeap::assign`] makes it one's. Calls
+    /// before that panic.
     pub const fn unassigned() -> Self {
         Self::with_id(NO_OWNER)
+    }
+
+    /// Panics unless `shared` is the heap this one belongs to: a segment of one
+    /// `ShardedHeap` must never reach another's lists or source.
+    #[inline(always)]
+    fn belongs_to<S: Source>(&self, shared: &ShardedHeap<S>) {
+        if self.home != shared.identity() {
+            wrong_heap();
+        }
     }
 
     /// Whether the heap was given an id.
@@ -398,8 +451,11 @@ impl LocalHeap {
     const fn with_id(id: usize) -> Self {
         Self {
             id,
+            home: ptr::null(),
+            _shared: PhantomData,
             queues: [ptr::null_mut(); CLASSES],
             full: ptr::null_mut(),
+            full_tail: ptr::null_mut(),
             segments: ptr::null_mut(),
             segment_count: 0,
         }
@@ -410,12 +466,17 @@ impl LocalHeap {
     /// # Errors
     ///
     /// [`AllocError`] when the source has no more memory or the request is impossible.
+    ///
+    /// # Panics
+    ///
+    /// When `shared` is not the heap this one belongs to.
     #[inline(always)]
     pub fn allocate<S: Source>(
         &mut self,
         shared: &ShardedHeap<S>,
         layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
+        self.belongs_to(shared);
         let Some(class) = class_for(layout.size(), layout.align()) else {
             return shared.allocate_huge(layout);
         };
@@ -591,6 +652,11 @@ impl LocalHeap {
     ///
     /// `ptr` was handed out by a heap over `shared` for `layout` (or a layout of the same
     /// class) and is not freed yet.
+    ///
+    /// # Panics
+    ///
+    /// When `shared` is not the heap this one belongs to; with `checked`, when `ptr` is
+    /// not a block in use.
     #[inline(always)]
     pub unsafe fn deallocate<S: Source>(
         &mut self,
@@ -598,7 +664,20 @@ impl LocalHeap {
         ptr: NonNull<u8>,
         layout: Layout,
     ) {
+        self.belongs_to(shared);
+        #[cfg(feature = "checked")]
+        Self::validate(shared, ptr);
         let _ = layout;
+        // SAFETY: forwarded caller guarantees.
+        unsafe { self.free(shared, ptr) }
+    }
+
+    /// [`deallocate`](Self::deallocate) after its checks.
+    ///
+    /// # Safety
+    /// As for `deallocate`, and the heap belongs to `shared`.
+    #[inline(always)]
+    unsafe fn free<S: Source>(&mut self, shared: &ShardedHeap<S>, ptr: NonNull<u8>) {
         let segment = Segment::of(ptr.as_ptr());
         // SAFETY: per the caller the block is ours, so its segment's header is live; its
         // kind, owner and page table entry do not change while the block is in use.
@@ -606,8 +685,6 @@ impl LocalHeap {
             if (*segment).kind == Kind::Small && (*segment).owner.load(Ordering::Relaxed) == self.id
             {
                 let page = Segment::page_of(segment, ptr.as_ptr());
-                #[cfg(feature = "checked")]
-                Self::validate(segment, page, ptr);
                 Page::push(page, ptr);
                 let emptied = (*page).used == 0 && self.queues[(*page).class] != page;
                 if emptied || (*page).list == List::Full {
@@ -651,14 +728,9 @@ impl LocalHeap {
         // SAFETY: per the caller.
         unsafe {
             if (*segment).kind == Kind::Huge {
-                #[cfg(feature = "checked")]
-                Self::validate_huge(segment, ptr);
                 shared.deallocate_huge(segment);
             } else {
-                let page = Segment::page_of(segment, ptr.as_ptr());
-                #[cfg(feature = "checked")]
-                Self::validate(segment, page, ptr);
-                Page::push_remote(page, ptr);
+                Page::push_remote(Segment::page_of(segment, ptr.as_ptr()), ptr);
             }
         }
     }
@@ -667,7 +739,12 @@ impl LocalHeap {
     /// remote frees, and hands empty pages to their segments and empty segments to the
     /// source. O(segments); for a program's quiet moments and for tests (mimalloc's
     /// `mi_collect`).
+    ///
+    /// # Panics
+    ///
+    /// When `shared` is not the heap this one belongs to.
     pub fn collect<S: Source>(&mut self, shared: &ShardedHeap<S>) {
+        self.belongs_to(shared);
         loop {
             let Some(segment) = shared.abandoned.lock().pop() else {
                 break;
@@ -758,31 +835,29 @@ impl LocalHeap {
                 (**head).prev = page;
             }
             *head = page;
+            if list == List::Full && self.full_tail.is_null() {
+                self.full_tail = page;
+            }
         }
     }
 
-    /// Puts `page` at the end of the full list (walks it: only the sweep calls this, for
-    /// at most [`SWEEP`] pages each time, on a list it just took the head of).
+    /// Puts `page` at the end of the full list, in O(1): the sweep rotates the list so
+    /// that every full page is looked at in turn.
     ///
     /// # Safety
     /// `page` is ours and on no list.
     unsafe fn link_last(&mut self, page: *mut Page) {
-        // SAFETY: per the caller; the full list holds pages of ours.
+        // SAFETY: per the caller; the full list and its tail are pages of ours.
         unsafe {
             (*page).list = List::Full;
             (*page).next = ptr::null_mut();
-            if self.full.is_null() {
-                (*page).prev = ptr::null_mut();
+            (*page).prev = self.full_tail;
+            if self.full_tail.is_null() {
                 self.full = page;
-                return;
+            } else {
+                (*self.full_tail).next = page;
             }
-            // Rotation keeps the sweep fair; the walk is bounded by the full pages.
-            let mut last = self.full;
-            while !(*last).next.is_null() {
-                last = (*last).next;
-            }
-            (*last).next = page;
-            (*page).prev = last;
+            self.full_tail = page;
         }
     }
 
@@ -792,7 +867,11 @@ impl LocalHeap {
         // SAFETY: per the caller.
         unsafe {
             let (next, prev) = ((*page).next, (*page).prev);
-            if !next.is_null() {
+            if next.is_null() {
+                if (*page).list == List::Full {
+                    self.full_tail = prev;
+                }
+            } else {
                 (*next).prev = prev;
             }
             if prev.is_null() {
@@ -813,7 +892,16 @@ impl LocalHeap {
     /// Gives every segment up: empty pages and segments go back to the source, segments
     /// with blocks still in use go on the abandoned list for another heap to adopt.
     /// Blocks of those stay valid, and frees of them from any heap stay safe.
+    ///
+    /// # Panics
+    ///
+    /// When `shared` is not the heap this one belongs to (an unassigned heap holds
+    /// nothing, and is given up with any).
     pub fn abandon<S: Source>(mut self, shared: &ShardedHeap<S>) {
+        if !self.is_assigned() {
+            return;
+        }
+        self.belongs_to(shared);
         while let Some(segment) = NonNull::new(self.segments) {
             let segment = segment.as_ptr();
             // SAFETY: our segments are ours to walk; pages collected and freed one by one.
@@ -837,10 +925,16 @@ impl LocalHeap {
         }
         self.queues = [ptr::null_mut(); CLASSES];
         self.full = ptr::null_mut();
+        self.full_tail = ptr::null_mut();
     }
 
     /// This heap's memory: its segments, and the huge blocks of every heap.
+    ///
+    /// # Panics
+    ///
+    /// When `shared` is not the heap this one belongs to.
     pub fn stats<S: Source>(&self, shared: &ShardedHeap<S>) -> Stats {
+        self.belongs_to(shared);
         let mut stats = Stats {
             capacity: self.segment_count * SEGMENT,
             ..Stats::default()
@@ -961,58 +1055,69 @@ impl LocalHeap {
         Ok(())
     }
 
+    /// With `checked`: panics, naming the address, unless `ptr` is the start of a block
+    /// of a page in use (or a huge block) in one of `shared`'s segments. Reads nothing
+    /// before the segment is known to be `shared`'s, and only fields that stay the same
+    /// while a page is in use (another heap may own it).
     #[cfg(feature = "checked")]
-    unsafe fn validate(segment: *mut Segment, page: *mut Page, ptr: NonNull<u8>) {
+    fn validate<S: Source>(shared: &ShardedHeap<S>, ptr: NonNull<u8>) {
         let fail = |reason| heapkit_core::invalid_use(CRATE, "deallocate", ptr.as_ptr(), reason);
-        // SAFETY: per `deallocate`'s caller the segment header is live.
+        if !shared.contains(ptr) {
+            fail("pointer is not in memory this heap manages");
+        }
+        let segment = Segment::of(ptr.as_ptr());
+        // SAFETY: a live segment of `shared` (just checked); `kind`, and a page's span,
+        // start, block size and capacity, change only while no block of it is in use.
         unsafe {
+            if (*segment).kind == Kind::Huge {
+                if ptr.as_ptr().addr() - segment.addr() != (*segment).payload_offset {
+                    fail("pointer is not the start of a huge block");
+                }
+                return;
+            }
+            if ptr.as_ptr().addr() - segment.addr() < SLOT {
+                fail("pointer is inside a segment header");
+            }
+            let page = Segment::page_of(segment, ptr.as_ptr());
             if (*page).slots == 0 {
                 fail("pointer is not in a page in use");
             }
             let offset = ptr.as_ptr().addr().wrapping_sub((*page).start.addr());
-            if offset % (*page).block_size != 0 || offset / (*page).block_size >= (*page).carved {
+            if offset % (*page).block_size != 0 || offset / (*page).block_size >= (*page).capacity {
                 fail("pointer is not the start of a block");
             }
-            let _ = segment;
         }
     }
+}
 
-    #[cfg(feature = "checked")]
-    unsafe fn validate_huge(segment: *mut Segment, ptr: NonNull<u8>) {
-        // SAFETY: per `deallocate`'s caller the segment header is live.
-        let offset = unsafe { (*segment).payload_offset };
-        if ptr.as_ptr().addr() - segment.addr() != offset {
-            heapkit_core::invalid_use(
-                CRATE,
-                "deallocate",
-                ptr.as_ptr(),
-                "pointer is inside a huge block",
-            );
-        }
-    }
+/// The panic of a `LocalHeap` called with a `ShardedHeap` it does not belong to.
+#[cold]
+#[inline(never)]
+fn wrong_heap() -> ! {
+    panic!("heapkit-sharded: a LocalHeap called with a ShardedHeap it does not belong to (or before it was assigned)")
 }
 
 /// A [`LocalHeap`] bound to its [`ShardedHeap`]: a [`Backend`], abandoned when dropped.
 pub struct ThreadHeap<'h, S: Source> {
     shared: &'h ShardedHeap<S>,
-    local: LocalHeap,
+    local: LocalHeap<'h>,
 }
 
-impl<S: Source> ThreadHeap<'_, S> {
+impl<'h, S: Source> ThreadHeap<'h, S> {
     /// See [`LocalHeap::collect`].
     pub fn collect(&mut self) {
         self.local.collect(self.shared);
     }
 
     /// The heap inside.
-    pub fn local(&self) -> &LocalHeap {
+    pub fn local(&self) -> &LocalHeap<'h> {
         &self.local
     }
 }
 
 impl<S: Source> Drop for ThreadHeap<'_, S> {
     fn drop(&mut self) {
-        let local = core::mem::replace(&mut self.local, LocalHeap::with_id(NO_OWNER));
+        let local = core::mem::replace(&mut self.local, LocalHeap::unassigned());
         local.abandon(self.shared);
     }
 }
@@ -1080,12 +1185,17 @@ unsafe impl<S: Source> Backend for ThreadHeap<'_, S> {
 // remote lists.
 unsafe impl<S: Source + Send> SharedBackend for ShardedHeap<S> {
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        self.fallback.lock().allocate(self, layout)
+        self.fallback().allocate(self, layout)
     }
 
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        // SAFETY: forwarded caller guarantees.
-        unsafe { self.fallback.lock().deallocate(self, ptr, layout) }
+        // Checked before the lock is taken: the report's panic may allocate through this
+        // very heap (as a global allocator), which must not find the lock held.
+        #[cfg(feature = "checked")]
+        LocalHeap::validate(self, ptr);
+        let _ = layout;
+        // SAFETY: forwarded caller guarantees; the fallback belongs to `self`.
+        unsafe { self.fallback().free(self, ptr) }
     }
 
     unsafe fn grow_in_place(
@@ -1117,11 +1227,11 @@ unsafe impl<S: Source + Send> SharedBackend for ShardedHeap<S> {
     }
 
     fn stats(&self) -> Stats {
-        self.fallback.lock().stats(self)
+        self.fallback().stats(self)
     }
 
     fn check(&self) -> Result<(), Corruption> {
-        self.fallback.lock().check()
+        self.fallback().check()
     }
 }
 

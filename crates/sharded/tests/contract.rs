@@ -14,27 +14,32 @@ type Source = ChunkSource<SEGMENT>;
 /// them ends (8-byte blocks: half a million per segment natively).
 const CHUNKS: usize = if cfg!(miri) { 3 } else { 2 };
 
-/// A `LocalHeap` with the shared heap it belongs to, as one owned backend.
+/// A `LocalHeap` with the shared heap it belongs to, as one owned backend: the shared
+/// heap is leaked for the heap's `'static` borrow and reclaimed after it is abandoned.
 struct Owned {
-    shared: Box<ShardedHeap<Source>>,
-    local: Option<LocalHeap>,
+    shared: &'static ShardedHeap<Source>,
+    local: Option<LocalHeap<'static>>,
 }
 
 impl Owned {
     fn new(regions: &mut Regions) -> Self {
-        let shared = Box::new(ShardedHeap::new(Source::new(regions, SEGMENT, CHUNKS)));
+        let shared = Box::leak(Box::new(ShardedHeap::new(Source::new(
+            regions, SEGMENT, CHUNKS,
+        ))));
         let local = Some(shared.local_heap());
         Self { shared, local }
     }
 
-    fn local(&mut self) -> &mut LocalHeap {
+    fn local(&mut self) -> &mut LocalHeap<'static> {
         self.local.as_mut().unwrap()
     }
 }
 
 impl Drop for Owned {
     fn drop(&mut self) {
-        self.local.take().unwrap().abandon(&self.shared);
+        self.local.take().unwrap().abandon(self.shared);
+        // SAFETY: leaked in `new`; the only heap borrowing it is gone.
+        drop(unsafe { Box::from_raw(core::ptr::from_ref(self.shared).cast_mut()) });
     }
 }
 
@@ -42,13 +47,13 @@ impl Drop for Owned {
 unsafe impl Backend for Owned {
     fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         let local = self.local.as_mut().unwrap();
-        local.allocate(&self.shared, layout)
+        local.allocate(self.shared, layout)
     }
 
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) {
         let local = self.local.as_mut().unwrap();
         // SAFETY: forwarded caller guarantees.
-        unsafe { local.deallocate(&self.shared, ptr, layout) }
+        unsafe { local.deallocate(self.shared, ptr, layout) }
     }
 
     unsafe fn grow_in_place(
@@ -80,7 +85,7 @@ unsafe impl Backend for Owned {
     }
 
     fn stats(&self) -> Stats {
-        self.local.as_ref().unwrap().stats(&self.shared)
+        self.local.as_ref().unwrap().stats(self.shared)
     }
 
     fn check(&self) -> Result<(), Corruption> {
