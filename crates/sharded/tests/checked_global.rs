@@ -6,6 +6,7 @@
 #![cfg(all(feature = "checked", not(miri)))]
 
 use std::alloc::{GlobalAlloc, Layout};
+use std::ptr::NonNull;
 use std::time::Duration;
 
 use heapkit_core::source::SystemSource;
@@ -60,7 +61,7 @@ fn a_report_on_a_threads_heap_leaves_the_thread_on_it() {
             locked(),
             "the thread's calls went to the locked heap"
         );
-        for b in blocks.into_iter().map(|b| b.cast::<u8>()).chain([block]) {
+        for b in blocks.into_iter().map(NonNull::cast::<u8>).chain([block]) {
             // SAFETY: live blocks of this heap, freed once.
             unsafe { sharded.deallocate(b, layout) };
         }
