@@ -66,8 +66,9 @@ unsafe impl Backend for TwoHeaps {
         old: Layout,
         new: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
+        let (shared, heap) = self.parts();
         // SAFETY: forwarded caller guarantees.
-        unsafe { self.parts().1.resize_in_place(ptr, old, new) }
+        unsafe { heap.resize_in_place(shared, ptr, old, new) }
     }
 
     unsafe fn shrink_in_place(
@@ -76,8 +77,9 @@ unsafe impl Backend for TwoHeaps {
         old: Layout,
         new: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
+        let (shared, heap) = self.parts();
         // SAFETY: forwarded caller guarantees.
-        unsafe { self.parts().1.resize_in_place(ptr, old, new) }
+        unsafe { heap.resize_in_place(shared, ptr, old, new) }
     }
 
     fn max_align(&self) -> usize {

@@ -11,7 +11,7 @@ use heapkit_core::source::SystemSource;
 use heapkit_core::{AllocError, Corruption, Inspect, SharedBackend, Stats};
 
 use crate::geometry::SEGMENT;
-use crate::heap::{resize_in_place, LocalHeap, ShardedHeap};
+use crate::heap::{resize_checked, LocalHeap, ShardedHeap};
 
 /// The one heap every [`Sharded`] handle uses: a `static`, so the per-thread heaps that
 /// point at it can never outlive it.
@@ -178,7 +178,7 @@ unsafe impl SharedBackend for ThreadCached {
         new_layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: forwarded caller guarantees.
-        unsafe { resize_in_place(ptr, old_layout, new_layout) }
+        unsafe { resize_checked(&PROCESS, ptr, old_layout, new_layout) }
     }
 
     unsafe fn shrink_in_place(
@@ -188,7 +188,7 @@ unsafe impl SharedBackend for ThreadCached {
         new_layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: forwarded caller guarantees.
-        unsafe { resize_in_place(ptr, old_layout, new_layout) }
+        unsafe { resize_checked(&PROCESS, ptr, old_layout, new_layout) }
     }
 
     fn max_align(&self) -> usize {

@@ -211,7 +211,12 @@ impl<S: Source> ShardedHeap<S> {
             !heap.is_assigned(),
             "heapkit-sharded: a LocalHeap is assigned once"
         );
-        heap.id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        // Ids are never reused (a reused id would make two heaps owners of one segment):
+        // on a 32-bit target the 2^32nd heap is refused rather than wrapping.
+        heap.id = self
+            .next_id
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |id| id.checked_add(1))
+            .unwrap_or_else(|_| panic!("heapkit-sharded: heap ids exhausted"));
         heap.home = self.identity();
     }
 
@@ -409,6 +414,8 @@ pub struct LocalHeap<'h> {
     /// The last page of the full list, where the sweep puts pages back.
     full_tail: *mut Page,
     segments: *mut Segment,
+    /// The last of them: segments with no free slot go there.
+    segments_tail: *mut Segment,
     /// Segments owned.
     segment_count: usize,
 }
@@ -457,6 +464,7 @@ impl LocalHeap<'_> {
             full: ptr::null_mut(),
             full_tail: ptr::null_mut(),
             segments: ptr::null_mut(),
+            segments_tail: ptr::null_mut(),
             segment_count: 0,
         }
     }
@@ -570,7 +578,15 @@ impl LocalHeap<'_> {
             }
             // SAFETY: our segments are small segments we own.
             unsafe {
+                if (*segment).free_slots == 0 {
+                    // Full segments are kept at the back: none after this has room.
+                    break;
+                }
                 if let Some(page) = Segment::new_page(segment, class) {
+                    if (*segment).free_slots == 0 {
+                        self.disown(segment);
+                        self.own_last(segment);
+                    }
                     return Some(page);
                 }
                 segment = (*segment).next;
@@ -599,7 +615,30 @@ impl LocalHeap<'_> {
                 (*self.segments).prev = segment;
             }
         }
+        if self.segments.is_null() {
+            self.segments_tail = segment;
+        }
         self.segments = segment;
+        self.segment_count += 1;
+    }
+
+    /// Puts a segment (one with no free slot) at the back of our list, so that the
+    /// segments `new_page` searches first are the ones with room.
+    ///
+    /// # Safety
+    /// `segment` is ours and on no list.
+    unsafe fn own_last(&mut self, segment: *mut Segment) {
+        // SAFETY: per the caller; the tail is a segment of ours.
+        unsafe {
+            (*segment).next = ptr::null_mut();
+            (*segment).prev = self.segments_tail;
+            if self.segments_tail.is_null() {
+                self.segments = segment;
+            } else {
+                (*self.segments_tail).next = segment;
+            }
+        }
+        self.segments_tail = segment;
         self.segment_count += 1;
     }
 
@@ -609,7 +648,9 @@ impl LocalHeap<'_> {
         // SAFETY: per the caller.
         unsafe {
             let (next, prev) = ((*segment).next, (*segment).prev);
-            if !next.is_null() {
+            if next.is_null() {
+                self.segments_tail = prev;
+            } else {
                 (*next).prev = prev;
             }
             if prev.is_null() {
@@ -631,7 +672,8 @@ impl LocalHeap<'_> {
         // SAFETY: per the caller the segment and its pages are ours from here.
         unsafe {
             (*segment).owner.store(self.id, Ordering::Relaxed);
-            self.own(segment);
+            // Pages freed below give it room; one without any goes to the back.
+            self.own_last(segment);
             for page in Segment::pages_in_use(segment) {
                 (*page).list = List::Off;
                 Page::collect_remote(page);
@@ -642,6 +684,10 @@ impl LocalHeap<'_> {
                 } else {
                     self.link(page, List::Full);
                 }
+            }
+            if (*segment).free_slots != 0 {
+                self.disown(segment);
+                self.own(segment);
             }
         }
     }
@@ -685,9 +731,13 @@ impl LocalHeap<'_> {
             if (*segment).kind == Kind::Small && (*segment).owner.load(Ordering::Relaxed) == self.id
             {
                 let page = Segment::page_of(segment, ptr.as_ptr());
+                #[cfg(feature = "checked")]
+                Self::refuse_double_free(page, ptr);
                 Page::push(page, ptr);
-                let emptied = (*page).used == 0 && self.queues[(*page).class] != page;
-                if emptied || (*page).list == List::Full {
+                // Empty pages are retired, except the only page of its class's queue: an
+                // alloc+free pair must not set a page up and tear it down each time.
+                let kept = self.queues[(*page).class] == page && (*page).next.is_null();
+                if (*page).used == 0 && !kept || (*page).list == List::Full {
                     self.after_local_free(shared, page);
                 }
             } else {
@@ -704,9 +754,8 @@ impl LocalHeap<'_> {
     unsafe fn after_local_free<S: Source>(&mut self, shared: &ShardedHeap<S>, page: *mut Page) {
         // SAFETY: per the caller.
         unsafe {
-            // The head of a class's queue stays even when empty, so an alloc+free pair
-            // does not set a page up and tear it down each time.
-            if (*page).used == 0 && self.queues[(*page).class] != page {
+            let kept = self.queues[(*page).class] == page && (*page).next.is_null();
+            if (*page).used == 0 && !kept {
                 self.retire(shared, page);
             } else if (*page).list == List::Full {
                 self.unlink(page);
@@ -764,14 +813,16 @@ impl LocalHeap<'_> {
                         if (*page).list != List::Off {
                             self.unlink(page);
                         }
-                        if Segment::free_page(segment, page) {
-                            self.disown(segment);
-                            shared.release(segment);
-                        }
+                        Segment::free_page(segment, page);
                     } else if (*page).list == List::Full && Page::has_free(page) {
                         self.unlink(page);
                         self.link(page, List::Queue);
                     }
+                }
+                // Also a segment adopted above whose pages all turned out empty.
+                if (*segment).pages_in_use == 0 {
+                    self.disown(segment);
+                    shared.release(segment);
                 }
                 segment = next;
             }
@@ -782,20 +833,27 @@ impl LocalHeap<'_> {
     ///
     /// # Safety
     ///
-    /// As for [`Backend::grow_in_place`]: `ptr` is a live block of a heap over the same
-    /// `ShardedHeap`, allocated for `old_layout`.
+    /// As for [`Backend::grow_in_place`]: `ptr` is a live block of a heap over `shared`,
+    /// allocated for `old_layout`.
     ///
     /// # Errors
     ///
     /// [`AllocError`] when the block must move; nothing changes then.
-    pub unsafe fn resize_in_place(
+    ///
+    /// # Panics
+    ///
+    /// When `shared` is not the heap this one belongs to; with `checked`, when `ptr` is
+    /// not a block in use.
+    pub unsafe fn resize_in_place<S: Source>(
         &mut self,
+        shared: &ShardedHeap<S>,
         ptr: NonNull<u8>,
         old_layout: Layout,
         new_layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
+        self.belongs_to(shared);
         // SAFETY: forwarded caller guarantees.
-        unsafe { resize_in_place(ptr, old_layout, new_layout) }
+        unsafe { resize_checked(shared, ptr, old_layout, new_layout) }
     }
 
     /// Gives an empty page's slots back. A segment left empty goes back to the source
@@ -811,9 +869,15 @@ impl LocalHeap<'_> {
                 self.unlink(page);
             }
             let segment = Segment::of(page.cast());
-            if Segment::free_page(segment, page) && self.segment_count > 1 {
-                self.disown(segment);
+            let empty = Segment::free_page(segment, page);
+            self.disown(segment);
+            if empty && self.segment_count > 0 {
                 shared.release(segment);
+            } else {
+                // To the front: `new_page` looks at the first few segments, so one with
+                // free slots must be among them, or older segments' slots are never used
+                // again while any of their pages lives.
+                self.own(segment);
             }
         }
     }
@@ -952,16 +1016,16 @@ impl LocalHeap<'_> {
                 }
                 let free_slots = ((*segment).free_slots.count_ones() as usize) * SLOT;
                 stats.free += free_slots;
-                stats.largest_free = stats.largest_free.max(if free_slots > 0 {
-                    crate::classes::MAX_SMALL.min(free_slots)
-                } else {
-                    0
-                });
+                // The largest block a page in the longest run of free slots holds.
+                let run = longest_run((*segment).free_slots) * SLOT;
+                stats.largest_free = stats.largest_free.max(crate::classes::MAX_SMALL.min(run));
                 segment = (*segment).next;
             }
         }
+        // Two relaxed loads, while other threads map and unmap huge blocks: the pair may
+        // not match, so the usable bytes are capped at the mapped ones.
         let huge_mapped = shared.huge_mapped.load(Ordering::Relaxed);
-        let huge_in_use = shared.huge_in_use.load(Ordering::Relaxed);
+        let huge_in_use = shared.huge_in_use.load(Ordering::Relaxed).min(huge_mapped);
         stats.capacity += huge_mapped;
         stats.in_use += huge_in_use;
         stats.metadata = stats.capacity - stats.in_use - stats.free;
@@ -1031,6 +1095,19 @@ impl LocalHeap<'_> {
                 segment = (*segment).next;
             }
         }
+        let mut last = ptr::null_mut();
+        let mut walk = self.segments;
+        while !walk.is_null() {
+            last = walk;
+            // SAFETY: our segments, walked again (the loop above checked the list).
+            walk = unsafe { (*walk).next };
+        }
+        if last != self.segments_tail {
+            return Err(corrupt(
+                self.segments_tail.cast(),
+                "segment list's tail is not its last segment",
+            ));
+        }
         if count != self.segment_count {
             return Err(
                 corrupt(ptr::null(), "segment count disagrees with the list")
@@ -1059,6 +1136,31 @@ impl LocalHeap<'_> {
     /// of a page in use (or a huge block) in one of `shared`'s segments. Reads nothing
     /// before the segment is known to be `shared`'s, and only fields that stay the same
     /// while a page is in use (another heap may own it).
+    /// With `checked`, on the owner's free: panics if the block is already free (on the
+    /// page's free list, or its remote list, collected first). O(free blocks of the page).
+    ///
+    /// # Safety
+    /// The caller owns the page.
+    #[cfg(feature = "checked")]
+    unsafe fn refuse_double_free(page: *mut Page, ptr: NonNull<u8>) {
+        // SAFETY: per the caller the page and its free list are ours.
+        unsafe {
+            Page::collect_remote(page);
+            let mut block = (*page).free;
+            while !block.is_null() {
+                if block == ptr.as_ptr() {
+                    heapkit_core::invalid_use(
+                        CRATE,
+                        "deallocate",
+                        ptr.as_ptr(),
+                        "block is already free",
+                    );
+                }
+                block = crate::segment::read_link(block);
+            }
+        }
+    }
+
     #[cfg(feature = "checked")]
     fn validate<S: Source>(shared: &ShardedHeap<S>, ptr: NonNull<u8>) {
         let fail = |reason| heapkit_core::invalid_use(CRATE, "deallocate", ptr.as_ptr(), reason);
@@ -1088,6 +1190,16 @@ impl LocalHeap<'_> {
             }
         }
     }
+}
+
+/// The longest run of set bits in `bits`.
+fn longest_run(mut bits: u64) -> usize {
+    let mut run = 0;
+    while bits != 0 {
+        bits &= bits >> 1;
+        run += 1;
+    }
+    run
 }
 
 /// The panic of a `LocalHeap` called with a `ShardedHeap` it does not belong to.
@@ -1150,7 +1262,7 @@ unsafe impl<S: Source> Backend for ThreadHeap<'_, S> {
         new_layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: forwarded caller guarantees.
-        unsafe { resize_in_place(ptr, old_layout, new_layout) }
+        unsafe { resize_checked(self.shared, ptr, old_layout, new_layout) }
     }
 
     unsafe fn shrink_in_place(
@@ -1160,7 +1272,7 @@ unsafe impl<S: Source> Backend for ThreadHeap<'_, S> {
         new_layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: forwarded caller guarantees.
-        unsafe { resize_in_place(ptr, old_layout, new_layout) }
+        unsafe { resize_checked(self.shared, ptr, old_layout, new_layout) }
     }
 
     fn max_align(&self) -> usize {
@@ -1205,7 +1317,7 @@ unsafe impl<S: Source + Send> SharedBackend for ShardedHeap<S> {
         new_layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: forwarded caller guarantees.
-        unsafe { resize_in_place(ptr, old_layout, new_layout) }
+        unsafe { resize_checked(self, ptr, old_layout, new_layout) }
     }
 
     unsafe fn shrink_in_place(
@@ -1215,7 +1327,7 @@ unsafe impl<S: Source + Send> SharedBackend for ShardedHeap<S> {
         new_layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: forwarded caller guarantees.
-        unsafe { resize_in_place(ptr, old_layout, new_layout) }
+        unsafe { resize_checked(self, ptr, old_layout, new_layout) }
     }
 
     fn max_align(&self) -> usize {
@@ -1233,6 +1345,24 @@ unsafe impl<S: Source + Send> SharedBackend for ShardedHeap<S> {
     fn check(&self) -> Result<(), Corruption> {
         self.fallback().check()
     }
+}
+
+/// [`resize_in_place`] after, with `checked`, validating `ptr` against `shared`.
+///
+/// # Safety
+/// As for [`resize_in_place`], with `ptr` a block of `shared`'s heaps.
+#[inline]
+pub(crate) unsafe fn resize_checked<S: Source>(
+    shared: &ShardedHeap<S>,
+    ptr: NonNull<u8>,
+    old_layout: Layout,
+    new_layout: Layout,
+) -> Result<NonNull<[u8]>, AllocError> {
+    #[cfg(feature = "checked")]
+    LocalHeap::validate(shared, ptr);
+    let _ = shared;
+    // SAFETY: forwarded caller guarantees.
+    unsafe { resize_in_place(ptr, old_layout, new_layout) }
 }
 
 /// A resize that stays in its block: when the new size fits the block's usable bytes and

@@ -62,8 +62,12 @@ unsafe impl Backend for Owned {
         old_layout: Layout,
         new_layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
+        let shared = self.shared;
         // SAFETY: forwarded caller guarantees.
-        unsafe { self.local().resize_in_place(ptr, old_layout, new_layout) }
+        unsafe {
+            self.local()
+                .resize_in_place(shared, ptr, old_layout, new_layout)
+        }
     }
 
     unsafe fn shrink_in_place(
@@ -72,8 +76,12 @@ unsafe impl Backend for Owned {
         old_layout: Layout,
         new_layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
+        let shared = self.shared;
         // SAFETY: forwarded caller guarantees.
-        unsafe { self.local().resize_in_place(ptr, old_layout, new_layout) }
+        unsafe {
+            self.local()
+                .resize_in_place(shared, ptr, old_layout, new_layout)
+        }
     }
 
     fn max_align(&self) -> usize {
