@@ -22,6 +22,8 @@ type Source = ChunkSource<SEGMENT>;
 /// Two heaps over one shared heap; `turn` says which one the next call runs on. The
 /// shared heap is leaked for the heaps' `'static` borrow and reclaimed on drop.
 struct TwoHeaps {
+    /// The box, kept raw: freed through this pointer, not the shared reference.
+    boxed: *mut ShardedHeap<Source>,
     shared: &'static ShardedHeap<Source>,
     heaps: [LocalHeap<'static>; 2],
     turn: Rc<Cell<usize>>,
@@ -42,7 +44,7 @@ impl Drop for TwoHeaps {
             heap.abandon(self.shared);
         }
         // SAFETY: leaked in the fuzz target; the heaps borrowing it are gone.
-        drop(unsafe { Box::from_raw(core::ptr::from_ref(self.shared).cast_mut()) });
+        drop(unsafe { Box::from_raw(self.boxed) });
     }
 }
 
@@ -119,9 +121,12 @@ fuzz_target!(|input: Input| {
     let turn = Rc::new(Cell::new(0));
     let profile = Profile::new(SEGMENT / 8, 4096).growing().deferring();
     let mut harness = Harness::new(profile, |regions| {
-        let shared = Box::leak(Box::new(ShardedHeap::new(Source::new(regions, SEGMENT, 3))));
+        let boxed = Box::into_raw(Box::new(ShardedHeap::new(Source::new(regions, SEGMENT, 3))));
+        // SAFETY: freed only when `TwoHeaps` drops, after its heaps are gone.
+        let shared: &'static ShardedHeap<Source> = unsafe { &*boxed };
         let heaps = [shared.local_heap(), shared.local_heap()];
         Local::new(TwoHeaps {
+            boxed,
             shared,
             heaps,
             turn: Rc::clone(&turn),

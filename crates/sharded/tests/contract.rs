@@ -17,17 +17,25 @@ const CHUNKS: usize = if cfg!(miri) { 3 } else { 2 };
 /// A `LocalHeap` with the shared heap it belongs to, as one owned backend: the shared
 /// heap is leaked for the heap's `'static` borrow and reclaimed after it is abandoned.
 struct Owned {
+    /// The box, kept raw: freed through this pointer, not the shared reference.
+    boxed: *mut ShardedHeap<Source>,
     shared: &'static ShardedHeap<Source>,
     local: Option<LocalHeap<'static>>,
 }
 
 impl Owned {
     fn new(regions: &mut Regions) -> Self {
-        let shared = Box::leak(Box::new(ShardedHeap::new(Source::new(
+        let boxed = Box::into_raw(Box::new(ShardedHeap::new(Source::new(
             regions, SEGMENT, CHUNKS,
         ))));
+        // SAFETY: freed only in `drop`, after the heap borrowing it is gone.
+        let shared: &'static ShardedHeap<Source> = unsafe { &*boxed };
         let local = Some(shared.local_heap());
-        Self { shared, local }
+        Self {
+            boxed,
+            shared,
+            local,
+        }
     }
 
     fn local(&mut self) -> &mut LocalHeap<'static> {
@@ -39,7 +47,7 @@ impl Drop for Owned {
     fn drop(&mut self) {
         self.local.take().unwrap().abandon(self.shared);
         // SAFETY: leaked in `new`; the only heap borrowing it is gone.
-        drop(unsafe { Box::from_raw(core::ptr::from_ref(self.shared).cast_mut()) });
+        drop(unsafe { Box::from_raw(self.boxed) });
     }
 }
 
