@@ -50,7 +50,7 @@ const NO_STD_TARGET: &str = "thumbv7em-none-eabihf";
 const DEFAULT_FUZZ_SECONDS: u64 = 20;
 /// `ci`'s smoke run per target: long enough to pass the seed corpus and reach new
 /// inputs, short enough for the 25-minute budget (`cargo xtask fuzz` runs longer).
-const CI_FUZZ_SECONDS: u64 = 8;
+const CI_FUZZ_SECONDS: u64 = 6;
 
 type Step = Result<(), String>;
 
@@ -285,7 +285,7 @@ const THREAD_TESTS: [(&str, &str); 5] = [
     ("heapkit-bitmap-arena", "stress"),
     ("heapkit-sharded", "threads"),
 ];
-const THREAD_SEEDS: &str = "0..3";
+const THREAD_SEEDS: &str = "0..2";
 
 fn miri_threads(root: &Path) -> Step {
     for (package, test) in THREAD_TESTS {

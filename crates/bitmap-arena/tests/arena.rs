@@ -324,8 +324,8 @@ mod checked {
 #[test]
 fn allocation_is_exactly_first_fit() {
     const BLOCK: usize = 8;
-    let blocks = if cfg!(miri) { 300 } else { 3000 };
-    let steps = if cfg!(miri) { 200 } else { 20_000 };
+    let blocks = if cfg!(miri) { 200 } else { 3000 };
+    let steps = if cfg!(miri) { 100 } else { 20_000 };
     let mut regions = Regions::new();
     let (mut arena, base) = exact(&mut regions, blocks, BLOCK);
     let mut used = vec![false; blocks];

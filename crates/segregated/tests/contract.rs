@@ -88,6 +88,10 @@ contract_suite!(
     |r: &mut Regions| Local::new(overflow(r))
 );
 contract_suite!(
+    #[cfg_attr(
+        miri,
+        ignore = "pools run under miri in heapkit-pool, routing in routing.rs"
+    )]
     bucketizer_of_pools,
     Profile::new(256, 16),
     |r: &mut Regions| Local::new(bucketizer(r))

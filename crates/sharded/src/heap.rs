@@ -148,13 +148,12 @@ unsafe impl<S: Source + Send> Sync for ShardedHeap<S> {}
 // SAFETY: as above.
 unsafe impl<S: Source + Send> Send for ShardedHeap<S> {}
 
-impl<S: Source> ShardedHeap<S> {
-    /// A heap taking segments from `source` (it holds nothing until the first request).
-    #[cfg(not(loom))]
-    pub const fn new(source: S) -> Self {
+/// The body of both `ShardedHeap::new`s (`const` or not, as loom allows).
+macro_rules! new_sharded_heap {
+    ($source:expr) => {
         Self {
             source: SpinLock::new(Sourced {
-                source,
+                source: $source,
                 all: ptr::null_mut(),
                 mapped: 0,
             }),
@@ -164,6 +163,16 @@ impl<S: Source> ShardedHeap<S> {
             huge_mapped: AtomicUsize::new(0),
             huge_in_use: AtomicUsize::new(0),
         }
+    };
+}
+
+impl<S: Source> ShardedHeap<S> {
+    /// A heap taking segments from `source` (it holds nothing until the first request).
+    /// `const`, so the process heap can be a `static`; under loom, whose atomics register
+    /// with the model at run time, it is not.
+    #[cfg(not(loom))]
+    pub const fn new(source: S) -> Self {
+        new_sharded_heap!(source)
     }
 
     /// The heap behind the lock, told where its `ShardedHeap` is now (it may have moved
@@ -177,18 +186,7 @@ impl<S: Source> ShardedHeap<S> {
     /// A heap taking segments from `source`.
     #[cfg(loom)]
     pub fn new(source: S) -> Self {
-        Self {
-            source: SpinLock::new(Sourced {
-                source,
-                all: ptr::null_mut(),
-                mapped: 0,
-            }),
-            abandoned: SpinLock::new(SegmentList::new()),
-            next_id: AtomicUsize::new(FALLBACK_ID + 1),
-            fallback: SpinLock::new(LocalHeap::with_id(FALLBACK_ID)),
-            huge_mapped: AtomicUsize::new(0),
-            huge_in_use: AtomicUsize::new(0),
-        }
+        new_sharded_heap!(source)
     }
 
     /// A new heap for one thread (or core): allocation and local frees through it take no
@@ -819,10 +817,15 @@ impl LocalHeap<'_> {
                         self.link(page, List::Queue);
                     }
                 }
-                // Also a segment adopted above whose pages all turned out empty.
+                // Also a segment adopted above whose pages all turned out empty; one with
+                // free slots goes to the front, where `new_page` looks (behind the walk:
+                // it is not visited twice).
                 if (*segment).pages_in_use == 0 {
                     self.disown(segment);
                     shared.release(segment);
+                } else if (*segment).free_slots != 0 {
+                    self.disown(segment);
+                    self.own(segment);
                 }
                 segment = next;
             }

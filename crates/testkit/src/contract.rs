@@ -98,7 +98,7 @@ fn cases() -> u32 {
 #[cfg(feature = "proptest")]
 fn max_ops() -> usize {
     if cfg!(miri) {
-        32
+        24
     } else {
         300
     }
