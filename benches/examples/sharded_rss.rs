@@ -1,7 +1,8 @@
 //! Throughput and peak resident memory of the thread-caching heap beside mimalloc, glibc
 //! and `Locked<Heap>`, each as the *global allocator of its own process*: peak memory is
 //! only meaningful per process, so the parent runs every (allocator, workload) pair in a
-//! child, three times, and reports the median time and the largest `VmHWM`.
+//! child, three times (the allocators taking turns), and reports the median time and the
+//! largest `VmHWM`.
 //!
 //! `cargo run --release -p heapkit-benches --example sharded_rss` (about a minute);
 //! `-- --rounds N` repeats more. The table is printed and written to
@@ -189,29 +190,45 @@ struct Measured {
     peak_kib: u64,
 }
 
-fn measure(exe: &std::path::Path, allocator: usize, name: &str, rounds: usize) -> Measured {
-    let mut times = Vec::new();
-    let mut peak = 0;
+/// One run of `name` in a child with allocator `allocator`: ns per operation, peak KiB.
+fn run_child(exe: &std::path::Path, allocator: usize, name: &str) -> (f64, u64) {
+    let output = Command::new(exe)
+        .args(["--child", name])
+        .env("HEAPKIT_RSS_ALLOCATOR", allocator.to_string())
+        .output()
+        .expect("run a child");
+    assert!(output.status.success(), "{name} on {allocator}: {output:?}");
+    let line = String::from_utf8_lossy(&output.stdout);
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .map(|f| f.parse().unwrap())
+        .collect();
+    (fields[0] as f64 / fields[1] as f64, fields[2])
+}
+
+/// Every allocator on `name`, `rounds` times, the allocators taking turns within each
+/// round so that the machine's drift over time falls on all of them alike.
+fn measure(exe: &std::path::Path, name: &str, rounds: usize) -> Vec<Measured> {
+    let mut times = vec![Vec::new(); ALLOCATORS.len()];
+    let mut peaks = vec![0; ALLOCATORS.len()];
     for _ in 0..rounds {
-        let output = Command::new(exe)
-            .args(["--child", name])
-            .env("HEAPKIT_RSS_ALLOCATOR", allocator.to_string())
-            .output()
-            .expect("run a child");
-        assert!(output.status.success(), "{name} on {allocator}: {output:?}");
-        let line = String::from_utf8_lossy(&output.stdout);
-        let fields: Vec<u64> = line
-            .split_whitespace()
-            .map(|f| f.parse().unwrap())
-            .collect();
-        times.push(fields[0] as f64 / fields[1] as f64);
-        peak = peak.max(fields[2]);
+        for (allocator, (times, peak)) in times.iter_mut().zip(&mut peaks).enumerate() {
+            let (ns, kib) = run_child(exe, allocator, name);
+            times.push(ns);
+            *peak = (*peak).max(kib);
+        }
     }
-    times.sort_by(f64::total_cmp);
-    Measured {
-        ns_per_op: times[times.len() / 2],
-        peak_kib: peak,
-    }
+    times
+        .into_iter()
+        .zip(peaks)
+        .map(|(mut times, peak_kib)| {
+            times.sort_by(f64::total_cmp);
+            Measured {
+                ns_per_op: times[times.len() / 2],
+                peak_kib,
+            }
+        })
+        .collect()
 }
 
 fn main() {
@@ -230,9 +247,7 @@ fn main() {
         "| workload | allocator | ns per op | × mimalloc | peak RSS (MiB) | RSS × mimalloc |\n|---|---|---:|---:|---:|---:|\n",
     );
     for name in WORKLOADS {
-        let results: Vec<Measured> = (0..ALLOCATORS.len())
-            .map(|allocator| measure(&exe, allocator, name, rounds))
-            .collect();
+        let results = measure(&exe, name, rounds);
         let reference = &results[1];
         for (allocator, result) in ALLOCATORS.iter().zip(&results) {
             let line = format!(
