@@ -154,7 +154,10 @@ impl Inspect for Sharded {
 unsafe impl SharedBackend for ThreadCached {
     #[inline(always)]
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        match Sharded::with_thread_heap(|heap| heap.allocate(&PROCESS, layout)) {
+        match Sharded::with_thread_heap(|heap| {
+            // SAFETY: `with_thread_heap` assigns every heap it hands out to `PROCESS`.
+            unsafe { heap.allocate_at_home(&PROCESS, layout) }
+        }) {
             Some(result) => result,
             None => locked_allocate(layout),
         }
@@ -162,9 +165,11 @@ unsafe impl SharedBackend for ThreadCached {
 
     #[inline(always)]
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        // SAFETY: forwarded caller guarantees: a live block of `PROCESS`.
-        let freed =
-            Sharded::with_thread_heap(|heap| unsafe { heap.deallocate(&PROCESS, ptr, layout) });
+        // SAFETY: forwarded caller guarantees: a live block of `PROCESS`; the heap is
+        // assigned to `PROCESS` by `with_thread_heap`.
+        let freed = Sharded::with_thread_heap(|heap| unsafe {
+            heap.deallocate_at_home(&PROCESS, ptr, layout)
+        });
         if freed.is_none() {
             // SAFETY: as above.
             unsafe { locked_deallocate(ptr, layout) }

@@ -483,6 +483,21 @@ impl LocalHeap<'_> {
         layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         self.belongs_to(shared);
+        // SAFETY: checked just now.
+        unsafe { self.allocate_at_home(shared, layout) }
+    }
+
+    /// [`allocate`](Self::allocate) without the check that `shared` is this heap's, for a
+    /// front that assigned the heap itself.
+    ///
+    /// # Safety
+    /// The heap belongs to `shared`.
+    #[inline(always)]
+    pub(crate) unsafe fn allocate_at_home<S: Source>(
+        &mut self,
+        shared: &ShardedHeap<S>,
+        layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
         let Some(class) = class_for(layout.size(), layout.align()) else {
             return shared.allocate_huge(layout);
         };
@@ -709,6 +724,21 @@ impl LocalHeap<'_> {
         layout: Layout,
     ) {
         self.belongs_to(shared);
+        // SAFETY: forwarded caller guarantees; the heap's home was checked just now.
+        unsafe { self.deallocate_at_home(shared, ptr, layout) }
+    }
+
+    /// [`deallocate`](Self::deallocate) without the check that `shared` is this heap's.
+    ///
+    /// # Safety
+    /// As for `deallocate`, and the heap belongs to `shared`.
+    #[inline(always)]
+    pub(crate) unsafe fn deallocate_at_home<S: Source>(
+        &mut self,
+        shared: &ShardedHeap<S>,
+        ptr: NonNull<u8>,
+        layout: Layout,
+    ) {
         #[cfg(feature = "checked")]
         Self::validate(shared, ptr);
         let _ = layout;
@@ -726,16 +756,21 @@ impl LocalHeap<'_> {
         // SAFETY: per the caller the block is ours, so its segment's header is live; its
         // kind, owner and page table entry do not change while the block is in use.
         unsafe {
-            if (*segment).kind == Kind::Small && (*segment).owner.load(Ordering::Relaxed) == self.id
-            {
+            // A huge segment's owner is always `NO_OWNER`, never an assigned heap's id, so
+            // this one comparison also tells the segment is small.
+            if (*segment).owner.load(Ordering::Relaxed) == self.id {
+                debug_assert!((*segment).kind == Kind::Small);
                 let page = Segment::page_of(segment, ptr.as_ptr());
                 #[cfg(feature = "checked")]
                 Self::refuse_double_free(page, ptr);
                 Page::push(page, ptr);
-                // Empty pages are retired, except the only page of its class's queue: an
-                // alloc+free pair must not set a page up and tear it down each time.
-                let kept = self.queues[(*page).class] == page && (*page).next.is_null();
-                if (*page).used == 0 && !kept || (*page).list == List::Full {
+                if (*page).used == 0 {
+                    // Empty pages are retired, except the only page of its class's queue:
+                    // an alloc+free pair must not set a page up and tear it down each time.
+                    if !self.is_only_page_of_its_queue(page) {
+                        self.after_local_free(shared, page);
+                    }
+                } else if (*page).list == List::Full {
                     self.after_local_free(shared, page);
                 }
             } else {
@@ -752,14 +787,23 @@ impl LocalHeap<'_> {
     unsafe fn after_local_free<S: Source>(&mut self, shared: &ShardedHeap<S>, page: *mut Page) {
         // SAFETY: per the caller.
         unsafe {
-            let kept = self.queues[(*page).class] == page && (*page).next.is_null();
-            if (*page).used == 0 && !kept {
+            if (*page).used == 0 && !self.is_only_page_of_its_queue(page) {
                 self.retire(shared, page);
             } else if (*page).list == List::Full {
                 self.unlink(page);
                 self.link(page, List::Queue);
             }
         }
+    }
+
+    /// Whether `page` heads its class's queue with no page after it.
+    ///
+    /// # Safety
+    /// `page` is ours and in use.
+    #[inline(always)]
+    unsafe fn is_only_page_of_its_queue(&self, page: *mut Page) -> bool {
+        // SAFETY: per the caller; a page in use has a class below `CLASSES`.
+        unsafe { *self.queues.get_unchecked((*page).class) == page && (*page).next.is_null() }
     }
 
     /// Frees a huge block, or a block of a page another heap owns (or an abandoned one).

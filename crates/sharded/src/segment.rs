@@ -44,11 +44,25 @@ pub(crate) enum List {
 /// The owner id of an abandoned segment.
 pub(crate) const NO_OWNER: usize = 0;
 
+/// A zero-size field that starts a new cache line.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct CacheLine;
+
 /// One page: a span of slots cut into blocks of one class.
+///
+/// Its first cache line holds what other threads write or read on every free (`remote`,
+/// `first_slot`) and the rest what the owner writes (others only read `block_size`, which
+/// does not change while a block is in use), so a thread freeing into the page does not
+/// pull the line the owner writes on every allocation, nor the other way round.
+#[repr(C)]
 pub(crate) struct Page {
     /// Blocks freed by threads other than the owner: a stack through the blocks' first
     /// words, pushed with one compare-exchange and taken whole by the owner.
     pub(crate) remote: AtomicPtr<u8>,
+    /// The first slot of the span this slot belongs to.
+    pub(crate) first_slot: usize,
+    _owner_line: CacheLine,
     /// The owner's free blocks, linked through their first words.
     pub(crate) free: *mut u8,
     /// Blocks handed out and not yet on `free` (remote frees not yet collected count).
@@ -60,8 +74,6 @@ pub(crate) struct Page {
     pub(crate) class: usize,
     /// Slots the page spans, on its first slot; 0 on free and interior slots.
     pub(crate) slots: usize,
-    /// The first slot of the span this slot belongs to.
-    pub(crate) first_slot: usize,
     /// The first block.
     pub(crate) start: *mut u8,
     /// Links in the owner's queue or full list.
@@ -74,6 +86,8 @@ impl Page {
     fn unused() -> Self {
         Self {
             remote: AtomicPtr::new(ptr::null_mut()),
+            first_slot: 0,
+            _owner_line: CacheLine,
             free: ptr::null_mut(),
             used: 0,
             carved: 0,
@@ -81,7 +95,6 @@ impl Page {
             block_size: 0,
             class: 0,
             slots: 0,
-            first_slot: 0,
             start: ptr::null_mut(),
             next: ptr::null_mut(),
             prev: ptr::null_mut(),
@@ -312,8 +325,9 @@ impl Segment {
         // SAFETY: per the caller, `slot < SLOTS`, inside the page table; the span's first
         // slot holds the page.
         unsafe {
-            let first = (*ptr::addr_of!((*segment).pages[slot])).first_slot;
-            ptr::addr_of_mut!((*segment).pages[first])
+            let pages = ptr::addr_of_mut!((*segment).pages).cast::<Page>();
+            let first = (*pages.add(slot)).first_slot;
+            pages.add(first)
         }
     }
 
