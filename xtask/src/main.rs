@@ -41,6 +41,9 @@ commands:
                           every allocator and peer on the built-in workloads (or a trace
                           file): tables to the terminal and target/lab/report.md, SVG plots
                           in target/lab/ (about a minute; `lab --help` for the options)
+  preload -- CMD [ARGS...]
+                          build heapkit-malloc (release) and run CMD with it as the C
+                          allocator (LD_PRELOAD); HEAPKIT_STATS=1 prints a summary at exit
   bench NAME [-- ARGS]    run benches/benches/NAME.rs (criterion, all contenders in one
                           process) and print each group's medians with ratios to the fastest;
                           the table is also written to target/bench/NAME.md
@@ -96,6 +99,10 @@ fn main() -> ExitCode {
                 "--",
             ])
             .args(rest)),
+        "preload" => preload(
+            &root,
+            rest.strip_prefix(&["--".to_string()]).unwrap_or(rest),
+        ),
         "bench" => match rest.split_first() {
             Some((name, args)) => run_step("bench", || bench(&root, name, args)),
             None => Err(format!("bench needs a name\n{USAGE}")),
@@ -595,6 +602,20 @@ fn parse_fuzz_args(args: &[String]) -> Result<(u64, Option<String>), String> {
 }
 
 /// A `cargo` command (through the rustup proxy, so `+nightly` works) run in `dir`.
+/// Builds heapkit-malloc and runs `command` with it preloaded, passing its exit status on.
+fn preload(root: &Path, command: &[String]) -> Step {
+    let Some((program, args)) = command.split_first() else {
+        return Err(format!("preload needs a command\n{USAGE}"));
+    };
+    run(cargo(root).args(["build", "--release", "-q", "-p", "heapkit-malloc"]))?;
+    let target = env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let library = target.join("release/libheapkit_malloc.so");
+    if !library.exists() {
+        return Err(format!("no library at {}", library.display()));
+    }
+    run(Command::new(program).args(args).env("LD_PRELOAD", &library))
+}
+
 fn cargo(dir: &Path) -> Command {
     let mut command = Command::new("cargo");
     command.current_dir(dir);

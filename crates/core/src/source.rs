@@ -135,3 +135,117 @@ mod system {
         }
     }
 }
+
+#[cfg(all(feature = "mmap", unix, not(miri)))]
+pub use mmap::MmapSource;
+
+#[cfg(all(feature = "mmap", unix, not(miri)))]
+mod mmap {
+    use core::ptr::{self, NonNull};
+
+    use rustix::mm::{mmap_anonymous, munmap, MapFlags, ProtFlags};
+
+    use super::Source;
+
+    /// Chunks of fresh anonymous mappings straight from the kernel (`mmap`), unmapped on
+    /// release: no C library allocator in between, so it can feed the process's own
+    /// `malloc` (heapkit-malloc) without calling itself.
+    ///
+    /// Every chunk is at least `min_chunk` bytes, rounded up to whole pages.
+    ///
+    /// ```
+    /// use heapkit_core::source::{MmapSource, Source};
+    ///
+    /// let mut source = MmapSource::new(1 << 20);
+    /// let chunk = source.acquire(100).unwrap();
+    /// assert_eq!(chunk.len(), 1 << 20);
+    /// // SAFETY: the chunk came from this source and is no longer used.
+    /// unsafe { source.release(chunk) };
+    /// ```
+    #[derive(Clone, Copy, Debug)]
+    pub struct MmapSource {
+        min_chunk: usize,
+    }
+
+    impl MmapSource {
+        /// The page size chunks are rounded to (the smallest Linux uses; a larger page
+        /// size still gives page-aligned mappings, which are aligned to this too).
+        pub const PAGE: usize = 4096;
+
+        /// A source handing out chunks of at least `min_chunk` bytes.
+        pub const fn new(min_chunk: usize) -> Self {
+            Self { min_chunk }
+        }
+    }
+
+    // SAFETY: every chunk is a fresh private anonymous mapping, readable and writable, of
+    // at least the length asked for, page aligned (so `PAGE` aligned), and unmapped only
+    // when handed back whole.
+    unsafe impl Source for MmapSource {
+        const CHUNK_ALIGN: usize = Self::PAGE;
+
+        fn acquire(&mut self, min_len: usize) -> Option<NonNull<[u8]>> {
+            let len = min_len
+                .max(self.min_chunk)
+                .max(1)
+                .checked_next_multiple_of(Self::PAGE)?;
+            // A mapping larger than half the address space cannot exist; refusing it here
+            // keeps `len` a valid slice length.
+            if len > isize::MAX as usize {
+                return None;
+            }
+            // SAFETY: a new anonymous mapping at an address the kernel picks touches no
+            // existing memory.
+            let start = unsafe {
+                mmap_anonymous(
+                    ptr::null_mut(),
+                    len,
+                    ProtFlags::READ | ProtFlags::WRITE,
+                    MapFlags::PRIVATE,
+                )
+            }
+            .ok()?;
+            let start = NonNull::new(start.cast::<u8>())?;
+            Some(NonNull::slice_from_raw_parts(start, len))
+        }
+
+        unsafe fn release(&mut self, chunk: NonNull<[u8]>) {
+            // SAFETY: per the caller the chunk is exactly a mapping `acquire` made and
+            // nothing uses it any more.
+            let unmapped =
+                unsafe { munmap(chunk.cast::<core::ffi::c_void>().as_ptr(), chunk.len()) };
+            // munmap of a whole mapping we made fails only on a broken caller contract.
+            debug_assert!(unmapped.is_ok(), "heapkit-core: munmap failed");
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn chunks_are_fresh_zeroed_page_rounded_mappings() {
+            let mut source = MmapSource::new(10_000);
+            let chunk = source.acquire(100).unwrap();
+            assert_eq!(chunk.len(), 12_288);
+            assert_eq!(chunk.cast::<u8>().as_ptr().addr() % MmapSource::PAGE, 0);
+            // SAFETY: the chunk is ours, readable and writable.
+            unsafe {
+                let bytes = chunk.cast::<u8>().as_ptr();
+                assert!((0..chunk.len()).all(|i| *bytes.add(i) == 0));
+                bytes.write_bytes(0xA5, chunk.len());
+            }
+            let big = source.acquire(50_000).unwrap();
+            assert_eq!(big.len(), 53_248);
+            // SAFETY: both came from this source and are no longer used.
+            unsafe {
+                source.release(chunk);
+                source.release(big);
+            }
+            assert!(MmapSource::new(1).acquire(usize::MAX).is_none());
+            assert!(MmapSource::new(1)
+                .acquire(isize::MAX as usize + 1)
+                .is_none());
+        }
+    }
+}

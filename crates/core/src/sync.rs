@@ -356,6 +356,18 @@ impl<T> SpinLock<T> {
             })
     }
 
+    /// Releases a lock held through a guard that was forgotten (`core::mem::forget`): what
+    /// a `fork` handler needs, which takes a lock before the process is copied and
+    /// releases it afterwards, in the parent and in the child, in other calls.
+    ///
+    /// # Safety
+    /// The lock is held through a forgotten guard, and the value is not used through that
+    /// guard any more.
+    pub unsafe fn force_unlock(&self) {
+        self.locked
+            .store(false, ordering("core.spin_lock.unlock", Ordering::Release));
+    }
+
     /// The value, reached through exclusive ownership of the lock: no locking needed.
     pub fn get_mut(&mut self) -> &mut T {
         // SAFETY: `&mut self` proves no guard and no other reference to the value exists,

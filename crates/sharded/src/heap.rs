@@ -78,6 +78,8 @@ struct Sourced<S> {
     source: S,
     all: *mut Segment,
     mapped: usize,
+    /// The most `mapped` has been.
+    peak_mapped: usize,
 }
 
 // SAFETY: the segment pointers are only followed under the lock.
@@ -156,6 +158,7 @@ macro_rules! new_sharded_heap {
                 source: $source,
                 all: ptr::null_mut(),
                 mapped: 0,
+                peak_mapped: 0,
             }),
             abandoned: SpinLock::new(SegmentList::new()),
             next_id: AtomicUsize::new(FALLBACK_ID + 1),
@@ -233,9 +236,51 @@ impl<S: Source> ShardedHeap<S> {
         }
     }
 
+    /// The usable bytes of a live block: its class's size, or a huge block's whole
+    /// mapping past its start. Any size up to this can be written, and
+    /// [`resize_in_place`](LocalHeap::resize_in_place) keeps the block for it.
+    ///
+    /// # Safety
+    /// `ptr` is a block of a heap over `self`, in use.
+    pub unsafe fn usable_size(&self, ptr: NonNull<u8>) -> usize {
+        #[cfg(feature = "checked")]
+        LocalHeap::validate(self, ptr);
+        // SAFETY: forwarded caller guarantees.
+        unsafe { usable_size(ptr) }
+    }
+
+    /// Takes every lock of the heap, in the order calls take them, for `fork`: called
+    /// in a `pthread_atfork` prepare handler, no other thread holds one of them while the
+    /// process is copied, so the child can allocate. Hand them back with
+    /// [`unlock_after_fork`](Self::unlock_after_fork), in the parent and in the child.
+    pub fn lock_for_fork(&self) {
+        core::mem::forget(self.fallback.lock());
+        core::mem::forget(self.abandoned.lock());
+        core::mem::forget(self.source.lock());
+    }
+
+    /// Releases the locks [`lock_for_fork`](Self::lock_for_fork) took.
+    ///
+    /// # Safety
+    /// This thread (or, in a child, the thread that forked) called `lock_for_fork`, and
+    /// has not released the locks since.
+    pub unsafe fn unlock_after_fork(&self) {
+        // SAFETY: per the caller, the guards `lock_for_fork` forgot are ours to end.
+        unsafe {
+            self.source.force_unlock();
+            self.abandoned.force_unlock();
+            self.fallback.force_unlock();
+        }
+    }
+
     /// Bytes taken from the source and not handed back.
     pub fn mapped(&self) -> usize {
         self.source.lock().mapped
+    }
+
+    /// The most bytes taken from the source at any one time.
+    pub fn peak_mapped(&self) -> usize {
+        self.source.lock().peak_mapped
     }
 
     /// Takes a `len`-byte region aligned to `SEGMENT` from the source, listed in `all`.
@@ -257,6 +302,7 @@ impl<S: Source> ShardedHeap<S> {
         #[allow(clippy::cast_ptr_alignment)]
         let segment = start.cast::<Segment>();
         sourced.mapped += chunk.len();
+        sourced.peak_mapped = sourced.peak_mapped.max(sourced.mapped);
         Some((segment, chunk))
     }
 
@@ -709,8 +755,9 @@ impl LocalHeap<'_> {
     ///
     /// # Safety
     ///
-    /// `ptr` was handed out by a heap over `shared` for `layout` (or a layout of the same
-    /// class) and is not freed yet.
+    /// `ptr` was handed out by a heap over `shared` and is not freed yet. `layout` is not
+    /// used: a block's page is found from its address, so a caller that does not know the
+    /// layout (C's `free`) may pass any.
     ///
     /// # Panics
     ///
@@ -1427,21 +1474,31 @@ pub(crate) unsafe fn resize_in_place(
     if new_layout.align() > old_layout.align() {
         return Err(AllocError);
     }
-    let segment = Segment::of(ptr.as_ptr());
-    // SAFETY: per the caller the block is live, so its segment's header and page are, and
-    // neither changes while it is: the block's size is its page's (it may have been
+    // SAFETY: per the caller the block is live. Its size is its page's (it may have been
     // resized in place before, so its layout does not tell).
-    let usable = unsafe {
-        match (*segment).kind {
-            Kind::Small => (*Segment::page_of(segment, ptr.as_ptr())).block_size,
-            Kind::Huge => (*segment).usable,
-        }
-    };
+    let usable = unsafe { usable_size(ptr) };
     let _ = old_layout.size();
     let size = new_layout.size();
     if size <= usable && size >= usable / 4 {
         Ok(NonNull::slice_from_raw_parts(ptr, usable))
     } else {
         Err(AllocError)
+    }
+}
+
+/// A live block's usable bytes, from its page or huge segment.
+///
+/// # Safety
+/// `ptr` is a live block of a heap over some `ShardedHeap`.
+#[inline]
+unsafe fn usable_size(ptr: NonNull<u8>) -> usize {
+    let segment = Segment::of(ptr.as_ptr());
+    // SAFETY: per the caller the block is live, so its segment's header and page are, and
+    // neither changes while it is.
+    unsafe {
+        match (*segment).kind {
+            Kind::Small => (*Segment::page_of(segment, ptr.as_ptr())).block_size,
+            Kind::Huge => (*segment).usable,
+        }
     }
 }

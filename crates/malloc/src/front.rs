@@ -1,0 +1,208 @@
+//! The process heap behind the C functions: a [`ShardedHeap`] over `mmap`, with a
+//! [`LocalHeap`] per thread.
+//!
+//! Under `LD_PRELOAD` the C library's own helpers call back into us, so nothing on the
+//! way may use the C allocator: the thread slot is a `const` thread-local with no
+//! destructor (std registers none, so it calls nothing), and thread exit is noticed
+//! through a `pthread` key destructor, which glibc keeps in a fixed table.
+
+use core::alloc::Layout;
+use core::cell::{Cell, UnsafeCell};
+use core::ffi::c_void;
+use core::ptr::{self, NonNull};
+
+use heapkit_core::source::MmapSource;
+use heapkit_core::sync::{AtomicU32, Ordering};
+use heapkit_core::{AllocError, SharedBackend};
+use heapkit_sharded::geometry::SEGMENT;
+use heapkit_sharded::{LocalHeap, ShardedHeap};
+
+/// Every block of the process comes from here.
+pub(crate) static HEAP: ShardedHeap<MmapSource> = ShardedHeap::new(MmapSource::new(SEGMENT));
+
+/// The largest alignment a block can have (a huge block's offset stays in its segment).
+pub(crate) const MAX_ALIGN: usize = SEGMENT / 2;
+
+/// Where a thread's heap is in its life.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Life {
+    /// No heap yet: the first call assigns one.
+    Unborn,
+    Live,
+    /// The thread is exiting and its heap was handed back: calls take the locked heap.
+    Gone,
+}
+
+/// A thread's heap. No destructor, so the thread-local needs no registration (which
+/// would allocate).
+struct Slot {
+    life: Cell<Life>,
+    /// Set while a call runs on `heap`: a call that re-enters (glibc's `pthread` code
+    /// allocating while we set the heap up) takes the locked heap instead.
+    busy: Cell<bool>,
+    heap: UnsafeCell<LocalHeap<'static>>,
+}
+
+std::thread_local! {
+    static SLOT: Slot = const {
+        Slot {
+            life: Cell::new(Life::Unborn),
+            busy: Cell::new(false),
+            heap: UnsafeCell::new(LocalHeap::unassigned()),
+        }
+    };
+}
+
+/// Clears `busy` when dropped.
+struct Busy<'a>(&'a Cell<bool>);
+
+impl Drop for Busy<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
+/// Runs `call` on this thread's heap, or returns `None` when it cannot be used now
+/// (re-entered, or the thread is exiting).
+#[inline(always)]
+fn with_thread_heap<R>(call: impl FnOnce(&mut LocalHeap<'static>) -> R) -> Option<R> {
+    SLOT.with(|slot| {
+        if slot.busy.replace(true) {
+            return None;
+        }
+        let _busy = Busy(&slot.busy);
+        match slot.life.get() {
+            Life::Live => {}
+            Life::Unborn => {
+                // SAFETY: `busy` makes this the only use of the cell on this thread.
+                HEAP.assign(unsafe { &mut *slot.heap.get() });
+                slot.life.set(Life::Live);
+                watch_thread_exit();
+            }
+            Life::Gone => return None,
+        }
+        // SAFETY: as above; the heap is this thread's and assigned to `HEAP`.
+        Some(call(unsafe { &mut *slot.heap.get() }))
+    })
+}
+
+/// Allocates a block for `layout` (non-zero size).
+#[inline(always)]
+pub(crate) fn allocate(layout: Layout) -> Result<NonNull<u8>, AllocError> {
+    let block = with_thread_heap(|heap| heap.allocate(&HEAP, layout))
+        .unwrap_or_else(|| SharedBackend::allocate(&HEAP, layout))?;
+    Ok(block.cast())
+}
+
+/// Frees a block.
+///
+/// # Safety
+/// `ptr` is a block of [`HEAP`] in use.
+#[inline(always)]
+pub(crate) unsafe fn deallocate(ptr: NonNull<u8>) {
+    // Sharded heaps find a block's page from its address and ignore the layout.
+    let any = Layout::new::<u8>();
+    // SAFETY: forwarded caller guarantees.
+    let freed = with_thread_heap(|heap| unsafe { heap.deallocate(&HEAP, ptr, any) });
+    if freed.is_none() {
+        // SAFETY: as above.
+        unsafe { SharedBackend::deallocate(&HEAP, ptr, any) }
+    }
+}
+
+/// A block's usable bytes.
+///
+/// # Safety
+/// `ptr` is a block of [`HEAP`] in use.
+#[inline]
+pub(crate) unsafe fn usable_size(ptr: NonNull<u8>) -> usize {
+    // SAFETY: forwarded caller guarantees.
+    unsafe { HEAP.usable_size(ptr) }
+}
+
+/// The `pthread` key whose destructor hands an exiting thread's heap back, once created.
+static EXIT_KEY: KeyCell = KeyCell::new();
+
+/// A `pthread_key_t` made once, by whichever thread gets there first.
+struct KeyCell {
+    state: AtomicU32,
+    key: UnsafeCell<libc::pthread_key_t>,
+}
+
+const KEY_NONE: u32 = 0;
+const KEY_MAKING: u32 = 1;
+const KEY_READY: u32 = 2;
+const KEY_FAILED: u32 = 3;
+
+// SAFETY: `key` is written once, by the thread that moved `state` to `KEY_MAKING`, before
+// it publishes `KEY_READY` (Release); readers read it only after seeing `KEY_READY`
+// (Acquire).
+unsafe impl Sync for KeyCell {}
+
+impl KeyCell {
+    const fn new() -> Self {
+        Self {
+            state: AtomicU32::new(KEY_NONE),
+            key: UnsafeCell::new(0),
+        }
+    }
+
+    /// The key, making it on the first call; `None` when `pthread_key_create` failed or
+    /// another thread is making it right now (that thread's heap then goes unwatched:
+    /// it is only never handed back, nothing breaks).
+    fn get(&self) -> Option<libc::pthread_key_t> {
+        match self.state.load(Ordering::Acquire) {
+            KEY_READY => {
+                // SAFETY: written before `KEY_READY` was published, never again.
+                return Some(unsafe { *self.key.get() });
+            }
+            KEY_NONE => {}
+            _ => return None,
+        }
+        if self
+            .state
+            .compare_exchange(KEY_NONE, KEY_MAKING, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return None;
+        }
+        let mut key = 0;
+        // SAFETY: `key` is a valid out pointer; the destructor is a plain C function.
+        // glibc takes keys from a fixed table: no allocation.
+        let made = unsafe { libc::pthread_key_create(&raw mut key, Some(thread_exit)) } == 0;
+        if !made {
+            self.state.store(KEY_FAILED, Ordering::Relaxed);
+            return None;
+        }
+        // SAFETY: we moved the state to `KEY_MAKING`: no one else writes or reads `key`.
+        unsafe { *self.key.get() = key };
+        self.state.store(KEY_READY, Ordering::Release);
+        Some(key)
+    }
+}
+
+/// Makes the exit key call [`thread_exit`] when this thread ends.
+#[cold]
+fn watch_thread_exit() {
+    if let Some(key) = EXIT_KEY.get() {
+        // SAFETY: a valid key; the value only has to be non-null for the destructor to
+        // run. The first 32 keys' values live in the thread descriptor (no allocation);
+        // past those glibc allocates, which re-enters us and takes the locked heap.
+        unsafe { libc::pthread_setspecific(key, NonNull::<c_void>::dangling().as_ptr()) };
+    }
+}
+
+/// The exit key's destructor: hands the thread's heap back, so other threads adopt its
+/// pages. Calls after this (later destructors) take the locked heap.
+extern "C" fn thread_exit(_: *mut c_void) {
+    SLOT.with(|slot| {
+        if slot.busy.get() || slot.life.get() != Life::Live {
+            return;
+        }
+        slot.life.set(Life::Gone);
+        // SAFETY: not busy, so no call holds the heap; it is this thread's.
+        let heap = unsafe { ptr::replace(slot.heap.get(), LocalHeap::unassigned()) };
+        heap.abandon(&HEAP);
+    });
+}

@@ -1,0 +1,293 @@
+//! heapkit as the C allocator of any program: `malloc`, `free` and the rest of the C
+//! and POSIX surface over [`heapkit_sharded`], a heap per thread.
+//!
+//! ```text
+//! $ cargo xtask preload -- python3 -c 'print(sum(range(10)))'
+//! $ LD_PRELOAD=target/release/libheapkit_malloc.so HEAPKIT_STATS=1 sqlite3 :memory: 'select 1'
+//! ```
+//!
+//! Built as a `cdylib` (for `LD_PRELOAD`) and a `staticlib` (to link into a C program).
+//! Semantics follow glibc: `malloc(0)` gives a unique block, blocks are 16-byte aligned
+//! (8 for requests of 8 bytes or less, which cannot hold anything aligned to more),
+//! every failure sets `errno` to `ENOMEM`, `posix_memalign` reports through its result
+//! and leaves `errno` alone, `realloc(p, 0)` frees and returns null.
+//!
+//! Memory comes straight from `mmap` ([`MmapSource`](heapkit_core::source::MmapSource)),
+//! never from another allocator; a thread's heap is handed back when the thread exits
+//! (through a `pthread` key, which does not allocate), and `fork` takes the heap's locks
+//! first, so the child of a multi-threaded parent can allocate.
+//!
+//! `HEAPKIT_STATS=1` prints calls, peak live and mapped bytes, and allocations per size
+//! class at exit.
+
+mod front;
+mod settings;
+
+use core::alloc::Layout;
+use core::ffi::c_void;
+use core::ptr::{self, NonNull};
+
+use settings::{count_allocation, count_free, stats_on, Call};
+
+/// The alignment of `malloc`'s blocks of more than 8 bytes (`alignof(max_align_t)`).
+const MALLOC_ALIGN: usize = 16;
+const PAGE: usize = 4096;
+
+/// Sets `errno`.
+fn set_errno(code: i32) {
+    // SAFETY: glibc's thread-local `errno`, always valid to write.
+    unsafe { *libc::__errno_location() = code };
+}
+
+/// Fails a call: `errno = code`, null.
+fn fail(code: i32) -> *mut c_void {
+    set_errno(code);
+    ptr::null_mut()
+}
+
+/// The layout `malloc(size)` serves.
+#[inline(always)]
+fn malloc_layout(size: usize) -> Option<Layout> {
+    let size = size.max(1);
+    let align = if size <= 8 { 8 } else { MALLOC_ALIGN };
+    Layout::from_size_align(size, align).ok()
+}
+
+/// Allocates for `layout`, counting it under `call`; null and `ENOMEM` on failure.
+#[inline(always)]
+fn allocate(layout: Option<Layout>, call: Call) -> *mut c_void {
+    settings::ensure();
+    let Some(layout) = layout else {
+        return fail(libc::ENOMEM);
+    };
+    let Ok(block) = front::allocate(layout) else {
+        return fail(libc::ENOMEM);
+    };
+    if stats_on() {
+        // SAFETY: just allocated.
+        let usable = unsafe { front::usable_size(block) };
+        count_allocation(call, layout.size(), layout.align(), usable);
+    }
+    block.as_ptr().cast()
+}
+
+/// Frees a non-null block.
+///
+/// # Safety
+/// `block` is a block of ours in use.
+#[inline(always)]
+unsafe fn release(block: NonNull<u8>, call: Call) {
+    if stats_on() {
+        // SAFETY: per the caller.
+        count_free(call, unsafe { front::usable_size(block) });
+    }
+    // SAFETY: per the caller.
+    unsafe { front::deallocate(block) }
+}
+
+/// `malloc(3)`.
+///
+/// # Safety
+/// None beyond C's: the block is freed once, with `free` or `realloc`.
+#[no_mangle]
+pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+    allocate(malloc_layout(size), Call::Malloc)
+}
+
+/// `free(3)`: null is ignored.
+///
+/// # Safety
+/// `ptr` is null or a live block from this allocator.
+#[no_mangle]
+pub unsafe extern "C" fn free(ptr: *mut c_void) {
+    if let Some(block) = NonNull::new(ptr.cast::<u8>()) {
+        // SAFETY: per the caller.
+        unsafe { release(block, Call::Free) }
+    }
+}
+
+/// `calloc(3)`: zeroed; a product that overflows fails with `ENOMEM`.
+///
+/// # Safety
+/// As for [`malloc`].
+#[no_mangle]
+pub unsafe extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
+    let layout = count.checked_mul(size).and_then(malloc_layout);
+    let block = allocate(layout, Call::Calloc);
+    if !block.is_null() {
+        // SAFETY: the block holds at least `count * size` bytes (`layout` was made from
+        // that product).
+        unsafe { block.cast::<u8>().write_bytes(0, count * size) };
+    }
+    block
+}
+
+/// `realloc(3)`: null acts as `malloc`, size 0 frees and returns null; in place when the
+/// block's class still fits. On failure the old block is untouched and `errno` is
+/// `ENOMEM`.
+///
+/// # Safety
+/// `ptr` is null or a live block from this allocator.
+#[no_mangle]
+pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
+    let Some(old) = NonNull::new(ptr.cast::<u8>()) else {
+        return allocate(malloc_layout(size), Call::Realloc);
+    };
+    if size == 0 {
+        // SAFETY: per the caller.
+        unsafe { release(old, Call::Realloc) };
+        return ptr::null_mut();
+    }
+    // SAFETY: per the caller.
+    let usable = unsafe { front::usable_size(old) };
+    // Stays where it is when it fits and does not leave three quarters unused (the rule
+    // `resize_in_place` follows for Rust callers).
+    if size <= usable && size >= usable / 4 {
+        return ptr;
+    }
+    let new = allocate(malloc_layout(size), Call::Realloc);
+    if !new.is_null() {
+        // SAFETY: both blocks are live and distinct; the old one holds `usable` bytes
+        // and the new one at least `size`.
+        unsafe {
+            ptr::copy_nonoverlapping(old.as_ptr(), new.cast::<u8>(), usable.min(size));
+            release(old, Call::Realloc);
+        }
+    }
+    new
+}
+
+/// `reallocarray(3)`: `realloc` of `count * size` bytes, failing with `ENOMEM` when the
+/// product overflows.
+///
+/// # Safety
+/// As for [`realloc`].
+#[no_mangle]
+pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, count: usize, size: usize) -> *mut c_void {
+    let Some(bytes) = count.checked_mul(size) else {
+        return fail(libc::ENOMEM);
+    };
+    // SAFETY: forwarded.
+    unsafe { realloc(ptr, bytes) }
+}
+
+/// An aligned block, or null with `ENOMEM`; `align` is a power of two.
+fn allocate_aligned(align: usize, size: usize) -> *mut c_void {
+    let layout = if align > front::MAX_ALIGN {
+        None
+    } else {
+        Layout::from_size_align(size.max(1), align.max(8)).ok()
+    };
+    allocate(layout, Call::Aligned)
+}
+
+/// `posix_memalign(3)`: `EINVAL` for an alignment that is not a power of two multiple of
+/// the pointer size, `ENOMEM` when out of memory; `errno` is left as it was.
+///
+/// # Safety
+/// `out` is valid for a pointer write.
+#[no_mangle]
+pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> i32 {
+    if !align.is_power_of_two() || align % core::mem::size_of::<usize>() != 0 {
+        return libc::EINVAL;
+    }
+    // SAFETY: glibc's thread-local `errno`.
+    let errno = unsafe { *libc::__errno_location() };
+    let block = allocate_aligned(align, size);
+    set_errno(errno);
+    if block.is_null() {
+        return libc::ENOMEM;
+    }
+    // SAFETY: per the caller.
+    unsafe { out.write(block) };
+    0
+}
+
+/// `aligned_alloc(3)` (C11): `EINVAL` and null unless `align` is a power of two.
+///
+/// # Safety
+/// As for [`malloc`].
+#[no_mangle]
+pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+    if !align.is_power_of_two() {
+        return fail(libc::EINVAL);
+    }
+    allocate_aligned(align, size)
+}
+
+/// `memalign(3)`: an alignment that is not a power of two is rounded up to one, as
+/// glibc does.
+///
+/// # Safety
+/// As for [`malloc`].
+#[no_mangle]
+pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
+    align
+        .checked_next_power_of_two()
+        .map_or_else(|| fail(libc::EINVAL), |align| allocate_aligned(align, size))
+}
+
+/// `valloc(3)`: page aligned.
+///
+/// # Safety
+/// As for [`malloc`].
+#[no_mangle]
+pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
+    allocate_aligned(PAGE, size)
+}
+
+/// `pvalloc(3)`: page aligned, the size rounded up to whole pages (0 gives one page).
+///
+/// # Safety
+/// As for [`malloc`].
+#[no_mangle]
+pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
+    size.max(1)
+        .checked_next_multiple_of(PAGE)
+        .map_or_else(|| fail(libc::ENOMEM), |size| allocate_aligned(PAGE, size))
+}
+
+/// `malloc_usable_size(3)`: the bytes the block can hold; 0 for null.
+///
+/// # Safety
+/// `ptr` is null or a live block from this allocator.
+#[no_mangle]
+pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
+    match NonNull::new(ptr.cast::<u8>()) {
+        // SAFETY: per the caller.
+        Some(block) => unsafe { front::usable_size(block) },
+        None => 0,
+    }
+}
+
+/// `free_sized` (C23): the size is not needed to free.
+///
+/// # Safety
+/// As for [`free`].
+#[no_mangle]
+pub unsafe extern "C" fn free_sized(ptr: *mut c_void, _size: usize) {
+    // SAFETY: forwarded.
+    unsafe { free(ptr) }
+}
+
+/// `free_aligned_sized` (C23): neither the size nor the alignment is needed to free.
+///
+/// # Safety
+/// As for [`free`].
+#[no_mangle]
+pub unsafe extern "C" fn free_aligned_sized(ptr: *mut c_void, _align: usize, _size: usize) {
+    // SAFETY: forwarded.
+    unsafe { free(ptr) }
+}
+
+/// Reads the switches when the library is loaded, before `main`, so `HEAPKIT_STATS` is
+/// on from the program's first call (an allocation from an earlier constructor does it
+/// then instead).
+#[used]
+#[link_section = ".init_array"]
+static READ_SWITCHES: extern "C" fn() = {
+    extern "C" fn read_switches() {
+        settings::ensure();
+    }
+    read_switches
+};

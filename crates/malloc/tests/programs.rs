@@ -1,0 +1,202 @@
+//! heapkit-malloc under real programs: C test programs compiled here, python3 and sqlite3,
+//! each run with the library preloaded. A program that is not installed is skipped with
+//! the reason printed (run with `--nocapture` to see it); `cargo xtask ci` shows it.
+#![cfg(all(target_os = "linux", not(miri)))]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The preloadable library, built once per test run (`cargo test` does not build a
+/// crate's `cdylib` for its tests).
+fn library() -> &'static Path {
+    static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
+    LIBRARY.get_or_init(|| {
+        let output = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "heapkit-malloc",
+                "--message-format=json",
+            ])
+            .output()
+            .expect("cargo runs");
+        assert!(
+            output.status.success(),
+            "building heapkit-malloc failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout)
+            .expect("cargo prints UTF-8")
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|message| message["reason"] == "compiler-artifact")
+            .flat_map(|message| message["filenames"].as_array().cloned().unwrap_or_default())
+            .filter_map(|name| name.as_str().map(PathBuf::from))
+            .find(|path| path.extension().is_some_and(|ext| ext == "so"))
+            .expect("cargo names the cdylib it built")
+    })
+}
+
+/// Whether `program` can be run; prints why the test is skipped when it cannot.
+fn available(program: &str, test: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !found {
+        println!("SKIPPED {test}: `{program}` is not installed");
+    }
+    found
+}
+
+fn here(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+fn scratch() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("heapkit-malloc");
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    dir
+}
+
+/// `command` with the library preloaded.
+fn preloaded(mut command: Command) -> Command {
+    command.env("LD_PRELOAD", library());
+    command
+}
+
+fn run(mut command: Command) -> Output {
+    let output = command.output().expect("the program starts");
+    assert!(
+        output.status.success(),
+        "{command:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Compiles `tests/c/{name}.c` with the system C compiler.
+fn compile_c(name: &str) -> PathBuf {
+    let binary = scratch().join(name);
+    run({
+        let mut cc = Command::new("cc");
+        cc.args(["-O1", "-Wall", "-pthread", "-o"])
+            .arg(&binary)
+            .arg(here(&format!("tests/c/{name}.c")));
+        cc
+    });
+    binary
+}
+
+/// Runs a C test program under the preload; it prints `ok <name>` when every check held.
+fn c_program(name: &str) {
+    if !available("cc", name) {
+        return;
+    }
+    let binary = compile_c(name);
+    let output = run(preloaded(Command::new(&binary)));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(&format!("ok {name}")),
+        "{name} did not finish:\n{stdout}"
+    );
+}
+
+#[test]
+fn c_edge_cases_of_every_function() {
+    c_program("edges");
+}
+
+#[test]
+fn c_four_threads_with_cross_thread_frees() {
+    c_program("threads");
+}
+
+#[test]
+fn c_fork_from_a_multi_threaded_parent() {
+    c_program("fork");
+}
+
+/// Runs `command` under glibc and under the preload (with `HEAPKIT_STATS`, to prove the
+/// library served it) and checks the outputs are the same.
+fn same_output_as_glibc(make: impl Fn() -> Command) -> String {
+    let glibc = run(make());
+    let mut heapkit = preloaded(make());
+    heapkit.env("HEAPKIT_STATS", "1");
+    let heapkit = run(heapkit);
+    assert_eq!(
+        String::from_utf8_lossy(&glibc.stdout),
+        String::from_utf8_lossy(&heapkit.stdout),
+        "output differs from glibc's"
+    );
+    let report = String::from_utf8_lossy(&heapkit.stderr).into_owned();
+    let mallocs: u64 = report
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("malloc="))
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("no stats report, so the library was not loaded:\n{report}"));
+    assert!(
+        mallocs > 1000,
+        "only {mallocs} mallocs went through heapkit"
+    );
+    report
+}
+
+#[test]
+fn python3_dicts_strings_and_json() {
+    if !available("python3", "python3_dicts_strings_and_json") {
+        return;
+    }
+    same_output_as_glibc(|| {
+        let mut python = Command::new("python3");
+        // Every object through the C allocator, not python's own small-object pools.
+        python
+            .env("PYTHONMALLOC", "malloc")
+            .arg(here("tests/programs/workload.py"));
+        python
+    });
+}
+
+#[test]
+fn sqlite3_builds_and_queries_100k_rows() {
+    if !available("sqlite3", "sqlite3_builds_and_queries_100k_rows") {
+        return;
+    }
+    let dir = scratch();
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    same_output_as_glibc(|| {
+        let database = dir.join(format!(
+            "workload-{}.db",
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_file(&database);
+        let mut sqlite = Command::new("sqlite3");
+        sqlite
+            .arg(&database)
+            .stdin(std::fs::File::open(here("tests/programs/workload.sql")).expect("the workload"));
+        sqlite
+    });
+}
+
+#[test]
+fn stats_report_counts_calls_and_classes() {
+    // `ls` closes its standard error before it exits (GNU's `close_stdout`): the report
+    // must still come out.
+    let mut ls = preloaded(Command::new("ls"));
+    ls.env("HEAPKIT_STATS", "1").arg("/");
+    let output = run(ls);
+    let report = String::from_utf8_lossy(&output.stderr);
+    for expected in ["calls malloc=", "peak live", "peak mapped", "by class"] {
+        assert!(report.contains(expected), "no `{expected}` in:\n{report}");
+    }
+    let mut quiet = preloaded(Command::new("ls"));
+    quiet.arg("/");
+    assert!(
+        run(quiet).stderr.is_empty(),
+        "no report without HEAPKIT_STATS"
+    );
+}
