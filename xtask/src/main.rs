@@ -46,7 +46,9 @@ commands:
                           allocator (LD_PRELOAD); HEAPKIT_STATS=1 prints a summary at exit
   bench NAME [-- ARGS]    run benches/benches/NAME.rs (criterion, all contenders in one
                           process) and print each group's medians with ratios to the fastest;
-                          the table is also written to target/bench/NAME.md
+                          the table is also written to target/bench/NAME.md. `bench malloc`
+                          runs python3, sqlite3 and redis under glibc, heapkit-malloc,
+                          mimalloc and jemalloc (apt-installing the last two where missing)
 ";
 
 const NO_STD_TARGET: &str = "thumbv7em-none-eabihf";
@@ -464,6 +466,24 @@ fn fuzz(root: &Path, seconds: u64, only: Option<&str>) -> Step {
 fn bench(root: &Path, name: &str, args: &[String]) -> Step {
     let started = std::time::SystemTime::now();
     let passthrough = args.iter().skip_while(|a| *a == "--");
+    if name == "malloc" {
+        // Whole programs under each C allocator: not criterion (one process per run).
+        install_apt(&["libmimalloc2.0", "libjemalloc2", "redis-server"]);
+        run(cargo(root).args(["build", "--release", "-q", "-p", "heapkit-malloc"]))?;
+        return run(cargo(root)
+            .args([
+                "run",
+                "--release",
+                "-q",
+                "-p",
+                "heapkit-malloc",
+                "--example",
+                "programs",
+                "--",
+            ])
+            .arg(malloc_library(root))
+            .args(passthrough));
+    }
     run(cargo(root)
         .args(["bench", "-p", "heapkit-benches", "--bench", name, "--"])
         .args(passthrough))?;
@@ -602,14 +622,47 @@ fn parse_fuzz_args(args: &[String]) -> Result<(u64, Option<String>), String> {
 }
 
 /// A `cargo` command (through the rustup proxy, so `+nightly` works) run in `dir`.
+/// Where `cargo build --release -p heapkit-malloc` puts the preloadable library.
+fn malloc_library(root: &Path) -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), PathBuf::from)
+        .join("release/libheapkit_malloc.so")
+}
+
+/// Installs Debian packages a benchmark compares against, where missing, saying so; a
+/// failure is only reported (the benchmark leaves that contender out).
+fn install_apt(packages: &[&str]) {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|package| {
+            !Command::new("dpkg")
+                .args(["-s", package])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    eprintln!("xtask: installing {} with apt-get", missing.join(" "));
+    let installed = Command::new("apt-get")
+        .args(["install", "-y", "-q"])
+        .args(&missing)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        eprintln!("xtask: could not install {}; left out", missing.join(" "));
+    }
+}
+
 /// Builds heapkit-malloc and runs `command` with it preloaded, passing its exit status on.
 fn preload(root: &Path, command: &[String]) -> Step {
     let Some((program, args)) = command.split_first() else {
         return Err(format!("preload needs a command\n{USAGE}"));
     };
     run(cargo(root).args(["build", "--release", "-q", "-p", "heapkit-malloc"]))?;
-    let target = env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let library = target.join("release/libheapkit_malloc.so");
+    let library = malloc_library(root);
     if !library.exists() {
         return Err(format!("no library at {}", library.display()));
     }
