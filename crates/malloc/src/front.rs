@@ -148,24 +148,29 @@ impl KeyCell {
         }
     }
 
-    /// The key, making it on the first call; `None` when `pthread_key_create` failed or
-    /// another thread is making it right now (that thread's heap then goes unwatched:
-    /// it is only never handed back, nothing breaks).
+    /// The key, making it on the first call; `None` when `pthread_key_create` failed
+    /// (threads' heaps then go unwatched: they are only never handed back, nothing
+    /// breaks).
     fn get(&self) -> Option<libc::pthread_key_t> {
-        match self.state.load(Ordering::Acquire) {
-            KEY_READY => {
-                // SAFETY: written before `KEY_READY` was published, never again.
-                return Some(unsafe { *self.key.get() });
+        loop {
+            match self.state.load(Ordering::Acquire) {
+                KEY_READY => {
+                    // SAFETY: written before `KEY_READY` was published, never again.
+                    return Some(unsafe { *self.key.get() });
+                }
+                KEY_NONE => break,
+                // Another thread is in `pthread_key_create`, which neither allocates nor
+                // blocks: wait for it, so this thread's heap is watched too.
+                KEY_MAKING => core::hint::spin_loop(),
+                _ => return None,
             }
-            KEY_NONE => {}
-            _ => return None,
         }
         if self
             .state
             .compare_exchange(KEY_NONE, KEY_MAKING, Ordering::Relaxed, Ordering::Relaxed)
             .is_err()
         {
-            return None;
+            return self.get();
         }
         let mut key = 0;
         // SAFETY: `key` is a valid out pointer; the destructor is a plain C function.

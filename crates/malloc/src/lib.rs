@@ -27,7 +27,7 @@ use core::alloc::Layout;
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
 
-use settings::{count_allocation, count_free, stats_on, Call};
+use settings::{count_allocation, count_call, count_free, stats_on, Call};
 
 /// The alignment of `malloc`'s blocks of more than 8 bytes (`alignof(max_align_t)`).
 const MALLOC_ALIGN: usize = 16;
@@ -53,10 +53,19 @@ fn malloc_layout(size: usize) -> Option<Layout> {
     Layout::from_size_align(size, align).ok()
 }
 
-/// Allocates for `layout`, counting it under `call`; null and `ENOMEM` on failure.
+/// Allocates for `layout`, counting the call as `call`; null and `ENOMEM` on failure.
 #[inline(always)]
 fn allocate(layout: Option<Layout>, call: Call) -> *mut c_void {
     settings::ensure();
+    if stats_on() {
+        count_call(call);
+    }
+    allocate_uncounted(layout)
+}
+
+/// [`allocate`] without counting the call (for `realloc`, counted once on entry).
+#[inline(always)]
+fn allocate_uncounted(layout: Option<Layout>) -> *mut c_void {
     let Some(layout) = layout else {
         return fail(libc::ENOMEM);
     };
@@ -66,7 +75,7 @@ fn allocate(layout: Option<Layout>, call: Call) -> *mut c_void {
     if stats_on() {
         // SAFETY: just allocated.
         let usable = unsafe { front::usable_size(block) };
-        count_allocation(call, layout.size(), layout.align(), usable);
+        count_allocation(layout.size(), layout.align(), usable);
     }
     block.as_ptr().cast()
 }
@@ -76,10 +85,10 @@ fn allocate(layout: Option<Layout>, call: Call) -> *mut c_void {
 /// # Safety
 /// `block` is a block of ours in use.
 #[inline(always)]
-unsafe fn release(block: NonNull<u8>, call: Call) {
+unsafe fn release(block: NonNull<u8>) {
     if stats_on() {
         // SAFETY: per the caller.
-        count_free(call, unsafe { front::usable_size(block) });
+        count_free(unsafe { front::usable_size(block) });
     }
     // SAFETY: per the caller.
     unsafe { front::deallocate(block) }
@@ -100,9 +109,12 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 /// `ptr` is null or a live block from this allocator.
 #[no_mangle]
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
+    if stats_on() {
+        count_call(Call::Free);
+    }
     if let Some(block) = NonNull::new(ptr.cast::<u8>()) {
         // SAFETY: per the caller.
-        unsafe { release(block, Call::Free) }
+        unsafe { release(block) }
     }
 }
 
@@ -130,12 +142,16 @@ pub unsafe extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
 /// `ptr` is null or a live block from this allocator.
 #[no_mangle]
 pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
+    settings::ensure();
+    if stats_on() {
+        count_call(Call::Realloc);
+    }
     let Some(old) = NonNull::new(ptr.cast::<u8>()) else {
-        return allocate(malloc_layout(size), Call::Realloc);
+        return allocate_uncounted(malloc_layout(size));
     };
     if size == 0 {
         // SAFETY: per the caller.
-        unsafe { release(old, Call::Realloc) };
+        unsafe { release(old) };
         return ptr::null_mut();
     }
     // SAFETY: per the caller.
@@ -145,13 +161,13 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
     if size <= usable && size >= usable / 4 {
         return ptr;
     }
-    let new = allocate(malloc_layout(size), Call::Realloc);
+    let new = allocate_uncounted(malloc_layout(size));
     if !new.is_null() {
         // SAFETY: both blocks are live and distinct; the old one holds `usable` bytes
         // and the new one at least `size`.
         unsafe {
             ptr::copy_nonoverlapping(old.as_ptr(), new.cast::<u8>(), usable.min(size));
-            release(old, Call::Realloc);
+            release(old);
         }
     }
     new

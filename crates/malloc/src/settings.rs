@@ -114,11 +114,17 @@ pub(crate) fn stats_on() -> bool {
     STATS.load(Ordering::Relaxed)
 }
 
-/// Counts an allocation of `usable` bytes for a request of `size` aligned to `align`.
+/// Counts a call of one of the C functions.
 #[cold]
-pub(crate) fn count_allocation(call: Call, size: usize, align: usize, usable: usize) {
+pub(crate) fn count_call(call: Call) {
+    COUNTERS.calls[call as usize].fetch_add(1, Ordering::Relaxed);
+}
+
+/// Counts a block of `usable` bytes handed out for a request of `size` aligned to
+/// `align`.
+#[cold]
+pub(crate) fn count_allocation(size: usize, align: usize, usable: usize) {
     let c = &COUNTERS;
-    c.calls[call as usize].fetch_add(1, Ordering::Relaxed);
     match class_for(size, align) {
         Some(class) => c.by_class[class].fetch_add(1, Ordering::Relaxed),
         None => c.huge.fetch_add(1, Ordering::Relaxed),
@@ -127,11 +133,15 @@ pub(crate) fn count_allocation(call: Call, size: usize, align: usize, usable: us
     c.peak_live.fetch_max(live, Ordering::Relaxed);
 }
 
-/// Counts a free (or the old block of a moving realloc) of `usable` bytes.
+/// Counts a block of `usable` bytes given back (by `free`, or a moving `realloc`).
+/// Saturating: blocks allocated before the switch was read are freed uncounted.
 #[cold]
-pub(crate) fn count_free(call: Call, usable: usize) {
-    COUNTERS.calls[call as usize].fetch_add(1, Ordering::Relaxed);
-    COUNTERS.live.fetch_sub(usable, Ordering::Relaxed);
+pub(crate) fn count_free(usable: usize) {
+    let _ = COUNTERS
+        .live
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |live| {
+            Some(live.saturating_sub(usable))
+        });
 }
 
 /// Writes `HEAPKIT_STATS`' summary to standard error, at a normal exit (`exit` or the
