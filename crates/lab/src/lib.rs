@@ -126,8 +126,10 @@ impl Workload {
     }
 }
 
-/// Traces recorded from real programs by `examples/record_traces.rs`.
-const RECORDED: [(&str, &str, &str); 3] = [
+/// Traces recorded from real programs: the Rust ones by `examples/record_traces.rs`, the
+/// C programs' with heapkit-malloc's `HEAPKIT_TRACE` by `traces/record-programs.sh` (their
+/// first events, then frees of what those left live).
+const RECORDED: [(&str, &str, &str); 6] = [
     (
         "btreemap",
         "recorded: a BTreeMap<String, Vec<u32>> of 5,000 entries built, queried, half removed",
@@ -142,6 +144,21 @@ const RECORDED: [(&str, &str, &str); 3] = [
         "regex",
         "recorded: 6 regexes compiled as a set and one by one with the regex crate, run over 400 lines",
         include_str!("../traces/regex.trace"),
+    ),
+    (
+        "python",
+        "recorded (HEAPKIT_TRACE): python3 with PYTHONMALLOC=malloc starting and building dicts and json, first 30,000 calls",
+        include_str!("../traces/python.trace"),
+    ),
+    (
+        "sqlite",
+        "recorded (HEAPKIT_TRACE): sqlite3 creating and filling a 100k-row table, first 30,000 calls",
+        include_str!("../traces/sqlite.trace"),
+    ),
+    (
+        "redis",
+        "recorded (HEAPKIT_TRACE): redis-server (2 threads) under redis-benchmark, first 40,000 calls",
+        include_str!("../traces/redis.trace"),
     ),
 ];
 

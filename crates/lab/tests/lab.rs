@@ -41,7 +41,10 @@ fn the_lab_runs_every_allocator_on_every_workload_and_writes_report_and_plots() 
             "pages",
             "btreemap",
             "json",
-            "regex"
+            "regex",
+            "python",
+            "sqlite",
+            "redis"
         ]
     );
     for workload in &report.workloads {

@@ -18,15 +18,18 @@
 //! first, so the child of a multi-threaded parent can allocate.
 //!
 //! `HEAPKIT_STATS=1` prints calls, peak live and mapped bytes, and allocations per size
-//! class at exit.
+//! class at exit. `HEAPKIT_TRACE=FILE` records every call (with a thread tag) and writes
+//! it at exit in the lab's trace format (`cargo xtask lab --trace FILE` replays it).
 
 mod front;
+mod record;
 mod settings;
 
 use core::alloc::Layout;
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
 
+use heapkit_trace::record::Call as Logged;
 use settings::{count_allocation, count_call, count_free, stats_on, Call};
 
 /// The alignment of `malloc`'s blocks of more than 8 bytes (`alignof(max_align_t)`).
@@ -60,7 +63,17 @@ fn allocate(layout: Option<Layout>, call: Call) -> *mut c_void {
     if stats_on() {
         count_call(call);
     }
-    allocate_uncounted(layout)
+    let block = allocate_uncounted(layout);
+    if record::on() && !block.is_null() {
+        if let Some(layout) = layout {
+            record::log(Logged::Alloc {
+                at: block.addr(),
+                size: layout.size(),
+                align: layout.align(),
+            });
+        }
+    }
+    block
 }
 
 /// [`allocate`] without counting the call (for `realloc`, counted once on entry).
@@ -113,6 +126,11 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
         count_call(Call::Free);
     }
     if let Some(block) = NonNull::new(ptr.cast::<u8>()) {
+        if record::on() {
+            record::log(Logged::Free {
+                at: block.addr().get(),
+            });
+        }
         // SAFETY: per the caller.
         unsafe { release(block) }
     }
@@ -146,6 +164,35 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
     if stats_on() {
         count_call(Call::Realloc);
     }
+    // SAFETY: forwarded caller guarantees.
+    let new = unsafe { resize(ptr, size) };
+    if record::on() {
+        let layout = malloc_layout(size);
+        match (ptr.is_null(), size, new.is_null(), layout) {
+            (false, 0, _, _) => record::log(Logged::Free { at: ptr.addr() }),
+            (true, _, false, Some(layout)) => record::log(Logged::Alloc {
+                at: new.addr(),
+                size: layout.size(),
+                align: layout.align(),
+            }),
+            (false, _, false, Some(layout)) => record::log(Logged::Realloc {
+                from: ptr.addr(),
+                to: new.addr(),
+                size: layout.size(),
+                align: layout.align(),
+            }),
+            _ => {}
+        }
+    }
+    new
+}
+
+/// [`realloc`] after counting, before logging.
+///
+/// # Safety
+/// As for `realloc`.
+#[inline(always)]
+unsafe fn resize(ptr: *mut c_void, size: usize) -> *mut c_void {
     let Some(old) = NonNull::new(ptr.cast::<u8>()) else {
         return allocate_uncounted(malloc_layout(size));
     };

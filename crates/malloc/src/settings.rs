@@ -41,7 +41,22 @@ fn set_up() {
     }
     // SAFETY: plain C functions with no arguments, called by the C library around
     // `fork`.
-    unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork), Some(after_fork)) };
+    unsafe {
+        libc::pthread_atfork(
+            Some(before_fork),
+            Some(after_fork_in_parent),
+            Some(after_fork_in_child),
+        )
+    };
+    // SAFETY: as in `switch_is_on`.
+    let trace = unsafe { libc::getenv(c"HEAPKIT_TRACE".as_ptr()) };
+    if !trace.is_null() {
+        // SAFETY: `getenv` gives a NUL-terminated string, read right now.
+        let trace = unsafe { core::ffi::CStr::from_ptr(trace) };
+        if !trace.is_empty() {
+            crate::record::start(trace);
+        }
+    }
     if switch_is_on(c"HEAPKIT_STATS") {
         // A copy of standard error, for the report: programs close theirs before exiting
         // (GNU tools' `close_stdout`), and the report comes after that.
@@ -67,13 +82,20 @@ fn switch_is_on(name: &core::ffi::CStr) -> bool {
 }
 
 extern "C" fn before_fork() {
+    crate::record::lock_for_fork();
     HEAP.lock_for_fork();
 }
 
-extern "C" fn after_fork() {
-    // SAFETY: `before_fork` took the locks in this thread (in the child: in the thread
-    // that forked, which is this one) just before.
+extern "C" fn after_fork_in_parent() {
+    // SAFETY: `before_fork` took the locks in this thread just before.
     unsafe { HEAP.unlock_after_fork() };
+    crate::record::unlock_in_parent();
+}
+
+extern "C" fn after_fork_in_child() {
+    // SAFETY: `before_fork` took the locks in the thread that forked, which is this one.
+    unsafe { HEAP.unlock_after_fork() };
+    crate::record::stop_in_child();
 }
 
 /// The C functions, counted apart in the report.

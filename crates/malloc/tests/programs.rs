@@ -200,3 +200,48 @@ fn stats_report_counts_calls_and_classes() {
         "no report without HEAPKIT_STATS"
     );
 }
+
+#[test]
+fn heapkit_trace_records_every_thread_and_the_lab_can_read_it() {
+    if !available(
+        "cc",
+        "heapkit_trace_records_every_thread_and_the_lab_can_read_it",
+    ) {
+        return;
+    }
+    let binary = compile_c("traced");
+    let trace_path = scratch().join("traced.trace");
+    let _ = std::fs::remove_file(&trace_path);
+    let mut traced = preloaded(Command::new(&binary));
+    traced.env("HEAPKIT_TRACE", &trace_path);
+    let output = run(traced);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("ok traced"));
+    let text = std::fs::read_to_string(&trace_path).expect("the trace was written at exit");
+    let trace = heapkit_trace::trace::Trace::parse(&text).expect("a valid trace");
+    let threads = trace.threads();
+    assert_eq!(threads.len(), trace.events().len(), "every event tagged");
+    let distinct: std::collections::BTreeSet<u32> = threads.iter().copied().collect();
+    assert!(
+        distinct.len() >= 4,
+        "main and the three workers, got threads {distinct:?}"
+    );
+    let summary = trace.summary();
+    // 3 × 1000 blocks, a tenth of them reallocated; the forked child's calls are not in it.
+    assert!(summary.allocs >= 3000, "{summary:?}");
+    let reallocs = trace
+        .events()
+        .iter()
+        .filter(|event| matches!(event, heapkit_trace::trace::Event::Realloc { .. }))
+        .count();
+    assert!(reallocs >= 300, "{reallocs} reallocs");
+    let childs = trace
+        .events()
+        .iter()
+        .filter(|event| matches!(event, heapkit_trace::trace::Event::Alloc { size: 777, .. }))
+        .count();
+    assert_eq!(
+        childs, 0,
+        "the forked child wrote its own trace over the parent's"
+    );
+    assert!(summary.max_size >= 1000);
+}

@@ -23,23 +23,25 @@ use heapkit_core::sync::SpinLock;
 
 use crate::trace::{Trace, TraceBuilder};
 
-/// A call the recorder saw, by address; ids are given when the recording stops.
-#[derive(Clone, Copy, Debug)]
-enum Call {
+/// A call an allocator saw, by address; [`trace_of_calls`] names the blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Call {
+    /// A block of `size` bytes aligned to `align` handed out at `at`.
     Alloc {
         at: usize,
         size: usize,
         align: usize,
     },
+    /// The block at `from` resized to `size` bytes, now at `to` (the same address when
+    /// it stayed). A `from` the calls never allocated counts as a new block.
     Realloc {
         from: usize,
         to: usize,
         size: usize,
         align: usize,
     },
-    Free {
-        at: usize,
-    },
+    /// The block at `at` freed; an address the calls never allocated is left out.
+    Free { at: usize },
 }
 
 thread_local! {
@@ -115,7 +117,7 @@ impl<G> Recorder<G> {
                 calls.len()
             ));
         }
-        Ok(trace_of(&calls))
+        Ok(trace_of_calls(calls.into_iter().map(|call| (call, 0))))
     }
 
     fn log_alloc(&self, at: *mut u8, layout: Layout) -> *mut u8 {
@@ -141,9 +143,16 @@ impl<G> Recorder<G> {
     }
 }
 
-/// Numbers blocks by address: an address names the block allocated there until it is
-/// freed or moved.
-fn trace_of(calls: &[Call]) -> Trace {
+/// The trace of a sequence of calls by address, each with its thread tag (0: untagged):
+/// an address names the block allocated there until it is freed or moved. Blocks the
+/// calls never allocated are left out (their frees and reallocs too), and blocks still
+/// live at the end are freed there, so the trace is complete.
+///
+/// # Panics
+///
+/// When the calls are not a valid sequence for some allocator (a block allocated at an
+/// address that is live already, a zero size, an alignment that is not a power of two).
+pub fn trace_of_calls(calls: impl IntoIterator<Item = (Call, u32)>) -> Trace {
     let mut ids: HashMap<usize, u64> = HashMap::new();
     let mut next_id = 0u64;
     let mut trace = TraceBuilder::new();
@@ -152,7 +161,10 @@ fn trace_of(calls: &[Call]) -> Trace {
         ids.insert(at, next_id);
         next_id
     };
-    for &call in calls {
+    for (call, thread) in calls {
+        if thread > 0 {
+            trace.on_thread(thread);
+        }
         let result = match call {
             Call::Alloc { at, size, align } => {
                 let id = fresh(&mut ids, at);

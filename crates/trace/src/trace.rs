@@ -10,6 +10,10 @@
 //! f 1           free: id
 //! ```
 //!
+//! A line may end with a thread tag, `t3`: the thread (numbered from 1 in order of first
+//! appearance) that made the call, in traces recorded from multi-threaded programs
+//! (`HEAPKIT_TRACE`, heapkit-malloc). The lab replays events in their recorded order.
+//!
 //! Ids name blocks; an id may be used again once its block is freed. Sizes are non-zero
 //! and alignments powers of two, as `Layout` requires. [`Trace::parse`] checks all of this
 //! (and that every free or realloc names a live block), so replaying a parsed trace
@@ -50,6 +54,8 @@ pub enum Event {
 pub struct Trace {
     events: Vec<Event>,
     slots: u32,
+    /// Each event's thread tag, or empty when the trace has none.
+    threads: Vec<u32>,
 }
 
 /// Why a trace was refused, with the line (1-based) it was found on.
@@ -95,6 +101,8 @@ pub struct TraceBuilder {
     live: HashMap<u64, (u32, Layout)>,
     /// Slots whose blocks were freed, reused for new ids so slots stay few.
     free_slots: Vec<u32>,
+    /// The thread tag of the events added from now on (0: none yet).
+    thread: u32,
 }
 
 impl TraceBuilder {
@@ -106,6 +114,21 @@ impl TraceBuilder {
     /// Events so far.
     pub fn len(&self) -> usize {
         self.trace.events.len()
+    }
+
+    /// Tags the events added from now on with `thread` (from 1). Once one event is
+    /// tagged, every event is: the earlier ones get thread 1.
+    pub fn on_thread(&mut self, thread: u32) {
+        self.thread = thread.max(1);
+    }
+
+    fn push(&mut self, event: Event) {
+        self.trace.events.push(event);
+        if self.thread > 0 {
+            let events = self.trace.events.len();
+            self.trace.threads.resize(events - 1, 1);
+            self.trace.threads.push(self.thread);
+        }
     }
 
     /// Whether no event was added yet.
@@ -132,7 +155,7 @@ impl TraceBuilder {
             self.trace.slots - 1
         });
         self.live.insert(id, (slot, layout));
-        self.trace.events.push(Event::Alloc { slot, size, align });
+        self.push(Event::Alloc { slot, size, align });
         Ok(())
     }
 
@@ -151,7 +174,8 @@ impl TraceBuilder {
             .ok_or_else(|| format!("realloc of id {id}, which is not live"))?;
         *layout = Layout::from_size_align(size, layout.align())
             .map_err(|_| format!("invalid layout: size {size}, align {}", layout.align()))?;
-        self.trace.events.push(Event::Realloc { slot: *slot, size });
+        let slot = *slot;
+        self.push(Event::Realloc { slot, size });
         Ok(())
     }
 
@@ -166,7 +190,7 @@ impl TraceBuilder {
             .remove(&id)
             .ok_or_else(|| format!("free of id {id}, which is not live"))?;
         self.free_slots.push(slot);
-        self.trace.events.push(Event::Free { slot });
+        self.push(Event::Free { slot });
         Ok(())
     }
 
@@ -196,6 +220,32 @@ impl Trace {
         self.slots as usize
     }
 
+    /// The thread tag of each event (one per event), or an empty slice when the trace
+    /// has none.
+    pub fn threads(&self) -> &[u32] {
+        &self.threads
+    }
+
+    /// The first `events` events, then frees of every block still live (a prefix of a
+    /// long recording that is a complete trace itself).
+    #[must_use]
+    pub fn truncated(&self, events: usize) -> Self {
+        let mut builder = TraceBuilder::new();
+        for (index, event) in self.events.iter().take(events).enumerate() {
+            if let Some(&thread) = self.threads.get(index) {
+                builder.on_thread(thread);
+            }
+            let result = match *event {
+                Event::Alloc { slot, size, align } => builder.alloc(u64::from(slot), size, align),
+                Event::Realloc { slot, size } => builder.realloc(u64::from(slot), size),
+                Event::Free { slot } => builder.free(u64::from(slot)),
+            };
+            result.expect("a prefix of a valid trace is valid");
+        }
+        builder.free_all();
+        builder.finish()
+    }
+
     /// Parses the text format (see the [module docs](self)).
     ///
     /// # Errors
@@ -215,7 +265,17 @@ impl Trace {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let mut fields = line.split_ascii_whitespace();
+            let mut fields: Vec<&str> = line.split_ascii_whitespace().collect();
+            if let Some(tag) = fields.last().and_then(|field| field.strip_prefix('t')) {
+                let thread = tag
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| fail(format!("bad thread tag `t{tag}` (t1, t2, …)")))?;
+                builder.on_thread(thread);
+                fields.pop();
+            }
+            let mut fields = fields.into_iter();
             let kind = fields.next().unwrap_or_default();
             let mut number = |what: &str| -> Result<u64, TraceError> {
                 let field = fields
@@ -254,14 +314,18 @@ impl Trace {
     /// The trace in the text format, slots written as ids.
     pub fn to_text(&self) -> String {
         let mut text = String::with_capacity(self.events.len() * 12 + 32);
-        text.push_str("# heapkit trace: a id size align / r id size / f id\n");
-        for event in &self.events {
+        text.push_str("# heapkit trace: a id size align / r id size / f id [t thread]\n");
+        for (index, event) in self.events.iter().enumerate() {
             // Writing to a String cannot fail.
             let _ = match *event {
-                Event::Alloc { slot, size, align } => writeln!(text, "a {slot} {size} {align}"),
-                Event::Realloc { slot, size } => writeln!(text, "r {slot} {size}"),
-                Event::Free { slot } => writeln!(text, "f {slot}"),
+                Event::Alloc { slot, size, align } => write!(text, "a {slot} {size} {align}"),
+                Event::Realloc { slot, size } => write!(text, "r {slot} {size}"),
+                Event::Free { slot } => write!(text, "f {slot}"),
             };
+            if let Some(thread) = self.threads.get(index) {
+                let _ = write!(text, " t{thread}");
+            }
+            text.push('\n');
         }
         text
     }
@@ -390,6 +454,8 @@ mod tests {
             ("a 1 8 8\nr 1 0\n", "line 2", "zero bytes"),
             ("# c\nq 1\n", "line 2", "unknown event `q`"),
             ("a 1 8 8 9\n", "line 1", "unexpected `9`"),
+            ("a 1 8 8 t0\n", "line 1", "bad thread tag `t0`"),
+            ("a 1 8 8 tx\n", "line 1", "bad thread tag"),
         ];
         for (text, line, fault) in cases {
             let error = Trace::parse(text).unwrap_err().to_string();
@@ -398,5 +464,25 @@ mod tests {
                 "{text:?}: {error}"
             );
         }
+    }
+
+    #[test]
+    fn thread_tags_round_trip_and_untagged_events_before_them_get_thread_1() {
+        let trace = Trace::parse("a 1 8 8\na 2 16 8 t2\nf 1 t2\nr 2 32 t3\nf 2 t1\n").unwrap();
+        assert_eq!(trace.threads(), &[1, 2, 2, 3, 1]);
+        assert_eq!(Trace::parse(&trace.to_text()).unwrap(), trace);
+        assert!(Trace::parse("a 1 8 8\nf 1\n").unwrap().threads().is_empty());
+    }
+
+    #[test]
+    fn a_truncated_trace_frees_what_its_prefix_left_live() {
+        let trace =
+            Trace::parse("a 1 8 8 t1\na 2 16 8 t2\nf 1 t2\na 3 24 8 t1\nf 2\nf 3\n").unwrap();
+        let prefix = trace.truncated(2);
+        assert_eq!(prefix.events().len(), 4, "two events, then two frees");
+        assert_eq!(prefix.threads()[..2], [1, 2]);
+        assert_eq!(prefix.summary().peak_live, 24);
+        assert_eq!(Trace::parse(&prefix.to_text()).unwrap(), prefix);
+        assert_eq!(trace.truncated(100), trace.truncated(6));
     }
 }
