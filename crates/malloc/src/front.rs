@@ -121,6 +121,22 @@ pub(crate) unsafe fn usable_size(ptr: NonNull<u8>) -> usize {
     unsafe { HEAP.usable_size(ptr) }
 }
 
+/// Grows a block of `usable` bytes to hold `size` where it is, if it can.
+///
+/// # Safety
+/// `ptr` is a block of [`HEAP`] in use with `usable` usable bytes.
+pub(crate) unsafe fn grow_in_place(ptr: NonNull<u8>, usable: usize, size: usize) -> bool {
+    // The alignment every block has; a larger one is kept by any in-place resize anyway.
+    let (Ok(old), Ok(new)) = (
+        Layout::from_size_align(usable, 8),
+        Layout::from_size_align(size, 8),
+    ) else {
+        return false;
+    };
+    // SAFETY: per the caller, a live block that `old` fits.
+    unsafe { SharedBackend::grow_in_place(&HEAP, ptr, old, new) }.is_ok()
+}
+
 /// The `pthread` key whose destructor hands an exiting thread's heap back, once created.
 static EXIT_KEY: KeyCell = KeyCell::new();
 

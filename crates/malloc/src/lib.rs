@@ -30,7 +30,7 @@ use core::ffi::c_void;
 use core::ptr::{self, NonNull};
 
 use heapkit_trace::record::Call as Logged;
-use settings::{count_allocation, count_call, count_free, stats_on, Call};
+use settings::{count_allocation, count_call, count_free, count_growth, stats_on, Call};
 
 /// The alignment of `malloc`'s blocks of more than 8 bytes (`alignof(max_align_t)`).
 const MALLOC_ALIGN: usize = 16;
@@ -206,6 +206,16 @@ unsafe fn resize(ptr: *mut c_void, size: usize) -> *mut c_void {
     // Stays where it is when it fits and does not leave three quarters unused (the rule
     // `resize_in_place` follows for Rust callers).
     if size <= usable && size >= usable / 4 {
+        return ptr;
+    }
+    // A huge block grows into the rest of its mapping when there is room.
+    // SAFETY: per the caller; the block was allocated with `malloc_layout`'s alignment or
+    // more, and its usable bytes are a size it may be taken for.
+    if size > usable && unsafe { front::grow_in_place(old, usable, size) } {
+        if stats_on() {
+            // SAFETY: still live, now larger.
+            count_growth(unsafe { front::usable_size(old) } - usable);
+        }
         return ptr;
     }
     let new = allocate_uncounted(malloc_layout(size));

@@ -155,6 +155,13 @@ pub(crate) fn count_allocation(size: usize, align: usize, usable: usize) {
     c.peak_live.fetch_max(live, Ordering::Relaxed);
 }
 
+/// Counts `extra` bytes a block gained in place.
+#[cold]
+pub(crate) fn count_growth(extra: usize) {
+    let live = COUNTERS.live.fetch_add(extra, Ordering::Relaxed) + extra;
+    COUNTERS.peak_live.fetch_max(live, Ordering::Relaxed);
+}
+
 /// Counts a block of `usable` bytes given back (by `free`, or a moving `realloc`).
 /// Saturating: blocks allocated before the switch was read are freed uncounted.
 #[cold]

@@ -1454,9 +1454,51 @@ pub(crate) unsafe fn resize_checked<S: Source>(
 ) -> Result<NonNull<[u8]>, AllocError> {
     #[cfg(feature = "checked")]
     LocalHeap::validate(shared, ptr);
-    let _ = shared;
     // SAFETY: forwarded caller guarantees.
-    unsafe { resize_in_place(ptr, old_layout, new_layout) }
+    unsafe {
+        resize_in_place(ptr, old_layout, new_layout)
+            .or_else(|_| shared.grow_huge_in_place(ptr, old_layout, new_layout))
+    }
+}
+
+impl<S: Source> ShardedHeap<S> {
+    /// Grows a huge block into the rest of its mapping, which has up to a segment of
+    /// room past the block (the slack taken to align the segment): a block grown step by
+    /// step (a string or vector doubling) then mostly stays where it is, with no copy and
+    /// no fresh pages to fault in.
+    ///
+    /// # Safety
+    /// `ptr` is a live block of a heap over `self`, allocated for `old_layout`.
+    unsafe fn grow_huge_in_place(
+        &self,
+        ptr: NonNull<u8>,
+        old_layout: Layout,
+        new_layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        let segment = Segment::of(ptr.as_ptr());
+        // SAFETY: per the caller the block is live, so its segment header is; a huge
+        // segment's fields change only through its one block, which the caller holds.
+        unsafe {
+            let usable = (*segment).usable;
+            if (*segment).kind != Kind::Huge
+                || new_layout.size() <= usable
+                || new_layout.align() > old_layout.align()
+            {
+                return Err(AllocError);
+            }
+            let chunk = (*segment).chunk;
+            let room = chunk.cast::<u8>().as_ptr().addr() + chunk.len() - ptr.as_ptr().addr();
+            let grown = new_layout
+                .size()
+                .checked_next_multiple_of(SLOT)
+                .filter(|&grown| grown <= room)
+                .ok_or(AllocError)?;
+            (*segment).usable = grown;
+            self.huge_in_use
+                .fetch_add(grown - usable, Ordering::Relaxed);
+            Ok(NonNull::slice_from_raw_parts(ptr, grown))
+        }
+    }
 }
 
 /// A resize that stays in its block: when the new size fits the block's usable bytes and

@@ -131,3 +131,35 @@ contract_suite!(
     Profile::new(SEGMENT / 4, 4096).growing(),
     |regions: &mut Regions| Shared::new(ShardedHeap::new(Source::new(regions, SEGMENT, CHUNKS)))
 );
+
+#[test]
+fn a_huge_block_grows_into_the_rest_of_its_mapping_and_no_further() {
+    use heapkit_core::SharedBackend;
+    use heapkit_sharded::classes::MAX_SMALL;
+
+    let mut regions = Regions::new();
+    // Chunks of exactly one segment: a huge block's mapping is the whole chunk.
+    let heap = ShardedHeap::new(Source::new(&mut regions, SEGMENT, 1));
+    let small = Layout::from_size_align(MAX_SMALL + 1, 8).unwrap();
+    let block = SharedBackend::allocate(&heap, small).unwrap();
+    let start = block.cast::<u8>();
+    // SAFETY: the block holds `small.size()` writable bytes.
+    unsafe { start.as_ptr().write_bytes(0x5A, small.size()) };
+    let half = Layout::from_size_align(SEGMENT / 2, 8).unwrap();
+    // SAFETY: a live block allocated for `small`.
+    let grown = unsafe { SharedBackend::grow_in_place(&heap, start, small, half) }
+        .expect("half a segment fits in the chunk past the block");
+    assert_eq!(grown.cast::<u8>(), start, "in place");
+    assert!(grown.len() >= SEGMENT / 2);
+    // SAFETY: the first `small.size()` bytes were written above and kept.
+    assert!((0..small.size()).all(|i| unsafe { *start.as_ptr().add(i) } == 0x5A));
+    let whole = Layout::from_size_align(SEGMENT, 8).unwrap();
+    // SAFETY: live, now of `half`'s size.
+    let too_far = unsafe { SharedBackend::grow_in_place(&heap, start, half, whole) };
+    assert!(
+        too_far.is_err(),
+        "a segment and its header do not fit in one chunk"
+    );
+    // SAFETY: live, allocated and grown through this heap.
+    unsafe { SharedBackend::deallocate(&heap, start, half) };
+}
