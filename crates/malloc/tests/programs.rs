@@ -245,3 +245,37 @@ fn heapkit_trace_records_every_thread_and_the_lab_can_read_it() {
     );
     assert!(summary.max_size >= 1000);
 }
+
+#[test]
+fn the_workspaces_own_test_binaries_pass_under_the_preload() {
+    // Rust programs on the system allocator: std's `System` calls `malloc`, so with the
+    // library preloaded every Box, Vec and String of these tests is ours.
+    let output = Command::new(env!("CARGO"))
+        .args(["test", "--no-run", "--message-format=json"])
+        .args(["-p", "heapkit-trace", "-p", "heapkit-pool"])
+        .output()
+        .expect("cargo runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let binaries: Vec<PathBuf> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        // Test harnesses only, not the examples `--no-run` builds too.
+        .filter(|message| message["profile"]["test"] == true)
+        .filter_map(|message| message["executable"].as_str().map(PathBuf::from))
+        .collect();
+    assert!(binaries.len() >= 3, "test binaries: {binaries:?}");
+    for binary in binaries {
+        let mut test = preloaded(Command::new(&binary));
+        test.env("HEAPKIT_STATS", "1").arg("--test-threads=2");
+        let output = run(test);
+        let report = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            report.contains("heapkit-malloc stats: calls malloc="),
+            "{binary:?} did not run on heapkit-malloc:\n{report}"
+        );
+    }
+}
