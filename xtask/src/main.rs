@@ -89,11 +89,12 @@ fn main() -> ExitCode {
         "fuzz" => parse_fuzz_args(rest).and_then(|(seconds, target)| {
             run_step("fuzz", || fuzz(&root, seconds, target.as_deref()))
         }),
+        // Not `-q`: the first run compiles the lab and the peers for most of a minute, and
+        // cargo's progress says so.
         "lab" => run(cargo(&root)
             .args([
                 "run",
                 "--release",
-                "-q",
                 "-p",
                 "heapkit-lab",
                 "--bin",

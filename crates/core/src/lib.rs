@@ -17,7 +17,6 @@ pub mod source;
 pub mod sync;
 
 pub use adapters::{Local, Locked, LockedRef};
-pub use allocator_api2::alloc::{AllocError, Allocator};
 /// The `allocator-api2` crate (0.2) whose [`Allocator`] heapkit's adapters implement, so
 /// its collections need no version guess: `heapkit_core::allocator_api2::vec::Vec::new_in`.
 ///
@@ -32,6 +31,7 @@ pub use allocator_api2::alloc::{AllocError, Allocator};
 /// assert_eq!(v.iter().sum::<i32>(), 6);
 /// ```
 pub use allocator_api2;
+pub use allocator_api2::alloc::{AllocError, Allocator};
 pub use backend::{Backend, Inspect, Stats};
 pub use error::{invalid_use, ConfigError, Corruption};
 pub use shared::{Shared, SharedBackend};

@@ -33,6 +33,11 @@ pub struct Headline {
     pub time_vs_best: f64,
     /// The same for the 99.9th percentile.
     pub p999_vs_best: f64,
+    /// Geometric mean of its time per call in ns (what the summary shows when it is the
+    /// only allocator, where ×best would be 1 everywhere).
+    pub time_ns: f64,
+    /// The same for the 99.9th percentile.
+    pub p999_ns: f64,
     /// Geometric mean of peak footprint over peak live bytes (region allocators).
     pub fragmentation: Option<f64>,
     /// Mean heap efficiency (region allocators).
@@ -58,6 +63,8 @@ impl Report {
             .map(|allocator| {
                 let mut times = Vec::new();
                 let mut tails = Vec::new();
+                let mut times_ns = Vec::new();
+                let mut tails_ns = Vec::new();
                 let mut fragmentation = Vec::new();
                 let mut efficiency = Vec::new();
                 let mut out_of_memory = 0;
@@ -69,6 +76,8 @@ impl Report {
                     if let Some(timing) = &row.timing {
                         times.push(timing.mean_ns / best_time);
                         tails.push(timing.p999_ns / best_tail);
+                        times_ns.push(timing.mean_ns);
+                        tails_ns.push(timing.p999_ns);
                     } else {
                         out_of_memory += 1;
                     }
@@ -85,6 +94,8 @@ impl Report {
                     out_of_memory,
                     time_vs_best: geometric_mean(&times).unwrap_or(f64::NAN),
                     p999_vs_best: geometric_mean(&tails).unwrap_or(f64::NAN),
+                    time_ns: geometric_mean(&times_ns).unwrap_or(f64::NAN),
+                    p999_ns: geometric_mean(&tails_ns).unwrap_or(f64::NAN),
                     fragmentation: geometric_mean(&fragmentation),
                     efficiency: (!efficiency.is_empty())
                         .then(|| efficiency.iter().sum::<f64>() / efficiency.len() as f64),
@@ -96,11 +107,27 @@ impl Report {
     /// The headline table in Markdown.
     pub fn headline_markdown(&self) -> String {
         let mut out = String::new();
-        out.push_str(
-            "| allocator | workloads | time per call ×best | p99.9 call ×best | peak footprint / peak live | heap efficiency |\n\
-             |---|---:|---:|---:|---:|---:|\n",
+        // With one allocator there is no best to compare with: absolute times instead.
+        let alone = self.allocators().len() == 1;
+        let (time, tail) = if alone {
+            ("time per call, ns", "p99.9 call, ns")
+        } else {
+            ("time per call ×best", "p99.9 call ×best")
+        };
+        let _ = writeln!(
+            out,
+            "| allocator | workloads | {time} | {tail} | peak footprint / peak live | heap efficiency |\n\
+             |---|---:|---:|---:|---:|---:|",
         );
         for line in self.headline() {
+            let (time, tail) = if alone {
+                (
+                    format!("{:.1}", line.time_ns),
+                    format!("{:.1}", line.p999_ns),
+                )
+            } else {
+                (ratio(line.time_vs_best), ratio(line.p999_vs_best))
+            };
             let oom = if line.out_of_memory > 0 {
                 format!(" (+{} out of memory)", line.out_of_memory)
             } else {
@@ -108,11 +135,9 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "| {} | {}{oom} | {} | {} | {} | {} |",
+                "| {} | {}{oom} | {time} | {tail} | {} | {} |",
                 line.allocator,
                 line.workloads,
-                ratio(line.time_vs_best),
-                ratio(line.p999_vs_best),
                 line.fragmentation
                     .map_or("time only".into(), |f| format!("{f:.2}")),
                 line.efficiency.map_or("—".into(), percent),
@@ -156,9 +181,14 @@ impl Report {
         out
     }
 
-    /// Median time ×best, allocators by workloads.
+    /// Median time ×best (or in ns, for one allocator alone), allocators by workloads.
     fn matrix_markdown(&self) -> String {
-        let mut out = String::from("\n## Time per call ×best by workload\n\n| allocator |");
+        let alone = self.allocators().len() == 1;
+        let mut out = String::from(if alone {
+            "\n## Time per call by workload, ns\n\n| allocator |"
+        } else {
+            "\n## Time per call ×best by workload\n\n| allocator |"
+        });
         for workload in &self.workloads {
             let _ = write!(out, " {} |", workload.name);
         }
@@ -171,6 +201,9 @@ impl Report {
                 let (best, _) = workload.best_times();
                 let cell = match workload.rows.iter().find(|r| r.allocator == allocator) {
                     None => "·".into(),
+                    Some(Row {
+                        timing: Some(t), ..
+                    }) if alone => format!("{:.1}", t.mean_ns),
                     Some(Row {
                         timing: Some(t), ..
                     }) => ratio(t.mean_ns / best),
@@ -190,6 +223,14 @@ impl Report {
     /// A file that cannot be written, named.
     pub fn write(&self, dir: &Path) -> Result<(), String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        // Plots of an earlier run (of workloads not in this one) would sit beside the new
+        // report as if they were part of it.
+        for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            if path.extension().is_some_and(|ext| ext == "svg") {
+                std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+        }
         let path = dir.join("report.md");
         std::fs::write(&path, self.markdown()).map_err(|e| format!("{}: {e}", path.display()))?;
         for workload in &self.workloads {
@@ -233,14 +274,23 @@ impl WorkloadResult {
             self.efficiency_region >> 20,
         );
         let (best_time, best_tail) = self.best_times();
+        // Alone on the workload, an allocator is its own best: no ratio to show.
+        let alone = self.rows.len() == 1;
+        let vs_best = |value: f64, best: f64| {
+            if alone {
+                "—".into()
+            } else {
+                ratio(value / best)
+            }
+        };
         for row in &self.rows {
             let [time, time_ratio, median, tail, tail_ratio] = match (&row.timing, row.failure) {
                 (Some(t), _) => [
                     format!("{:.1}", t.mean_ns),
-                    ratio(t.mean_ns / best_time),
+                    vs_best(t.mean_ns, best_time),
                     format!("{:.0}", t.median_ns),
                     format!("{:.0}", t.p999_ns),
-                    ratio(t.p999_ns / best_tail),
+                    vs_best(t.p999_ns, best_tail),
                 ],
                 (None, Some(oom)) => [
                     format!("{oom}"),

@@ -147,10 +147,19 @@ fn only_keeps_the_named_workloads_and_allocators_and_refuses_unknown_names() {
     assert_eq!(keys, ["tlsf", "rlsf"]);
 
     // The pool serves one layout: of the built-in workloads, only fixed-size churn.
+    std::fs::write(config.out_dir.join("footprint-stale.svg"), "<svg/>").unwrap();
     config.only = vec!["pool".into()];
     let report = run(&config).unwrap();
     let names: Vec<_> = report.workloads.iter().map(|w| w.name.as_str()).collect();
     assert_eq!(names, ["fixed-churn"]);
+    // Alone, an allocator is reported in ns, not as ×best (1.00 everywhere).
+    let markdown = std::fs::read_to_string(config.out_dir.join("report.md")).unwrap();
+    assert!(markdown.contains("time per call, ns"), "{markdown}");
+    assert!(!markdown.contains("1.00×"), "{markdown}");
+    assert!(
+        !config.out_dir.join("footprint-stale.svg").exists(),
+        "an earlier run's plot left beside the new report"
+    );
     config.only = vec!["pool".into(), "json".into()];
     let error = run(&config).unwrap_err();
     assert!(error.contains("no selected allocator"), "{error}");
