@@ -165,38 +165,48 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
         count_call(Call::Realloc);
     }
     // SAFETY: forwarded caller guarantees.
-    let new = unsafe { resize(ptr, size) };
-    if record::on() {
-        let layout = malloc_layout(size);
-        match (ptr.is_null(), size, new.is_null(), layout) {
-            (false, 0, _, _) => record::log(Logged::Free { at: ptr.addr() }),
-            (true, _, false, Some(layout)) => record::log(Logged::Alloc {
-                at: new.addr(),
-                size: layout.size(),
-                align: layout.align(),
-            }),
-            (false, _, false, Some(layout)) => record::log(Logged::Realloc {
-                from: ptr.addr(),
-                to: new.addr(),
-                size: layout.size(),
-                align: layout.align(),
-            }),
-            _ => {}
-        }
-    }
-    new
+    unsafe { resize(ptr, size) }
 }
 
-/// [`realloc`] after counting, before logging.
+/// Logs a realloc that kept or moved its block, or allocated one for a null pointer.
+/// Called before the old block is released: once it is, another thread may be given its
+/// address and log that first.
+fn log_resize(from: *mut c_void, to: *mut c_void, size: usize) {
+    if let Some(layout) = malloc_layout(size).filter(|_| record::on()) {
+        record::log(if from.is_null() {
+            Logged::Alloc {
+                at: to.addr(),
+                size: layout.size(),
+                align: layout.align(),
+            }
+        } else {
+            Logged::Realloc {
+                from: from.addr(),
+                to: to.addr(),
+                size: layout.size(),
+                align: layout.align(),
+            }
+        });
+    }
+}
+
+/// [`realloc`] after counting the call.
 ///
 /// # Safety
 /// As for `realloc`.
 #[inline(always)]
 unsafe fn resize(ptr: *mut c_void, size: usize) -> *mut c_void {
     let Some(old) = NonNull::new(ptr.cast::<u8>()) else {
-        return allocate_uncounted(malloc_layout(size));
+        let new = allocate_uncounted(malloc_layout(size));
+        if !new.is_null() {
+            log_resize(ptr, new, size);
+        }
+        return new;
     };
     if size == 0 {
+        if record::on() {
+            record::log(Logged::Free { at: ptr.addr() });
+        }
         // SAFETY: per the caller.
         unsafe { release(old) };
         return ptr::null_mut();
@@ -206,6 +216,7 @@ unsafe fn resize(ptr: *mut c_void, size: usize) -> *mut c_void {
     // Stays where it is when it fits and does not leave three quarters unused (the rule
     // `resize_in_place` follows for Rust callers).
     if size <= usable && size >= usable / 4 {
+        log_resize(ptr, ptr, size);
         return ptr;
     }
     // A huge block grows into the rest of its mapping when there is room.
@@ -216,6 +227,7 @@ unsafe fn resize(ptr: *mut c_void, size: usize) -> *mut c_void {
             // SAFETY: still live, now larger.
             count_growth(unsafe { front::usable_size(old) } - usable);
         }
+        log_resize(ptr, ptr, size);
         return ptr;
     }
     let new = allocate_uncounted(malloc_layout(size));
@@ -224,6 +236,7 @@ unsafe fn resize(ptr: *mut c_void, size: usize) -> *mut c_void {
         // and the new one at least `size`.
         unsafe {
             ptr::copy_nonoverlapping(old.as_ptr(), new.cast::<u8>(), usable.min(size));
+            log_resize(ptr, new, size);
             release(old);
         }
     }

@@ -37,7 +37,9 @@ static LOG: SpinLock<Log> = SpinLock::new(Log::new());
 #[derive(Clone, Copy)]
 struct Record {
     call: Call,
-    thread: libc::pthread_t,
+    /// The kernel's thread id (`pthread_self` values are reused as soon as a thread is
+    /// joined; thread ids only after the whole id space has gone round).
+    thread: libc::pid_t,
 }
 
 /// Records per mapped chunk (3 MiB).
@@ -79,38 +81,42 @@ impl Log {
                 return;
             };
             let chunk = chunk.cast::<Chunk>().as_ptr();
-            // SAFETY: a fresh zeroed mapping, page aligned and large enough for a
-            // `Chunk`; `records` needs no initialising before `len` counts it.
+            // SAFETY: a fresh mapping, page aligned and large enough for a `Chunk`; only
+            // the header is written, records are written one by one before `len` counts
+            // them.
             unsafe {
                 ptr::addr_of_mut!((*chunk).previous).write(self.current);
                 ptr::addr_of_mut!((*chunk).len).write(0);
             }
             self.current = chunk;
         }
-        // SAFETY: `current` is a chunk of ours with room at `len`.
+        // SAFETY: `current` is a chunk of ours with room at `len`; the record is written
+        // through a raw pointer, no reference to the uninitialised rest is made.
         unsafe {
-            let chunk = &mut *self.current;
-            chunk.records[chunk.len] = record;
-            chunk.len += 1;
+            let chunk = self.current;
+            let len = (*chunk).len;
+            ptr::addr_of_mut!((*chunk).records)
+                .cast::<Record>()
+                .add(len)
+                .write(record);
+            (*chunk).len = len + 1;
         }
     }
 
-    /// Every record in order, oldest first.
-    fn records(&self) -> Vec<Record> {
+    /// The chunks, oldest first, as slices of their written records.
+    fn chunks(&self) -> Vec<&[Record]> {
         let mut chunks = Vec::new();
         let mut chunk = self.current;
         while let Some(at) = NonNull::new(chunk) {
-            chunks.push(at);
-            // SAFETY: a chunk of ours.
-            chunk = unsafe { at.as_ref().previous };
+            // SAFETY: a chunk of ours; its first `len` records were written.
+            unsafe {
+                let records = ptr::addr_of!((*at.as_ptr()).records).cast::<Record>();
+                chunks.push(core::slice::from_raw_parts(records, (*at.as_ptr()).len));
+                chunk = (*at.as_ptr()).previous;
+            }
         }
+        chunks.reverse();
         chunks
-            .iter()
-            .rev()
-            // SAFETY: chunks of ours; their first `len` records were written.
-            .flat_map(|chunk| unsafe { &chunk.as_ref().records[..chunk.as_ref().len] })
-            .copied()
-            .collect()
     }
 }
 
@@ -139,8 +145,8 @@ pub(crate) fn on() -> bool {
 /// Logs `call` from this thread.
 #[cold]
 pub(crate) fn log(call: Call) {
-    // SAFETY: `pthread_self` has no preconditions and does not allocate.
-    let thread = unsafe { libc::pthread_self() };
+    // SAFETY: `gettid` has no preconditions and does not allocate.
+    let thread = unsafe { libc::gettid() };
     let mut log = LOG.lock();
     if RECORDING.load(Ordering::Relaxed) {
         log.push(Record { call, thread });
@@ -168,41 +174,62 @@ pub(crate) fn stop_in_child() {
 }
 
 /// Writes the trace. Logging stops first, so the allocations made here are not logged.
+/// Nothing here may unwind or die of a broken pipe: it runs inside `exit`.
 extern "C" fn write_at_exit() {
     let was_recording = RECORDING.swap(false, Ordering::Relaxed);
     if !was_recording || CHILD.load(Ordering::Relaxed) {
         return;
     }
+    if std::panic::catch_unwind(write_trace).is_err() {
+        say("heapkit-malloc: writing the trace failed; no trace written");
+    }
+}
+
+fn write_trace() {
     let path = {
         let buffer = PATH.lock();
         buffer.bytes[..buffer.len].to_vec()
     };
     let Ok(path) = String::from_utf8(path) else {
-        eprintln!("heapkit-malloc: HEAPKIT_TRACE is not UTF-8; no trace written");
+        say("heapkit-malloc: HEAPKIT_TRACE is not UTF-8; no trace written");
         return;
     };
     // Programs a traced process starts inherit the variable: `%p` keeps each one's trace.
     let path = path.replace("%p", &std::process::id().to_string());
-    let (records, lost) = {
-        let log = LOG.lock();
-        (log.records(), log.lost)
+    // A thread stopped inside `log` (a signal handler calling `exit`) holds the lock for
+    // good: give up rather than hang the exit.
+    let Some(log) = (0..1_000_000).find_map(|_| LOG.try_lock()) else {
+        say(&format!(
+            "heapkit-malloc: the trace log stayed locked; no trace written to {path}"
+        ));
+        return;
     };
-    if lost {
-        eprintln!("heapkit-malloc: memory for the trace ran out; no trace written to {path}");
+    if log.lost {
+        say(&format!(
+            "heapkit-malloc: memory for the trace ran out; no trace written to {path}"
+        ));
         return;
     }
-    let mut threads: HashMap<libc::pthread_t, u32> = HashMap::new();
-    let calls = records.iter().map(|record| {
+    let mut threads: HashMap<libc::pid_t, u32> = HashMap::new();
+    let calls = log.chunks().into_iter().flatten().map(|record| {
         let next = u32::try_from(threads.len() + 1).unwrap_or(u32::MAX);
         (record.call, *threads.entry(record.thread).or_insert(next))
     });
     let trace = trace_of_calls(calls);
+    drop(log);
     match std::fs::write(&path, trace.to_text()) {
-        Ok(()) => eprintln!(
+        Ok(()) => say(&format!(
             "heapkit-malloc: {} events of {} threads written to {path}",
             trace.events().len(),
             trace.threads().iter().max().unwrap_or(&1)
-        ),
-        Err(error) => eprintln!("heapkit-malloc: cannot write the trace to {path}: {error}"),
+        )),
+        Err(error) => say(&format!(
+            "heapkit-malloc: cannot write the trace to {path}: {error}"
+        )),
     }
+}
+
+/// A line to standard error, ignoring failures (a closed pipe must not end the exit).
+fn say(line: &str) {
+    crate::settings::write_quietly(2, format!("{line}\n").as_bytes());
 }

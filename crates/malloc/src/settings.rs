@@ -226,14 +226,10 @@ impl Line {
 
     fn flush(&mut self) {
         self.bytes[self.len.min(255)] = b'\n';
-        // SAFETY: writes bytes of our own buffer; a failed write to stderr loses the line.
-        unsafe {
-            libc::write(
-                REPORT_FD.load(Ordering::Relaxed) as i32,
-                self.bytes.as_ptr().cast(),
-                self.len.min(255) + 1,
-            )
-        };
+        write_quietly(
+            REPORT_FD.load(Ordering::Relaxed) as i32,
+            &self.bytes[..=self.len.min(255)],
+        );
         self.len = 0;
     }
 }
@@ -246,5 +242,29 @@ impl fmt::Write for Line {
         self.bytes[self.len..self.len + take].copy_from_slice(&text.as_bytes()[..take]);
         self.len += take;
         Ok(())
+    }
+}
+
+/// Writes `bytes` to `fd` at exit without dying of `SIGPIPE` when the reader is gone (a
+/// program piped into `head`): the signal is blocked for the write, and one it raised is
+/// taken off this thread before the mask is restored. A failed write loses the bytes.
+pub(crate) fn write_quietly(fd: i32, bytes: &[u8]) {
+    // SAFETY: signal sets are plain values built by the libc calls; the write reads our
+    // own buffer; a zero timeout makes `sigtimedwait` only take a pending signal.
+    unsafe {
+        let mut pipe: libc::sigset_t = core::mem::zeroed();
+        libc::sigemptyset(&raw mut pipe);
+        libc::sigaddset(&raw mut pipe, libc::SIGPIPE);
+        let mut before: libc::sigset_t = core::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &raw const pipe, &raw mut before);
+        let written = libc::write(fd, bytes.as_ptr().cast(), bytes.len());
+        if written < 0 && *libc::__errno_location() == libc::EPIPE {
+            let no_wait = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            libc::sigtimedwait(&raw const pipe, core::ptr::null_mut(), &raw const no_wait);
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &raw const before, core::ptr::null_mut());
     }
 }

@@ -279,3 +279,20 @@ fn the_workspaces_own_test_binaries_pass_under_the_preload() {
         );
     }
 }
+
+#[test]
+fn reports_at_exit_do_not_change_the_exit_status_when_stderr_is_a_closed_pipe() {
+    // `program 2>&1 | head`: the reader is gone by the time the exit report is written,
+    // and a SIGPIPE then must not kill the program.
+    let trace = scratch().join("closed-pipe-%p.trace");
+    let mut ls = preloaded(Command::new("ls"));
+    ls.env("HEAPKIT_STATS", "1")
+        .env("HEAPKIT_TRACE", &trace)
+        .arg("/")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = ls.spawn().expect("ls starts");
+    drop(child.stderr.take());
+    let status = child.wait().expect("ls ends");
+    assert!(status.success(), "ls ended with {status}");
+}
