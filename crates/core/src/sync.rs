@@ -368,6 +368,19 @@ impl<T> SpinLock<T> {
             .store(false, ordering("core.spin_lock.unlock", Ordering::Release));
     }
 
+    /// Runs `f` on the value of a lock this thread holds through a forgotten guard (a
+    /// `fork` handler's, see [`force_unlock`](Self::force_unlock)), without locking again:
+    /// so the holder can still use what the lock guards before it lets go.
+    ///
+    /// # Safety
+    /// This thread took the lock and forgot its guard, has not released it, and no other
+    /// use of the value through that guard is in progress.
+    pub unsafe fn with_held<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        // SAFETY: per the caller the lock is held on this thread's behalf, so no other
+        // thread reaches the value, and nothing else here uses it now.
+        self.value.with_mut(|value| f(unsafe { &mut *value }))
+    }
+
     /// The value, reached through exclusive ownership of the lock: no locking needed.
     pub fn get_mut(&mut self) -> &mut T {
         // SAFETY: `&mut self` proves no guard and no other reference to the value exists,

@@ -87,6 +87,29 @@ fn with_thread_heap<R>(call: impl FnOnce(&mut LocalHeap<'static>) -> R) -> Optio
     })
 }
 
+/// Before `fork`: the heap's locks, this thread's heap named as their holder (assigned
+/// first if the thread has none yet), so `fork` handlers that run after ours in this
+/// thread can still allocate without waiting for a lock the thread holds itself.
+pub(crate) fn lock_for_fork() {
+    let holder_named = SLOT.with(|slot| {
+        if slot.busy.get() || slot.life.get() == Life::Gone {
+            return false;
+        }
+        if slot.life.get() == Life::Unborn {
+            // SAFETY: not busy, so no call holds the heap; it is this thread's.
+            HEAP.assign(unsafe { &mut *slot.heap.get() });
+            slot.life.set(Life::Live);
+            watch_thread_exit();
+        }
+        // SAFETY: as above; only read, by this thread.
+        HEAP.lock_for_fork(Some(unsafe { &*slot.heap.get() }));
+        true
+    });
+    if !holder_named {
+        HEAP.lock_for_fork(None);
+    }
+}
+
 /// Allocates a block for `layout` (non-zero size).
 #[inline(always)]
 pub(crate) fn allocate(layout: Layout) -> Result<NonNull<u8>, AllocError> {

@@ -12,13 +12,15 @@ use core::ptr::{self, NonNull};
 use std::collections::HashMap;
 
 use heapkit_core::source::{MmapSource, Source};
-use heapkit_core::sync::{AtomicBool, Ordering, SpinLock};
+use heapkit_core::sync::{AtomicBool, AtomicU32, Ordering, SpinLock};
 use heapkit_trace::record::{trace_of_calls, Call};
 
 /// Whether calls are logged now.
 static RECORDING: AtomicBool = AtomicBool::new(false);
 /// This process is a forked child of the traced one: it writes no trace.
 static CHILD: AtomicBool = AtomicBool::new(false);
+/// The thread holding the log's lock for `fork` (0: none).
+static FORKING_THREAD: AtomicU32 = AtomicU32::new(0);
 /// The file named by `HEAPKIT_TRACE`, copied at start: some programs (redis, to set
 /// their process title) overwrite the environment's memory.
 static PATH: SpinLock<PathBuffer> = SpinLock::new(PathBuffer {
@@ -147,6 +149,13 @@ pub(crate) fn on() -> bool {
 pub(crate) fn log(call: Call) {
     // SAFETY: `gettid` has no preconditions and does not allocate.
     let thread = unsafe { libc::gettid() };
+    if FORKING_THREAD.load(Ordering::Relaxed) == thread as u32 {
+        // This thread holds the log's lock for `fork` (another library's fork handler is
+        // allocating): the call goes unlogged rather than waiting on ourselves. A trace
+        // tolerates that: frees of unknown blocks are left out, and an address logged
+        // again while it seems live starts a new block.
+        return;
+    }
     let mut log = LOG.lock();
     if RECORDING.load(Ordering::Relaxed) {
         log.push(Record { call, thread });
@@ -156,10 +165,13 @@ pub(crate) fn log(call: Call) {
 /// Before `fork`: the log's lock, so the child's copy is consistent.
 pub(crate) fn lock_for_fork() {
     core::mem::forget(LOG.lock());
+    // SAFETY: `gettid` has no preconditions.
+    FORKING_THREAD.store(unsafe { libc::gettid() } as u32, Ordering::Relaxed);
 }
 
 /// After `fork`, in the parent: the lock back.
 pub(crate) fn unlock_in_parent() {
+    FORKING_THREAD.store(0, Ordering::Relaxed);
     // SAFETY: `lock_for_fork` took it in this thread just before.
     unsafe { LOG.force_unlock() };
 }
@@ -169,6 +181,7 @@ pub(crate) fn unlock_in_parent() {
 pub(crate) fn stop_in_child() {
     RECORDING.store(false, Ordering::Relaxed);
     CHILD.store(true, Ordering::Relaxed);
+    FORKING_THREAD.store(0, Ordering::Relaxed);
     // SAFETY: `lock_for_fork` took it in the parent's forking thread, which is this one.
     unsafe { LOG.force_unlock() };
 }

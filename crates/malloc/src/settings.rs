@@ -83,7 +83,7 @@ fn switch_is_on(name: &core::ffi::CStr) -> bool {
 
 extern "C" fn before_fork() {
     crate::record::lock_for_fork();
-    HEAP.lock_for_fork();
+    crate::front::lock_for_fork();
 }
 
 extern "C" fn after_fork_in_parent() {

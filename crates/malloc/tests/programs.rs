@@ -296,3 +296,51 @@ fn reports_at_exit_do_not_change_the_exit_status_when_stderr_is_a_closed_pipe() 
     let status = child.wait().expect("ls ends");
     assert!(status.success(), "ls ended with {status}");
 }
+
+#[test]
+fn a_fork_handler_registered_before_ours_may_allocate() {
+    if !available("cc", "a_fork_handler_registered_before_ours_may_allocate") {
+        return;
+    }
+    let dir = scratch();
+    let library = dir.join("libforkhandler.so");
+    run({
+        let mut cc = Command::new("cc");
+        cc.args(["-O1", "-shared", "-fPIC", "-pthread", "-o"])
+            .arg(&library)
+            .arg(here("tests/c/fork_handler_lib.c"));
+        cc
+    });
+    let binary = dir.join("fork_handler");
+    run({
+        let mut cc = Command::new("cc");
+        cc.args(["-O1", "-pthread", "-o"])
+            .arg(&binary)
+            .arg(here("tests/c/fork_handler.c"))
+            .arg("-Wl,--no-as-needed")
+            .arg(&library)
+            .arg(format!("-Wl,-rpath,{}", dir.display()));
+        cc
+    });
+    let mut program = preloaded(Command::new(&binary));
+    program.stdout(std::process::Stdio::piped());
+    let mut child = program.spawn().expect("starts");
+    // A deadlock shows as a hang: give it a generous minute, then fail.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waits") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("fork_handler hung: a deadlock between fork handlers and the heap's locks");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert!(
+        status.success() && stdout.contains("ok fork_handler"),
+        "{status}: {stdout}"
+    );
+}

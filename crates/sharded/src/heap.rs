@@ -71,6 +71,9 @@ pub struct ShardedHeap<S: Source> {
     /// Bytes of huge blocks' segments, and their usable bytes.
     huge_mapped: AtomicUsize,
     huge_in_use: AtomicUsize,
+    /// The id of the heap whose thread holds the locks for `fork` (0: none): its calls
+    /// reach the source without locking again (see [`ShardedHeap::lock_for_fork`]).
+    fork_holder: AtomicUsize,
 }
 
 /// The source and every segment it gave.
@@ -165,6 +168,7 @@ macro_rules! new_sharded_heap {
             fallback: SpinLock::new(LocalHeap::with_id(FALLBACK_ID)),
             huge_mapped: AtomicUsize::new(0),
             huge_in_use: AtomicUsize::new(0),
+            fork_holder: AtomicUsize::new(NO_OWNER),
         }
     };
 }
@@ -253,10 +257,18 @@ impl<S: Source> ShardedHeap<S> {
     /// in a `pthread_atfork` prepare handler, no other thread holds one of them while the
     /// process is copied, so the child can allocate. Hand them back with
     /// [`unlock_after_fork`](Self::unlock_after_fork), in the parent and in the child.
-    pub fn lock_for_fork(&self) {
+    ///
+    /// `holder` is the forking thread's own heap, if it has one: until the locks are
+    /// handed back its calls still reach the source (new segments, huge blocks) without
+    /// waiting for a lock it holds itself, so other `fork` handlers that run after this
+    /// one and allocate through it do not deadlock.
+    pub fn lock_for_fork(&self, holder: Option<&LocalHeap<'_>>) {
         core::mem::forget(self.fallback.lock());
         core::mem::forget(self.abandoned.lock());
         core::mem::forget(self.source.lock());
+        if let Some(heap) = holder {
+            self.fork_holder.store(heap.id, Ordering::Relaxed);
+        }
     }
 
     /// Releases the locks [`lock_for_fork`](Self::lock_for_fork) took.
@@ -265,6 +277,7 @@ impl<S: Source> ShardedHeap<S> {
     /// This thread (or, in a child, the thread that forked) called `lock_for_fork`, and
     /// has not released the locks since.
     pub unsafe fn unlock_after_fork(&self) {
+        self.fork_holder.store(NO_OWNER, Ordering::Relaxed);
         // SAFETY: per the caller, the guards `lock_for_fork` forgot are ours to end.
         unsafe {
             self.source.force_unlock();
@@ -283,11 +296,30 @@ impl<S: Source> ShardedHeap<S> {
         self.source.lock().peak_mapped
     }
 
+    /// Runs `f` on the source and segment list for a call of heap `caller`: under the
+    /// lock, or directly for the heap whose thread holds it for `fork`.
+    fn with_source<R>(&self, caller: usize, f: impl FnOnce(&mut Sourced<S>) -> R) -> R {
+        if caller != NO_OWNER && self.fork_holder.load(Ordering::Relaxed) == caller {
+            // SAFETY: `lock_for_fork` took the lock for heap `caller`, which only its own
+            // thread uses, and that thread is in no other source call (it is in this one).
+            unsafe { self.source.with_held(f) }
+        } else {
+            f(&mut self.source.lock())
+        }
+    }
+
     /// Takes a `len`-byte region aligned to `SEGMENT` from the source, listed in `all`.
-    fn acquire(&self, len: usize) -> Option<(*mut Segment, NonNull<[u8]>)> {
+    fn acquire(&self, len: usize, caller: usize) -> Option<(*mut Segment, NonNull<[u8]>)> {
         let slack = SEGMENT.saturating_sub(S::CHUNK_ALIGN.max(1));
         let ask = len.checked_add(slack)?;
-        let mut sourced = self.source.lock();
+        self.with_source(caller, |sourced| Self::acquire_from(sourced, len, ask))
+    }
+
+    fn acquire_from(
+        sourced: &mut Sourced<S>,
+        len: usize,
+        ask: usize,
+    ) -> Option<(*mut Segment, NonNull<[u8]>)> {
         let chunk = sourced.source.acquire(ask)?;
         let base = chunk.cast::<u8>().as_ptr();
         let offset = base.addr().wrapping_neg() & (SEGMENT - 1);
@@ -310,40 +342,42 @@ impl<S: Source> ShardedHeap<S> {
     ///
     /// # Safety
     /// `segment`'s header is written and it is on no list.
-    unsafe fn enlist(&self, segment: *mut Segment) {
-        let mut sourced = self.source.lock();
-        // SAFETY: under the lock the `all` links are ours.
-        unsafe {
-            (*segment).all_prev = ptr::null_mut();
-            (*segment).all_next = sourced.all;
-            if !sourced.all.is_null() {
-                (*sourced.all).all_prev = segment;
+    unsafe fn enlist(&self, segment: *mut Segment, caller: usize) {
+        self.with_source(caller, |sourced| {
+            // SAFETY: under the lock the `all` links are ours.
+            unsafe {
+                (*segment).all_prev = ptr::null_mut();
+                (*segment).all_next = sourced.all;
+                if !sourced.all.is_null() {
+                    (*sourced.all).all_prev = segment;
+                }
             }
-        }
-        sourced.all = segment;
+            sourced.all = segment;
+        });
     }
 
     /// Hands a segment back to the source.
     ///
     /// # Safety
     /// Nothing in the segment is in use or reachable any more.
-    unsafe fn release(&self, segment: *mut Segment) {
-        let mut sourced = self.source.lock();
-        // SAFETY: per the caller; the `all` links are ours under the lock.
-        unsafe {
-            let (next, prev) = ((*segment).all_next, (*segment).all_prev);
-            if !next.is_null() {
-                (*next).all_prev = prev;
+    unsafe fn release(&self, segment: *mut Segment, caller: usize) {
+        self.with_source(caller, |sourced| {
+            // SAFETY: per the caller; the `all` links are ours under the lock.
+            unsafe {
+                let (next, prev) = ((*segment).all_next, (*segment).all_prev);
+                if !next.is_null() {
+                    (*next).all_prev = prev;
+                }
+                if prev.is_null() {
+                    sourced.all = next;
+                } else {
+                    (*prev).all_next = next;
+                }
+                let chunk = (*segment).chunk;
+                sourced.mapped -= chunk.len();
+                sourced.source.release(chunk);
             }
-            if prev.is_null() {
-                sourced.all = next;
-            } else {
-                (*prev).all_next = next;
-            }
-            let chunk = (*segment).chunk;
-            sourced.mapped -= chunk.len();
-            sourced.source.release(chunk);
-        }
+        });
     }
 
     /// Whether `ptr` lies in one of this heap's segments. O(segments).
@@ -362,7 +396,7 @@ impl<S: Source> ShardedHeap<S> {
     }
 
     /// A block of its own for a request no class serves.
-    fn allocate_huge(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+    fn allocate_huge(&self, layout: Layout, caller: usize) -> Result<NonNull<[u8]>, AllocError> {
         if layout.align() > SEGMENT / 2 {
             return Err(AllocError);
         }
@@ -375,11 +409,11 @@ impl<S: Source> ShardedHeap<S> {
         if len > isize::MAX as usize {
             return Err(AllocError);
         }
-        let (segment, chunk) = self.acquire(len).ok_or(AllocError)?;
+        let (segment, chunk) = self.acquire(len, caller).ok_or(AllocError)?;
         // SAFETY: `acquire` gave `len` bytes at `segment`, unused.
         unsafe {
             Segment::init_huge(segment, chunk, offset, usable);
-            self.enlist(segment);
+            self.enlist(segment, caller);
         }
         self.huge_mapped.fetch_add(chunk.len(), Ordering::Relaxed);
         self.huge_in_use.fetch_add(usable, Ordering::Relaxed);
@@ -390,13 +424,13 @@ impl<S: Source> ShardedHeap<S> {
 
     /// # Safety
     /// `segment` is a huge segment whose block is being freed.
-    unsafe fn deallocate_huge(&self, segment: *mut Segment) {
+    unsafe fn deallocate_huge(&self, segment: *mut Segment, caller: usize) {
         // SAFETY: per the caller.
         let (usable, mapped) = unsafe { ((*segment).usable, (*segment).chunk.len()) };
         self.huge_in_use.fetch_sub(usable, Ordering::Relaxed);
         self.huge_mapped.fetch_sub(mapped, Ordering::Relaxed);
         // SAFETY: per the caller, its one block is no longer in use.
-        unsafe { self.release(segment) };
+        unsafe { self.release(segment, caller) };
     }
 
     /// Takes a segment an exited heap left, if any (without waiting for the lock).
@@ -545,7 +579,7 @@ impl LocalHeap<'_> {
         layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         let Some(class) = class_for(layout.size(), layout.align()) else {
-            return shared.allocate_huge(layout);
+            return shared.allocate_huge(layout, self.id);
         };
         let page = self.queues[class];
         if !page.is_null() {
@@ -651,11 +685,11 @@ impl LocalHeap<'_> {
                 segment = (*segment).next;
             }
         }
-        let (segment, chunk) = shared.acquire(SEGMENT)?;
+        let (segment, chunk) = shared.acquire(SEGMENT, self.id)?;
         // SAFETY: `acquire` gave `SEGMENT` unused bytes at `segment`.
         unsafe {
             Segment::init_small(segment, chunk, self.id);
-            shared.enlist(segment);
+            shared.enlist(segment, self.id);
             self.own(segment);
             Segment::new_page(segment, class)
         }
@@ -821,7 +855,7 @@ impl LocalHeap<'_> {
                     self.after_local_free(shared, page);
                 }
             } else {
-                Self::deallocate_elsewhere(shared, segment, ptr);
+                Self::deallocate_elsewhere(shared, segment, ptr, self.id);
             }
         }
     }
@@ -862,11 +896,12 @@ impl LocalHeap<'_> {
         shared: &ShardedHeap<S>,
         segment: *mut Segment,
         ptr: NonNull<u8>,
+        caller: usize,
     ) {
         // SAFETY: per the caller.
         unsafe {
             if (*segment).kind == Kind::Huge {
-                shared.deallocate_huge(segment);
+                shared.deallocate_huge(segment, caller);
             } else {
                 Page::push_remote(Segment::page_of(segment, ptr.as_ptr()), ptr);
             }
@@ -913,7 +948,7 @@ impl LocalHeap<'_> {
                 // it is not visited twice).
                 if (*segment).pages_in_use == 0 {
                     self.disown(segment);
-                    shared.release(segment);
+                    shared.release(segment, self.id);
                 } else if (*segment).free_slots != 0 {
                     self.disown(segment);
                     self.own(segment);
@@ -966,7 +1001,7 @@ impl LocalHeap<'_> {
             let empty = Segment::free_page(segment, page);
             self.disown(segment);
             if empty && self.segment_count > 0 {
-                shared.release(segment);
+                shared.release(segment, self.id);
             } else {
                 // To the front: `new_page` looks at the first few segments, so one with
                 // free slots must be among them, or older segments' slots are never used
@@ -1073,7 +1108,7 @@ impl LocalHeap<'_> {
                     }
                 }
                 if (*segment).pages_in_use == 0 {
-                    shared.release(segment);
+                    shared.release(segment, self.id);
                 } else {
                     (*segment).owner.store(NO_OWNER, Ordering::Relaxed);
                     // Release (the lock): the adopter sees the pages as left here.
