@@ -12,7 +12,7 @@ use core::ffi::c_void;
 use core::ptr::{self, NonNull};
 
 use heapkit_core::source::MmapSource;
-use heapkit_core::sync::{AtomicU32, Ordering};
+use heapkit_core::sync::SpinLock;
 use heapkit_core::{AllocError, SharedBackend};
 use heapkit_sharded::geometry::SEGMENT;
 use heapkit_sharded::{LocalHeap, ShardedHeap};
@@ -160,76 +160,44 @@ pub(crate) unsafe fn grow_in_place(ptr: NonNull<u8>, usable: usize, size: usize)
     unsafe { SharedBackend::grow_in_place(&HEAP, ptr, old, new) }.is_ok()
 }
 
-/// The `pthread` key whose destructor hands an exiting thread's heap back, once created.
-static EXIT_KEY: KeyCell = KeyCell::new();
+/// The `pthread` key whose destructor hands an exiting thread's heap back, made by the
+/// first thread that needs it (under the lock: once per thread, and
+/// `pthread_key_create` neither allocates nor blocks).
+static EXIT_KEY: SpinLock<ExitKey> = SpinLock::new(ExitKey::Unmade);
 
-/// A `pthread_key_t` made once, by whichever thread gets there first.
-struct KeyCell {
-    state: AtomicU32,
-    key: UnsafeCell<libc::pthread_key_t>,
+#[derive(Clone, Copy)]
+enum ExitKey {
+    Unmade,
+    Made(libc::pthread_key_t),
+    /// `pthread_key_create` failed: threads' heaps go unwatched (they are only never
+    /// handed back; nothing breaks).
+    Failed,
 }
 
-const KEY_NONE: u32 = 0;
-const KEY_MAKING: u32 = 1;
-const KEY_READY: u32 = 2;
-const KEY_FAILED: u32 = 3;
-
-// SAFETY: `key` is written once, by the thread that moved `state` to `KEY_MAKING`, before
-// it publishes `KEY_READY` (Release); readers read it only after seeing `KEY_READY`
-// (Acquire).
-unsafe impl Sync for KeyCell {}
-
-impl KeyCell {
-    const fn new() -> Self {
-        Self {
-            state: AtomicU32::new(KEY_NONE),
-            key: UnsafeCell::new(0),
-        }
-    }
-
-    /// The key, making it on the first call; `None` when `pthread_key_create` failed
-    /// (threads' heaps then go unwatched: they are only never handed back, nothing
-    /// breaks).
-    fn get(&self) -> Option<libc::pthread_key_t> {
-        loop {
-            match self.state.load(Ordering::Acquire) {
-                KEY_READY => {
-                    // SAFETY: written before `KEY_READY` was published, never again.
-                    return Some(unsafe { *self.key.get() });
-                }
-                KEY_NONE => break,
-                // Another thread is in `pthread_key_create`, which neither allocates nor
-                // blocks: wait for it, so this thread's heap is watched too.
-                KEY_MAKING => core::hint::spin_loop(),
-                _ => return None,
-            }
-        }
-        if self
-            .state
-            .compare_exchange(KEY_NONE, KEY_MAKING, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
-        {
-            return self.get();
-        }
+/// The exit key, made on the first call.
+fn exit_key() -> Option<libc::pthread_key_t> {
+    let mut state = EXIT_KEY.lock();
+    if let ExitKey::Unmade = *state {
         let mut key = 0;
         // SAFETY: `key` is a valid out pointer; the destructor is a plain C function.
         // glibc takes keys from a fixed table: no allocation.
         let made = unsafe { libc::pthread_key_create(&raw mut key, Some(thread_exit)) } == 0;
-        if !made {
-            self.state.store(KEY_FAILED, Ordering::Relaxed);
-            return None;
-        }
-        // SAFETY: we moved the state to `KEY_MAKING`: no one else writes or reads `key`.
-        unsafe { *self.key.get() = key };
-        self.state.store(KEY_READY, Ordering::Release);
-        Some(key)
+        *state = if made {
+            ExitKey::Made(key)
+        } else {
+            ExitKey::Failed
+        };
+    }
+    match *state {
+        ExitKey::Made(key) => Some(key),
+        _ => None,
     }
 }
 
 /// Makes the exit key call [`thread_exit`] when this thread ends.
 #[cold]
 fn watch_thread_exit() {
-    if let Some(key) = EXIT_KEY.get() {
+    if let Some(key) = exit_key() {
         // SAFETY: a valid key; the value only has to be non-null for the destructor to
         // run. The first 32 keys' values live in the thread descriptor (no allocation);
         // past those glibc allocates, which re-enters us and takes the locked heap.

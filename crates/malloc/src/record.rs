@@ -133,7 +133,8 @@ pub(crate) fn start(path: &core::ffi::CStr) {
         buffer.bytes[..name.len()].copy_from_slice(name);
         buffer.len = name.len();
     }
-    RECORDING.store(true, Ordering::Release);
+    // Relaxed: what a logger reads besides the flag is behind `LOG`'s and `PATH`'s locks.
+    RECORDING.store(true, Ordering::Relaxed);
     // SAFETY: a plain C function, called once at exit.
     unsafe { libc::atexit(write_at_exit) };
 }

@@ -26,7 +26,9 @@ static REPORT_FD: AtomicU32 = AtomicU32::new(2);
 /// waiting: nothing here is needed for allocating.
 #[inline(always)]
 pub(crate) fn ensure() {
-    if STATE.load(Ordering::Acquire) != READ {
+    // Relaxed throughout: what set-up publishes is itself atomic (the switches) or behind
+    // locks (the trace's path and log).
+    if STATE.load(Ordering::Relaxed) != READ {
         set_up();
     }
 }
@@ -34,7 +36,7 @@ pub(crate) fn ensure() {
 #[cold]
 fn set_up() {
     if STATE
-        .compare_exchange(UNREAD, READING, Ordering::Acquire, Ordering::Acquire)
+        .compare_exchange(UNREAD, READING, Ordering::Relaxed, Ordering::Relaxed)
         .is_err()
     {
         return;
@@ -68,7 +70,7 @@ fn set_up() {
         // SAFETY: a plain C function, called once at exit.
         unsafe { libc::atexit(report) };
     }
-    STATE.store(READ, Ordering::Release);
+    STATE.store(READ, Ordering::Relaxed);
 }
 
 /// Whether `name` is set to something other than empty or `0`.
