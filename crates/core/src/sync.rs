@@ -364,6 +364,12 @@ impl<T> SpinLock<T> {
     /// The lock is held through a forgotten guard, and the value is not used through that
     /// guard any more.
     pub unsafe fn force_unlock(&self) {
+        self.unlock();
+    }
+
+    /// Lets the next thread in; every release of the lock goes through here.
+    #[inline]
+    fn unlock(&self) {
         self.locked
             .store(false, ordering("core.spin_lock.unlock", Ordering::Release));
     }
@@ -447,9 +453,7 @@ impl<T> Drop for SpinGuard<'_, T> {
     fn drop(&mut self) {
         // SAFETY: `value` is dropped exactly once, here, and never used afterwards.
         unsafe { ManuallyDrop::drop(&mut self.value) };
-        self.lock
-            .locked
-            .store(false, ordering("core.spin_lock.unlock", Ordering::Release));
+        self.lock.unlock();
     }
 }
 
