@@ -53,6 +53,20 @@ std::thread_local! {
     };
 }
 
+impl Slot {
+    /// Assigns the thread's heap and watches for the thread's exit.
+    ///
+    /// # Safety
+    /// The slot is this thread's, unborn, and nothing else uses its heap now.
+    #[cold]
+    unsafe fn give_birth(&self) {
+        // SAFETY: per the caller.
+        HEAP.assign(unsafe { &mut *self.heap.get() });
+        self.life.set(Life::Live);
+        watch_thread_exit();
+    }
+}
+
 /// Clears `busy` when dropped.
 struct Busy<'a>(&'a Cell<bool>);
 
@@ -74,12 +88,8 @@ fn with_thread_heap<R>(call: impl FnOnce(&mut LocalHeap<'static>) -> R) -> Optio
         let _busy = Busy(&slot.busy);
         match slot.life.get() {
             Life::Live => {}
-            Life::Unborn => {
-                // SAFETY: `busy` makes this the only use of the cell on this thread.
-                HEAP.assign(unsafe { &mut *slot.heap.get() });
-                slot.life.set(Life::Live);
-                watch_thread_exit();
-            }
+            // SAFETY: `busy` makes this the only use of the cell on this thread.
+            Life::Unborn => unsafe { slot.give_birth() },
             Life::Gone => return None,
         }
         // SAFETY: as above; the heap is this thread's and assigned to `HEAP`.
@@ -97,9 +107,7 @@ pub(crate) fn lock_for_fork() {
         }
         if slot.life.get() == Life::Unborn {
             // SAFETY: not busy, so no call holds the heap; it is this thread's.
-            HEAP.assign(unsafe { &mut *slot.heap.get() });
-            slot.life.set(Life::Live);
-            watch_thread_exit();
+            unsafe { slot.give_birth() };
         }
         // SAFETY: as above; only read, by this thread.
         HEAP.lock_for_fork(Some(unsafe { &*slot.heap.get() }));
@@ -144,20 +152,29 @@ pub(crate) unsafe fn usable_size(ptr: NonNull<u8>) -> usize {
     unsafe { HEAP.usable_size(ptr) }
 }
 
-/// Grows a block of `usable` bytes to hold `size` where it is, if it can.
+/// Resizes a block of `usable` bytes to hold `size` where it is, by the heap's own rule
+/// (within its class while it would not waste three quarters, or a huge block into the
+/// rest of its mapping): its usable bytes now, or `None` when it has to move.
 ///
 /// # Safety
 /// `ptr` is a block of [`HEAP`] in use with `usable` usable bytes.
-pub(crate) unsafe fn grow_in_place(ptr: NonNull<u8>, usable: usize, size: usize) -> bool {
+pub(crate) unsafe fn resize_in_place(
+    ptr: NonNull<u8>,
+    usable: usize,
+    size: usize,
+) -> Option<usize> {
     // The alignment every block has; a larger one is kept by any in-place resize anyway.
-    let (Ok(old), Ok(new)) = (
-        Layout::from_size_align(usable, 8),
-        Layout::from_size_align(size, 8),
-    ) else {
-        return false;
-    };
+    let old = Layout::from_size_align(usable, 8).ok()?;
+    let new = Layout::from_size_align(size, 8).ok()?;
     // SAFETY: per the caller, a live block that `old` fits.
-    unsafe { SharedBackend::grow_in_place(&HEAP, ptr, old, new) }.is_ok()
+    let resized = unsafe {
+        if size > usable {
+            SharedBackend::grow_in_place(&HEAP, ptr, old, new)
+        } else {
+            SharedBackend::shrink_in_place(&HEAP, ptr, old, new)
+        }
+    };
+    resized.ok().map(NonNull::len)
 }
 
 /// The `pthread` key whose destructor hands an exiting thread's heap back, made by the

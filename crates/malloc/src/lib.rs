@@ -213,19 +213,10 @@ unsafe fn resize(ptr: *mut c_void, size: usize) -> *mut c_void {
     }
     // SAFETY: per the caller.
     let usable = unsafe { front::usable_size(old) };
-    // Stays where it is when it fits and does not leave three quarters unused (the rule
-    // `resize_in_place` follows for Rust callers).
-    if size <= usable && size >= usable / 4 {
-        log_resize(ptr, ptr, size);
-        return ptr;
-    }
-    // A huge block grows into the rest of its mapping when there is room.
-    // SAFETY: per the caller; the block was allocated with `malloc_layout`'s alignment or
-    // more, and its usable bytes are a size it may be taken for.
-    if size > usable && unsafe { front::grow_in_place(old, usable, size) } {
-        if stats_on() {
-            // SAFETY: still live, now larger.
-            count_growth(unsafe { front::usable_size(old) } - usable);
+    // SAFETY: per the caller; its usable bytes are a size the block may be taken for.
+    if let Some(now) = unsafe { front::resize_in_place(old, usable, size) } {
+        if stats_on() && now > usable {
+            count_growth(now - usable);
         }
         log_resize(ptr, ptr, size);
         return ptr;
