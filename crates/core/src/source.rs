@@ -31,6 +31,13 @@ pub unsafe trait Source {
     unsafe fn release(&mut self, chunk: NonNull<[u8]>);
 }
 
+/// The length of a chunk asked for `min_len` bytes from a source handing out at least
+/// `min_chunk`, in whole pages of `page` bytes; `None` when it overflows.
+#[cfg(any(feature = "std", all(feature = "mmap", unix, not(miri))))]
+fn chunk_len(min_len: usize, min_chunk: usize, page: usize) -> Option<usize> {
+    min_len.max(min_chunk).max(1).checked_next_multiple_of(page)
+}
+
 /// A source that cannot supply anything: a growing allocator over it never grows.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoSource;
@@ -57,7 +64,7 @@ mod system {
     use core::ptr::NonNull;
     use std::alloc::System;
 
-    use super::Source;
+    use super::{chunk_len, Source};
 
     /// Chunks of whole pages from the operating system, through [`std::alloc::System`]
     /// (on Linux glibc serves requests of 128 KiB and more with `mmap`, so chunks of that
@@ -94,10 +101,7 @@ mod system {
         const CHUNK_ALIGN: usize = Self::PAGE;
 
         fn acquire(&mut self, min_len: usize) -> Option<NonNull<[u8]>> {
-            let len = min_len
-                .max(self.min_chunk)
-                .max(1)
-                .checked_next_multiple_of(Self::PAGE)?;
+            let len = chunk_len(min_len, self.min_chunk, Self::PAGE)?;
             let layout = Layout::from_size_align(len, Self::PAGE).ok()?;
             // SAFETY: `layout` has a non-zero size.
             let start = NonNull::new(unsafe { System.alloc(layout) })?;
@@ -145,7 +149,7 @@ mod mmap {
 
     use rustix::mm::{mmap_anonymous, munmap, MapFlags, ProtFlags};
 
-    use super::Source;
+    use super::{chunk_len, Source};
 
     /// Chunks of fresh anonymous mappings straight from the kernel (`mmap`), unmapped on
     /// release: no C library allocator in between, so it can feed the process's own
@@ -185,10 +189,7 @@ mod mmap {
         const CHUNK_ALIGN: usize = Self::PAGE;
 
         fn acquire(&mut self, min_len: usize) -> Option<NonNull<[u8]>> {
-            let len = min_len
-                .max(self.min_chunk)
-                .max(1)
-                .checked_next_multiple_of(Self::PAGE)?;
+            let len = chunk_len(min_len, self.min_chunk, Self::PAGE)?;
             // A mapping larger than half the address space cannot exist; refusing it here
             // keeps `len` a valid slice length.
             if len > isize::MAX as usize {

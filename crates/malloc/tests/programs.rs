@@ -12,31 +12,32 @@ use std::sync::OnceLock;
 fn library() -> &'static Path {
     static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
     LIBRARY.get_or_init(|| {
-        let output = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "heapkit-malloc",
-                "--message-format=json",
-            ])
-            .output()
-            .expect("cargo runs");
-        assert!(
-            output.status.success(),
-            "building heapkit-malloc failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout)
-            .expect("cargo prints UTF-8")
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        cargo_messages(&["build", "--release", "-p", "heapkit-malloc"])
+            .iter()
             .filter(|message| message["reason"] == "compiler-artifact")
             .flat_map(|message| message["filenames"].as_array().cloned().unwrap_or_default())
             .filter_map(|name| name.as_str().map(PathBuf::from))
             .find(|path| path.extension().is_some_and(|ext| ext == "so"))
             .expect("cargo names the cdylib it built")
     })
+}
+
+/// Runs cargo with `args` and `--message-format=json`: its messages, one per line.
+fn cargo_messages(args: &[&str]) -> Vec<serde_json::Value> {
+    let output = Command::new(env!("CARGO"))
+        .args(args)
+        .arg("--message-format=json")
+        .output()
+        .expect("cargo runs");
+    assert!(
+        output.status.success(),
+        "cargo {args:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
 }
 
 /// Whether `program` can be run; prints why the test is skipped when it cannot.
@@ -250,23 +251,19 @@ fn heapkit_trace_records_every_thread_and_the_lab_can_read_it() {
 fn the_workspaces_own_test_binaries_pass_under_the_preload() {
     // Rust programs on the system allocator: std's `System` calls `malloc`, so with the
     // library preloaded every Box, Vec and String of these tests is ours.
-    let output = Command::new(env!("CARGO"))
-        .args(["test", "--no-run", "--message-format=json"])
-        .args(["-p", "heapkit-trace", "-p", "heapkit-pool"])
-        .output()
-        .expect("cargo runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let binaries: Vec<PathBuf> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        // Test harnesses only, not the examples `--no-run` builds too.
-        .filter(|message| message["profile"]["test"] == true)
-        .filter_map(|message| message["executable"].as_str().map(PathBuf::from))
-        .collect();
+    let binaries: Vec<PathBuf> = cargo_messages(&[
+        "test",
+        "--no-run",
+        "-p",
+        "heapkit-trace",
+        "-p",
+        "heapkit-pool",
+    ])
+    .iter()
+    // Test harnesses only, not the examples `--no-run` builds too.
+    .filter(|message| message["profile"]["test"] == true)
+    .filter_map(|message| message["executable"].as_str().map(PathBuf::from))
+    .collect();
     assert!(binaries.len() >= 3, "test binaries: {binaries:?}");
     for binary in binaries {
         let mut test = preloaded(Command::new(&binary));

@@ -13,19 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-__attribute__((noreturn, format(printf, 3, 4)))
-static void fail(const char *file, int line, const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "FAIL %s:%d: ", file, line);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
-}
-#define CHECK(cond, ...) \
-    do { if (!(cond)) fail(__FILE__, __LINE__, __VA_ARGS__); } while (0)
+#include "check.h"
 #define ALIGNED(p, a) (((uintptr_t)(p) & ((uintptr_t)(a) - 1)) == 0)
 
 /* C23; glibc 2.36 lacks them.  Weak so the program links either way and can

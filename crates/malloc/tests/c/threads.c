@@ -19,19 +19,7 @@
 #define RING 256          /* slots per inbox: bounds the memory in flight */
 #define BATCH 32          /* items moved per lock acquisition */
 
-__attribute__((noreturn, format(printf, 3, 4)))
-static void fail(const char *file, int line, const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "FAIL %s:%d: ", file, line);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
-}
-#define CHECK(cond, ...) \
-    do { if (!(cond)) fail(__FILE__, __LINE__, __VA_ARGS__); } while (0)
+#include "check.h"
 
 struct item {
     unsigned char *p;
