@@ -170,7 +170,13 @@ impl<A: Arena> Contender for InRegion<A> {
         len: usize,
         seed: u64,
     ) -> Option<f64> {
-        if layouts.is_empty() {
+        // The measure frees blocks at random: it says nothing of an allocator that serves
+        // only a stack discipline (a bump region).
+        let random_frees = Summary {
+            newest_first: false,
+            ..*summary
+        };
+        if layouts.is_empty() || !(self.fits)(&random_frees) {
             return None;
         }
         self.with_fresh(summary, scratch, len, |arena| {
@@ -299,6 +305,14 @@ pub fn all() -> Vec<Box<dyn Contender>> {
                     .fixed_layout
                     .is_some_and(|layout| layout.size() >= Pool::MIN_BLOCK_SIZE)
             },
+        }),
+        Box::new(InRegion {
+            key: "region",
+            name: "heapkit Bump",
+            build: |region, _| Some(Heapkit(heapkit_region::Bump::new(region))),
+            // Frees other than the newest block's are no-ops: only a stack discipline
+            // runs in bounded memory.
+            fits: |summary| summary.newest_first,
         }),
         Box::new(InRegion {
             key: "rlsf",

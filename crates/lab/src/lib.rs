@@ -205,6 +205,21 @@ pub fn builtin(scale: Scale, seed: u64) -> Vec<Workload> {
             ),
         ),
         workload(
+            "phases",
+            format!(
+                "phases: 40 batches of {} power-law blocks, each batch freed newest first",
+                n(1_000)
+            ),
+            synthetic(
+                Lifetimes::Phases {
+                    batch: n(1_000),
+                    rounds: 40,
+                },
+                SizeMix::PowerLaw,
+                seed,
+            ),
+        ),
+        workload(
             "plateau",
             format!("plateau: {} live power-law blocks, {} random replacements", n(4_000), n(20_000)),
             synthetic(plateau(4_000, 20_000), SizeMix::PowerLaw, seed),

@@ -91,6 +91,9 @@ pub struct Summary {
     pub fixed_layout: Option<Layout>,
     /// Most requested bytes live at once.
     pub peak_live: usize,
+    /// Whether every free and realloc is of the newest live block: a stack discipline,
+    /// which a bump region serves in bounded memory (its other frees are no-ops).
+    pub newest_first: bool,
 }
 
 /// Builds a [`Trace`] from events named by the caller's ids, checking each as it comes.
@@ -341,7 +344,9 @@ impl Trace {
             max_align: 1,
             fixed_layout: None,
             peak_live: 0,
+            newest_first: true,
         };
+        let mut stack: Vec<u32> = Vec::new();
         let mut layouts = None;
         let mut single_layout = true;
         for event in &self.events {
@@ -354,14 +359,19 @@ impl Trace {
                     single_layout &= *layouts.get_or_insert(layout) == layout;
                     sizes[slot as usize] = size;
                     live += size;
+                    stack.push(slot);
                 }
                 Event::Realloc { slot, size } => {
+                    summary.newest_first &= stack.last() == Some(&slot);
                     single_layout = false;
                     summary.max_size = summary.max_size.max(size);
                     live = live - sizes[slot as usize] + size;
                     sizes[slot as usize] = size;
                 }
-                Event::Free { slot } => live -= sizes[slot as usize],
+                Event::Free { slot } => {
+                    live -= sizes[slot as usize];
+                    summary.newest_first &= stack.pop() == Some(slot);
+                }
             }
             summary.peak_live = summary.peak_live.max(live);
         }

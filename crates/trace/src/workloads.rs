@@ -242,6 +242,10 @@ pub enum Lifetimes {
     /// Grow to `live` blocks, then `steps` times free a random block and allocate a new
     /// one: a steady state.
     Plateau { live: usize, steps: usize },
+    /// `rounds` times allocate `batch` blocks, then free them all, newest first: a
+    /// program working in phases (a request, a frame, a compiler pass), the home ground
+    /// of a bump region.
+    Phases { batch: usize, rounds: usize },
 }
 
 /// A synthetic workload: a lifetime pattern over a size mix, deterministic per seed.
@@ -297,6 +301,16 @@ pub fn synthetic(lifetimes: Lifetimes, sizes: SizeMix, seed: u64) -> Trace {
                 }
                 while !short_lived.is_empty() {
                     free_random(&mut trace, &mut short_lived, &mut rng);
+                }
+            }
+        }
+        Lifetimes::Phases { batch, rounds } => {
+            for _ in 0..rounds {
+                for _ in 0..batch {
+                    live.push(alloc(&mut trace, &mut rng));
+                }
+                while let Some(id) = live.pop() {
+                    trace.free(id).expect("live id");
                 }
             }
         }
@@ -442,6 +456,10 @@ mod tests {
                 live: 100,
                 steps: 1000,
             },
+            Lifetimes::Phases {
+                batch: 50,
+                rounds: 4,
+            },
         ];
         let mixes = [
             SizeMix::UniformSmall,
@@ -469,6 +487,15 @@ mod tests {
         }
         let ramp = synthetic(Lifetimes::Ramp { blocks: 500 }, SizeMix::Fixed(48), 1).summary();
         assert_eq!((ramp.allocs, ramp.peak_live), (500, 500 * 48));
+        // Ramp frees in random order; phases free each batch newest first.
+        assert!(!ramp.newest_first);
+        let phases = Lifetimes::Phases {
+            batch: 50,
+            rounds: 4,
+        };
+        let phases = synthetic(phases, SizeMix::Fixed(16), 1).summary();
+        assert_eq!((phases.allocs, phases.peak_live), (200, 50 * 16));
+        assert!(phases.newest_first);
         assert_eq!(
             ramp.fixed_layout,
             Some(Layout::from_size_align(48, 8).unwrap())
