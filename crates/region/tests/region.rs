@@ -429,3 +429,76 @@ fn collections_run_in_a_region() {
     direct.insert("key", 1);
     assert_eq!(direct["key"], 1);
 }
+
+/// One step of the nested-scope test.
+#[derive(Clone, Copy, Debug)]
+enum ScopeStep {
+    Alloc { size: usize, align_log: u32 },
+    Enter,
+    Leave,
+}
+
+/// Runs `steps` in `region` until a `Leave` (or the end), entering a nested scope on each
+/// `Enter`; every value allocated at this level must still hold its bytes at the end.
+fn run_scoped(region: &mut Bump<'_, ChunkSource<64>>, steps: &mut std::slice::Iter<'_, ScopeStep>) {
+    let mut mine: std::vec::Vec<(NonNull<u8>, usize, u8)> = std::vec::Vec::new();
+    while let Some(step) = steps.next() {
+        match *step {
+            ScopeStep::Alloc { size, align_log } => {
+                let layout = Layout::from_size_align(size, 1 << align_log).unwrap();
+                if let Ok(block) = region.alloc_layout(layout) {
+                    let fill = (mine.len() % 200) as u8 + 1;
+                    // SAFETY: a fresh block of `size` bytes.
+                    unsafe { block.as_ptr().write_bytes(fill, size) };
+                    mine.push((block, size, fill));
+                }
+            }
+            ScopeStep::Enter => {
+                let before = region.stats().in_use;
+                region.scope(|inner| run_scoped(inner, steps));
+                assert_eq!(region.stats().in_use, before, "a scope kept memory");
+                region.check().unwrap();
+            }
+            ScopeStep::Leave => break,
+        }
+    }
+    for (block, size, fill) in mine {
+        // SAFETY: allocated at this level, which has not been released yet.
+        let bytes = unsafe { core::slice::from_raw_parts(block.as_ptr(), size) };
+        assert!(
+            bytes.iter().all(|b| *b == fill),
+            "a value outlived by a scope changed"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: if cfg!(miri) { 4 } else { 256 },
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn nested_scopes_give_back_exactly_what_they_took(
+        steps in proptest::collection::vec(
+            prop_oneof![
+                4 => (1usize..2000, 0u32..7)
+                    .prop_map(|(size, align_log)| ScopeStep::Alloc { size, align_log }),
+                1 => Just(ScopeStep::Enter),
+                1 => Just(ScopeStep::Leave),
+            ],
+            1..if cfg!(miri) { 30 } else { 150 },
+        )
+    ) {
+        let mut regions = Regions::new();
+        let first = buffer(&mut regions, 512, 8);
+        let source = ChunkSource::<64>::new(&mut regions, 4096, 64);
+        let mut region = Bump::with_buffer_and_source(first, source);
+        let mut iter = steps.iter();
+        while iter.len() > 0 {
+            run_scoped(&mut region, &mut iter);
+        }
+        drop(region);
+    }
+}
