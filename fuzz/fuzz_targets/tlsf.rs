@@ -21,7 +21,7 @@ struct Input {
 fuzz_target!(|input: Input| {
     let count = 1 + usize::from(input.region_count % 3);
     let result = Harness::new(Profile::new(8192, 4096), |regions| {
-        let mut heap = Tlsf::<10, 8>::new();
+        let mut heap = Tlsf::<10, 8>::with_classes();
         for &(offset, kib) in &input.regions[..count] {
             let offset = usize::from(offset);
             let len = 1024 * (1 + usize::from(kib % 160));

@@ -53,6 +53,116 @@ unsafe impl Source for NoSource {
     unsafe fn release(&mut self, _chunk: NonNull<[u8]>) {}
 }
 
+/// One static buffer, handed out whole on the first [`acquire`](Source::acquire) that
+/// fits in it, and never again: the memory of a `#[global_allocator]` over a fixed array,
+/// claimed on first need, so a `std` program whose runtime allocates before `main` works.
+///
+/// Make one with [`static_source!`](crate::static_source), which declares the buffer and
+/// needs no `unsafe`:
+///
+/// ```
+/// use heapkit_core::source::{Source, StaticSource};
+///
+/// let mut source: StaticSource = heapkit_core::static_source!(64 * 1024);
+/// let chunk = source.acquire(100).unwrap();
+/// assert_eq!(chunk.len(), 64 * 1024);
+/// // Claimed once, for good: a second source over the same buffer gets nothing.
+/// assert!(source.acquire(100).is_none());
+/// ```
+#[derive(Debug)]
+pub struct StaticSource {
+    start: NonNull<u8>,
+    len: usize,
+    claimed: &'static crate::sync::AtomicBool,
+}
+
+// SAFETY: the buffer is `'static` and claimed through an atomic flag, so the source may be
+// built in one thread and used from another (as a `#[global_allocator]`'s is).
+unsafe impl Send for StaticSource {}
+
+impl StaticSource {
+    /// Alignment of the buffer [`static_source!`](crate::static_source) declares.
+    pub const ALIGN: usize = 4096;
+
+    /// A source over `len` bytes at `start`, claimed through `claimed`.
+    ///
+    /// # Safety
+    ///
+    /// `start..start + len` must be valid for reads and writes for the rest of the
+    /// program, aligned to [`ALIGN`](Self::ALIGN), and reached by nothing but sources made
+    /// with this same `claimed` flag, which must start `false`.
+    pub const unsafe fn new(
+        start: NonNull<u8>,
+        len: usize,
+        claimed: &'static crate::sync::AtomicBool,
+    ) -> Self {
+        Self {
+            start,
+            len,
+            claimed,
+        }
+    }
+}
+
+// SAFETY: the buffer is handed out at most once over all sources sharing its flag (an
+// atomic swap picks one winner, so no two callers ever hold it), whole, `ALIGN`-aligned by
+// the constructor's contract, and valid forever.
+unsafe impl Source for StaticSource {
+    const CHUNK_ALIGN: usize = Self::ALIGN;
+
+    fn acquire(&mut self, min_len: usize) -> Option<NonNull<[u8]>> {
+        // Exclusive ownership, not a handoff of data: nothing was written before the claim,
+        // so the swap needs no ordering beyond its own atomicity.
+        if min_len > self.len || self.claimed.swap(true, crate::sync::Ordering::Relaxed) {
+            return None;
+        }
+        Some(NonNull::slice_from_raw_parts(self.start, self.len))
+    }
+
+    /// A static buffer has no one to go back to: it stays claimed, unused.
+    unsafe fn release(&mut self, _chunk: NonNull<[u8]>) {}
+}
+
+/// A [`StaticSource`] over a buffer of `$len` bytes that this macro declares as a `static`
+/// (in `.bss`, so it costs nothing in the binary); usable in a `static` initialiser, which
+/// is how a `#[global_allocator]` gets memory before `main`:
+///
+/// ```ignore
+/// #[global_allocator]
+/// static HEAP: Locked<GrowingTlsf<StaticSource>> =
+///     Locked::new(GrowingTlsf::new(static_source!(4 << 20)));
+/// ```
+///
+/// (`heapkit-tlsf`'s example `global_static` is that program, built and run by CI.)
+///
+/// Each expansion declares its own buffer; a function that expands it and is called twice
+/// returns two sources over one buffer, of which only the first to allocate gets it.
+/// Not available under `cfg(loom)`, whose atomics cannot be `static`.
+#[cfg(not(loom))]
+#[macro_export]
+macro_rules! static_source {
+    ($len:expr) => {{
+        #[repr(C, align(4096))]
+        struct StaticSourceMemory([::core::mem::MaybeUninit<u8>; $len]);
+        static mut STATIC_SOURCE_MEMORY: StaticSourceMemory =
+            StaticSourceMemory([::core::mem::MaybeUninit::uninit(); $len]);
+        static STATIC_SOURCE_CLAIMED: $crate::sync::AtomicBool =
+            $crate::sync::AtomicBool::new(false);
+        // SAFETY: the buffer is this expansion's own `static`, 4096-aligned, valid forever,
+        // and reached only through sources sharing this expansion's flag. A `static` is
+        // never null.
+        unsafe {
+            $crate::source::StaticSource::new(
+                ::core::ptr::NonNull::new_unchecked(
+                    ::core::ptr::addr_of_mut!(STATIC_SOURCE_MEMORY).cast::<u8>(),
+                ),
+                $len,
+                &STATIC_SOURCE_CLAIMED,
+            )
+        }
+    }};
+}
+
 #[cfg(feature = "std")]
 pub use system::SystemSource;
 

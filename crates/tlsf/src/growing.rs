@@ -40,11 +40,22 @@ pub struct GrowingTlsf<
 // SAFETY: the heap exclusively owns its chunks; the source moves with it.
 unsafe impl<S: Source + Send, const FL: usize, const SL: usize> Send for GrowingTlsf<S, FL, SL> {}
 
-impl<S: Source, const FL: usize, const SL: usize> GrowingTlsf<S, FL, SL> {
+/// The constructor of the default classes, on that type alone so that
+/// `GrowingTlsf::new(source)` needs no annotation; other parameters go through
+/// [`with_classes`](GrowingTlsf::with_classes).
+impl<S: Source> GrowingTlsf<S> {
     /// An empty heap that takes all its memory from `source`, on demand.
     pub const fn new(source: S) -> Self {
+        Self::with_classes(source)
+    }
+}
+
+impl<S: Source, const FL: usize, const SL: usize> GrowingTlsf<S, FL, SL> {
+    /// An empty heap of any TLSF parameters that takes all its memory from `source`:
+    /// `GrowingTlsf::<_, 20, 16>::with_classes(source)`.
+    pub const fn with_classes(source: S) -> Self {
         Self {
-            tlsf: Tlsf::new(),
+            tlsf: Tlsf::with_classes(),
             source,
             chunks: ptr::null_mut(),
             chunk_overhead: 0,

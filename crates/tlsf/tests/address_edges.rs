@@ -37,7 +37,7 @@ fn regions_at_the_edges_keep_their_sentinel_inside() {
     });
     exercise_at_edges(profile, LEN, |start, len| {
         // Small classes: the region is split into pieces of the largest block.
-        let mut heap: Tlsf<8, 4> = Tlsf::new();
+        let mut heap: Tlsf<8, 4> = Tlsf::with_classes();
         // SAFETY: as above.
         unsafe { heap.add_region(start, len) }.unwrap();
         Local::new(heap)

@@ -29,7 +29,7 @@ fn odd(regions: &mut Regions) -> Tlsf {
 }
 
 fn three_regions(regions: &mut Regions) -> Tlsf<20, 16> {
-    let mut heap = Tlsf::new();
+    let mut heap = Tlsf::with_classes();
     for len in [REGION / 4, REGION / 8 + 40, REGION / 2] {
         let region = regions.take(len, 8);
         // SAFETY: as above.
@@ -40,7 +40,7 @@ fn three_regions(regions: &mut Regions) -> Tlsf<20, 16> {
 
 /// `Tlsf<8, 4>` holds blocks below 8 KiB (on 64-bit targets): the region becomes many.
 fn split_region(regions: &mut Regions) -> Tlsf<8, 4> {
-    let mut heap = Tlsf::new();
+    let mut heap = Tlsf::with_classes();
     let len = REGION / 4 + 123;
     let region = regions.take(len, 16);
     // SAFETY: as above.

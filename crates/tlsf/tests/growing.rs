@@ -55,7 +55,7 @@ fn counting(min_chunk: usize, cap: usize) -> (Counting, Rc<Cell<usize>>, Rc<Cell
 fn grows_chunk_by_chunk_and_releases_everything_on_drop() {
     let n = if cfg!(miri) { 2_000 } else { 200_000 };
     let (source, live, acquired) = counting(64 * 1024, usize::MAX);
-    let heap = Local::new(GrowingTlsf::<_>::new(source));
+    let heap = Local::new(GrowingTlsf::new(source));
     {
         let mut vectors: std::vec::Vec<Vec<u64, _>> = std::vec::Vec::new();
         for v in 0..8u64 {
@@ -87,7 +87,7 @@ fn an_exhausted_source_is_an_allocation_error_that_changes_nothing() {
     assert_eq!(empty.stats().capacity, 0);
 
     let (source, live, _) = counting(4096, 1);
-    let mut capped = GrowingTlsf::<_>::new(source);
+    let mut capped = GrowingTlsf::new(source);
     let first = capped.allocate(layout).unwrap();
     let before = capped.stats();
     let huge = Layout::from_size_align(1 << 20, 8).unwrap();
@@ -102,7 +102,7 @@ fn an_exhausted_source_is_an_allocation_error_that_changes_nothing() {
 #[test]
 fn a_request_larger_than_the_minimum_chunk_gets_a_chunk_its_size() {
     let (source, _, acquired) = counting(4096, usize::MAX);
-    let mut heap = GrowingTlsf::<_>::new(source);
+    let mut heap = GrowingTlsf::new(source);
     let big = Layout::from_size_align(3 << 20, 4096).unwrap();
     let block = heap.allocate(big).unwrap();
     assert_eq!(block.cast::<u8>().as_ptr().addr() % 4096, 0);

@@ -126,7 +126,35 @@ unsafe impl<const FL: usize, const SL: usize> Send for Tlsf<FL, SL> {}
 
 impl<const FL: usize, const SL: usize> Default for Tlsf<FL, SL> {
     fn default() -> Self {
-        Self::new()
+        Self::with_classes()
+    }
+}
+
+/// The constructors of the default `Tlsf<28, 32>`, defined on that type alone so that
+/// `Tlsf::new()` needs no annotation (a const generic's default is not used for
+/// inference); other parameters go through [`with_classes`](Tlsf::with_classes).
+impl Tlsf {
+    /// An allocator with no memory yet: give it some with
+    /// [`add_region`](Self::add_region). `const`, so it can initialise a `static`.
+    ///
+    /// ```
+    /// use heapkit_core::Local;
+    /// use heapkit_tlsf::Tlsf;
+    ///
+    /// let heap = Local::new(Tlsf::new()); // no annotation needed
+    /// assert_eq!(heap.stats().capacity, 0);
+    /// ```
+    pub const fn new() -> Self {
+        Self::with_classes()
+    }
+
+    /// An allocator over one `'static` region.
+    ///
+    /// # Errors
+    ///
+    /// As for [`add_region`](Self::add_region).
+    pub fn with_region(region: &'static mut [MaybeUninit<u8>]) -> Result<Self, ConfigError> {
+        Self::with_classes_over(region)
     }
 }
 
@@ -135,9 +163,9 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     /// little less: see [`max_request`](Self::max_request).
     pub const MAX_BLOCK: usize = Classes::<FL, SL>::MAX_BLOCK;
 
-    /// An allocator with no memory yet: give it some with
-    /// [`add_region`](Self::add_region). `const`, so it can initialise a `static`.
-    pub const fn new() -> Self {
+    /// An allocator of any parameters with no memory yet: `Tlsf::<10, 8>::with_classes()`.
+    /// (The default parameters have [`Tlsf::new`].)
+    pub const fn with_classes() -> Self {
         let () = Classes::<FL, SL>::VALID;
         Self {
             fl_map: 0,
@@ -152,13 +180,16 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         }
     }
 
-    /// An allocator over one `'static` region.
+    /// An allocator of any parameters over one `'static` region (the default parameters
+    /// have [`Tlsf::with_region`]).
     ///
     /// # Errors
     ///
     /// As for [`add_region`](Self::add_region).
-    pub fn with_region(region: &'static mut [MaybeUninit<u8>]) -> Result<Self, ConfigError> {
-        let mut tlsf = Self::new();
+    pub fn with_classes_over(
+        region: &'static mut [MaybeUninit<u8>],
+    ) -> Result<Self, ConfigError> {
+        let mut tlsf = Self::with_classes();
         let (start, len) = Span::raw_parts(region);
         // SAFETY: a `'static` exclusive borrow is ours to manage forever.
         unsafe { tlsf.add_region(start, len)? };

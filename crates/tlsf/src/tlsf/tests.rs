@@ -9,7 +9,7 @@ use heapkit_testkit::Regions;
 use std::vec::Vec;
 
 fn heap_over<const FL: usize, const SL: usize>(regions: &mut Regions, len: usize) -> Tlsf<FL, SL> {
-    let mut heap = Tlsf::new();
+    let mut heap = Tlsf::with_classes();
     let region = regions.take(len, 4096);
     // SAFETY: `regions` outlives every heap in these tests.
     unsafe { heap.add_region(region.cast(), len) }.unwrap();
