@@ -14,7 +14,11 @@ use core::ptr::NonNull;
 /// A chunk returned by [`acquire`](Self::acquire) must be valid for reads and writes, used
 /// by nothing else, and stay so until it is passed to [`release`](Self::release); its
 /// length must be at least the length asked for, and its start aligned to
-/// [`CHUNK_ALIGN`](Self::CHUNK_ALIGN).
+/// [`CHUNK_ALIGN`](Self::CHUNK_ALIGN). `acquire` and `release` must not call back into an
+/// adapter (`Local`, `Locked`) holding the allocator that owns the source: the adapter
+/// lends the allocator out exclusively for the whole call, as [`Backend`](crate::Backend)
+/// says. (heapkit-region's `Bump`, used through `&self`, refuses such a call-back on its
+/// own: its slow path fails while the source is out.)
 pub unsafe trait Source {
     /// Alignment of every chunk's start.
     const CHUNK_ALIGN: usize;

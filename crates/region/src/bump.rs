@@ -132,13 +132,17 @@ impl<'a, S: Source> Bump<'a, S> {
         let len = buffer.len();
         let start = NonNull::from(buffer).cast::<u8>();
         let skip = start.as_ptr().addr().wrapping_neg() & (GRAIN - 1);
-        let (base, base_end) = if skip < len {
-            // SAFETY: `skip < len`, so the aligned start is inside the buffer, and its end
-            // fits in a `usize` like every live allocation's.
-            (unsafe { start.add(skip) }, start.as_ptr().addr() + len)
+        // The buffer's end fits in a `usize`, like every live allocation's; rounding it
+        // down to the grain keeps every byte of the room usable.
+        let end = (start.as_ptr().addr() + len) & !(GRAIN - 1);
+        let (base, base_end) = if skip < len && start.as_ptr().addr() + skip < end {
+            // SAFETY: `skip < len`: the aligned start is inside the buffer.
+            (unsafe { start.add(skip) }, end)
         } else {
-            let empty = NonNull::<u64>::dangling().cast::<u8>();
-            (empty, empty.as_ptr().addr())
+            // An empty base on the grain, like every cursor (it is never dereferenced).
+            // SAFETY: `GRAIN` is not zero.
+            let empty = unsafe { NonNull::new_unchecked(core::ptr::without_provenance_mut(GRAIN)) };
+            (empty, GRAIN)
         };
         Self {
             cursor: Cell::new(base),
@@ -192,29 +196,61 @@ impl<'a, S: Source> Bump<'a, S> {
         Some(block)
     }
 
-    /// The slow path: the next kept chunk if it fits, otherwise a new chunk from the
+    /// The slow path: the first kept chunk that fits, otherwise a new chunk from the
     /// source. On failure nothing has changed.
     #[cold]
     #[inline(never)]
     fn bump_in_next_chunk(&self, size: usize, align: usize) -> Result<NonNull<u8>, AllocError> {
+        // Every change to the list happens while the source is out of its cell: a source
+        // that calls back into this region finds none there and fails in the slow path,
+        // before it could change the list under this call.
+        self.lending_source(|source| self.move_on(source, size, align))
+            .ok_or(AllocError)??;
+        self.bump_here(size, align).ok_or(AllocError)
+    }
+
+    /// Makes a chunk that serves `size` bytes aligned to `align` the current one: the
+    /// first kept chunk that fits (the kept chunks before it, too small for this request,
+    /// go back to the source), or a new one put right after the current chunk.
+    fn move_on(&self, source: &mut S, size: usize, align: usize) -> Result<(), AllocError> {
         let current = self.current.get();
-        let kept = self.next_of(current);
-        match kept {
-            Some(next) if Self::fits(self.data_range(Some(next)), size, align) => {
-                self.enter(Some(next));
+        let mut fitting = self.next_of(current);
+        while let Some(kept) = fitting {
+            if Self::fits(self.data_range(Some(kept)), size, align) {
+                break;
             }
-            _ => {
-                let fresh = self.acquire(size, align)?;
-                if let Some(too_small) = kept {
-                    // Kept chunks grow along the list: if the next cannot serve this
-                    // request, none is worth keeping in front of the new one.
-                    self.give_back_from(too_small);
-                }
-                self.link_after(current, fresh);
-                self.enter(Some(fresh));
+            fitting = self.next_of(Some(kept));
+        }
+        let chunk = if let Some(kept) = fitting {
+            self.give_back_between(source, current, kept);
+            kept
+        } else {
+            let fresh = self.acquire(source, size, align)?;
+            self.insert_after(current, fresh);
+            fresh
+        };
+        self.renumber_from(chunk);
+        self.enter(Some(chunk));
+        Ok(())
+    }
+
+    /// Runs `f` on the source, taken out of its cell meanwhile (and put back even if `f`
+    /// panics); `None` when it is already out.
+    fn lending_source<R>(&self, f: impl FnOnce(&mut S) -> R) -> Option<R> {
+        struct PutBack<'c, S> {
+            cell: &'c Cell<Option<S>>,
+            source: Option<S>,
+        }
+        impl<S> Drop for PutBack<'_, S> {
+            fn drop(&mut self) {
+                self.cell.set(self.source.take());
             }
         }
-        self.bump_here(size, align).ok_or(AllocError)
+        let mut out = PutBack {
+            cell: &self.source,
+            source: Some(self.source.take()?),
+        };
+        out.source.as_mut().map(f)
     }
 
     /// Whether an empty chunk with `data` serves `size` bytes aligned to `align`.
@@ -226,19 +262,23 @@ impl<'a, S: Source> Bump<'a, S> {
 
     /// A new chunk from the source, big enough for `size` bytes aligned to `align` after
     /// its header; not yet linked.
-    fn acquire(&self, size: usize, align: usize) -> Result<NonNull<ChunkHeader>, AllocError> {
-        let need = (HEADER + (GRAIN - 1))
+    fn acquire(
+        &self,
+        source: &mut S,
+        size: usize,
+        align: usize,
+    ) -> Result<NonNull<ChunkHeader>, AllocError> {
+        // The header, the grain's slack at either end, the alignment's, the block.
+        let need = (HEADER + 2 * (GRAIN - 1))
             .checked_add(align.saturating_sub(GRAIN))
             .and_then(|n| n.checked_add(size))
             .ok_or(AllocError)?;
         let step = self.total_len(self.current.get()).saturating_mul(2);
         let ask = step.clamp(FIRST_CHUNK, LARGEST_STEP).max(need);
-        let mut source = self.source.take().ok_or(AllocError)?;
         let chunk = match source.acquire(ask) {
             None if ask > need => source.acquire(need),
             chunk => chunk,
         };
-        self.source.set(Some(source));
         let chunk = chunk.ok_or(AllocError)?;
         debug_assert!(chunk.len() >= need, "the source handed out a short chunk");
         let start = chunk.cast::<u8>();
@@ -261,13 +301,28 @@ impl<'a, S: Source> Bump<'a, S> {
 
     /// Puts `fresh` right after `chunk`, as the last chunk of the list.
     fn link_after(&self, chunk: Chunk, fresh: NonNull<ChunkHeader>) {
-        let depth = Self::depth(chunk) + 1;
+        self.set_next(chunk, Some(fresh));
         // SAFETY: `fresh` is a header this region wrote and owns.
         unsafe {
             let header = &mut *fresh.as_ptr();
             header.prev = chunk;
             header.next = None;
-            header.depth = depth;
+        }
+        self.renumber_from(fresh);
+    }
+
+    /// Puts `fresh` right after `chunk`, before the chunks kept after it.
+    fn insert_after(&self, chunk: Chunk, fresh: NonNull<ChunkHeader>) {
+        let kept = self.next_of(chunk);
+        if let Some(after) = kept {
+            // SAFETY: a live header of this region.
+            unsafe { (*after.as_ptr()).prev = Some(fresh) };
+        }
+        // SAFETY: `fresh` is a header this region wrote and owns.
+        unsafe {
+            let header = &mut *fresh.as_ptr();
+            header.prev = chunk;
+            header.next = kept;
         }
         self.set_next(chunk, Some(fresh));
     }
@@ -282,26 +337,57 @@ impl<'a, S: Source> Bump<'a, S> {
         self.limit.set(end);
     }
 
-    /// Unlinks `chunk` and every chunk after it and gives them to the source.
-    fn give_back_from(&self, chunk: NonNull<ChunkHeader>) {
-        // SAFETY: `chunk` is a live header of this region.
-        let prev = unsafe { chunk.as_ref().prev };
-        self.set_next(prev, None);
+    /// Gives each chunk from `chunk` to the end of the list its place as its depth.
+    fn renumber_from(&self, chunk: NonNull<ChunkHeader>) {
+        let mut depth = Self::depth(Self::prev_of(chunk));
         let mut next = Some(chunk);
-        let Some(mut source) = self.source.take() else {
-            // Only reachable from a source calling back into its own region: the chunks
-            // stay allocated (a leak), which is safe.
-            return;
-        };
+        while let Some(header) = next {
+            depth += 1;
+            // SAFETY: a live header of this region, written through its own pointer.
+            unsafe { (*header.as_ptr()).depth = depth };
+            next = self.next_of(Some(header));
+        }
+    }
+
+    /// Gives the chunks strictly between `chunk` and `keep` (kept chunks after the
+    /// current one) to the source, and links the two.
+    fn give_back_between(&self, source: &mut S, chunk: Chunk, keep: NonNull<ChunkHeader>) {
+        let mut next = self.next_of(chunk);
+        while let Some(header) = next.filter(|header| *header != keep) {
+            next = self.next_of(next);
+            // SAFETY: a kept chunk after the current one: no live block is in it, and it
+            // is unlinked below, before anything reads the list again.
+            unsafe { source.release(header.as_ref().chunk) };
+        }
+        self.set_next(chunk, Some(keep));
+        // SAFETY: a live header of this region.
+        unsafe { (*keep.as_ptr()).prev = chunk };
+    }
+
+    /// Unlinks `chunk` and every chunk after it and gives them to the source.
+    fn give_back_from(&self, source: &mut S, chunk: NonNull<ChunkHeader>) {
+        self.set_next(Self::prev_of(chunk), None);
+        let mut next = Some(chunk);
         while let Some(header) = next {
             // SAFETY: a live header of this region, read before its chunk goes back.
             let (chunk, after) = unsafe { (header.as_ref().chunk, header.as_ref().next) };
             // SAFETY: the chunk came from this source and nothing uses it any more: it is
-            // unlinked, and it lies after the current chunk, so no live block is in it.
+            // unlinked, and it is the current chunk of no live block (callers give back
+            // only chunks after the current one, or all of them from `&mut self`).
             unsafe { source.release(chunk) };
             next = after;
         }
-        self.source.set(Some(source));
+    }
+
+    /// [`give_back_from`](Self::give_back_from) from `&mut self`; a source lost to a
+    /// panic in an earlier call leaves the chunks allocated (a leak, which is safe).
+    fn give_back_all_from(&mut self, chunk: NonNull<ChunkHeader>) {
+        if let Some(mut source) = self.source.take() {
+            self.give_back_from(&mut source, chunk);
+            self.source.set(Some(source));
+        } else {
+            self.set_next(Self::prev_of(chunk), None);
+        }
     }
 
     // --- The list, the base included -------------------------------------------------
@@ -317,7 +403,8 @@ impl<'a, S: Source> Bump<'a, S> {
                 // SAFETY: the data starts `HEADER` bytes after the header, inside the
                 // chunk (`acquire` asked for more).
                 let start = unsafe { header.cast::<u8>().add(HEADER) };
-                (start, whole.cast::<u8>().as_ptr().addr() + whole.len())
+                let end = (whole.cast::<u8>().as_ptr().addr() + whole.len()) & !(GRAIN - 1);
+                (start, end)
             }
         }
     }
@@ -454,7 +541,7 @@ impl<'a, S: Source> Bump<'a, S> {
             }
             self.current.set(None);
             if let Some(rest) = self.first.get() {
-                self.give_back_from(rest);
+                self.give_back_all_from(rest);
             }
             self.link_after(None, keep);
         }
@@ -473,7 +560,7 @@ impl<'a, S: Source> Bump<'a, S> {
     /// the source.
     pub fn trim(&mut self) {
         if let Some(kept) = self.next_of(self.current.get()) {
-            self.give_back_from(kept);
+            self.give_back_all_from(kept);
         }
     }
 
@@ -594,7 +681,9 @@ impl<'a, S: Source> Bump<'a, S> {
                 stats.capacity += len;
                 // SAFETY: a live header of this region.
                 let whole = unsafe { header.as_ref().chunk };
-                stats.metadata += start - whole.cast::<u8>().as_ptr().addr();
+                let whole_start = whole.cast::<u8>().as_ptr().addr();
+                // The header in front, the grain's remainder behind.
+                stats.metadata += start - whole_start + (whole_start + len - end);
             }
             let free = if passed_current {
                 end - start
@@ -685,7 +774,7 @@ impl<'a, S: Source> Bump<'a, S> {
 impl<S: Source> Drop for Bump<'_, S> {
     fn drop(&mut self) {
         if let Some(first) = self.first.get() {
-            self.give_back_from(first);
+            self.give_back_all_from(first);
         }
     }
 }

@@ -43,7 +43,10 @@ impl<'a, S: Source> Bump<'a, S> {
     ///
     /// A mark that is no longer at or before the cursor in this region (the region was
     /// already released or reset past it, or the mark belongs to another region) changes
-    /// nothing; with the `checked` feature it panics, naming the mark's address.
+    /// nothing; with the `checked` feature it panics, naming the mark's address. A mark
+    /// names a chunk and a place in it, not a region: the start of any region that has no
+    /// buffer is the same mark, so releasing to another such region's start mark frees
+    /// everything, as releasing to this region's own would.
     ///
     /// ```
     /// use core::mem::MaybeUninit;
@@ -193,6 +196,14 @@ impl<S: Source> DerefMut for Guard<'_, '_, S> {
 
 impl<S: Source> Drop for Guard<'_, '_, S> {
     fn drop(&mut self) {
-        self.region.release(self.mark);
+        // A reset inside the scope already freed everything: the mark may no longer name
+        // a point in the region, and there is nothing left to release. Never panic here
+        // (the scope may be unwinding).
+        let Mark {
+            chunk,
+            depth,
+            cursor,
+        } = self.mark;
+        let _ = self.region.rewind((chunk, depth, cursor));
     }
 }

@@ -49,7 +49,8 @@ impl<S: Source> Bump<'_, S> {
     ///
     /// # Panics
     ///
-    /// When the region is out of memory. Types that need dropping do not compile:
+    /// When the region is out of memory. Types that need dropping do not build (the check
+    /// runs when the call is instantiated, so `cargo check` does not report it):
     ///
     /// ```compile_fail
     /// use core::mem::MaybeUninit;

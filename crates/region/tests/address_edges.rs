@@ -5,6 +5,7 @@
 
 use core::mem::MaybeUninit;
 
+use heapkit_core::source::SystemSource;
 use heapkit_core::Local;
 use heapkit_region::Bump;
 use heapkit_testkit::edges::exercise_at_edges;
@@ -21,4 +22,24 @@ fn regions_work_at_the_edges() {
         };
         Local::new(Bump::new(buffer))
     });
+}
+
+/// A region with no buffer has its empty base on the 8-byte grain on every target (it
+/// was at `NonNull::<u64>::dangling()`, address 4 on i686, where marks before the first
+/// chunk were then refused and `check()` failed). `cargo xtask miri-edges` runs this file
+/// for i686.
+#[test]
+fn a_fresh_source_only_region_releases_to_its_start() {
+    let mut region = Bump::with_source(SystemSource::new(4096));
+    let start = region.mark();
+    region.alloc([7u8; 100]);
+    region.release(start);
+    assert_eq!(region.mark(), start, "the release to the start was refused");
+    region.scope(|scratch| {
+        scratch.alloc([7u8; 100]);
+    });
+    assert_eq!(region.stats().in_use, 0, "the scope freed nothing");
+    Bump::with_source(SystemSource::new(4096)).check().unwrap();
+    let mut empty: [MaybeUninit<u8>; 0] = [];
+    Bump::new(&mut empty).check().unwrap();
 }
