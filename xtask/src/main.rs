@@ -221,8 +221,32 @@ fn clippy(root: &Path) -> Step {
     Ok(())
 }
 
+/// The programs behind the README's snippets, (package, example): `test` builds them with
+/// the rest and runs each, so a snippet that stops compiling or working fails CI.
+const README_EXAMPLES: [(&str, &str); 4] = [
+    ("heapkit-pool", "vec_in_pool"),
+    ("heapkit-tlsf", "global_static"),
+    ("heapkit-tlsf", "global_system"),
+    ("heapkit-segregated", "hashbrown_heap"),
+];
+
 fn test(root: &Path) -> Step {
-    run(cargo(root).args(["test", "--workspace", "--all-features"]))
+    run(cargo(root).args(["test", "--workspace", "--all-features"]))?;
+    // `cargo test` built every example into the target folder; run the README's.
+    // A relative CARGO_TARGET_DIR is relative to the workspace, where cargo ran.
+    let target = root.join(env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into()));
+    for (package, example) in README_EXAMPLES {
+        let program = target.join("debug").join("examples").join(example);
+        if !program.is_file() {
+            return Err(format!(
+                "{package}'s example {example} was not built at {}",
+                program.display()
+            ));
+        }
+        eprintln!("--> example: {package} / {example}");
+        run(&mut Command::new(&program))?;
+    }
+    Ok(())
 }
 
 fn miri(root: &Path) -> Step {

@@ -186,9 +186,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     /// # Errors
     ///
     /// As for [`add_region`](Self::add_region).
-    pub fn with_classes_over(
-        region: &'static mut [MaybeUninit<u8>],
-    ) -> Result<Self, ConfigError> {
+    pub fn with_classes_over(region: &'static mut [MaybeUninit<u8>]) -> Result<Self, ConfigError> {
         let mut tlsf = Self::with_classes();
         let (start, len) = Span::raw_parts(region);
         // SAFETY: a `'static` exclusive borrow is ours to manage forever.
