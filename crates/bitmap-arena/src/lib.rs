@@ -10,3 +10,18 @@ mod levels;
 
 pub use arena::BitmapArena;
 pub use atomic::AtomicBitmap;
+
+// SAFETY: an arena built by `from_raw` manages only that region (its bitmap included).
+unsafe impl heapkit_core::FromRegion for BitmapArena {
+    /// The block size.
+    type Params = usize;
+
+    unsafe fn from_region(
+        start: core::ptr::NonNull<u8>,
+        len: usize,
+        block_size: usize,
+    ) -> Result<Self, heapkit_core::ConfigError> {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { Self::from_raw(start, len, block_size) }
+    }
+}

@@ -700,3 +700,20 @@ impl<const ORDERS: usize> fmt::Debug for Buddy<ORDERS> {
             .finish_non_exhaustive()
     }
 }
+
+// SAFETY: a buddy built by `add_region` manages only that region (and its own value).
+unsafe impl<const ORDERS: usize> heapkit_core::FromRegion for Buddy<ORDERS> {
+    /// The smallest block.
+    type Params = usize;
+
+    unsafe fn from_region(
+        start: NonNull<u8>,
+        len: usize,
+        min_block: usize,
+    ) -> Result<Self, ConfigError> {
+        let mut buddy = Self::new(min_block)?;
+        // SAFETY: forwarded caller guarantees.
+        unsafe { buddy.add_region(start, len)? };
+        Ok(buddy)
+    }
+}

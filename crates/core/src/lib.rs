@@ -10,6 +10,7 @@ mod adapters;
 mod backend;
 pub mod bits;
 mod error;
+mod lent;
 pub mod region;
 pub mod resize;
 mod shared;
@@ -34,6 +35,7 @@ pub use allocator_api2;
 pub use allocator_api2::alloc::{AllocError, Allocator};
 pub use backend::{Backend, Inspect, Stats};
 pub use error::{invalid_use, ConfigError, Corruption};
+pub use lent::{FromRegion, Lent};
 pub use shared::{Shared, SharedBackend};
 pub use source::Source;
 

@@ -419,3 +419,18 @@ impl fmt::Debug for Pool {
             .finish_non_exhaustive()
     }
 }
+
+// SAFETY: a pool manages only the region it is built over.
+unsafe impl heapkit_core::FromRegion for Pool {
+    /// Block size and block alignment.
+    type Params = (usize, usize);
+
+    unsafe fn from_region(
+        start: NonNull<u8>,
+        len: usize,
+        (block_size, block_align): (usize, usize),
+    ) -> Result<Self, ConfigError> {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { Self::from_raw(start, len, block_size, block_align) }
+    }
+}

@@ -107,6 +107,18 @@ impl Heap<NoSource> {
     }
 }
 
+// SAFETY: a heap built by `add_region` manages only that region (and its own value).
+unsafe impl heapkit_core::FromRegion for Heap<NoSource> {
+    type Params = ();
+
+    unsafe fn from_region(start: NonNull<u8>, len: usize, (): ()) -> Result<Self, ConfigError> {
+        let mut heap = Self::new();
+        // SAFETY: forwarded caller guarantees.
+        unsafe { heap.add_region(start, len)? };
+        Ok(heap)
+    }
+}
+
 impl Default for Heap<NoSource> {
     fn default() -> Self {
         Self::new()

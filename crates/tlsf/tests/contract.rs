@@ -75,3 +75,19 @@ contract_suite!(
     Profile::new(2048, 1024),
     |r: &mut Regions| Local::new(split_region(r))
 );
+
+/// Over a borrowed buffer through `Lent` (here the harness's region, lent for `'static`).
+fn lent(regions: &mut Regions) -> heapkit_core::Lent<'static, Tlsf> {
+    let region = regions.take(REGION, 16);
+    // SAFETY: the region is the allocator's alone and the harness drops the allocator
+    // first.
+    let buffer = unsafe { &mut *(region.as_ptr() as *mut [core::mem::MaybeUninit<u8>]) };
+    heapkit_core::Lent::new(buffer).unwrap()
+}
+
+contract_suite!(
+    #[cfg_attr(miri, ignore = "another shape of this backend runs under miri")]
+    local_lent,
+    PROFILE,
+    |r: &mut Regions| Local::new(lent(r))
+);

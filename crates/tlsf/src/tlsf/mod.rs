@@ -124,6 +124,18 @@ pub struct Tlsf<const FL: usize = { DEFAULT_FL }, const SL: usize = { DEFAULT_SL
 // SAFETY: the allocator exclusively manages its regions; nothing is tied to a thread.
 unsafe impl<const FL: usize, const SL: usize> Send for Tlsf<FL, SL> {}
 
+// SAFETY: a `Tlsf` built by `add_region` manages only that region (and its own value).
+unsafe impl<const FL: usize, const SL: usize> heapkit_core::FromRegion for Tlsf<FL, SL> {
+    type Params = ();
+
+    unsafe fn from_region(start: NonNull<u8>, len: usize, (): ()) -> Result<Self, ConfigError> {
+        let mut tlsf = Self::with_classes();
+        // SAFETY: forwarded caller guarantees.
+        unsafe { tlsf.add_region(start, len)? };
+        Ok(tlsf)
+    }
+}
+
 impl<const FL: usize, const SL: usize> Default for Tlsf<FL, SL> {
     fn default() -> Self {
         Self::with_classes()
