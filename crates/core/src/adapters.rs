@@ -85,6 +85,11 @@ impl<B: Backend> Local<B> {
     pub fn check(&self) -> Result<(), Corruption> {
         self.with(|backend| backend.check())
     }
+
+    /// Gives free memory back: see [`Backend::trim`].
+    pub fn trim(&self) {
+        self.with(Backend::trim);
+    }
 }
 
 impl<B: Backend> Inspect for Local<B> {
@@ -268,6 +273,12 @@ impl<B: Backend> Locked<B> {
     pub fn check(&self) -> Result<(), Corruption> {
         self.lock().check()
     }
+
+    /// Gives free memory back, with the lock held: see [`Backend::trim`]. Safe through a
+    /// shared `Locked` (a `#[global_allocator]` too): it moves no live block.
+    pub fn trim(&self) {
+        self.with(Backend::trim);
+    }
 }
 
 impl<B: Backend> Inspect for Locked<B> {
@@ -351,5 +362,9 @@ unsafe impl<B: Backend + ?Sized> Backend for &mut B {
 
     fn check(&self) -> Result<(), Corruption> {
         (**self).check()
+    }
+
+    fn trim(&mut self) {
+        (**self).trim();
     }
 }

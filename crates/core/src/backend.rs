@@ -129,6 +129,12 @@ pub unsafe trait Backend {
     /// A snapshot of the memory under management.
     fn stats(&self) -> Stats;
 
+    /// Gives memory that no live block uses back to where it came from (a growing heap's
+    /// free chunks to its source, a region's kept chunks), beyond what the backend keeps in
+    /// reserve on its own. The default does nothing: a backend over fixed regions has
+    /// nowhere to give memory back to.
+    fn trim(&mut self) {}
+
     /// Checks the backend's own invariants (free lists against bitmaps, block headers
     /// against their neighbours, counts against lists) and returns the first one broken.
     ///

@@ -181,4 +181,8 @@ unsafe impl<B: Backend> Backend for Lent<'_, B> {
     fn check(&self) -> Result<(), Corruption> {
         self.backend.check()
     }
+
+    fn trim(&mut self) {
+        self.backend.trim();
+    }
 }

@@ -167,8 +167,8 @@ impl Span {
 /// # Safety
 ///
 /// `span` is the memory the region was given (header included) and never changes, and
-/// `next` returns the link the header was written with: the list's head when it was
-/// pushed.
+/// `next` returns the link the header was written with (the list's head when it was
+/// pushed), or the one [`RegionList::remove`]'s `relink` last wrote.
 pub unsafe trait RegionHeader {
     /// The memory given for this region.
     fn span(&self) -> Span;
@@ -195,6 +195,36 @@ impl<H> RegionList<H> {
     /// The newest region's header, or null: what a new header's `next` is written with.
     pub const fn head(&self) -> *mut H {
         self.head
+    }
+
+    /// Unlinks `target`, so the list no longer reaches it. Links are the backend's own
+    /// fields, so `relink(prev, next)` is called to write `next` as `prev`'s link, for the
+    /// header `prev` in front of `target`. O(regions).
+    ///
+    /// # Safety
+    ///
+    /// `target` is on this list, and `relink` writes exactly that link (so `next()`
+    /// returns it afterwards).
+    pub unsafe fn remove(&mut self, target: *mut H, mut relink: impl FnMut(*mut H, *mut H))
+    where
+        H: RegionHeader,
+    {
+        // SAFETY: headers on the list are valid (`push`), and `target` is one of them.
+        let after = unsafe { (*target).next() };
+        if self.head == target {
+            self.head = after;
+            return;
+        }
+        let mut prev = self.head;
+        while !prev.is_null() {
+            // SAFETY: as above.
+            let next = unsafe { (*prev).next() };
+            if next == target {
+                relink(prev, after);
+                return;
+            }
+            prev = next;
+        }
     }
 
     /// Links `header` in front.

@@ -880,6 +880,10 @@ unsafe impl<S: Source> Backend for Bump<'_, S> {
         Self::stats(self)
     }
 
+    fn trim(&mut self) {
+        Self::trim(self);
+    }
+
     fn check(&self) -> Result<(), Corruption> {
         Self::check(self)
     }

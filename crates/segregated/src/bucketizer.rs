@@ -90,7 +90,7 @@ impl<B: Backend, const N: usize> Bucketizer<B, N> {
     }
 
     #[inline(always)]
-    fn trim(&self, class: usize, block: NonNull<[u8]>) -> NonNull<[u8]> {
+    fn cap_to_class(&self, class: usize, block: NonNull<[u8]>) -> NonNull<[u8]> {
         NonNull::slice_from_raw_parts(block.cast::<u8>(), block.len().min(self.limits[class]))
     }
 }
@@ -103,7 +103,7 @@ unsafe impl<B: Backend, const N: usize> Backend for Bucketizer<B, N> {
     fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         let class = self.class_of(layout.size()).ok_or(AllocError)?;
         let block = self.children[class].allocate(layout)?;
-        Ok(self.trim(class, block))
+        Ok(self.cap_to_class(class, block))
     }
 
     #[inline]
@@ -130,7 +130,7 @@ unsafe impl<B: Backend, const N: usize> Backend for Bucketizer<B, N> {
         crate::check_routed(&self.children[class], ptr, "grow", "size-class");
         // SAFETY: the block and both layouts belong to this class's child.
         let block = unsafe { self.children[class].grow_in_place(ptr, old_layout, new_layout) }?;
-        Ok(self.trim(class, block))
+        Ok(self.cap_to_class(class, block))
     }
 
     #[inline]
@@ -147,7 +147,7 @@ unsafe impl<B: Backend, const N: usize> Backend for Bucketizer<B, N> {
         crate::check_routed(&self.children[class], ptr, "shrink", "size-class");
         // SAFETY: the block and both layouts belong to this class's child.
         let block = unsafe { self.children[class].shrink_in_place(ptr, old_layout, new_layout) }?;
-        Ok(self.trim(class, block))
+        Ok(self.cap_to_class(class, block))
     }
 
     fn max_align(&self) -> usize {
@@ -171,5 +171,9 @@ unsafe impl<B: Backend, const N: usize> Backend for Bucketizer<B, N> {
 
     fn check(&self) -> Result<(), Corruption> {
         self.children.iter().try_for_each(Backend::check)
+    }
+
+    fn trim(&mut self) {
+        self.children.iter_mut().for_each(Backend::trim);
     }
 }

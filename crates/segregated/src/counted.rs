@@ -187,6 +187,10 @@ unsafe impl<B: Backend> Backend for Counted<B> {
     fn check(&self) -> Result<(), Corruption> {
         self.inner.check()
     }
+
+    fn trim(&mut self) {
+        self.inner.trim();
+    }
 }
 
 #[cfg(test)]

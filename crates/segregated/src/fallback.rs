@@ -119,4 +119,9 @@ unsafe impl<Primary: Backend, Secondary: Backend> Backend for Fallback<Primary, 
         self.primary.check()?;
         self.secondary.check()
     }
+
+    fn trim(&mut self) {
+        self.primary.trim();
+        self.secondary.trim();
+    }
 }

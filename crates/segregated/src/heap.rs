@@ -152,8 +152,9 @@ impl<S: Source> Heap<S> {
     }
 
     /// Returns every slab chunk with no live block to TLSF, including the one each class
-    /// keeps. With no block live, the heap's stats are then as after its regions were
-    /// added.
+    /// keeps, then every wholly free chunk TLSF took from the source back to the source
+    /// ([`GrowingTlsf::trim`]). With no block live, the heap's stats are then as after its
+    /// regions were added.
     pub fn trim(&mut self) {
         for class in 0..CLASSES {
             let mut chunk = self.classes[class];
@@ -170,6 +171,7 @@ impl<S: Source> Heap<S> {
                 chunk = next;
             }
         }
+        self.tlsf.trim();
     }
 
     /// Chunks held per class (walks the lists of chunks with free blocks; full chunks are
@@ -447,6 +449,10 @@ unsafe impl<S: Source> Backend for Heap<S> {
             largest_free: tlsf.largest_free.max(largest_slab),
             metadata: tlsf.capacity - in_use - free,
         }
+    }
+
+    fn trim(&mut self) {
+        Self::trim(self);
     }
 
     fn check(&self) -> Result<(), Corruption> {

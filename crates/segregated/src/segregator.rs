@@ -61,7 +61,7 @@ impl<const LIMIT: usize, Small: Backend, Large: Backend> Segregator<LIMIT, Small
     }
 
     #[inline(always)]
-    fn trim(block: NonNull<[u8]>) -> NonNull<[u8]> {
+    fn cap_to_limit(block: NonNull<[u8]>) -> NonNull<[u8]> {
         NonNull::slice_from_raw_parts(block.cast::<u8>(), block.len().min(LIMIT))
     }
 }
@@ -76,7 +76,7 @@ unsafe impl<const LIMIT: usize, Small: Backend, Large: Backend> Backend
     #[inline]
     fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         if self.is_small(layout) {
-            self.small.allocate(layout).map(Self::trim)
+            self.small.allocate(layout).map(Self::cap_to_limit)
         } else {
             self.large.allocate(layout)
         }
@@ -106,7 +106,8 @@ unsafe impl<const LIMIT: usize, Small: Backend, Large: Backend> Backend
             (true, true) => {
                 crate::check_routed(&self.small, ptr, "grow", "small");
                 // SAFETY: the block and both layouts belong to the small side.
-                unsafe { self.small.grow_in_place(ptr, old_layout, new_layout) }.map(Self::trim)
+                unsafe { self.small.grow_in_place(ptr, old_layout, new_layout) }
+                    .map(Self::cap_to_limit)
             }
             (false, false) => {
                 crate::check_routed(&self.large, ptr, "grow", "large");
@@ -128,7 +129,8 @@ unsafe impl<const LIMIT: usize, Small: Backend, Large: Backend> Backend
             (true, true) => {
                 crate::check_routed(&self.small, ptr, "shrink", "small");
                 // SAFETY: the block and both layouts belong to the small side.
-                unsafe { self.small.shrink_in_place(ptr, old_layout, new_layout) }.map(Self::trim)
+                unsafe { self.small.shrink_in_place(ptr, old_layout, new_layout) }
+                    .map(Self::cap_to_limit)
             }
             (false, false) => {
                 crate::check_routed(&self.large, ptr, "shrink", "large");
@@ -154,5 +156,10 @@ unsafe impl<const LIMIT: usize, Small: Backend, Large: Backend> Backend
     fn check(&self) -> Result<(), Corruption> {
         self.small.check()?;
         self.large.check()
+    }
+
+    fn trim(&mut self) {
+        self.small.trim();
+        self.large.trim();
     }
 }

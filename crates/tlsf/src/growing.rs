@@ -5,6 +5,7 @@ use core::fmt;
 use core::mem::{align_of, size_of};
 use core::ptr::{self, NonNull};
 
+use heapkit_core::region::Span;
 use heapkit_core::{AllocError, Backend, ConfigError, Corruption, Source, Stats};
 
 use crate::tlsf::{DEFAULT_FL, DEFAULT_SL};
@@ -19,7 +20,9 @@ struct Chunk {
 
 /// A [`Tlsf`] that grows: when a request does not fit, it asks its [`Source`] for a chunk
 /// large enough (at least the source's minimum chunk), adds it as a region and retries.
-/// Chunks go back to the source when the heap is dropped.
+/// A free that leaves no block live gives every chunk but the largest back to the source;
+/// [`trim`](Self::trim) gives back every wholly free chunk at any time, and dropping the
+/// heap gives back the rest.
 ///
 /// With `heapkit_core::source::SystemSource` (feature `std`) this is a
 /// general-purpose heap that can back `#[global_allocator]` through
@@ -94,6 +97,59 @@ impl<S: Source, const FL: usize, const SL: usize> GrowingTlsf<S, FL, SL> {
         unsafe { self.tlsf.add_region(start, len) }
     }
 
+    /// Gives every chunk whose memory is all free back to the source, the reserve
+    /// included (see the type's documentation). O(chunks × regions).
+    pub fn trim(&mut self) {
+        self.give_back_free_chunks(false);
+    }
+
+    /// Gives the wholly free chunks back to the source; with `keep_one`, all but the
+    /// largest of them.
+    fn give_back_free_chunks(&mut self, keep_one: bool) {
+        let span_of = |memory: NonNull<[u8]>| {
+            Span::of(memory.cast(), memory.len()).expect("a chunk the source handed out")
+        };
+        let mut kept: Option<usize> = None;
+        if keep_one {
+            let mut chunk = self.chunks;
+            while !chunk.is_null() {
+                // SAFETY: chunk headers on the list are live.
+                let Chunk { next, memory } = unsafe { chunk.read() };
+                if self.tlsf.all_free(span_of(memory)) && kept.is_none_or(|len| memory.len() > len)
+                {
+                    kept = Some(memory.len());
+                }
+                chunk = next;
+            }
+        }
+        let mut prev: *mut Chunk = ptr::null_mut();
+        let mut chunk = self.chunks;
+        while !chunk.is_null() {
+            // SAFETY: chunk headers on the list are live.
+            let Chunk { next, memory } = unsafe { chunk.read() };
+            let keep = kept == Some(memory.len());
+            if keep {
+                kept = None; // one chunk of that length only
+            }
+            if !keep && self.tlsf.take_back_if_free(span_of(memory)) {
+                if prev.is_null() {
+                    self.chunks = next;
+                } else {
+                    // SAFETY: `prev` is a live chunk header on the list.
+                    unsafe { (*prev).next = next };
+                }
+                self.chunk_overhead -=
+                    chunk.addr() - memory.cast::<u8>().as_ptr().addr() + size_of::<Chunk>();
+                // SAFETY: the chunk's regions are no longer the allocator's and it is off
+                // the list: nothing refers to its memory any more.
+                unsafe { self.source.release(memory) };
+            } else {
+                prev = chunk;
+            }
+            chunk = next;
+        }
+    }
+
     /// Takes a chunk that can serve `layout` from the source and adds it.
     #[cold]
     #[allow(clippy::cast_ptr_alignment)] // the chunk header is placed at `align_offset`
@@ -158,7 +214,10 @@ unsafe impl<S: Source, const FL: usize, const SL: usize> Backend for GrowingTlsf
     #[inline]
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: forwarded under the caller's guarantees.
-        unsafe { self.tlsf.deallocate(ptr, layout) }
+        unsafe { self.tlsf.deallocate(ptr, layout) };
+        if self.tlsf.in_use() == 0 && !self.chunks.is_null() {
+            self.give_back_free_chunks(true);
+        }
     }
 
     #[inline]
@@ -198,6 +257,10 @@ unsafe impl<S: Source, const FL: usize, const SL: usize> Backend for GrowingTlsf
 
     fn check(&self) -> Result<(), Corruption> {
         self.tlsf.check()
+    }
+
+    fn trim(&mut self) {
+        Self::trim(self);
     }
 }
 

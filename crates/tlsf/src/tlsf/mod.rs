@@ -206,6 +206,11 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         Ok(tlsf)
     }
 
+    /// Usable bytes of the blocks handed out, O(1).
+    pub(crate) const fn in_use(&self) -> usize {
+        self.in_use
+    }
+
     /// The largest request size that can succeed (with granule alignment), given a region
     /// large enough.
     pub const fn max_request() -> usize {

@@ -9,7 +9,7 @@ use heapkit_core::region::{RegionHeader, Span};
 use heapkit_core::ConfigError;
 
 use super::block::Block;
-use super::{Tlsf, GRANULE, MIN_BLOCK, WORD};
+use super::{Tlsf, FLAGS, FREE, GRANULE, MIN_BLOCK, WORD};
 
 /// Bookkeeping at the start of each region.
 pub(super) struct Region {
@@ -174,6 +174,58 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         // SAFETY: the header was just written inside the region, with `next` the old head.
         unsafe { self.regions.push(header) };
         self.capacity += plan.span.len();
+    }
+}
+
+impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
+    /// Whether some region lies inside `span` and every region inside it is one free
+    /// block. O(regions).
+    pub(crate) fn all_free(&self, span: Span) -> bool {
+        let mut any = false;
+        for region in self.regions.iter() {
+            if span.start() <= region.span.start() && region.span.end() <= span.end() {
+                // SAFETY: a region's first block header is valid while the region is ours.
+                let header = unsafe { Block::at(region.first).header() };
+                let size = region.sentinel.addr() - region.first.addr();
+                if header & FREE == 0 || header & !FLAGS != size {
+                    return false;
+                }
+                any = true;
+            }
+        }
+        any
+    }
+
+    /// Takes back the regions lying inside `span` (a growing heap's chunk) if each is one
+    /// free block: unlinks those blocks and the regions, lowers the capacity, and returns
+    /// whether it did. The memory is then no longer the allocator's. O(regions).
+    pub(crate) fn take_back_if_free(&mut self, span: Span) -> bool {
+        if !self.all_free(span) {
+            return false;
+        }
+        let inside = |region: &Region| {
+            span.start() <= region.span.start() && region.span.end() <= span.end()
+        };
+        while let Some(header) = self.regions.find(|region| inside(region)) {
+            // SAFETY: a header on the list, valid until it is unlinked below.
+            let (first, size, len) = unsafe {
+                let region = &*header;
+                (
+                    region.first,
+                    region.sentinel.addr() - region.first.addr(),
+                    region.span.len(),
+                )
+            };
+            // SAFETY: the region's one block is free, of `size`, on its list; the region
+            // is unlinked right after, with `relink` writing the link it reads.
+            unsafe {
+                self.unlink(Block::at(first), size);
+                self.regions
+                    .remove(header, |prev, next| (*prev).next = next);
+            }
+            self.capacity -= len;
+        }
+        true
     }
 }
 
