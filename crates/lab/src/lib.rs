@@ -18,6 +18,7 @@ pub mod peers;
 mod plots;
 mod report;
 mod results;
+pub mod scale;
 
 use std::alloc::Layout;
 use std::path::PathBuf;
@@ -325,13 +326,25 @@ pub fn run(config: &Config) -> Result<Report, String> {
         from_files(&config.traces)?
     };
     let mut contenders = contenders::all();
+    // The scale study runs with the built-in workloads, or alone when `--only scale`
+    // names no workload beside it.
+    let named_scale = config.only.iter().any(|name| name == SCALE);
+    let named_workload = config
+        .only
+        .iter()
+        .any(|name| workloads.iter().any(|w| &w.name == name));
+    let with_scale = config.traces.is_empty() && (named_scale || !named_workload);
+    let scale_alone = named_scale && !named_workload;
     select(&config.only, &mut workloads, &mut contenders)?;
+    if scale_alone {
+        workloads.clear();
+    }
     workloads.retain(|workload| {
         contenders
             .iter()
             .any(|contender| contender.fits(&workload.summary))
     });
-    if workloads.is_empty() {
+    if workloads.is_empty() && !with_scale {
         return Err("no selected allocator can serve any selected workload".into());
     }
 
@@ -361,8 +374,21 @@ pub fn run(config: &Config) -> Result<Report, String> {
         .iter()
         .map(|workload| lab.workload(workload, &contenders))
         .collect();
+    let scale = with_scale.then(|| {
+        let clock = lab.clock;
+        let progress = &lab.progress;
+        scale::run(
+            config.scale,
+            scale_alone,
+            config.seed,
+            &contenders,
+            |ticks| clock.span_nanos(ticks),
+            |message| progress.set_message(message.to_owned()),
+        )
+    });
     lab.progress.finish_and_clear();
     let report = Report {
+        scale,
         workloads: results,
         region_len: config.region_len,
         rounds: config.scale.rounds(),
@@ -512,6 +538,9 @@ impl Lab<'_> {
     }
 }
 
+/// The `--only` name of the scale study.
+const SCALE: &str = "scale";
+
 /// Keeps the workloads and allocators `only` names (all of a kind when it names none).
 fn select(
     only: &[String],
@@ -525,12 +554,12 @@ fn select(
     let is_contender = |name: &str| contenders.iter().any(|c| c.key() == name);
     if let Some(unknown) = only
         .iter()
-        .find(|name| !is_workload(name) && !is_contender(name))
+        .find(|name| !is_workload(name) && !is_contender(name) && *name != SCALE)
     {
         let workload_names: Vec<_> = workloads.iter().map(|w| w.name.as_str()).collect();
         let contender_names: Vec<_> = contenders.iter().map(|c| c.key()).collect();
         return Err(format!(
-            "--only {unknown}: not a workload ({}) nor an allocator ({})",
+            "--only {unknown}: not a workload ({}, scale) nor an allocator ({})",
             workload_names.join(", "),
             contender_names.join(", ")
         ));

@@ -168,3 +168,51 @@ pub fn latency(path: &Path, workload: &WorkloadResult) -> Result<(), String> {
     }
     finish(&mut chart, &root, SeriesLabelPosition::LowerRight, path)
 }
+
+/// ns per call against live blocks, both axes logarithmic, one line per allocator.
+pub fn scale(path: &Path, study: &crate::scale::ScaleResult) -> Result<(), String> {
+    let points: Vec<(&str, Vec<(f64, f64)>)> = study
+        .rows
+        .iter()
+        .map(|row| {
+            let line = study
+                .sizes
+                .iter()
+                .zip(&row.ns)
+                .filter_map(|(&live, ns)| Some((live as f64, (*ns)?.max(0.1))))
+                .collect();
+            (row.allocator, line)
+        })
+        .collect();
+    let (low, high) = points
+        .iter()
+        .flat_map(|(_, line)| line.iter().map(|&(_, ns)| ns))
+        .fold((f64::INFINITY, 1.0f64), |(lo, hi), ns| {
+            (lo.min(ns), hi.max(ns))
+        });
+    let low = if low.is_finite() { low / 2.0 } else { 0.1 };
+    let first = *study.sizes.first().unwrap_or(&1) as f64;
+    let last = *study.sizes.last().unwrap_or(&10) as f64;
+    let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| failed(path, e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("time per call against live blocks", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(
+            (first * 0.8..last * 1.25).log_scale(),
+            (low..high * 2.0).log_scale(),
+        )
+        .map_err(|e| failed(path, e))?;
+    chart
+        .configure_mesh()
+        .x_desc("live blocks")
+        .y_desc("ns per call")
+        .draw()
+        .map_err(|e| failed(path, e))?;
+    for (index, (name, line)) in points.into_iter().enumerate() {
+        self::line(&mut chart, line, name, colour(index).into(), path)?;
+    }
+    finish(&mut chart, &root, SeriesLabelPosition::UpperLeft, path)
+}

@@ -18,6 +18,8 @@ pub struct Report {
     pub rounds: usize,
     /// How long the run took.
     pub elapsed: Duration,
+    /// The scale study, when it ran.
+    pub scale: Option<crate::scale::ScaleResult>,
 }
 
 /// One allocator's figures over all workloads it ran.
@@ -178,6 +180,9 @@ impl Report {
         for workload in &self.workloads {
             out.push_str(&workload.markdown());
         }
+        if let Some(scale) = &self.scale {
+            out.push_str(&scale.markdown());
+        }
         out
     }
 
@@ -233,6 +238,9 @@ impl Report {
         }
         let path = dir.join("report.md");
         std::fs::write(&path, self.markdown()).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Some(scale) = &self.scale {
+            plots::scale(&dir.join("scale.svg"), scale)?;
+        }
         for workload in &self.workloads {
             if workload.synthetic {
                 plots::footprint(
@@ -343,5 +351,36 @@ fn bytes(count: usize) -> String {
         0..1024 => format!("{count} B"),
         1024..0x10_0000 => format!("{:.1} KiB", count as f64 / 1024.0),
         _ => format!("{:.1} MiB", count as f64 / f64::from(1 << 20)),
+    }
+}
+
+impl crate::scale::ScaleResult {
+    /// The study's table: ns per call at each size, and the growth from the smallest to
+    /// the largest size reached.
+    pub fn markdown(&self) -> String {
+        let mut out = String::from(
+            "\n## scale\n\nTime per call against live blocks: each point fills the heap with \
+             that many blocks of 8–256 B (the pool: 64 B), replaces a random one per step, \
+             and frees them all; ns per call is the steps' share of the time (the replay \
+             without steps subtracted), median of 3 rounds. Growth is the time at the \
+             largest size reached over the time at the smallest (1.00× is flat). \
+             Plot: `scale.svg` (log-log).\n\n| allocator |",
+        );
+        for live in &self.sizes {
+            let _ = write!(out, " {live} live |");
+        }
+        out.push_str(" growth | note |\n|---|");
+        out.push_str(&"---:|".repeat(self.sizes.len() + 1));
+        out.push_str("---|\n");
+        for row in &self.rows {
+            let _ = write!(out, "| {} |", row.allocator);
+            for ns in &row.ns {
+                let cell = ns.map_or("—".into(), |ns| format!("{ns:.1}"));
+                let _ = write!(out, " {cell} |");
+            }
+            let growth = Self::growth(row).map_or("—".into(), |g| format!("{g:.2}×"));
+            let _ = writeln!(out, " {growth} | {} |", row.note.as_deref().unwrap_or(""));
+        }
+        out
     }
 }

@@ -166,8 +166,12 @@ fn only_keeps_the_named_workloads_and_allocators_and_refuses_unknown_names() {
     assert_eq!(names, ["fixed-churn"]);
     // Alone, an allocator is reported in ns, not as ×best (1.00 everywhere).
     let markdown = std::fs::read_to_string(config.out_dir.join("report.md")).unwrap();
-    assert!(markdown.contains("time per call, ns"), "{markdown}");
-    assert!(!markdown.contains("1.00×"), "{markdown}");
+    // (The scale study that follows the workloads has its own growth column.)
+    let (workloads, _) = markdown
+        .split_once("## scale")
+        .expect("the scale study ran too");
+    assert!(workloads.contains("time per call, ns"), "{markdown}");
+    assert!(!workloads.contains("1.00×"), "{markdown}");
     assert!(
         !config.out_dir.join("footprint-stale.svg").exists(),
         "an earlier run's plot left beside the new report"
@@ -224,5 +228,42 @@ fn a_trace_file_is_replayed_instead_of_the_built_in_workloads() {
         error.contains("mine.trace: the trace has no events"),
         "{error}"
     );
+    std::fs::remove_dir_all(&config.out_dir).unwrap();
+}
+
+#[test]
+fn the_scale_study_runs_alone_for_every_allocator_that_frees_at_random() {
+    let mut config = tiny("scale");
+    config.only = vec!["scale".into()];
+    let report = run(&config).unwrap();
+    assert!(report.workloads.is_empty());
+    let scale = report.scale.as_ref().expect("the study ran");
+    assert_eq!(scale.sizes, [100, 1_000]);
+    let keys: Vec<&str> = scale.rows.iter().map(|row| row.key).collect();
+    for key in [
+        "heap", "tlsf", "buddy", "bitmap", "pool", "rlsf", "talc", "system",
+    ] {
+        assert!(keys.contains(&key), "{key} missing from {keys:?}");
+    }
+    // Its frees are no-ops but the newest block's: random replacement is not for it.
+    assert!(!keys.contains(&"region"));
+    for row in &scale.rows {
+        assert!(
+            row.ns
+                .iter()
+                .all(|ns| ns.is_some_and(|ns| ns.is_finite() && ns >= 0.0)),
+            "{}: {:?} {:?}",
+            row.allocator,
+            row.ns,
+            row.note
+        );
+    }
+    let pool = scale.rows.iter().find(|row| row.key == "pool").unwrap();
+    assert_eq!(pool.note.as_deref(), Some("64-byte blocks"));
+    let markdown = std::fs::read_to_string(config.out_dir.join("report.md")).unwrap();
+    assert!(markdown.contains("## scale"));
+    assert!(std::fs::read_to_string(config.out_dir.join("scale.svg"))
+        .unwrap()
+        .starts_with("<svg"));
     std::fs::remove_dir_all(&config.out_dir).unwrap();
 }

@@ -9,7 +9,9 @@ const USAGE: &str = "\
 usage: lab [--full] [--only NAME]... [--trace FILE]... [--out DIR] [--update-readme]
 
   --full           twice the events and twice the rounds (about three minutes)
-  --only NAME      keep only this workload or allocator (repeatable)
+  --only NAME      keep only this workload or allocator (repeatable); `scale` is the
+                   scale study (time per call against 10^3 to 10^6 live blocks, 10^7
+                   with --full; the default run includes it up to 10^5)
   --trace FILE     replay this trace file instead of the built-in workloads (repeatable);
                    format: one event per line, `a ID SIZE ALIGN`, `r ID SIZE`, `f ID`
   --out DIR        where report.md and the plots go (default target/lab)

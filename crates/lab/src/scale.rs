@@ -1,0 +1,178 @@
+//! The scale study: time per call against the number of live blocks, for every allocator.
+//!
+//! An allocator whose cost grows with what it holds is what the seed article warns
+//! about; TLSF and the buddy system are built not to. Each point builds `live` blocks of
+//! 8–256 bytes (64 bytes for the pool), then replaces a random one per step, `steps`
+//! times, and frees them all. The time per replacement call is the difference between
+//! that replay and one without the steps, over the calls the steps make, so filling and
+//! draining do not count. An allocator whose point took longer than a few seconds skips
+//! the larger sizes (the list allocators: their cost grows with the live blocks).
+
+use std::time::Instant;
+
+use heapkit_trace::trace::{Summary, Trace};
+use heapkit_trace::workloads::{synthetic, Lifetimes, SizeMix};
+
+use crate::contenders::{Contender, Scratch};
+use crate::Scale;
+
+/// One allocator's line of the study.
+#[derive(Clone, Debug)]
+pub struct ScaleRow {
+    /// Name in tables and plots.
+    pub allocator: &'static str,
+    /// Its `--only` key.
+    pub key: &'static str,
+    /// ns per call at each of the study's sizes; `None` where it did not run.
+    pub ns: Vec<Option<f64>>,
+    /// Why a size did not run, when one did not.
+    pub note: Option<String>,
+}
+
+/// The whole study.
+#[derive(Clone, Debug)]
+pub struct ScaleResult {
+    /// Live blocks at each point.
+    pub sizes: Vec<usize>,
+    /// Calls each point's steps make, per size.
+    pub steps: Vec<usize>,
+    /// One line per allocator.
+    pub rows: Vec<ScaleRow>,
+}
+
+impl ScaleResult {
+    /// ns per call at the largest size each allocator reached over its time at the
+    /// smallest: 1.0 is flat.
+    pub fn growth(row: &ScaleRow) -> Option<f64> {
+        let first = row.ns.first().copied().flatten()?;
+        let last = row.ns.iter().rev().find_map(|ns| *ns)?;
+        Some(last / first)
+    }
+}
+
+/// The sizes of the study at `scale`: up to 10^5 in the default run (it must fit a
+/// minute beside the workloads), 10^6 when the study runs alone, 10^7 under `--full`.
+pub fn sizes(scale: Scale, alone: bool) -> Vec<usize> {
+    match scale {
+        Scale::Tiny => vec![100, 1_000],
+        Scale::Default if alone => vec![1_000, 10_000, 100_000, 1_000_000],
+        Scale::Default => vec![1_000, 10_000, 100_000],
+        Scale::Full => vec![1_000, 10_000, 100_000, 1_000_000, 10_000_000],
+    }
+}
+
+/// Replacements per point: enough calls to time at the small sizes, one per block at the
+/// large ones.
+fn steps(scale: Scale, live: usize) -> usize {
+    match scale {
+        Scale::Tiny => 1_000,
+        _ => live.max(200_000),
+    }
+}
+
+/// Bytes of region for `live` blocks of at most 256 bytes: room for a buddy's rounding
+/// and for fragmentation.
+pub fn region_for(live: usize) -> usize {
+    (live * 512).next_power_of_two().max(8 << 20)
+}
+
+/// A point took longer than this: the allocator skips the larger sizes.
+const BUDGET_SECONDS: f64 = 4.0;
+
+/// Runs the study. `nanos` turns a replay's ticks into nanoseconds.
+pub fn run(
+    scale: Scale,
+    alone: bool,
+    seed: u64,
+    contenders: &[Box<dyn Contender>],
+    nanos: impl Fn(u64) -> f64,
+    mut progress: impl FnMut(&str),
+) -> ScaleResult {
+    let sizes = sizes(scale, alone);
+    let largest = *sizes.last().expect("at least one size");
+    let mut scratch = Scratch::new(region_for(largest));
+    let rounds = if scale == Scale::Tiny { 1 } else { 3 };
+    let mixes = [SizeMix::UniformSmall, SizeMix::Fixed(64)];
+    // Per mix and size: the traces with and without the steps.
+    let traces: Vec<Vec<(Trace, Trace, Summary)>> = mixes
+        .iter()
+        .map(|&mix| {
+            sizes
+                .iter()
+                .map(|&live| {
+                    let with = synthetic(
+                        Lifetimes::Plateau {
+                            live,
+                            steps: steps(scale, live),
+                        },
+                        mix,
+                        seed,
+                    );
+                    let without = synthetic(Lifetimes::Plateau { live, steps: 0 }, mix, seed);
+                    let summary = with.summary();
+                    (with, without, summary)
+                })
+                .collect()
+        })
+        .collect();
+    let mut rows = Vec::new();
+    for contender in contenders {
+        // The mixed sizes where the allocator serves them, else one size (the pool).
+        let Some(mix) = (0..mixes.len()).find(|&m| contender.fits(&traces[m][0].2)) else {
+            continue;
+        };
+        let mut row = ScaleRow {
+            allocator: contender.name(),
+            key: contender.key(),
+            ns: vec![None; sizes.len()],
+            note: (mix == 1).then(|| "64-byte blocks".into()),
+        };
+        for (at, &live) in sizes.iter().enumerate() {
+            progress(&format!("scale · {} · {live} live", contender.name()));
+            let (with, without, summary) = &traces[mix][at];
+            let started = Instant::now();
+            let len = region_for(live);
+            let mut per_round = Vec::new();
+            for _ in 0..rounds {
+                let timed = contender
+                    .time(with, summary, &mut scratch, len, None)
+                    .and_then(|w| {
+                        let base = contender.time(without, summary, &mut scratch, len, None)?;
+                        Ok((w, base))
+                    });
+                match timed {
+                    Ok((with_ticks, base_ticks)) => {
+                        let calls = 2 * steps(scale, live);
+                        let ns = (nanos(with_ticks) - nanos(base_ticks)).max(0.0) / calls as f64;
+                        per_round.push(ns);
+                    }
+                    Err(error) => {
+                        row.note = Some(format!(
+                            "out of memory at {live} live (event {})",
+                            error.event
+                        ));
+                        break;
+                    }
+                }
+            }
+            if per_round.is_empty() {
+                break;
+            }
+            per_round.sort_unstable_by(f64::total_cmp);
+            row.ns[at] = Some(per_round[per_round.len() / 2]);
+            let seconds = started.elapsed().as_secs_f64();
+            if seconds > BUDGET_SECONDS && at + 1 < sizes.len() {
+                row.note = Some(format!(
+                    "{live} live took {seconds:.0} s: larger sizes skipped"
+                ));
+                break;
+            }
+        }
+        rows.push(row);
+    }
+    ScaleResult {
+        steps: sizes.iter().map(|&live| 2 * steps(scale, live)).collect(),
+        sizes,
+        rows,
+    }
+}
