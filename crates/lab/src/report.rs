@@ -360,9 +360,10 @@ impl crate::scale::ScaleResult {
     pub fn markdown(&self) -> String {
         let mut out = String::from(
             "\n## scale\n\nTime per call against live blocks: each point fills the heap with \
-             that many blocks of 8–256 B (the pool: 64 B), replaces a random one per step, \
-             and frees them all; ns per call is the steps' share of the time (the replay \
-             without steps subtracted), median of 3 rounds. Growth is the time at the \
+             that many blocks of 8–256 B (the pool: 64 B), replaces a random one of the \
+             newest 1,024 per step (the program's hot set; the rest stay live), and frees \
+             them all; ns per call is the steps' share of the time (the replay without \
+             steps subtracted), median of 3 rounds. Growth is the time at the \
              largest size reached over the time at the smallest (1.00× is flat). \
              Plot: `scale.svg` (log-log).\n\n| allocator |",
         );
