@@ -97,13 +97,11 @@ fn hot_set(live: usize, steps: usize, mix: SizeMix, seed: u64) -> Trace {
         ids.push(id);
     }
     let hot = HOT.min(live);
-    let mut next = live as u64;
-    for _ in 0..steps {
+    for next in (live as u64..).take(steps) {
         let at = live - hot + choose.below(hot);
         trace.free(ids[at]).expect("live id");
         alloc(&mut trace, next, &mut choose);
         ids[at] = next;
-        next += 1;
     }
     for &id in ids.iter().rev() {
         trace.free(id).expect("live id");
