@@ -374,7 +374,7 @@ pub fn run(config: &Config) -> Result<Report, String> {
         .iter()
         .map(|workload| lab.workload(workload, &contenders))
         .collect();
-    let scale = with_scale.then(|| {
+    let scale = if with_scale {
         let clock = lab.clock;
         let progress = &lab.progress;
         scale::run(
@@ -382,10 +382,12 @@ pub fn run(config: &Config) -> Result<Report, String> {
             scale_alone,
             config.seed,
             &contenders,
-            |ticks| clock.span_nanos(ticks),
+            |ticks| clock.nanos(ticks),
             |message| progress.set_message(message.to_owned()),
         )
-    });
+    } else {
+        Vec::new()
+    };
     lab.progress.finish_and_clear();
     let report = Report {
         scale,

@@ -196,7 +196,13 @@ pub fn scale(path: &Path, study: &crate::scale::ScaleResult) -> Result<(), Strin
     let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| failed(path, e))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("time per call against live blocks", ("sans-serif", 20))
+        .caption(
+            format!(
+                "time per call against live blocks ({})",
+                study.pattern.name()
+            ),
+            ("sans-serif", 20),
+        )
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)

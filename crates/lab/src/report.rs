@@ -18,8 +18,8 @@ pub struct Report {
     pub rounds: usize,
     /// How long the run took.
     pub elapsed: Duration,
-    /// The scale study, when it ran.
-    pub scale: Option<crate::scale::ScaleResult>,
+    /// The scale study in each pattern, when it ran.
+    pub scale: Vec<crate::scale::ScaleResult>,
 }
 
 /// One allocator's figures over all workloads it ran.
@@ -180,8 +180,8 @@ impl Report {
         for workload in &self.workloads {
             out.push_str(&workload.markdown());
         }
-        if let Some(scale) = &self.scale {
-            out.push_str(&scale.markdown());
+        for study in &self.scale {
+            out.push_str(&study.markdown());
         }
         out
     }
@@ -238,8 +238,11 @@ impl Report {
         }
         let path = dir.join("report.md");
         std::fs::write(&path, self.markdown()).map_err(|e| format!("{}: {e}", path.display()))?;
-        if let Some(scale) = &self.scale {
-            plots::scale(&dir.join("scale.svg"), scale)?;
+        for study in &self.scale {
+            plots::scale(
+                &dir.join(format!("scale-{}.svg", study.pattern.name())),
+                study,
+            )?;
         }
         for workload in &self.workloads {
             if workload.synthetic {
@@ -358,14 +361,22 @@ impl crate::scale::ScaleResult {
     /// The study's table: ns per call at each size, and the growth from the smallest to
     /// the largest size reached.
     pub fn markdown(&self) -> String {
-        let mut out = String::from(
-            "\n## scale\n\nTime per call against live blocks: each point fills the heap with \
-             that many blocks of 8–256 B (the pool: 64 B), replaces a random one of the \
-             newest 1,024 per step (the program's hot set; the rest stay live), and frees \
-             them all; ns per call is the steps' share of the time (the replay without \
-             steps subtracted), median of 3 rounds. Growth is the time at the \
-             largest size reached over the time at the smallest (1.00× is flat). \
-             Plot: `scale.svg` (log-log).\n\n| allocator |",
+        let (title, which) = match self.pattern {
+            crate::scale::Pattern::Random => ("random block", "a random live block"),
+            crate::scale::Pattern::Hot => (
+                "hot set",
+                "a random one of the newest 1,024 blocks (the program's hot set; the rest \
+                 stay live)",
+            ),
+        };
+        let mut out = format!(
+            "\n## scale: {title}\n\nTime per call against live blocks: each point fills the \
+             heap with that many blocks of 8–256 B (the pool: 64 B), replaces {which} per \
+             step, and frees them all; ns per call is the mean of the steps' calls, each \
+             timed with the time-stamp counter (its overhead taken off), median of 3 \
+             rounds. Growth is the time at the largest size reached over the time at the \
+             smallest (1.00× is flat). Plot: `scale-{}.svg` (log-log).\n\n| allocator |",
+            self.pattern.name()
         );
         for live in &self.sizes {
             let _ = write!(out, " {live} live |");

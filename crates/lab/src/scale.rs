@@ -3,13 +3,10 @@
 //! An allocator whose cost grows with what it holds is what the seed article warns
 //! about; TLSF and the buddy system are built not to. Each point builds `live` blocks of
 //! 8–256 bytes (64 bytes for the pool), then replaces one per step, `steps` times, and
-//! frees them all. The block replaced is a random one of the newest [`HOT`]: the heap
-//! holds `live` blocks, the program works on a hot set, as real programs do. (Replacing
-//! a random block among all of them measures the memory system instead: every call
-//! then misses the cache, and even a pool or mimalloc slows 20× from 10^3 to 10^6 live
-//! blocks.) The time per replacement call is the difference between that replay and one
-//! without the steps, over the calls the steps make, so filling and draining do not
-//! count. An allocator whose next size would take more than half a
+//! frees them all, in two patterns (see [`Pattern`]): the block replaced is a random one
+//! of all, or a random one of the newest [`HOT`]. The time per replacement call is the
+//! mean of the steps' calls, each timed with the time-stamp counter (its overhead taken
+//! off), so filling and draining do not count. An allocator whose next size would take more than half a
 //! minute skips it (the list allocators: their cost grows with the live blocks).
 
 use std::time::Instant;
@@ -34,9 +31,33 @@ pub struct ScaleRow {
     pub note: Option<String>,
 }
 
-/// The whole study.
+/// Which live block each step replaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pattern {
+    /// A random one of all the live blocks: what the bitmap-arena figure was
+    /// measured with, and what a heap under uniform churn sees (every call misses the
+    /// cache at a million blocks, whatever the allocator).
+    Random,
+    /// A random one of the newest [`HOT`]: the heap holds the rest, the program works on
+    /// a hot set, so the allocator's own cost shows rather than the memory system's.
+    Hot,
+}
+
+impl Pattern {
+    /// Short name, for titles and file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Random => "random",
+            Self::Hot => "hot-set",
+        }
+    }
+}
+
+/// The whole study, for one pattern.
 #[derive(Clone, Debug)]
 pub struct ScaleResult {
+    /// Which block each step replaces.
+    pub pattern: Pattern,
     /// Live blocks at each point.
     pub sizes: Vec<usize>,
     /// Calls each point's steps make, per size.
@@ -78,10 +99,9 @@ fn steps(scale: Scale, live: usize) -> usize {
 /// The newest blocks the steps replace at random.
 pub const HOT: usize = 1024;
 
-/// `live` blocks of `mix`, then `steps` replacements of a random one of the newest
-/// [`HOT`], then every block freed, newest first; deterministic for `seed`, and the same
-/// fill whatever `steps` is.
-fn hot_set(live: usize, steps: usize, mix: SizeMix, seed: u64) -> Trace {
+/// `live` blocks of `mix`, then `steps` replacements of a block `pattern` picks, then
+/// every block freed, newest first; deterministic for `seed`.
+fn churn(live: usize, steps: usize, mix: SizeMix, pattern: Pattern, seed: u64) -> Trace {
     let mut fill = Rng::new(seed);
     let mut choose = Rng::new(seed ^ 0x9e37_79b9_7f4a_7c15);
     let mut trace = TraceBuilder::new();
@@ -96,7 +116,10 @@ fn hot_set(live: usize, steps: usize, mix: SizeMix, seed: u64) -> Trace {
         alloc(&mut trace, id, &mut fill);
         ids.push(id);
     }
-    let hot = HOT.min(live);
+    let hot = match pattern {
+        Pattern::Random => live,
+        Pattern::Hot => HOT.min(live),
+    };
     for next in (live as u64..).take(steps) {
         let at = live - hot + choose.below(hot);
         trace.free(ids[at]).expect("live id");
@@ -120,7 +143,8 @@ pub fn region_for(live: usize) -> usize {
 /// are the larger ones.
 const BUDGET_SECONDS: f64 = 30.0;
 
-/// Runs the study. `nanos` turns a replay's ticks into nanoseconds.
+/// Runs the study in both patterns. `nanos` turns one call's ticks into nanoseconds, the
+/// counter's overhead taken off.
 pub fn run(
     scale: Scale,
     alone: bool,
@@ -128,23 +152,49 @@ pub fn run(
     contenders: &[Box<dyn Contender>],
     nanos: impl Fn(u64) -> f64,
     mut progress: impl FnMut(&str),
-) -> ScaleResult {
+) -> Vec<ScaleResult> {
     let sizes = sizes(scale, alone);
     let largest = *sizes.last().expect("at least one size");
     let mut scratch = Scratch::new(region_for(largest));
+    [Pattern::Random, Pattern::Hot]
+        .into_iter()
+        .map(|pattern| {
+            study(
+                pattern,
+                scale,
+                &sizes,
+                seed,
+                contenders,
+                &mut scratch,
+                &nanos,
+                &mut progress,
+            )
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)] // one study's settings, passed through once
+fn study(
+    pattern: Pattern,
+    scale: Scale,
+    sizes: &[usize],
+    seed: u64,
+    contenders: &[Box<dyn Contender>],
+    scratch: &mut Scratch,
+    nanos: &impl Fn(u64) -> f64,
+    progress: &mut impl FnMut(&str),
+) -> ScaleResult {
     let rounds = if scale == Scale::Tiny { 1 } else { 3 };
     let mixes = [SizeMix::UniformSmall, SizeMix::Fixed(64)];
-    // Per mix and size: the traces with and without the steps.
-    let traces: Vec<Vec<(Trace, Trace, Summary)>> = mixes
+    let traces: Vec<Vec<(Trace, Summary)>> = mixes
         .iter()
         .map(|&mix| {
             sizes
                 .iter()
                 .map(|&live| {
-                    let with = hot_set(live, steps(scale, live), mix, seed);
-                    let without = hot_set(live, 0, mix, seed);
-                    let summary = with.summary();
-                    (with, without, summary)
+                    let trace = churn(live, steps(scale, live), mix, pattern, seed);
+                    let summary = trace.summary();
+                    (trace, summary)
                 })
                 .collect()
         })
@@ -152,7 +202,7 @@ pub fn run(
     let mut rows = Vec::new();
     for contender in contenders {
         // The mixed sizes where the allocator serves them, else one size (the pool).
-        let Some(mix) = (0..mixes.len()).find(|&m| contender.fits(&traces[m][0].2)) else {
+        let Some(mix) = (0..mixes.len()).find(|&m| contender.fits(&traces[m][0].1)) else {
             continue;
         };
         let mut row = ScaleRow {
@@ -162,23 +212,23 @@ pub fn run(
             note: (mix == 1).then(|| "64-byte blocks".into()),
         };
         for (at, &live) in sizes.iter().enumerate() {
-            progress(&format!("scale · {} · {live} live", contender.name()));
-            let (with, without, summary) = &traces[mix][at];
+            progress(&format!(
+                "scale ({}) · {} · {live} live",
+                pattern.name(),
+                contender.name()
+            ));
+            let (trace, summary) = &traces[mix][at];
             let started = Instant::now();
             let len = region_for(live);
+            let calls = 2 * steps(scale, live);
             let mut per_round = Vec::new();
             for _ in 0..rounds {
-                let timed = contender
-                    .time(with, summary, &mut scratch, len, None)
-                    .and_then(|w| {
-                        let base = contender.time(without, summary, &mut scratch, len, None)?;
-                        Ok((w, base))
-                    });
-                match timed {
-                    Ok((with_ticks, base_ticks)) => {
-                        let calls = 2 * steps(scale, live);
-                        let ns = (nanos(with_ticks) - nanos(base_ticks)).max(0.0) / calls as f64;
-                        per_round.push(ns);
+                let mut samples = Vec::new();
+                match contender.time(trace, summary, scratch, len, Some(&mut samples)) {
+                    Ok(_) => {
+                        let steps = &samples[live..live + calls];
+                        let total: f64 = steps.iter().map(|&ticks| nanos(ticks)).sum();
+                        per_round.push(total / calls as f64);
                     }
                     Err(error) => {
                         row.note = Some(format!(
@@ -212,8 +262,9 @@ pub fn run(
         rows.push(row);
     }
     ScaleResult {
+        pattern,
         steps: sizes.iter().map(|&live| 2 * steps(scale, live)).collect(),
-        sizes,
+        sizes: sizes.to_vec(),
         rows,
     }
 }

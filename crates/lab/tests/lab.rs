@@ -237,7 +237,8 @@ fn the_scale_study_runs_alone_for_every_allocator_that_frees_at_random() {
     config.only = vec!["scale".into()];
     let report = run(&config).unwrap();
     assert!(report.workloads.is_empty());
-    let scale = report.scale.as_ref().expect("the study ran");
+    assert_eq!(report.scale.len(), 2, "both patterns");
+    let scale = &report.scale[0];
     assert_eq!(scale.sizes, [100, 1_000]);
     let keys: Vec<&str> = scale.rows.iter().map(|row| row.key).collect();
     for key in [
@@ -261,9 +262,11 @@ fn the_scale_study_runs_alone_for_every_allocator_that_frees_at_random() {
     let pool = scale.rows.iter().find(|row| row.key == "pool").unwrap();
     assert_eq!(pool.note.as_deref(), Some("64-byte blocks"));
     let markdown = std::fs::read_to_string(config.out_dir.join("report.md")).unwrap();
-    assert!(markdown.contains("## scale"));
-    assert!(std::fs::read_to_string(config.out_dir.join("scale.svg"))
-        .unwrap()
-        .starts_with("<svg"));
+    assert!(markdown.contains("## scale: random block") && markdown.contains("## scale: hot set"));
+    for plot in ["scale-random.svg", "scale-hot-set.svg"] {
+        assert!(std::fs::read_to_string(config.out_dir.join(plot))
+            .unwrap()
+            .starts_with("<svg"));
+    }
     std::fs::remove_dir_all(&config.out_dir).unwrap();
 }
