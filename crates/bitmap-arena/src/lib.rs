@@ -21,7 +21,9 @@ unsafe impl heapkit_core::FromRegion for BitmapArena {
         len: usize,
         block_size: usize,
     ) -> Result<Self, heapkit_core::ConfigError> {
-        // SAFETY: forwarded caller guarantees.
+        // The bitmap's words need an 8-aligned start; a lent byte buffer may not have one.
+        let (start, len) = heapkit_core::region::aligned_part(start, len, 8)?;
+        // SAFETY: forwarded caller guarantees, for a part of the region.
         unsafe { Self::from_raw(start, len, block_size) }
     }
 }

@@ -275,7 +275,9 @@ impl<B: Backend> Locked<B> {
     }
 
     /// Gives free memory back, with the lock held: see [`Backend::trim`]. Safe through a
-    /// shared `Locked` (a `#[global_allocator]` too): it moves no live block.
+    /// shared `Locked` (a `#[global_allocator]` too): it moves no live block. Like every
+    /// call here it spins on the lock, so calling it while this thread holds a
+    /// [`lock`](Self::lock) guard never returns.
     pub fn trim(&self) {
         self.with(Backend::trim);
     }

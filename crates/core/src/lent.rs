@@ -18,7 +18,8 @@ use crate::{Backend, ConfigError, Corruption, Stats};
 ///
 /// `from_region` must return a backend that manages memory only inside the region it is
 /// given (and inside its own value), so that ending the borrow of that region ends every
-/// use of it.
+/// use of it; its `Drop` may touch the region (a [`Lent`] is dropped before its borrow
+/// ends).
 pub unsafe trait FromRegion: Backend + Sized {
     /// What the backend needs besides its memory: a block size and alignment for a pool,
     /// the smallest block for a buddy, nothing (`()`) for TLSF.
@@ -42,43 +43,22 @@ pub unsafe trait FromRegion: Backend + Sized {
 }
 
 /// A backend over memory borrowed for `'a`: usable for `'a` and no longer, so the memory
-/// can be an array on the stack or a caller's buffer, with no `unsafe` and no leak.
+/// can be an array on the stack or a caller's buffer, with no `unsafe` and no leak:
 ///
-/// ```
-/// use core::mem::MaybeUninit;
-/// use heapkit_core::allocator_api2::vec::Vec;
-/// use heapkit_core::{Lent, Local};
-/// use heapkit_tlsf::Tlsf;
-///
-/// fn sum_of_squares(n: u64) -> u64 {
-///     let mut buffer = [MaybeUninit::uninit(); 16 * 1024];
-///     let heap = Local::new(Lent::<Tlsf>::new(&mut buffer).unwrap());
-///     let mut squares = Vec::new_in(&heap);
-///     squares.extend((1..=n).map(|k| k * k));
-///     squares.iter().sum()
-/// } // the heap, then the buffer, go with the stack frame
-///
-/// assert_eq!(sum_of_squares(10), 385);
+/// ```ignore
+/// let mut buffer = [MaybeUninit::uninit(); 16 * 1024];
+/// let heap = Local::new(Lent::<Tlsf>::new(&mut buffer)?);
+/// let mut squares = Vec::new_in(&heap);
 /// ```
 ///
-/// Nothing allocated from it can outlive the buffer:
-///
-/// ```compile_fail
-/// use core::mem::MaybeUninit;
-/// use heapkit_core::allocator_api2::boxed::Box;
-/// use heapkit_core::{Lent, Local};
-/// use heapkit_tlsf::Tlsf;
-///
-/// let heap;
-/// {
-///     let mut buffer = [MaybeUninit::uninit(); 4096];
-///     heap = Local::new(Lent::<Tlsf>::new(&mut buffer).unwrap());
-/// }
-/// let boxed = Box::new_in(5u32, &heap);
-/// ```
+/// (Runnable in heapkit-tlsf's documentation, with the program the borrow checker
+/// refuses: a block that would outlive the buffer. heapkit-core cannot depend on a
+/// backend, even for its tests.)
 ///
 /// The backend is reachable read-only ([`backend`](Self::backend)): with `&mut` access it
-/// could be moved out, taking the borrowed memory past `'a`.
+/// could be moved out, taking the borrowed memory past `'a`. `Lent` has a `Drop` (that
+/// does nothing) so that the borrow lasts until it is dropped: the buffer cannot be used
+/// again while a `Lent` over it is still in scope.
 pub struct Lent<'a, B> {
     backend: B,
     memory: PhantomData<&'a mut [MaybeUninit<u8>]>,
@@ -122,6 +102,12 @@ impl<'a, B: FromRegion> Lent<'a, B> {
     pub fn backend(&self) -> &B {
         &self.backend
     }
+}
+
+impl<B> Drop for Lent<'_, B> {
+    /// Nothing to do (the backend drops itself); the impl makes the borrow of the memory
+    /// last until here.
+    fn drop(&mut self) {}
 }
 
 impl<B: fmt::Debug> fmt::Debug for Lent<'_, B> {

@@ -161,6 +161,34 @@ impl Span {
     }
 }
 
+/// The part of `len` bytes at `start` that begins at the first multiple of `align`: for
+/// constructors over a lent byte buffer, which may start anywhere.
+///
+/// # Errors
+///
+/// [`ConfigError::RegionWraps`] for a range past the address space,
+/// [`ConfigError::NotPowerOfTwo`] for such an `align`, [`ConfigError::RegionTooSmall`]
+/// when no aligned byte lies inside.
+pub fn aligned_part(
+    start: NonNull<u8>,
+    len: usize,
+    align: usize,
+) -> Result<(NonNull<u8>, usize), ConfigError> {
+    let span = Span::of(start, len)?;
+    if !align.is_power_of_two() {
+        return Err(ConfigError::NotPowerOfTwo {
+            what: "alignment",
+            value: align,
+        });
+    }
+    let at = span.align_up(0, align).ok_or(ConfigError::RegionTooSmall {
+        needed: align,
+        given: len,
+    })?;
+    // SAFETY: `at <= len`: the aligned start lies in the region or at its end.
+    Ok((unsafe { start.add(at) }, len - at))
+}
+
 /// A header a backend keeps at the start of each region it manages, linked into a
 /// [`RegionList`].
 ///

@@ -23,6 +23,11 @@ pub unsafe trait Source {
     /// Alignment of every chunk's start.
     const CHUNK_ALIGN: usize;
 
+    /// Whether a chunk handed back can be handed out again (by this source, or to the
+    /// operating system). A source that cannot take memory back ([`StaticSource`]) says
+    /// `false`, and growing allocators then keep their chunks rather than lose them.
+    const RETURNS_MEMORY: bool = true;
+
     /// A chunk of at least `min_len` bytes, or `None` when the source is exhausted.
     fn acquire(&mut self, min_len: usize) -> Option<NonNull<[u8]>>;
 
@@ -67,11 +72,17 @@ unsafe impl Source for NoSource {
 /// ```
 /// use heapkit_core::source::{Source, StaticSource};
 ///
-/// let mut source: StaticSource = heapkit_core::static_source!(64 * 1024);
-/// let chunk = source.acquire(100).unwrap();
+/// fn sixty_four_kib() -> StaticSource {
+///     heapkit_core::static_source!(64 * 1024)
+/// }
+///
+/// let (mut first, mut second) = (sixty_four_kib(), sixty_four_kib());
+/// let chunk = first.acquire(100).unwrap();
 /// assert_eq!(chunk.len(), 64 * 1024);
-/// // Claimed once, for good: a second source over the same buffer gets nothing.
-/// assert!(source.acquire(100).is_none());
+/// // Claimed once, for good: another source over the same buffer gets nothing, and so
+/// // does the first, asked again.
+/// assert!(second.acquire(100).is_none());
+/// assert!(first.acquire(100).is_none());
 /// ```
 #[derive(Debug)]
 pub struct StaticSource {
@@ -113,6 +124,7 @@ impl StaticSource {
 // the constructor's contract, and valid forever.
 unsafe impl Source for StaticSource {
     const CHUNK_ALIGN: usize = Self::ALIGN;
+    const RETURNS_MEMORY: bool = false;
 
     fn acquire(&mut self, min_len: usize) -> Option<NonNull<[u8]>> {
         // Exclusive ownership, not a handoff of data: nothing was written before the claim,

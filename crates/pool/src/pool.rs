@@ -425,12 +425,15 @@ unsafe impl heapkit_core::FromRegion for Pool {
     /// Block size and block alignment.
     type Params = (usize, usize);
 
+    /// Starts at the region's first byte aligned to `block_align` (a byte buffer lent by
+    /// [`Lent`](heapkit_core::Lent) may start anywhere).
     unsafe fn from_region(
         start: NonNull<u8>,
         len: usize,
         (block_size, block_align): (usize, usize),
     ) -> Result<Self, ConfigError> {
-        // SAFETY: forwarded caller guarantees.
+        let (start, len) = heapkit_core::region::aligned_part(start, len, block_align)?;
+        // SAFETY: forwarded caller guarantees, for a part of the region.
         unsafe { Self::from_raw(start, len, block_size, block_align) }
     }
 }

@@ -352,6 +352,17 @@ impl<'a, S: Source> Bump<'a, S> {
     /// Gives the chunks strictly between `chunk` and `keep` (kept chunks after the
     /// current one) to the source, and links the two.
     fn give_back_between(&self, source: &mut S, chunk: Chunk, keep: NonNull<ChunkHeader>) {
+        if !S::RETURNS_MEMORY {
+            // The source cannot take them: they stay where they are, passed over (empty,
+            // their room counted as slack until a release or reset comes back to them).
+            let mut next = self.next_of(chunk);
+            while let Some(header) = next.filter(|header| *header != keep) {
+                let (start, _) = self.data_range(Some(header));
+                self.set_stopped(Some(header), start.as_ptr().addr());
+                next = self.next_of(Some(header));
+            }
+            return;
+        }
         let mut next = self.next_of(chunk);
         while let Some(header) = next.filter(|header| *header != keep) {
             next = self.next_of(next);
@@ -523,6 +534,29 @@ impl<'a, S: Source> Bump<'a, S> {
     ///
     /// Borrows end here, so no value allocated before survives (`&mut self`).
     pub fn reset(&mut self) {
+        if !S::RETURNS_MEMORY {
+            // A source that cannot take chunks back: keep them all, emptied, and start
+            // again from the buffer, or from the first chunk.
+            let mut chunk: Chunk = None;
+            loop {
+                let (start, _) = self.data_range(chunk);
+                self.set_stopped(chunk, start.as_ptr().addr());
+                match self.next_of(chunk) {
+                    Some(next) => chunk = Some(next),
+                    None => break,
+                }
+            }
+            let start_in = if self.base_end == self.base.as_ptr().addr() {
+                self.first.get()
+            } else {
+                None
+            };
+            let (start, end) = self.data_range(start_in);
+            self.current.set(start_in);
+            self.cursor.set(start);
+            self.limit.set(end);
+            return;
+        }
         let largest = self
             .chunks()
             .flatten()
@@ -559,6 +593,9 @@ impl<'a, S: Source> Bump<'a, S> {
     /// Gives the chunks kept after the current one (those a release passed over) back to
     /// the source.
     pub fn trim(&mut self) {
+        if !S::RETURNS_MEMORY {
+            return;
+        }
         if let Some(kept) = self.next_of(self.current.get()) {
             self.give_back_all_from(kept);
         }

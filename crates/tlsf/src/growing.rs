@@ -5,7 +5,6 @@ use core::fmt;
 use core::mem::{align_of, size_of};
 use core::ptr::{self, NonNull};
 
-use heapkit_core::region::Span;
 use heapkit_core::{AllocError, Backend, ConfigError, Corruption, Source, Stats};
 
 use crate::tlsf::{DEFAULT_FL, DEFAULT_SL};
@@ -16,6 +15,13 @@ struct Chunk {
     next: *mut Chunk,
     /// The chunk exactly as the source returned it.
     memory: NonNull<[u8]>,
+    /// The start of the chunk's one region.
+    region: usize,
+    /// Bytes of the chunk outside its region: this header, its alignment, and a tail
+    /// past the largest region (counted as metadata).
+    overhead: usize,
+    /// Marked for giving back, during [`GrowingTlsf::trim`] and the automatic give-back.
+    releasing: bool,
 }
 
 /// A [`Tlsf`] that grows: when a request does not fit, it asks its [`Source`] for a chunk
@@ -98,50 +104,88 @@ impl<S: Source, const FL: usize, const SL: usize> GrowingTlsf<S, FL, SL> {
     }
 
     /// Gives every chunk whose memory is all free back to the source, the reserve
-    /// included (see the type's documentation). O(chunks × regions).
+    /// included (see the type's documentation). One pass over the chunks and one over the
+    /// regions: O(chunks + regions).
     pub fn trim(&mut self) {
         self.give_back_free_chunks(false);
     }
 
     /// Gives the wholly free chunks back to the source; with `keep_one`, all but the
-    /// largest of them.
+    /// largest of them. Chunks and regions are both listed newest first, and each chunk
+    /// holds one region, so a walk of the regions meets the chunks' regions in the
+    /// chunks' order (regions from `add_region` in between): the two lists are paired in
+    /// one pass, with no search.
     fn give_back_free_chunks(&mut self, keep_one: bool) {
-        let span_of = |memory: NonNull<[u8]>| {
-            Span::of(memory.cast(), memory.len()).expect("a chunk the source handed out")
-        };
-        let mut kept: Option<usize> = None;
+        if !S::RETURNS_MEMORY || self.chunks.is_null() {
+            return;
+        }
+        // Which chunks are wholly free.
+        let mut chunk = self.chunks;
+        self.tlsf.for_each_region(|start, free| {
+            // SAFETY: `chunk` is null or a live chunk header on the list.
+            unsafe {
+                if !chunk.is_null() && (*chunk).region == start {
+                    (*chunk).releasing = free;
+                    chunk = (*chunk).next;
+                }
+            }
+        });
         if keep_one {
+            let mut largest: *mut Chunk = ptr::null_mut();
             let mut chunk = self.chunks;
             while !chunk.is_null() {
-                // SAFETY: chunk headers on the list are live.
-                let Chunk { next, memory } = unsafe { chunk.read() };
-                if self.tlsf.all_free(span_of(memory)) && kept.is_none_or(|len| memory.len() > len)
-                {
-                    kept = Some(memory.len());
+                // SAFETY: live chunk headers on the list.
+                unsafe {
+                    if (*chunk).releasing
+                        && (largest.is_null() || (*chunk).memory.len() > (*largest).memory.len())
+                    {
+                        largest = chunk;
+                    }
+                    chunk = (*chunk).next;
                 }
-                chunk = next;
+            }
+            if !largest.is_null() {
+                // SAFETY: a live chunk header.
+                unsafe { (*largest).releasing = false };
             }
         }
+        // Their regions leave the allocator.
+        let mut chunk = self.chunks;
+        self.tlsf.take_back(|start| {
+            // SAFETY: as above.
+            unsafe {
+                if !chunk.is_null() && (*chunk).region == start {
+                    let releasing = (*chunk).releasing;
+                    chunk = (*chunk).next;
+                    releasing
+                } else {
+                    false
+                }
+            }
+        });
+        // Their memory goes back to the source.
         let mut prev: *mut Chunk = ptr::null_mut();
         let mut chunk = self.chunks;
         while !chunk.is_null() {
             // SAFETY: chunk headers on the list are live.
-            let Chunk { next, memory } = unsafe { chunk.read() };
-            let keep = kept == Some(memory.len());
-            if keep {
-                kept = None; // one chunk of that length only
-            }
-            if !keep && self.tlsf.take_back_if_free(span_of(memory)) {
+            let Chunk {
+                next,
+                memory,
+                overhead,
+                releasing,
+                ..
+            } = unsafe { chunk.read() };
+            if releasing {
                 if prev.is_null() {
                     self.chunks = next;
                 } else {
                     // SAFETY: `prev` is a live chunk header on the list.
                     unsafe { (*prev).next = next };
                 }
-                self.chunk_overhead -=
-                    chunk.addr() - memory.cast::<u8>().as_ptr().addr() + size_of::<Chunk>();
-                // SAFETY: the chunk's regions are no longer the allocator's and it is off
-                // the list: nothing refers to its memory any more.
+                self.chunk_overhead -= overhead;
+                // SAFETY: the chunk's region is no longer the allocator's (its block was
+                // wholly free, checked in the same call with no allocation between) and
+                // the chunk is off the list: nothing refers to its memory any more.
                 unsafe { self.source.release(memory) };
             } else {
                 prev = chunk;
@@ -163,23 +207,32 @@ impl<S: Source, const FL: usize, const SL: usize> GrowingTlsf<S, FL, SL> {
         let offset = start.align_offset(align_of::<Chunk>());
         let region = start.wrapping_add(offset + size_of::<Chunk>());
         let region_len = memory.len() - offset - size_of::<Chunk>();
+        // One region per chunk (past the largest block, the chunk's tail stays unused), so
+        // the give-back pairs chunks with regions in one pass.
         // SAFETY: the source hands us `memory` for our exclusive use until we release it;
-        // the chunk header and the region after it lie inside it (`needed` covers both).
+        // the region after the header lies inside it (`needed` covers both).
         let added = unsafe {
-            start.add(offset).cast::<Chunk>().write(Chunk {
-                next: self.chunks,
-                memory,
-            });
             self.tlsf
-                .add_region(NonNull::new_unchecked(region), region_len)
+                .add_regions(NonNull::new_unchecked(region), region_len, 1)
         };
-        if added.is_err() {
+        let Ok(used) = added else {
             // SAFETY: nothing refers to the chunk: the region was not added.
             unsafe { self.source.release(memory) };
             return Err(AllocError);
+        };
+        let overhead = offset + size_of::<Chunk>() + (region_len - used);
+        // SAFETY: the header's place is inside the chunk, aligned, and ours.
+        unsafe {
+            start.add(offset).cast::<Chunk>().write(Chunk {
+                next: self.chunks,
+                memory,
+                region: region.addr(),
+                overhead,
+                releasing: false,
+            });
         }
         self.chunks = start.wrapping_add(offset).cast();
-        self.chunk_overhead += offset + size_of::<Chunk>();
+        self.chunk_overhead += overhead;
         Ok(())
     }
 }
@@ -191,7 +244,7 @@ impl<S: Source, const FL: usize, const SL: usize> Drop for GrowingTlsf<S, FL, SL
             // SAFETY: chunk headers on the list are live; with the heap gone, nothing uses
             // the chunk any more (blocks cannot outlive their allocator's owner).
             unsafe {
-                let Chunk { next, memory } = chunk.read();
+                let Chunk { next, memory, .. } = chunk.read();
                 self.source.release(memory);
                 chunk = next;
             }

@@ -51,25 +51,42 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     /// [`ConfigError`] when the region reaches past the address space, overlaps one already
     /// added, or is too small; the allocator is then unchanged.
     pub unsafe fn add_region(&mut self, start: NonNull<u8>, len: usize) -> Result<(), ConfigError> {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { self.add_regions(start, len, usize::MAX) }.map(|_| ())
+    }
+
+    /// [`add_region`](Self::add_region) that installs at most `most` regions (a span
+    /// past the largest block needs several) and returns the bytes used from `start`.
+    ///
+    /// # Safety
+    ///
+    /// As for `add_region`.
+    pub(crate) unsafe fn add_regions(
+        &mut self,
+        start: NonNull<u8>,
+        len: usize,
+        most: usize,
+    ) -> Result<usize, ConfigError> {
         let span = Span::of(start, len)?;
         self.regions.check_disjoint(&span)?;
         // A region past the largest block becomes several, each ending in its sentinel.
         let mut plan = Self::plan(span)?;
         let mut used = 0;
-        loop {
+        for _ in 0..most {
             // SAFETY: the plan lies in the caller's region, which is ours from now on; its
             // offsets are at most the rest's length (`plan`), so the pointers stay inside.
             unsafe { self.install(start.as_ptr().add(used), &plan) };
             used += plan.span.len();
             let Some(rest) = span.skip(used).filter(|rest| !rest.is_empty()) else {
-                return Ok(());
+                break;
             };
             match Self::plan(rest) {
                 Ok(next_plan) => plan = next_plan,
                 // A tail too short for a block stays unused.
-                Err(_) => return Ok(()),
+                Err(_) => break,
             }
         }
+        Ok(used)
     }
 
     /// Where a region's header, bitmap, blocks and sentinel go within `span`, as offsets
@@ -178,54 +195,49 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
 }
 
 impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
-    /// Whether some region lies inside `span` and every region inside it is one free
-    /// block. O(regions).
-    pub(crate) fn all_free(&self, span: Span) -> bool {
-        let mut any = false;
+    /// Calls `each` with every region's start and whether the region is one free block,
+    /// newest region first. O(regions).
+    pub(crate) fn for_each_region(&self, mut each: impl FnMut(usize, bool)) {
         for region in self.regions.iter() {
-            if span.start() <= region.span.start() && region.span.end() <= span.end() {
-                // SAFETY: a region's first block header is valid while the region is ours.
-                let header = unsafe { Block::at(region.first).header() };
-                let size = region.sentinel.addr() - region.first.addr();
-                if header & FREE == 0 || header & !FLAGS != size {
-                    return false;
-                }
-                any = true;
-            }
+            each(region.span.start(), Self::wholly_free(region));
         }
-        any
     }
 
-    /// Takes back the regions lying inside `span` (a growing heap's chunk) if each is one
-    /// free block: unlinks those blocks and the regions, lowers the capacity, and returns
-    /// whether it did. The memory is then no longer the allocator's. O(regions).
-    pub(crate) fn take_back_if_free(&mut self, span: Span) -> bool {
-        if !self.all_free(span) {
-            return false;
-        }
-        let inside = |region: &Region| {
-            span.start() <= region.span.start() && region.span.end() <= span.end()
-        };
-        while let Some(header) = self.regions.find(|region| inside(region)) {
-            // SAFETY: a header on the list, valid until it is unlinked below.
-            let (first, size, len) = unsafe {
-                let region = &*header;
-                (
-                    region.first,
-                    region.sentinel.addr() - region.first.addr(),
-                    region.span.len(),
-                )
-            };
-            // SAFETY: the region's one block is free, of `size`, on its list; the region
-            // is unlinked right after, with `relink` writing the link it reads.
-            unsafe {
-                self.unlink(Block::at(first), size);
-                self.regions
-                    .remove(header, |prev, next| (*prev).next = next);
+    fn wholly_free(region: &Region) -> bool {
+        // SAFETY: a region's first block header is valid while the region is ours.
+        let header = unsafe { Block::at(region.first).header() };
+        header & FREE != 0 && header & !FLAGS == region.sentinel.addr() - region.first.addr()
+    }
+
+    /// Takes back every region that is one free block and that `give_back` names (by its
+    /// start, asked newest region first): unlinks its block and the region and lowers the
+    /// capacity, in one pass over the regions. The memory is then no longer the
+    /// allocator's.
+    pub(crate) fn take_back(&mut self, mut give_back: impl FnMut(usize) -> bool) {
+        let mut prev: *mut Region = core::ptr::null_mut();
+        let mut next = self.regions.head();
+        while !next.is_null() {
+            // SAFETY: headers on the list are valid until unlinked below.
+            let region = unsafe { &*next };
+            let after = region.next;
+            if give_back(region.span.start()) && Self::wholly_free(region) {
+                let (first, size) = (region.first, region.sentinel.addr() - region.first.addr());
+                self.capacity -= region.span.len();
+                // SAFETY: the region's one block is free, of `size`, on its list; the
+                // region leaves the list here, `prev`'s link (or the head) skipping it.
+                unsafe {
+                    self.unlink(Block::at(first), size);
+                    if prev.is_null() {
+                        self.regions.remove(next, |_, _| {});
+                    } else {
+                        (*prev).next = after;
+                    }
+                }
+            } else {
+                prev = next;
             }
-            self.capacity -= len;
+            next = after;
         }
-        true
     }
 }
 
