@@ -30,7 +30,7 @@ const LARGEST_STEP: usize = 1 << 28;
 /// 64-bit targets), plus up to 7 bytes to align it when the source's chunks are not
 /// 8-aligned.
 #[repr(C)]
-struct ChunkHeader {
+pub(crate) struct ChunkHeader {
     /// The chunk exactly as the source handed it out, for giving it back.
     chunk: NonNull<[u8]>,
     /// The chunk before, or `None` for the base (the buffer the region was made over, or
@@ -49,6 +49,22 @@ const _: () = assert!(HEADER % GRAIN == 0 && core::mem::align_of::<ChunkHeader>(
 
 /// A chunk of the list: `None` is the base.
 type Chunk = Option<NonNull<ChunkHeader>>;
+
+/// A fresh id for a region, never 0 and never repeated (a 64-bit count does not wrap).
+/// Uniqueness needs only the increment's atomicity, so it is `Relaxed`.
+#[cfg(all(target_has_atomic = "64", not(loom)))]
+fn next_region_id() -> u64 {
+    use heapkit_core::sync::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Without 64-bit atomics regions have no id; a release then walks the list to check a
+/// mark.
+#[cfg(not(all(target_has_atomic = "64", not(loom))))]
+fn next_region_id() -> u64 {
+    0
+}
 
 /// A bump region: memory handed out by moving a cursor, given back all at once
 /// ([`reset`](Self::reset)), back to a [`Mark`](crate::Mark), at the end of a
@@ -87,6 +103,11 @@ pub struct Bump<'a, S: Source = NoSource> {
     /// The buffer's whole length, as lent.
     base_len: usize,
     base_stopped: Cell<usize>,
+    /// This region's id among all regions of the program (0: none, on targets without
+    /// 64-bit atomics), and how many chunks it has given back: together they tell a
+    /// mark's chunk is still this region's, with no walk.
+    id: u64,
+    generation: Cell<u64>,
     /// The first chunk after the base.
     first: Cell<Chunk>,
     /// Taken out while a chunk is acquired, so a source that calls back into this region
@@ -155,6 +176,8 @@ impl<'a, S: Source> Bump<'a, S> {
             first: Cell::new(None),
             source: Cell::new(Some(source)),
             buffer: PhantomData,
+            id: next_region_id(),
+            generation: Cell::new(0),
         }
     }
 
@@ -369,6 +392,7 @@ impl<'a, S: Source> Bump<'a, S> {
             // SAFETY: a kept chunk after the current one: no live block is in it, and it
             // is unlinked below, before anything reads the list again.
             unsafe { source.release(header.as_ref().chunk) };
+            self.generation.set(self.generation.get() + 1);
         }
         self.set_next(chunk, Some(keep));
         // SAFETY: a live header of this region.
@@ -386,6 +410,7 @@ impl<'a, S: Source> Bump<'a, S> {
             // unlinked, and it is the current chunk of no live block (callers give back
             // only chunks after the current one, or all of them from `&mut self`).
             unsafe { source.release(chunk) };
+            self.generation.set(self.generation.get() + 1);
             next = after;
         }
     }
@@ -487,38 +512,56 @@ impl<'a, S: Source> Bump<'a, S> {
 
     // --- Marks -----------------------------------------------------------------------
 
-    pub(crate) fn position(&self) -> (usize, usize, usize) {
+    pub(crate) fn position(&self) -> crate::Mark {
         let current = self.current.get();
-        (
-            current.map_or(0, |header| header.as_ptr().addr()),
-            Self::depth(current),
-            self.cursor.get().as_ptr().addr(),
-        )
+        crate::Mark {
+            chunk: current,
+            depth: Self::depth(current),
+            cursor: self.cursor.get().as_ptr().addr(),
+            region: self.id,
+            generation: self.generation.get(),
+        }
     }
 
     /// Moves the cursor back to a position [`position`](Self::position) returned, if it
     /// is still at or before the cursor in this region's list; chunks passed over are
-    /// kept for reuse. Returns whether it was. Costs one step per chunk passed over.
-    pub(crate) fn rewind(&mut self, (chunk_addr, depth, cursor): (usize, usize, usize)) -> bool {
-        let mut chunk = self.current.get();
-        loop {
-            match Self::depth(chunk).cmp(&depth) {
-                core::cmp::Ordering::Equal => break,
-                core::cmp::Ordering::Less => return false,
-                core::cmp::Ordering::Greater => {
-                    chunk = chunk.and_then(Self::prev_of);
-                }
+    /// kept for reuse. Returns whether it was.
+    pub(crate) fn rewind(&mut self, mark: crate::Mark) -> bool {
+        let current = self.current.get();
+        let here = Self::depth(current);
+        let chunk = if mark.depth > here {
+            return false;
+        } else if mark.depth == here {
+            current
+        } else if mark.depth == 0 {
+            None
+        } else if self.id != 0 && mark.region == self.id && mark.generation == self.generation.get()
+        {
+            // No chunk has gone back since this region took the mark: its chunk is still
+            // one of ours, and live. Its depth, read now, says whether it is still before
+            // the current chunk (the list is a line numbered from the base; a chunk kept
+            // after the current one is deeper).
+            match mark.chunk {
+                Some(header) if Self::depth(Some(header)) == mark.depth => Some(header),
+                _ => return false,
             }
-        }
+        } else {
+            // No id to go by: walk back to the mark's depth, one step per chunk.
+            let mut chunk = current;
+            while Self::depth(chunk) > mark.depth {
+                chunk = chunk.and_then(Self::prev_of);
+            }
+            chunk
+        };
         let (start, end) = self.data_range(chunk);
-        let valid = chunk.map_or(0, |header| header.as_ptr().addr()) == chunk_addr
-            && (start.as_ptr().addr()..=self.top(chunk)).contains(&cursor)
-            && cursor % GRAIN == 0;
+        let valid = chunk == mark.chunk
+            && (start.as_ptr().addr()..=self.top(chunk)).contains(&mark.cursor)
+            && mark.cursor % GRAIN == 0;
         if !valid {
             return false;
         }
         // A valid cursor is at least the chunk's start, which is not null.
-        let Some(cursor) = NonZeroUsize::new(cursor) else {
+        let Some(cursor) = NonZeroUsize::new(mark.cursor) else {
             return false;
         };
         self.current.set(chunk);

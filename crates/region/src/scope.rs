@@ -2,6 +2,7 @@
 //! step per chunk passed over.
 
 use core::ops::{Deref, DerefMut};
+use core::ptr::NonNull;
 
 use heapkit_core::Source;
 
@@ -14,28 +15,32 @@ use crate::Bump;
 /// A mark is plain data: copying it, keeping it past a reset, or handing it to another
 /// region is safe. A release checks the mark against the region's list of chunks and
 /// refuses one that no longer names a point at or before the cursor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub struct Mark {
-    chunk: usize,
-    depth: usize,
-    cursor: usize,
+    /// The chunk's header (`None`: the base). Dereferenced only once the region has
+    /// checked that it is one of its live chunks.
+    pub(crate) chunk: Option<NonNull<crate::bump::ChunkHeader>>,
+    pub(crate) depth: usize,
+    pub(crate) cursor: usize,
+    /// The region's id (0 where it has none) and how many chunks it had given back when
+    /// the mark was taken: while both still match, the chunk is this region's and live.
+    pub(crate) region: u64,
+    pub(crate) generation: u64,
 }
 
 impl<'a, S: Source> Bump<'a, S> {
     /// The current point, for a later [`release`](Self::release).
     pub fn mark(&self) -> Mark {
-        let (chunk, depth, cursor) = self.position();
-        Mark {
-            chunk,
-            depth,
-            cursor,
-        }
+        self.position()
     }
 
     /// Frees every block allocated after `mark`; a block that grew in place after the mark
-    /// goes back to its size then. The chunks passed over are kept for the
-    /// allocations that follow ([`trim`](Self::trim) gives them back), so the cost is
-    /// O(1) plus one step per chunk passed over, whatever the number of blocks freed.
+    /// goes back to its size then. The chunks passed over are kept for the allocations that
+    /// follow ([`trim`](Self::trim) gives them back). O(1), whatever the number of blocks
+    /// freed: the mark carries the region's id and its count of chunks given back, and
+    /// while both match the mark's chunk is known to be this region's and live, so one
+    /// read of its header checks it. (On a target without 64-bit atomics, where regions
+    /// have no id, the check walks back one step per chunk passed over.)
     ///
     /// Taking `&mut self` ends every borrow of a value allocated through `&self`, so no
     /// reference into the freed blocks survives. (Pointers from the raw
@@ -65,7 +70,7 @@ impl<'a, S: Source> Bump<'a, S> {
     /// ```
     #[track_caller]
     pub fn release(&mut self, mark: Mark) {
-        if !self.rewind((mark.chunk, mark.depth, mark.cursor)) {
+        if !self.rewind(mark) {
             Self::stale(mark);
         }
     }
@@ -173,6 +178,22 @@ impl<'a, S: Source> Bump<'a, S> {
     }
 }
 
+/// Two marks are equal when they name the same point (chunk and place in it), whatever the
+/// region's count of chunks given back when each was taken.
+impl PartialEq for Mark {
+    fn eq(&self, other: &Self) -> bool {
+        (self.chunk, self.depth, self.cursor) == (other.chunk, other.depth, other.cursor)
+    }
+}
+
+impl Eq for Mark {}
+
+// SAFETY: a mark is plain data: its chunk pointer is only compared, and dereferenced only
+// by the region it names after checking it is one of that region's live chunks.
+unsafe impl Send for Mark {}
+// SAFETY: as above; `&Mark` gives nothing but copies of the data.
+unsafe impl Sync for Mark {}
+
 /// Frees everything allocated after its creation when dropped; see [`Bump::guard`].
 #[derive(Debug)]
 pub struct Guard<'g, 'a, S: Source> {
@@ -199,11 +220,6 @@ impl<S: Source> Drop for Guard<'_, '_, S> {
         // A reset inside the scope already freed everything: the mark may no longer name
         // a point in the region, and there is nothing left to release. Never panic here
         // (the scope may be unwinding).
-        let Mark {
-            chunk,
-            depth,
-            cursor,
-        } = self.mark;
-        let _ = self.region.rewind((chunk, depth, cursor));
+        let _ = self.region.rewind(self.mark);
     }
 }
