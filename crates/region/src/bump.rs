@@ -386,33 +386,37 @@ impl<'a, S: Source> Bump<'a, S> {
             }
             return;
         }
-        let mut next = self.next_of(chunk);
-        while let Some(header) = next.filter(|header| *header != keep) {
-            next = self.next_of(next);
-            // SAFETY: a kept chunk after the current one: no live block is in it, and it
-            // is unlinked below, before anything reads the list again.
-            unsafe { source.release(header.as_ref().chunk) };
-            self.generation.set(self.generation.get() + 1);
-        }
+        // Unlink first, release after: a source that panics in `release` then leaves a
+        // list that reaches no freed chunk.
+        let passed = self.next_of(chunk).filter(|header| *header != keep);
         self.set_next(chunk, Some(keep));
         // SAFETY: a live header of this region.
         unsafe { (*keep.as_ptr()).prev = chunk };
+        self.renumber_from(keep);
+        self.release_list(source, passed, Some(keep));
+    }
+
+    /// Gives the chunks from `first` up to `stop` (excluded), already unlinked, to the
+    /// source. The count of chunks given back goes up before each: a mark into a chunk
+    /// already on its way back must never pass the O(1) check, even if `release` panics.
+    fn release_list(&self, source: &mut S, first: Chunk, stop: Chunk) {
+        let mut next = first;
+        while let Some(header) = next.filter(|header| Some(*header) != stop) {
+            // SAFETY: a header of this region, read before its chunk goes back.
+            let (whole, after) = unsafe { (header.as_ref().chunk, header.as_ref().next) };
+            self.generation.set(self.generation.get() + 1);
+            // SAFETY: the chunk came from this source and nothing uses it any more: it is
+            // unlinked, and no live block is in it (callers give back only chunks after
+            // the current one, or every chunk from `&mut self`).
+            unsafe { source.release(whole) };
+            next = after;
+        }
     }
 
     /// Unlinks `chunk` and every chunk after it and gives them to the source.
     fn give_back_from(&self, source: &mut S, chunk: NonNull<ChunkHeader>) {
         self.set_next(Self::prev_of(chunk), None);
-        let mut next = Some(chunk);
-        while let Some(header) = next {
-            // SAFETY: a live header of this region, read before its chunk goes back.
-            let (chunk, after) = unsafe { (header.as_ref().chunk, header.as_ref().next) };
-            // SAFETY: the chunk came from this source and nothing uses it any more: it is
-            // unlinked, and it is the current chunk of no live block (callers give back
-            // only chunks after the current one, or all of them from `&mut self`).
-            unsafe { source.release(chunk) };
-            self.generation.set(self.generation.get() + 1);
-            next = after;
-        }
+        self.release_list(source, Some(chunk), None);
     }
 
     /// [`give_back_from`](Self::give_back_from) from `&mut self`; a source lost to a
@@ -616,19 +620,35 @@ impl<'a, S: Source> Bump<'a, S> {
                 // SAFETY: a live header of this region.
                 unsafe { (*after.as_ptr()).prev = prev };
             }
-            self.current.set(None);
-            if let Some(rest) = self.first.get() {
-                self.give_back_all_from(rest);
-            }
+            // The region's new state first (the keeper alone after the base), the other
+            // chunks given back after: a source that panics in `release` leaves a region
+            // that reaches none of them.
+            let rest = self.first.get();
             self.link_after(None, keep);
+            self.start_again(keep);
+            if let Some(mut source) = self.source.take() {
+                self.release_list(&mut source, rest, None);
+                self.source.set(Some(source));
+            }
+            return;
         }
-        let start_in = if largest.is_some() && self.base_end == self.base.as_ptr().addr() {
-            largest
+        self.start_again_from(None);
+    }
+
+    /// Makes the region start again, empty, from its buffer, or from `keep` when it has
+    /// no buffer.
+    fn start_again(&mut self, keep: NonNull<ChunkHeader>) {
+        let start_in = if self.base_end == self.base.as_ptr().addr() {
+            Some(keep)
         } else {
             None
         };
-        let (start, end) = self.data_range(start_in);
-        self.current.set(start_in);
+        self.start_again_from(start_in);
+    }
+
+    fn start_again_from(&mut self, chunk: Chunk) {
+        let (start, end) = self.data_range(chunk);
+        self.current.set(chunk);
         self.cursor.set(start);
         self.limit.set(end);
     }
