@@ -52,7 +52,12 @@ fn odd_chunks(regions: &mut Regions) -> Bump<'static, ChunkSource<1>> {
 // Under miri, which interprets every step, the shapes marked `ignore` are left to native
 // runs: each way of reaching the region still runs there over at least one shape.
 contract_suite!(bump_itself, FIXED, |r: &mut Regions| fixed(r));
-contract_suite!(local_bump, FIXED, |r: &mut Regions| Local::new(fixed(r)));
+contract_suite!(
+    #[cfg_attr(miri, ignore = "another shape of this backend runs under miri")]
+    local_bump,
+    FIXED,
+    |r: &mut Regions| Local::new(fixed(r))
+);
 contract_suite!(
     #[cfg_attr(miri, ignore = "another shape of this backend runs under miri")]
     locked_odd,

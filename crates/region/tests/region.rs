@@ -49,7 +49,7 @@ fn steps() -> impl Strategy<Value = std::vec::Vec<Step>> {
         1 => Just(Step::Reset),
         1 => Just(Step::Trim),
     ];
-    proptest::collection::vec(step, 1..if cfg!(miri) { 40 } else { 200 })
+    proptest::collection::vec(step, 1..if cfg!(miri) { 30 } else { 200 })
 }
 
 /// A live block of the model: where it is and the byte it is filled with.
@@ -197,7 +197,7 @@ fn check_against(region: &Bump<'_, ChunkSource<64>>, live: &[Block]) {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: if cfg!(miri) { 4 } else { 256 },
+        cases: if cfg!(miri) { 3 } else { 256 },
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
@@ -474,7 +474,7 @@ fn run_scoped(region: &mut Bump<'_, ChunkSource<64>>, steps: &mut std::slice::It
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: if cfg!(miri) { 4 } else { 256 },
+        cases: if cfg!(miri) { 3 } else { 256 },
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
