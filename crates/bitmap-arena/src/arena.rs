@@ -9,6 +9,7 @@ use heapkit_core::region::Span;
 use heapkit_core::{AllocError, Backend, ConfigError, Corruption, Stats};
 
 use crate::levels::{self, Levels};
+use crate::tree::{self, Fault, RunTree};
 
 /// Bookkeeping bitsets: the free map, and under `checked` a map of allocation starts.
 const BITSETS: usize = if cfg!(feature = "checked") { 2 } else { 1 };
@@ -65,6 +66,8 @@ pub struct BitmapArena {
     blocks: usize,
     /// Set bit: free block.
     free: Levels,
+    /// Free run lengths over `free`'s words, for first fit of runs.
+    runs: RunTree,
     /// Set bit: an allocation starts at this block.
     #[cfg(feature = "checked")]
     starts: Levels,
@@ -80,7 +83,7 @@ impl BitmapArena {
     /// Words of bitmap (`u64`) an arena of `blocks` blocks needs, for
     /// [`with_bitmap`](Self::with_bitmap).
     pub fn bitmap_words(blocks: usize) -> usize {
-        levels::storage_words(blocks) * BITSETS
+        levels::storage_words(blocks) * BITSETS + tree::storage_words(blocks)
     }
 
     /// An arena of `block_size`-byte blocks over `region`, its bitmap carved from the
@@ -220,17 +223,22 @@ impl BitmapArena {
         bitmap: NonNull<u64>,
         capacity: usize,
     ) -> Self {
-        // SAFETY: the bitmap's first `storage_words(blocks)` words are the free map.
+        let map_words = levels::storage_words(blocks);
+        // SAFETY: the bitmap's first `map_words` words are the free map.
         let mut free = unsafe { Levels::new(bitmap, blocks) };
         free.assign(0, blocks, true);
+        // SAFETY: the run tree's `tree::storage_words(blocks)` words follow the bitsets.
+        // All free: the whole map is the run tree's tail, every node zero.
+        let runs = unsafe { RunTree::new(bitmap.add(map_words * BITSETS), blocks) };
         Self {
             base,
             block_shift,
             blocks,
             free,
-            // SAFETY: the next `storage_words(blocks)` words hold the start map.
+            runs,
+            // SAFETY: the next `map_words` words hold the start map.
             #[cfg(feature = "checked")]
-            starts: unsafe { Levels::new(bitmap.add(levels::storage_words(blocks)), blocks) },
+            starts: unsafe { Levels::new(bitmap.add(map_words), blocks) },
             free_blocks: blocks,
             capacity,
         }
@@ -279,60 +287,41 @@ impl BitmapArena {
         let step = (align >> self.block_shift).max(1);
         match (count, step) {
             (1, 1) => self.free.first_set(),
-            (2..=64, 1) => self.find_short_run(count),
+            (_, 1) => self.runs.first_fit(&self.free, count),
             _ => self.find_aligned_run(count, step),
         }
     }
 
-    /// First fit for runs of up to 64 blocks, a word at a time: a run either continues the
-    /// free stretch that ends the previous word, or lies inside this word (found with
-    /// shift-and-mask), or starts at this word's top. Fully used words are skipped through
-    /// the summary levels.
-    fn find_short_run(&self, count: usize) -> Option<usize> {
-        let words = self.blocks.div_ceil(64);
-        // Free blocks immediately before the current word.
-        let mut carried = 0;
-        let mut word_index = self.free.first_set()? / 64;
-        while word_index < words {
-            let word = self.free.leaf(word_index);
-            let start = word_index * 64;
-            if carried + word.trailing_ones() as usize >= count {
-                return Some(start - carried);
-            }
-            let inside = run_starts(word, count);
-            if inside != 0 {
-                return Some(start + inside.trailing_zeros() as usize);
-            }
-            carried = if word == u64::MAX {
-                carried + 64
-            } else {
-                word.leading_ones() as usize
-            };
-            word_index = if carried == 0 {
-                // Nothing carries over: jump to the next word with a free block.
-                self.free.next_set(start + 64)? / 64
-            } else {
-                word_index + 1
-            };
-        }
-        None
-    }
-
-    /// First fit for long or aligned runs: from each candidate start, look for a used block
-    /// inside the run and restart past it.
+    /// First fit for over-aligned runs: the lowest run of `count` free blocks at or after a
+    /// position (from the run tree), then the first aligned start in it; if the run is too
+    /// short past that start, look again past the used block that cut it off.
     fn find_aligned_run(&self, count: usize, step: usize) -> Option<usize> {
         let base_index = self.base.as_ptr().addr() >> self.block_shift;
         let mut from = 0;
         loop {
-            let free = self.free.next_set(from)?;
+            let free = self.runs.first_fit_from(&self.free, count, from)?;
             // Past the top of the address space there is no aligned start.
             let start = (base_index + free).checked_next_multiple_of(step)? - base_index;
             let end = start.checked_add(count).filter(|end| *end <= self.blocks)?;
+            if start == free {
+                return Some(start);
+            }
             match self.free.first_clear_in(start, end) {
                 None => return Some(start),
                 Some(used) => from = used + 1,
             }
         }
+    }
+
+    /// Marks blocks `start..end` free (`true`) or used, in the bitmap and the run tree.
+    #[inline]
+    fn mark(&mut self, start: usize, end: usize, free: bool) {
+        if end - start == 1 {
+            self.free.assign_one(start, free);
+        } else {
+            self.free.assign(start, end, free);
+        }
+        self.runs.changed(&self.free, start, end, free);
     }
 
     /// Checks a block handed back and returns its first block and run length; with
@@ -385,29 +374,11 @@ impl BitmapArena {
     /// Marks `start..start + count` as one allocation.
     #[inline]
     fn take(&mut self, start: usize, count: usize) {
-        if count == 1 {
-            self.free.assign_one(start, false);
-        } else {
-            self.free.assign(start, start + count, false);
-        }
+        self.mark(start, start + count, false);
         self.free_blocks -= count;
         #[cfg(feature = "checked")]
         self.starts.assign(start, start + 1, true);
     }
-}
-
-/// Bits of `word` at which `count` consecutive set bits start (within the word).
-#[inline]
-fn run_starts(word: u64, count: usize) -> u64 {
-    let mut starts = word;
-    let mut covered = 1;
-    // Each step doubles (at most) the length every remaining bit vouches for.
-    while covered < count && starts != 0 {
-        let shift = covered.min(count - covered);
-        starts &= starts >> shift;
-        covered += shift;
-    }
-    starts
 }
 
 /// The largest `n <= most` with `fits(n)`, for a `fits` true up to some count and false
@@ -456,11 +427,7 @@ unsafe impl Backend for BitmapArena {
 
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) {
         let (start, count) = self.live_run(ptr, layout, "deallocate");
-        if count == 1 {
-            self.free.assign_one(start, true);
-        } else {
-            self.free.assign(start, start + count, true);
-        }
+        self.mark(start, start + count, true);
         self.free_blocks += count;
         #[cfg(feature = "checked")]
         self.starts.assign(start, start + 1, false);
@@ -480,7 +447,7 @@ unsafe impl Backend for BitmapArena {
             if !self.free.all_set(start + count, end) {
                 return Err(AllocError);
             }
-            self.free.assign(start + count, end, false);
+            self.mark(start + count, end, false);
             self.free_blocks -= wanted - count;
         }
         let blocks = wanted.max(count);
@@ -498,7 +465,9 @@ unsafe impl Backend for BitmapArena {
     ) -> Result<NonNull<[u8]>, AllocError> {
         let (start, count) = self.live_run(ptr, old_layout, "shrink");
         let kept = self.blocks_for(new_layout.size()).min(count);
-        self.free.assign(start + kept, start + count, true);
+        if kept < count {
+            self.mark(start + kept, start + count, true);
+        }
         self.free_blocks += count - kept;
         Ok(NonNull::slice_from_raw_parts(ptr, kept << self.block_shift))
     }
@@ -515,7 +484,7 @@ unsafe impl Backend for BitmapArena {
             capacity: self.capacity,
             in_use: (self.blocks - self.free_blocks) * block,
             free: self.free_blocks * block,
-            largest_free: self.free.longest_run() * block,
+            largest_free: self.runs.longest() * block,
             metadata: self.capacity - self.blocks * block,
         }
     }
@@ -525,6 +494,14 @@ unsafe impl Backend for BitmapArena {
             |what| Corruption::new("heapkit-bitmap-arena", self.base.as_ptr().addr(), what);
         let free = self.free.check().map_err(|(level, word)| {
             corrupt("free bitmap's summary disagrees with its words").expected(level, word)
+        })?;
+        self.runs.check(&self.free).map_err(|fault| match fault {
+            Fault::Node { level, index } => {
+                corrupt("free bitmap's run tree disagrees with its words").expected(level, index)
+            }
+            Fault::Tail { expected, found } => {
+                corrupt("free bitmap's run tree has the wrong free tail").expected(expected, found)
+            }
         })?;
         if free != self.free_blocks {
             return Err(corrupt("free block count differs from the bitmap")

@@ -127,6 +127,7 @@ impl Levels {
 
     /// The first set bit at or after `from`.
     #[inline]
+    #[cfg_attr(not(any(test, feature = "checked")), allow(dead_code))]
     pub(crate) fn next_set(&self, from: usize) -> Option<usize> {
         if from >= self.bits {
             return None;
@@ -280,7 +281,9 @@ impl Levels {
         Ok(set)
     }
 
-    /// Length of the longest run of set bits: O(n / 64) plus the runs inside words.
+    /// Length of the longest run of set bits: O(n / 64) plus the runs inside words. (The
+    /// arena reads it from its run tree; this is the tests' reference.)
+    #[cfg(test)]
     pub(crate) fn longest_run(&self) -> usize {
         let mut best = 0;
         // Length of the run reaching the end of the previous word.
