@@ -8,8 +8,17 @@ use core::ptr::NonNull;
 use heapkit_core::region::Span;
 use heapkit_core::{AllocError, Backend, ConfigError, Corruption, Stats};
 
-use crate::levels::{self, Levels};
+use crate::levels::{self, run_starts, Levels};
 use crate::tree::{self, Fault, RunTree};
+
+/// Words [`BitmapArena::scan_short_run`] reads before it leaves the search to the run tree.
+const SHORT_SCAN_WORDS: usize = 4;
+
+/// Short-run searches that go straight to the run tree after a word scan gave up.
+const SKIPPED_SCANS: u8 = 32;
+
+/// A word scan that gave up before it found the run or the end of the arena.
+struct Unfinished;
 
 /// Bookkeeping bitsets: the free map, and under `checked` a map of allocation starts.
 const BITSETS: usize = if cfg!(feature = "checked") { 2 } else { 1 };
@@ -72,6 +81,9 @@ pub struct BitmapArena {
     #[cfg(feature = "checked")]
     starts: Levels,
     free_blocks: usize,
+    /// Short-run searches left to the run tree without a word scan first, after a scan
+    /// gave up.
+    skip_scans: u8,
     /// Bytes of memory given: the region, and the bitmap slice when given apart.
     capacity: usize,
 }
@@ -240,6 +252,7 @@ impl BitmapArena {
             #[cfg(feature = "checked")]
             starts: unsafe { Levels::new(bitmap.add(map_words), blocks) },
             free_blocks: blocks,
+            skip_scans: 0,
             capacity,
         }
     }
@@ -282,20 +295,78 @@ impl BitmapArena {
     /// The lowest run of `count` free blocks whose first block's address is a multiple of
     /// `align`.
     #[inline]
-    fn find_run(&self, count: usize, align: usize) -> Option<usize> {
+    fn find_run(&mut self, count: usize, align: usize) -> Option<usize> {
         // Blocks are aligned to the block size; larger alignments step over block indices.
         let step = (align >> self.block_shift).max(1);
         match (count, step) {
             (1, 1) => self.free.first_set(),
+            (2..=64, 1) if self.skip_scans > 0 => {
+                self.skip_scans -= 1;
+                self.runs.first_fit(&self.free, count)
+            }
+            (2..=64, 1) => {
+                if let Ok(found) = self.scan_short_run(count) {
+                    found
+                } else {
+                    // Runs are far from the lowest free block: go to the tree for a while.
+                    self.skip_scans = SKIPPED_SCANS;
+                    self.runs.first_fit(&self.free, count)
+                }
+            }
             (_, 1) => self.runs.first_fit(&self.free, count),
             _ => self.find_aligned_run(count, step),
         }
     }
 
+    /// First fit for runs of up to 64 blocks, a word at a time from the lowest free block:
+    /// a run either continues the free stretch that ends the previous word, or lies inside
+    /// this word (found with shift-and-mask), or starts at this word's top. Fully used words
+    /// are skipped through the summary levels. Gives up after [`SHORT_SCAN_WORDS`] words
+    /// (the run tree then finds the run in O(log n)): near the lowest free block it is
+    /// quicker than the tree, and needs no stale leaf brought up to date.
+    fn scan_short_run(&self, count: usize) -> Result<Option<usize>, Unfinished> {
+        let words = self.blocks.div_ceil(64);
+        // Free blocks immediately before the current word.
+        let mut carry = 0;
+        let Some(first) = self.free.first_set() else {
+            return Ok(None);
+        };
+        let mut word_index = first / 64;
+        for _ in 0..SHORT_SCAN_WORDS {
+            if word_index >= words {
+                return Ok(None);
+            }
+            let word = self.free.leaf(word_index);
+            let start = word_index * 64;
+            if carry + word.trailing_ones() as usize >= count {
+                return Ok(Some(start - carry));
+            }
+            let inside = run_starts(word, count);
+            if inside != 0 {
+                return Ok(Some(start + inside.trailing_zeros() as usize));
+            }
+            carry = if word == u64::MAX {
+                carry + 64
+            } else {
+                word.leading_ones() as usize
+            };
+            word_index = if carry == 0 {
+                // Nothing carries over: jump to the next word with a free block.
+                match self.free.next_set(start + 64) {
+                    Some(next) => next / 64,
+                    None => return Ok(None),
+                }
+            } else {
+                word_index + 1
+            };
+        }
+        Err(Unfinished)
+    }
+
     /// First fit for over-aligned runs: the lowest run of `count` free blocks at or after a
     /// position (from the run tree), then the first aligned start in it; if the run is too
     /// short past that start, look again past the used block that cut it off.
-    fn find_aligned_run(&self, count: usize, step: usize) -> Option<usize> {
+    fn find_aligned_run(&mut self, count: usize, step: usize) -> Option<usize> {
         let base_index = self.base.as_ptr().addr() >> self.block_shift;
         let mut from = 0;
         loop {
@@ -484,7 +555,11 @@ unsafe impl Backend for BitmapArena {
             capacity: self.capacity,
             in_use: (self.blocks - self.free_blocks) * block,
             free: self.free_blocks * block,
-            largest_free: self.runs.longest() * block,
+            largest_free: self
+                .runs
+                .longest()
+                .unwrap_or_else(|| self.free.longest_run())
+                * block,
             metadata: self.capacity - self.blocks * block,
         }
     }
@@ -501,6 +576,10 @@ unsafe impl Backend for BitmapArena {
             }
             Fault::Tail { expected, found } => {
                 corrupt("free bitmap's run tree has the wrong free tail").expected(expected, found)
+            }
+            Fault::Pending { expected, found } => {
+                corrupt("free bitmap's run tree miscounts its pending leaves")
+                    .expected(expected, found)
             }
         })?;
         if free != self.free_blocks {

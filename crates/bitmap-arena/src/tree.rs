@@ -1,18 +1,30 @@
-//! A summary tree over the free map's level-0 words, for first fit of a run of any length in
-//! O(log n).
+//! A summary tree over the free map's level-0 words, for address-ordered first fit of a run
+//! of any length in O(log n).
 //!
 //! A leaf summarises [`LEAF_WORDS`] words of the free map (512 blocks, one 64-byte cache
 //! line of bitmap); each node above summarises its two children. A node keeps three run
 //! lengths over the bits it spans: the free run at its start (`prefix`), the free run at its
-//! end (`suffix`) and the longest free run inside (`max`). Bits past the last block, and
-//! children past the last node of a level, count as used, so every node at a level spans the
-//! same number of bits and the last ones need no special case.
+//! end (`suffix`) and the longest free run inside (`max`). Bits past the last block, and the
+//! node that pads a level to an even count, count as used, so every node at a level spans
+//! the same number of bits and the last ones need no special case.
 //!
 //! The free run that reaches the end of the map (the tail: the whole map when it is empty)
 //! is kept apart, as the position where it starts. The tree sees it as used, so allocating
-//! from the tail's start and freeing the run just below it (a heap growing and shrinking at
-//! its top) change no node; a search that finds no run in the tree takes the tail. Since
-//! the bit before the tail is used, no run straddles the two.
+//! at the tail's start and freeing the run just below it (a heap growing and shrinking at
+//! its top) change no leaf; a search that finds no run in the tree takes the tail. The bit
+//! before the tail is used, so no run straddles the two.
+//!
+//! Ancestors are brought up to date lazily. A change to the free map updates the leaves over
+//! it from the free run around the change (a word or two on either side), or marks a leaf
+//! [`STALE`] when that cannot tell its new longest run (blocks taken from the run that was
+//! its longest) or when it changed already since the last search; either way the leaf is
+//! marked pending (a bit each, in a [`Levels`] of its own). The next search first works out
+//! each stale leaf from its words, then each pending leaf's ancestors from their children,
+//! up to the first that does not change. Changes between searches to the same few leaves —
+//! or with no search at all, when the arena's word scan finds the run — cost one update, or
+//! none. At most [`MAX_PENDING`] leaves wait; more bring the tree up to date at once, so a
+//! change or search costs O(`MAX_PENDING` (log n + leaf)) at worst and O(log n + leaf)
+//! amortized (a leaf is [`LEAF_WORDS`] words).
 //!
 //! Levels are stored bottom first, each as an array of `[prefix, suffix, max]` triples in the
 //! narrowest unsigned type that holds the level's span: `u16` up to 32,768 bits (leaves and
@@ -21,12 +33,22 @@
 
 use core::ptr::NonNull;
 
-use crate::levels::{Levels, MAX_BITS};
+use crate::levels::{self, run_starts, Levels, MAX_BITS};
 
 /// Free-map words a leaf summarises.
 pub(crate) const LEAF_WORDS: usize = 8;
 /// Bits (blocks) a leaf spans.
 const LEAF_BITS: usize = 64 * LEAF_WORDS;
+
+/// Leaves changed since the last search allowed before the tree is brought up to date
+/// unasked.
+const MAX_PENDING: usize = 512;
+
+/// Pending leaves [`RunTree::flush`] works through with their indices on the stack.
+const BATCH: usize = 16;
+
+/// A leaf's prefix while it is stale (no leaf's run is this long).
+const STALE: u16 = u16::MAX;
 
 /// Levels of the tree over `MAX_BITS` bits: enough that the top level has one node.
 const MAX_DEPTH: usize = {
@@ -62,7 +84,7 @@ const fn span(level: usize) -> usize {
     }
 }
 
-/// Levels below the first whose span does not fit in `limit`.
+/// Levels below the first whose span exceeds `limit`.
 const fn levels_within(limit: u64) -> usize {
     let mut level = 0;
     while (LEAF_BITS as u64) << level <= limit {
@@ -112,7 +134,8 @@ fn nodes_at(leaves: usize, level: usize) -> usize {
     ((leaves - 1) >> level) + 1
 }
 
-/// Nodes stored at `level` of a tree over `leaves` leaves: an even count, but for the top.
+/// Nodes stored at `level` of a tree over `leaves` leaves: an even count (the last one all
+/// used when the level has an odd count), so every node but the top has a sibling.
 #[inline]
 fn stored_at(leaves: usize, level: usize) -> usize {
     let nodes = nodes_at(leaves, level);
@@ -133,23 +156,33 @@ fn shape(bits: usize) -> (usize, usize) {
     (leaves, depth)
 }
 
-/// Words (`u64`) of `level` in a tree over `leaves` leaves. A level of more than one node
-/// is stored with an even count (the last one all used), so every node has a sibling.
+/// Words (`u64`) of `level` in a tree over `leaves` leaves.
 fn level_words(leaves: usize, level: usize) -> usize {
     (stored_at(leaves, level) * 3 * width(level)).div_ceil(8)
 }
 
-/// Words of storage a [`RunTree`] over `bits` bits takes.
-pub(crate) fn storage_words(bits: usize) -> usize {
+/// Words of the nodes of a tree over `bits` bits.
+fn node_words(bits: usize) -> usize {
     let (leaves, depth) = shape(bits);
     (0..depth).map(|level| level_words(leaves, level)).sum()
 }
 
+/// Words of storage a [`RunTree`] over `bits` bits takes: its nodes, then a bit per leaf
+/// (with its summary levels) marking the ones changed since the last search.
+pub(crate) fn storage_words(bits: usize) -> usize {
+    node_words(bits) + levels::storage_words(shape(bits).0)
+}
+
 /// The tree, over words it does not own; it reads the free map it summarises from a
 /// [`Levels`] passed to each call.
+///
+/// Invariant: the tail is where the free run reaching the end starts; every leaf matches its
+/// words (the tail's bits seen as used) or is marked [`STALE`]; every node above matches its
+/// two children as stored, unless a leaf under it is pending (changed since the last
+/// search).
 pub(crate) struct RunTree {
     nodes: NonNull<u64>,
-    /// Byte offset of each level in `nodes`, bottom first.
+    /// Offset (in words) of each level in `nodes`, bottom first.
     starts: [usize; MAX_DEPTH],
     depth: usize,
     leaves: usize,
@@ -158,8 +191,12 @@ pub(crate) struct RunTree {
     /// Bits of the free map.
     bits: usize,
     /// Start of the tail: bits from here on are free and the bit before (if any) is used.
-    /// The tree sees the tail as used.
     tail: usize,
+    /// Set bit: the leaf changed since the last search; its ancestors (and the leaf itself,
+    /// if marked [`STALE`]) are not brought up to date yet.
+    pending: Levels,
+    /// Set bits in `pending`.
+    waiting: usize,
 }
 
 /// A disagreement [`RunTree::check`] found.
@@ -169,11 +206,13 @@ pub(crate) enum Fault {
     Node { level: usize, index: usize },
     /// The tail kept (`found`) is not where the free run reaching the end starts.
     Tail { expected: usize, found: usize },
+    /// The pending-leaf bits disagree with their summary or their count, or a leaf not
+    /// pending is marked stale.
+    Pending { expected: usize, found: usize },
 }
 
 impl RunTree {
-    /// A tree over `bits` bits, all in the tail (every node zero): call
-    /// [`rebuild`](Self::rebuild) if the free map is not all free.
+    /// A tree over `bits` bits that are all free: all tail, every node zero.
     ///
     /// # Safety
     ///
@@ -185,11 +224,15 @@ impl RunTree {
         let mut starts = [0; MAX_DEPTH];
         let mut offset = 0;
         for (level, start) in starts.iter_mut().enumerate().take(depth) {
-            *start = offset * 8;
+            *start = offset;
             offset += level_words(leaves, level);
         }
-        // SAFETY: the caller provides `storage_words(bits)` (= `offset`) writable words.
-        unsafe { nodes.as_ptr().write_bytes(0, offset) };
+        // SAFETY: the caller provides `storage_words(bits)` writable words: the nodes'
+        // `offset` words, then the pending bits' `levels::storage_words(leaves)`.
+        let pending = unsafe {
+            nodes.as_ptr().write_bytes(0, offset);
+            Levels::new(nodes.add(offset), leaves)
+        };
         Self {
             nodes,
             starts,
@@ -198,6 +241,8 @@ impl RunTree {
             words: bits.div_ceil(64),
             bits,
             tail: 0,
+            pending,
+            waiting: 0,
         }
     }
 
@@ -215,22 +260,19 @@ impl RunTree {
         }
     }
 
-    /// Node `index` at `level`, one of the level's nodes or the all-used one that pads a
-    /// level to an even count.
+    /// Node `index` at `level`: one of the level's nodes, or the all-used one that pads it
+    /// to an even count.
     #[inline]
     fn node(&self, level: usize, index: usize) -> Node {
         debug_assert!(index < stored_at(self.leaves, level));
-        let width = width(level);
-        let at = self.starts[level] + 3 * width * index;
         // SAFETY: `index` is below the level's stored node count (callers pass a node or the
-        // sibling of one), so the node's three fields of `width` bytes lie in the level's
-        // storage (`new`), which starts at a multiple of 8 bytes: each field is aligned for
-        // its type.
+        // sibling of one), so the node's three fields of `width(level)` bytes lie in the
+        // level's storage (`new`), which starts at a word: each field is aligned.
         unsafe {
-            let fields = self.nodes.as_ptr().cast::<u8>().add(at);
-            match width {
+            let level_start = self.nodes.as_ptr().add(self.starts[level]);
+            match width(level) {
                 2 => {
-                    let fields = fields.cast::<u16>();
+                    let fields = level_start.cast::<u16>().add(3 * index);
                     Node {
                         prefix: usize::from(fields.read()),
                         suffix: usize::from(fields.add(1).read()),
@@ -238,7 +280,7 @@ impl RunTree {
                     }
                 }
                 4 => {
-                    let fields = fields.cast::<u32>();
+                    let fields = level_start.cast::<u32>().add(3 * index);
                     Node {
                         prefix: fields.read() as usize,
                         suffix: fields.add(1).read() as usize,
@@ -246,7 +288,7 @@ impl RunTree {
                     }
                 }
                 _ => {
-                    let fields = fields.cast::<u64>();
+                    let fields = level_start.add(3 * index);
                     Node {
                         prefix: fields.read() as usize,
                         suffix: fields.add(1).read() as usize,
@@ -257,32 +299,30 @@ impl RunTree {
         }
     }
 
-    /// Stores node `index` at `level` (below the level's node count). Every field fits its
+    /// Stores node `index` at `level` (one of the level's nodes). Every field fits its
     /// width: run lengths never exceed the node's span.
     #[inline]
     fn set_node(&mut self, level: usize, index: usize, node: Node) {
         debug_assert!(index < nodes_at(self.leaves, level));
         debug_assert!(node.prefix.max(node.suffix).max(node.max) <= span(level));
-        let width = width(level);
-        let at = self.starts[level] + 3 * width * index;
         // SAFETY: as in `node`; `&mut self` makes the write exclusive.
         unsafe {
-            let fields = self.nodes.as_ptr().cast::<u8>().add(at);
-            match width {
+            let level_start = self.nodes.as_ptr().add(self.starts[level]);
+            match width(level) {
                 2 => {
-                    let fields = fields.cast::<u16>();
+                    let fields = level_start.cast::<u16>().add(3 * index);
                     fields.write(node.prefix as u16);
                     fields.add(1).write(node.suffix as u16);
                     fields.add(2).write(node.max as u16);
                 }
                 4 => {
-                    let fields = fields.cast::<u32>();
+                    let fields = level_start.cast::<u32>().add(3 * index);
                     fields.write(node.prefix as u32);
                     fields.add(1).write(node.suffix as u32);
                     fields.add(2).write(node.max as u32);
                 }
                 _ => {
-                    let fields = fields.cast::<u64>();
+                    let fields = level_start.add(3 * index);
                     fields.write(node.prefix as u64);
                     fields.add(1).write(node.suffix as u64);
                     fields.add(2).write(node.max as u64);
@@ -316,13 +356,15 @@ impl RunTree {
             }
             max = max.max(run + low);
             run = word.leading_ones() as usize;
-            // The runs inside the word, between its lowest and highest (both below 64 long).
-            let mut inner = word & !((1 << low) - 1) & (u64::MAX >> run);
-            while inner != 0 {
-                inner >>= inner.trailing_zeros();
-                let ones = inner.trailing_ones();
-                max = max.max(ones as usize);
-                inner >>= ones;
+            // The runs inside the word, between its lowest and highest (each below 64 long):
+            // only one longer than `max` matters.
+            let inner = word & !((1 << low) - 1) & (u64::MAX >> run);
+            if 64 - low - run > max {
+                let mut longer = run_starts(inner, max + 1);
+                while longer != 0 {
+                    max += 1;
+                    longer &= longer >> 1;
+                }
             }
         }
         // Words past the last count as used: a leaf short of words ends with a used bit.
@@ -334,62 +376,18 @@ impl RunTree {
         }
     }
 
-    /// Leaf `leaf`'s run lengths after its bits `low..high` (counted from the leaf's start),
-    /// every one `!free` before, became `free` as the tree sees them; `old` is the leaf
-    /// before. Works from the free run the change lies in, found by scanning the words on
-    /// either side; only taking blocks out of a run as long as the leaf's longest (and no
-    /// other run known to be as long) reads the leaf's words again.
+    /// The node `index` at `level` (above the leaves) worked out from its children.
     #[inline]
-    fn leaf_after(
-        &self,
-        map: &Levels,
-        leaf: usize,
-        (low, high): (usize, usize),
-        free: bool,
-        old: Node,
-    ) -> Node {
-        let base = leaf * LEAF_BITS;
-        // The free run around the change, `start..end` from the leaf's start: after the
-        // change if it freed bits, before it if it took them.
-        let start = low - self.free_before(map, base, base + low);
-        let end = high + self.free_after(map, base + high, base + LEAF_BITS);
-        if free {
-            // The bits freed join the runs on either side.
-            return Node {
-                prefix: if start == 0 { end } else { old.prefix },
-                suffix: if end == LEAF_BITS {
-                    LEAF_BITS - start
-                } else {
-                    old.suffix
-                },
-                max: old.max.max(end - start),
-            };
-        }
-        // The bits taken split the run they lay in.
-        let max = if end - start < old.max
-            || (old.prefix == old.max && start > 0)
-            || (old.suffix == old.max && end < LEAF_BITS)
-        {
-            // Another run is as long as the longest was.
-            old.max
-        } else if low == 0 && high == LEAF_BITS {
-            0
-        } else {
-            return self.leaf_from_words(map, leaf);
-        };
-        Node {
-            prefix: if start == 0 { low } else { old.prefix },
-            suffix: if end == LEAF_BITS {
-                LEAF_BITS - high
-            } else {
-                old.suffix
-            },
-            max,
-        }
+    fn of_children(&self, level: usize, index: usize) -> Node {
+        combine(
+            self.node(level - 1, 2 * index),
+            self.node(level - 1, 2 * index + 1),
+            span(level - 1),
+        )
     }
 
     /// Free bits (as the tree sees them) just before bit `at`, counting none below `floor`
-    /// (a multiple of 64).
+    /// (a multiple of 64), a word at a time.
     #[inline]
     fn free_before(&self, map: &Levels, floor: usize, at: usize) -> usize {
         let mut free = at;
@@ -407,7 +405,7 @@ impl RunTree {
     }
 
     /// Free bits (as the tree sees them) from bit `at` on, counting none from `ceiling` (a
-    /// multiple of 64) on.
+    /// multiple of 64) on, a word at a time.
     #[inline]
     fn free_after(&self, map: &Levels, at: usize, ceiling: usize) -> usize {
         let mut free = at;
@@ -423,132 +421,268 @@ impl RunTree {
         ceiling - at
     }
 
-    /// The node `index` at `level` (above the leaves) worked out from its children.
-    #[inline]
-    fn from_children(&self, level: usize, index: usize) -> Node {
-        combine(
-            self.node(level - 1, 2 * index),
-            self.node(level - 1, 2 * index + 1),
-            span(level - 1),
-        )
-    }
-
-    /// Brings the tree up to date after bits `start..end` of `map`, every one of them
-    /// `!free` before, were set to `free` (no other bit changed): blocks freed, or taken.
+    /// Takes note that bits `start..end` of `map`, every one of them `!free` before, were set
+    /// to `free` (no other bit changed): blocks freed, or taken. Moves the tail, and brings
+    /// the leaves whose bits changed as the tree sees them up to date or marks them stale;
+    /// their ancestors wait for the next search.
     #[inline]
     pub(crate) fn changed(&mut self, map: &Levels, start: usize, end: usize, free: bool) {
-        let tail = self.tail;
-        if free && start < tail && end >= tail {
-            // The run freed reaches the tail: it and the free run before it join the tail.
-            // Only that free run changes as the tree sees it (from free to tail, seen used);
-            // the freed bits were used and are now tail.
-            let joined = start - self.free_before(map, 0, start);
-            self.tail = joined;
-            self.update(map, joined, start, false);
-        } else if !free && end > tail {
-            // Taken from the tail (at its start, or past it when aligned): the tail now starts
-            // after the run; a gap left between the old tail and the run is a free hole.
-            self.tail = end;
-            self.update(map, tail, start, true);
-        } else {
-            self.update(map, start, end.min(tail), free);
-        }
-    }
-
-    /// Brings the leaves over bits `start..end`, which all became `free` as the tree sees
-    /// them (from `!free`), and their ancestors up to date, up to the first level where
-    /// nothing changed.
-    #[inline]
-    fn update(&mut self, map: &Levels, start: usize, end: usize, free: bool) {
-        if start >= end {
+        // The common case first: a run below the tail, in one leaf that changed already
+        // since the last search.
+        let leaf = start / LEAF_BITS;
+        if end < self.tail && (end - 1) / LEAF_BITS == leaf && self.pending.get(leaf) {
+            self.set_stale(leaf);
             return;
         }
-        let (first, last) = (start / LEAF_BITS, (end - 1) / LEAF_BITS);
-        let mut changed = None;
-        for leaf in first..=last {
+        self.changed_slowly(map, start, end, free);
+    }
+
+    /// [`changed`](Self::changed), for the rest.
+    #[inline(never)]
+    fn changed_slowly(&mut self, map: &Levels, start: usize, end: usize, free: bool) {
+        let tail = self.tail;
+        let (from, to, free) = if free && start < tail && end >= tail {
+            // The run freed reaches the tail: it and the free run before it join the tail.
+            // The bits freed were used and are now tail, seen used: only the free run before
+            // them changes as the tree sees it, to used. Finding its start reads its words,
+            // as many as freeing its blocks wrote.
+            let joined = start - self.free_before(map, 0, start);
+            self.tail = joined;
+            (joined, start, false)
+        } else if !free && end > tail {
+            // Taken from the tail (at its start, or past it when aligned): the tail now
+            // starts after the run, and a gap left between the old tail and the run is free.
+            self.tail = end;
+            (tail, start, true)
+        } else {
+            (start, end.min(tail), free)
+        };
+        if from >= to {
+            return;
+        }
+        for leaf in from / LEAF_BITS..=(to - 1) / LEAF_BITS {
+            if self.pending.get(leaf) {
+                // Changed since the last search already: worked out afresh at the next.
+                self.set_stale(leaf);
+                continue;
+            }
             let base = leaf * LEAF_BITS;
-            let bits = (start.max(base) - base, end.min(base + LEAF_BITS) - base);
-            let old = self.node(0, leaf);
-            let node = self.leaf_after(map, leaf, bits, free, old);
-            if node != old {
-                self.set_node(0, leaf, node);
-                changed = Some(node);
+            let bits = (from.max(base) - base, to.min(base + LEAF_BITS) - base);
+            match self.leaf_after(map, leaf, bits, free) {
+                Some(node) => self.set_node(0, leaf, node),
+                None => self.set_stale(leaf),
             }
+            self.pending.assign_one(leaf, true);
+            self.waiting += 1;
         }
-        match changed {
-            None => {}
-            Some(node) if first == last => self.climb(0, first, node),
-            Some(_) => self.refresh(first, last),
+        if self.waiting > MAX_PENDING {
+            self.flush(map);
         }
     }
 
-    /// Node `index` at `level` became `node`: recomputes its ancestors from it and their
-    /// other children, up to the first that does not change.
+    /// Leaf `leaf`'s run lengths after its bits `low..high` (counted from the leaf's start),
+    /// every one `!free` before, became `free` as the tree sees them, from the leaf as stored
+    /// (up to date before the change). Works from the free run around the change, found by
+    /// scanning the words on either side; `None` when blocks were taken from a run as long
+    /// as the leaf's longest and no other run is known to be as long: then only all its
+    /// words tell the new longest.
     #[inline]
-    fn climb(&mut self, level: usize, mut index: usize, mut node: Node) {
-        for level in level + 1..self.depth {
-            let sibling = self.node(level - 1, index ^ 1);
-            node = if index % 2 == 0 {
-                combine(node, sibling, span(level - 1))
+    fn leaf_after(
+        &self,
+        map: &Levels,
+        leaf: usize,
+        (low, high): (usize, usize),
+        free: bool,
+    ) -> Option<Node> {
+        let old = self.node(0, leaf);
+        let base = leaf * LEAF_BITS;
+        // The free run around the change, `start..end` from the leaf's start: after the
+        // change if it freed bits, before it if it took them.
+        let start = low - self.free_before(map, base, base + low);
+        let end = high + self.free_after(map, base + high, base + LEAF_BITS);
+        if free {
+            // The bits freed join the runs on either side.
+            return Some(Node {
+                prefix: if start == 0 { end } else { old.prefix },
+                suffix: if end == LEAF_BITS {
+                    LEAF_BITS - start
+                } else {
+                    old.suffix
+                },
+                max: old.max.max(end - start),
+            });
+        }
+        // The bits taken split the run they lay in.
+        let max = if end - start < old.max
+            || (old.prefix == old.max && start > 0)
+            || (old.suffix == old.max && end < LEAF_BITS)
+        {
+            // Another run is as long as the longest was.
+            old.max
+        } else if low == 0 && high == LEAF_BITS {
+            0
+        } else {
+            return None;
+        };
+        Some(Node {
+            prefix: if start == 0 { low } else { old.prefix },
+            suffix: if end == LEAF_BITS {
+                LEAF_BITS - high
             } else {
-                combine(sibling, node, span(level - 1))
-            };
-            index /= 2;
-            if node == self.node(level, index) {
-                return;
-            }
-            self.set_node(level, index, node);
+                old.suffix
+            },
+            max,
+        })
+    }
+
+    /// Marks leaf `leaf`'s node stale: a prefix no leaf can have.
+    #[inline]
+    fn set_stale(&mut self, leaf: usize) {
+        // SAFETY: leaves are `u16` fields (`width(0) == 2`) and `leaf` is one of them, so
+        // its prefix lies in the level's storage, aligned (as in `node`).
+        unsafe {
+            let leaves = self.nodes.as_ptr().add(self.starts[0]).cast::<u16>();
+            leaves.add(3 * leaf).write(STALE);
         }
     }
 
-    /// Recomputes the ancestors of leaves `first..=last` (some changed), level by level, up
-    /// to the first level where nothing changed.
-    fn refresh(&mut self, mut first: usize, mut last: usize) {
+    /// Whether leaf `leaf`'s node is marked stale.
+    #[inline]
+    fn is_stale(&self, leaf: usize) -> bool {
+        self.node(0, leaf).prefix == usize::from(STALE)
+    }
+
+    /// Brings the tree up to date: works out each stale leaf from its words, then the
+    /// ancestors of the pending leaves a level at a time, each node once, up to the first
+    /// level where nothing changed.
+    #[inline]
+    pub(crate) fn flush(&mut self, map: &Levels) {
+        if self.waiting > 0 {
+            self.flush_pending(map);
+        }
+    }
+
+    /// [`flush`](Self::flush), when some leaf is pending.
+    #[inline(never)]
+    fn flush_pending(&mut self, map: &Levels) {
+        if self.waiting > BATCH {
+            self.flush_many(map);
+            return;
+        }
+        // Few leaves: their indices in order, then their ancestors' a level at a time.
+        let mut batch = [0; BATCH];
+        let mut len = 0;
+        let mut next = self.pending.first_set();
+        while let Some(leaf) = next {
+            self.pending.assign_one(leaf, false);
+            self.work_out(map, leaf);
+            batch[len] = leaf;
+            len += 1;
+            next = self.pending.next_set(leaf + 1);
+        }
+        self.waiting = 0;
         for level in 1..self.depth {
-            first /= 2;
-            last /= 2;
-            if first == last {
-                let node = self.from_children(level, first);
-                if node != self.node(level, first) {
-                    self.set_node(level, first, node);
-                    self.climb(level, first, node);
+            // The parents of the nodes that changed at the level below, each once; keep
+            // those that change.
+            let mut kept = 0;
+            let mut at = 0;
+            while at < len {
+                let parent = batch[at] / 2;
+                while at < len && batch[at] / 2 == parent {
+                    at += 1;
                 }
+                if self.update(level, parent) {
+                    batch[kept] = parent;
+                    kept += 1;
+                }
+            }
+            if kept == 0 {
                 return;
             }
+            len = kept;
+        }
+    }
+
+    /// [`flush`](Self::flush) for more than [`BATCH`] pending leaves: the pending bits hold,
+    /// a level at a time, the nodes whose parents are to be worked out. A parent's index is
+    /// at most its child's, so the bits set for the next level lie behind the scan.
+    fn flush_many(&mut self, map: &Levels) {
+        let mut next = self.pending.first_set();
+        while let Some(leaf) = next {
+            self.work_out(map, leaf);
+            next = self.pending.next_set(leaf + 1);
+        }
+        for level in 1..self.depth {
             let mut changed = false;
-            for index in first..=last {
-                let node = self.from_children(level, index);
-                if node != self.node(level, index) {
-                    self.set_node(level, index, node);
-                    changed = true;
+            let mut done = usize::MAX;
+            let mut next = self.pending.first_set();
+            while let Some(child) = next {
+                self.pending.assign_one(child, false);
+                let parent = child / 2;
+                if parent != done {
+                    done = parent;
+                    if self.update(level, parent) {
+                        self.pending.assign_one(parent, true);
+                        changed = true;
+                    }
                 }
+                next = self.pending.next_set(child + 1);
             }
             if !changed {
-                return;
+                break;
             }
+        }
+        // The top node, if it changed.
+        while let Some(index) = self.pending.first_set() {
+            self.pending.assign_one(index, false);
+        }
+        self.waiting = 0;
+    }
+
+    /// Works out leaf `leaf` from its words if it is stale.
+    #[inline]
+    fn work_out(&mut self, map: &Levels, leaf: usize) {
+        if self.is_stale(leaf) {
+            let node = self.leaf_from_words(map, leaf);
+            self.set_node(0, leaf, node);
         }
     }
 
-    /// Works out the tail and every node from `map`.
+    /// Works out node `index` at `level` from its children; whether it changed.
+    #[inline]
+    fn update(&mut self, level: usize, index: usize) -> bool {
+        let node = self.of_children(level, index);
+        let changed = node != self.node(level, index);
+        if changed {
+            self.set_node(level, index, node);
+        }
+        changed
+    }
+
+    /// Works out the tail and every node from `map`, none pending.
     #[cfg(test)]
-    pub(crate) fn rebuild(&mut self, map: &Levels) {
+    fn rebuild(&mut self, map: &Levels) {
         self.tail = tail_of(map, self.bits);
+        while let Some(leaf) = self.pending.first_set() {
+            self.pending.assign_one(leaf, false);
+        }
+        self.waiting = 0;
         for leaf in 0..self.leaves {
             let node = self.leaf_from_words(map, leaf);
             self.set_node(0, leaf, node);
         }
         for level in 1..self.depth {
             for index in 0..nodes_at(self.leaves, level) {
-                let node = self.from_children(level, index);
+                let node = self.of_children(level, index);
                 self.set_node(level, index, node);
             }
         }
     }
 
-    /// Length of the longest free run.
+    /// Length of the longest free run, when no leaf is pending.
     #[inline]
-    pub(crate) fn longest(&self) -> usize {
-        self.node(self.depth - 1, 0).max.max(self.bits - self.tail)
+    pub(crate) fn longest(&self) -> Option<usize> {
+        (self.waiting == 0).then(|| self.node(self.depth - 1, 0).max.max(self.bits - self.tail))
     }
 
     /// The tail, if it holds `count` bits.
@@ -558,10 +692,11 @@ impl RunTree {
     }
 
     /// Address-ordered first fit: the lowest start of `count` (at least 1) consecutive free
-    /// bits of `map`. One node per level from the root down, then one leaf's words; the tail
-    /// if the tree has no such run.
+    /// bits of `map`. After the tree is brought up to date, one node per level
+    /// from the root down, then one leaf's words; the tail if the tree has no such run.
     #[inline]
-    pub(crate) fn first_fit(&self, map: &Levels, count: usize) -> Option<usize> {
+    pub(crate) fn first_fit(&mut self, map: &Levels, count: usize) -> Option<usize> {
+        self.flush(map);
         let top = self.depth - 1;
         if self.node(top, 0).max < count {
             return self.tail_fit(count);
@@ -572,7 +707,12 @@ impl RunTree {
     /// The lowest start at or after `from` of `count` (at least 1) consecutive free bits:
     /// the rest of `from`'s leaf, then the nodes that cover the bits after it in address
     /// order (at most two per level), descending into the first that can hold the run.
-    pub(crate) fn first_fit_from(&self, map: &Levels, count: usize, from: usize) -> Option<usize> {
+    pub(crate) fn first_fit_from(
+        &mut self,
+        map: &Levels,
+        count: usize,
+        from: usize,
+    ) -> Option<usize> {
         if from == 0 {
             return self.first_fit(map, count);
         }
@@ -582,6 +722,7 @@ impl RunTree {
                 .filter(|end| *end <= self.bits)
                 .map(|_| from);
         }
+        self.flush(map);
         let leaf = from / LEAF_BITS;
         let end = ((leaf + 1) * LEAF_WORDS).min(self.words);
         let mask = u64::MAX << (from % 64);
@@ -661,34 +802,6 @@ impl RunTree {
         found.ok()
     }
 
-    /// Checks the tail against the map, then every node against its words (leaves) or
-    /// children (the rest), all worked out afresh.
-    pub(crate) fn check(&self, map: &Levels) -> Result<(), Fault> {
-        let expected = tail_of(map, self.bits);
-        if self.tail != expected {
-            return Err(Fault::Tail {
-                expected,
-                found: self.tail,
-            });
-        }
-        for leaf in 0..self.leaves {
-            if self.node(0, leaf) != self.leaf_from_words(map, leaf) {
-                return Err(Fault::Node {
-                    level: 0,
-                    index: leaf,
-                });
-            }
-        }
-        for level in 1..self.depth {
-            for index in 0..nodes_at(self.leaves, level) {
-                if self.node(level, index) != self.from_children(level, index) {
-                    return Err(Fault::Node { level, index });
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// The first start of `count` free bits in words `first..end` (as the tree sees them;
     /// the first word masked with `mask`), with `carry` free bits just before word `first`;
     /// otherwise the free bits reaching the end of word `end - 1` (or `carry` if the range is
@@ -726,6 +839,57 @@ impl RunTree {
         }
         Err(carry)
     }
+
+    /// Checks the tail and the pending bits, then every leaf not stale against its words and
+    /// every node above with no pending leaf under it against its children, all worked out
+    /// afresh.
+    pub(crate) fn check(&self, map: &Levels) -> Result<(), Fault> {
+        let expected = tail_of(map, self.bits);
+        if self.tail != expected {
+            return Err(Fault::Tail {
+                expected,
+                found: self.tail,
+            });
+        }
+        let pending = self.pending.check().map_err(|_| Fault::Pending {
+            expected: self.waiting,
+            found: usize::MAX,
+        })?;
+        if pending != self.waiting {
+            return Err(Fault::Pending {
+                expected: self.waiting,
+                found: pending,
+            });
+        }
+        for leaf in 0..self.leaves {
+            if self.is_stale(leaf) {
+                if !self.pending.get(leaf) {
+                    return Err(Fault::Pending {
+                        expected: leaf,
+                        found: usize::MAX,
+                    });
+                }
+            } else if self.node(0, leaf) != self.leaf_from_words(map, leaf) {
+                return Err(Fault::Node {
+                    level: 0,
+                    index: leaf,
+                });
+            }
+        }
+        for level in 1..self.depth {
+            for index in 0..nodes_at(self.leaves, level) {
+                let under = (index << level)..((index + 1) << level);
+                let waits = self
+                    .pending
+                    .next_set(under.start)
+                    .is_some_and(|leaf| under.contains(&leaf));
+                if !waits && self.node(level, index) != self.of_children(level, index) {
+                    return Err(Fault::Node { level, index });
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Where the free run reaching the end of `map`'s `bits` bits starts (`bits` if the last bit
@@ -739,20 +903,6 @@ fn tail_of(map: &Levels, bits: usize) -> usize {
         }
     }
     0
-}
-
-/// Bits of `word` at which `count` consecutive set bits start (within the word).
-#[inline]
-pub(crate) fn run_starts(word: u64, count: usize) -> u64 {
-    let mut starts = word;
-    let mut covered = 1;
-    // Each step doubles (at most) the length every remaining bit vouches for.
-    while covered < count && starts != 0 {
-        let shift = covered.min(count - covered);
-        starts &= starts >> shift;
-        covered += shift;
-    }
-    starts
 }
 
 #[cfg(test)]
@@ -774,13 +924,14 @@ mod tests {
             let mut storage = std::vec![0u64; map_words + storage_words(bits)];
             let words = NonNull::new(storage.as_mut_ptr()).unwrap();
             // SAFETY: `storage` has the words for both and outlives them (same struct).
-            let (map, mut tree) = unsafe {
+            let (mut map, tree) = unsafe {
                 (
                     Levels::new(words, bits),
                     RunTree::new(words.add(map_words), bits),
                 )
             };
-            tree.rebuild(&map);
+            // All free, as a new tree expects.
+            map.assign(0, bits, true);
             Self {
                 _storage: storage,
                 map,
@@ -846,13 +997,16 @@ mod tests {
             (width(0), width(6), width(7), width(22), width(23)),
             (2, 2, 4, 4, 8)
         );
-        // One leaf: three u16s in one word.
-        assert_eq!(storage_words(64), 1);
-        // 2^20 bits: 2048 leaves of 6 bytes, and the levels above.
-        assert_eq!(
-            storage_words(1 << 20),
-            1536 + 768 + 384 + 192 + 96 + 48 + 24 + 24 + 12 + 6 + 3 + 2
-        );
+        // One leaf: three u16s in one word, and one word of stale bits.
+        assert_eq!((node_words(64), storage_words(64)), (1, 2));
+        // Levels of odd counts are stored with one more node.
+        // (3 leaves: 4 stored, 24 bytes; then 2 nodes, 12 bytes; then 1; each level whole words.)
+        assert_eq!(node_words(3 * 512), 3 + 2 + 1);
+        // 2^20 bits: 2048 leaves of 6 bytes, the levels above (u32 fields from level 7),
+        // then 2048 stale bits and their summary word.
+        let nodes = 1536 + 768 + 384 + 192 + 96 + 48 + 24 + 24 + 12 + 6 + 3 + 2;
+        assert_eq!(node_words(1 << 20), nodes);
+        assert_eq!(storage_words(1 << 20), nodes + 32 + 1);
         assert!(MAX_DEPTH >= shape(MAX_BITS).1);
     }
 
@@ -874,8 +1028,14 @@ mod tests {
                 let length = 1 + (state >> 20) as usize % (bits / 3 + 1);
                 let end = (start + length).min(bits);
                 set.assign(start, end, state & (1 << 40) != 0);
+                // Holds with stale leaves too.
                 assert_eq!(set.tree.check(&set.map), Ok(()));
-                assert_eq!(set.tree.longest(), set.map.longest_run());
+                if state & (1 << 41) != 0 {
+                    // Let stale leaves pile up across changes.
+                    continue;
+                }
+                set.tree.flush(&set.map);
+                assert_eq!(set.tree.longest(), Some(set.map.longest_run()));
                 for leaf in 0..set.tree.leaves {
                     assert_eq!(set.tree.node(0, leaf), set.naive_leaf(leaf), "leaf {leaf}");
                 }
@@ -900,11 +1060,14 @@ mod tests {
     }
 
     #[test]
-    fn check_finds_a_stale_node_or_tail() {
+    fn check_finds_a_wrong_node_tail_or_count() {
         let mut set = Owned::new(2000);
-        set.assign(0, 2000, true);
+        // Taken from the tail past its start: blocks 0..1990 become a hole the tree sees.
         set.assign(1990, 1991, false);
         assert_eq!(set.tree.tail, 1991);
+        assert_eq!(set.tree.waiting, 4);
+        assert_eq!(set.tree.check(&set.map), Ok(()));
+        set.tree.flush(&set.map);
         assert_eq!(set.tree.check(&set.map), Ok(()));
         // The map changes behind the tree's back.
         set.map.assign(600, 601, false);
@@ -913,6 +1076,10 @@ mod tests {
             Err(Fault::Node { level: 0, index: 1 })
         );
         set.tree.changed(&set.map, 600, 601, false);
+        // Taken from the leaf's longest run: the leaf is stale until the next search.
+        assert!(set.tree.is_stale(1));
+        assert_eq!(set.tree.check(&set.map), Ok(()));
+        set.tree.flush(&set.map);
         assert_eq!(set.tree.check(&set.map), Ok(()));
         // A node that disagrees with its children.
         set.tree.set_node(1, 0, Node::default());
@@ -922,6 +1089,26 @@ mod tests {
         );
         set.tree.rebuild(&set.map);
         assert_eq!(set.tree.check(&set.map), Ok(()));
+        // A pending leaf not counted.
+        set.tree.waiting += 1;
+        assert_eq!(
+            set.tree.check(&set.map),
+            Err(Fault::Pending {
+                expected: 1,
+                found: 0
+            })
+        );
+        set.tree.waiting -= 1;
+        // A stale leaf not pending.
+        set.tree.set_stale(2);
+        assert_eq!(
+            set.tree.check(&set.map),
+            Err(Fault::Pending {
+                expected: 2,
+                found: usize::MAX
+            })
+        );
+        set.tree.rebuild(&set.map);
         // A tail block taken behind the tree's back.
         set.map.assign(1995, 1996, false);
         assert_eq!(
