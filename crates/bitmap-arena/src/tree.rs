@@ -41,11 +41,12 @@ pub(crate) const LEAF_WORDS: usize = 8;
 const LEAF_BITS: usize = 64 * LEAF_WORDS;
 
 /// Leaves changed since the last search allowed before the tree is brought up to date
-/// unasked.
-const MAX_PENDING: usize = 512;
+/// unasked. (Few in unit tests, so that path runs often.)
+const MAX_PENDING: usize = if cfg!(test) { 8 } else { 512 };
 
-/// Pending leaves [`RunTree::flush`] works through with their indices on the stack.
-const BATCH: usize = 16;
+/// Pending leaves [`RunTree::flush`] works through with their indices on the stack. (Few in
+/// unit tests, so the path for more runs often.)
+const BATCH: usize = if cfg!(test) { 3 } else { 16 };
 
 /// A leaf's prefix while it is stale (no leaf's run is this long).
 const STALE: u16 = u16::MAX;
