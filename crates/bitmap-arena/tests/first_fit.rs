@@ -125,8 +125,9 @@ fn run(blocks: usize, ops: &[(u8, u32, u8)]) {
                 let end = start + wanted;
                 let fits = end <= blocks && model.used[start + count..end].iter().all(|u| !*u);
                 // SAFETY: live with the old layout.
-                let grown =
-                    unsafe { arena.grow_in_place(ptr, layout(count, align), layout(wanted, align)) };
+                let grown = unsafe {
+                    arena.grow_in_place(ptr, layout(count, align), layout(wanted, align))
+                };
                 assert_eq!(grown.is_ok(), fits, "grow {count} to {wanted} at {start}");
                 if fits {
                     model.used[start + count..end].fill(true);
@@ -138,8 +139,9 @@ fn run(blocks: usize, ops: &[(u8, u32, u8)]) {
                 let (ptr, start, count, align) = live[at];
                 let kept = 1 + value / 8 % count;
                 // SAFETY: live with the old layout.
-                let shrunk =
-                    unsafe { arena.shrink_in_place(ptr, layout(count, align), layout(kept, align)) };
+                let shrunk = unsafe {
+                    arena.shrink_in_place(ptr, layout(count, align), layout(kept, align))
+                };
                 assert_eq!(shrunk.unwrap().len(), kept * BLOCK);
                 model.used[start + kept..start + count].fill(false);
                 live[at].2 = kept;
@@ -216,26 +218,21 @@ fn runs_at_the_very_end_and_across_leaves() {
     free(&mut arena, 300..900);
     free(&mut arena, 1500..1537);
     assert_eq!(arena.check(), Ok(()));
-    // The first hole long enough, every time.
-    let a = arena.allocate(layout(37, 1)).unwrap();
-    assert_eq!(start_of(a), 300);
-    let b = arena.allocate(layout(563, 1)).unwrap();
-    assert_eq!(start_of(b), 337);
-    let c = arena.allocate(layout(64, 1)).unwrap();
-    assert_eq!(start_of(c), 1000);
-    // 36 blocks are left of the hole at 1000: a run of 37 goes to the end, one of 36 not.
-    let e = arena.allocate(layout(37, 1)).unwrap();
-    assert_eq!(start_of(e), 1500);
-    let d = arena.allocate(layout(36, 1)).unwrap();
-    assert_eq!(start_of(d), 1064);
+    // The first hole long enough, every time; 36 blocks are left of the hole at 1000 once
+    // 64 are taken from it, so a run of 37 goes to the end and one of 36 does not.
+    let mut take = |blocks: usize| arena.allocate(layout(blocks, 1)).unwrap();
+    let runs: Vec<_> = [37, 563, 64, 37, 36].into_iter().map(&mut take).collect();
+    let starts: Vec<_> = runs.iter().map(|run| start_of(*run)).collect();
+    assert_eq!(starts, [300, 337, 1000, 1500, 1064]);
+    let last = runs[3];
     assert!(arena.allocate(layout(1, 1)).is_err());
     assert_eq!(arena.check(), Ok(()));
     // Free the last run and the single before it: one run of 38 at the end.
     // SAFETY: live runs with these layouts.
-    unsafe { arena.deallocate(e.cast(), layout(37, 1)) };
+    unsafe { arena.deallocate(last.cast(), layout(37, 1)) };
     free(&mut arena, 1499..1500);
     assert_eq!(arena.stats().largest_free, 38 * BLOCK);
-    let f = arena.allocate(layout(38, 1)).unwrap();
-    assert_eq!(start_of(f), 1499);
+    let end = arena.allocate(layout(38, 1)).unwrap();
+    assert_eq!(start_of(end), 1499);
     assert_eq!(arena.check(), Ok(()));
 }
