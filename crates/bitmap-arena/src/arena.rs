@@ -13,7 +13,7 @@ use crate::levels::{self, run_starts, Levels};
 use crate::tree::{self, Fault, RunTree};
 
 /// Words [`BitmapArena::scan_short_run`] reads before it leaves the search to the run tree.
-const SHORT_SCAN_WORDS: usize = 4;
+const SHORT_SCAN_WORDS: usize = 16;
 
 /// Short-run searches that go straight to the run tree after a word scan gave up.
 const SKIPPED_SCANS: u8 = 32;
@@ -40,7 +40,7 @@ const BITSETS: usize = if cfg!(feature = "checked") { 2 } else { 1 };
 /// arena and fragments more, and with the summary levels and the run tree finding the
 /// lowest fit is already logarithmic, so nothing is gained by remembering where the last
 /// search ended. A single block is the lowest free block. A run of up to 64 blocks is looked
-/// for in the four bitmap words from the lowest free block first — where most are — and
+/// for in the 16 bitmap words from the lowest free block first — where most are — and
 /// then in the run tree (which the next 32 such searches go to directly, if the words did
 /// not hold the run). Longer runs are the tree's. An over-aligned run is the lowest run of
 /// its length at or after a position, from the tree, looked for again past the used block
@@ -411,7 +411,7 @@ impl BitmapArena {
     }
 
     /// Marks blocks `start..end` free (`true`) or used, in the bitmap and the run tree.
-    #[inline]
+    #[inline(always)]
     fn mark(&mut self, start: usize, end: usize, free: bool) {
         if end - start == 1 {
             self.free.assign_one(start, free);

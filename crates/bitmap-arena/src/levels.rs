@@ -217,6 +217,7 @@ impl Levels {
             // Within one word (or empty).
             self.assign_partial(0, start, end, value);
         } else {
+            // Across words: out of line.
             self.assign_at(0, start, end, value);
         }
     }

@@ -428,11 +428,22 @@ impl RunTree {
     /// their ancestors wait for the next search.
     #[inline]
     pub(crate) fn changed(&mut self, map: &Levels, start: usize, end: usize, free: bool) {
-        // The common case first: a run below the tail, in one leaf that changed already
-        // since the last search.
-        let leaf = start / LEAF_BITS;
-        if end < self.tail && (end - 1) / LEAF_BITS == leaf && self.pending.get(leaf) {
-            self.set_stale(leaf);
+        // The common cases first, which change no leaf or one already stale.
+        let tail = self.tail;
+        if end < tail {
+            // Below the tail, in a leaf that changed already since the last search.
+            let leaf = start / LEAF_BITS;
+            if (end - 1) / LEAF_BITS == leaf && self.pending.get(leaf) {
+                self.set_stale(leaf);
+                return;
+            }
+        } else if !free && start == tail {
+            // Taken at the tail's start: the tree saw those blocks as used, and still does.
+            self.tail = end;
+            return;
+        } else if free && end == tail && (start == 0 || !map.get(start - 1)) {
+            // Freed just below the tail, after a used block: the run joins the tail.
+            self.tail = start;
             return;
         }
         self.changed_slowly(map, start, end, free);
