@@ -87,7 +87,6 @@ impl Levels {
 
     /// Whether bit `index` is set.
     #[inline]
-    #[cfg_attr(not(any(test, feature = "checked")), allow(dead_code))]
     pub(crate) fn get(&self, index: usize) -> bool {
         self.word(0, index / 64) & (1 << (index % 64)) != 0
     }
@@ -121,7 +120,7 @@ impl Levels {
         let before = *word;
         *word = if value { before | bit } else { before & !bit };
         if (before == 0) != (*word == 0) {
-            self.propagate(word_index, value);
+            self.propagate(0, word_index, value);
         }
     }
 
@@ -211,29 +210,66 @@ impl Levels {
     }
 
     /// Sets (`value`) or clears every bit in `start..end`, keeping the summaries exact.
+    #[inline]
     pub(crate) fn assign(&mut self, start: usize, end: usize, value: bool) {
         debug_assert!(start <= end && end <= self.bits);
+        if end - start <= 64 - start % 64 {
+            // Within one word (or empty).
+            self.assign_partial(0, start, end, value);
+        } else {
+            // Across words: out of line.
+            self.assign_at(0, start, end, value);
+        }
+    }
+
+    /// Sets or clears bits `start..end` of `level` and brings the summaries above up to
+    /// date: the words the range covers whole are filled, and their summary bits assigned
+    /// as one range a level up; the partial words at either end go a bit at a time.
+    #[inline(never)]
+    fn assign_at(&mut self, level: usize, start: usize, end: usize, value: bool) {
+        let whole_start = start.div_ceil(64);
+        let whole_end = end / 64;
+        if whole_start >= whole_end {
+            self.assign_partial(level, start, end, value);
+            return;
+        }
+        self.assign_partial(level, start, whole_start * 64, value);
+        let fill = if value { u64::MAX } else { 0 };
+        for index in whole_start..whole_end {
+            *self.word_mut(level, index) = fill;
+        }
+        if level + 1 < self.depth {
+            // Every word filled is non-empty (set) or empty (cleared) now.
+            self.assign_at(level + 1, whole_start, whole_end, value);
+        }
+        self.assign_partial(level, whole_end * 64, end, value);
+    }
+
+    /// Sets or clears bits `start..end` of `level` a word at a time, each word's change
+    /// carried to the summaries above as far as it reaches.
+    #[inline]
+    fn assign_partial(&mut self, level: usize, start: usize, end: usize, value: bool) {
         let mut position = start;
         while position < end {
             let word_index = position / 64;
             let offset = position % 64;
             let span = (64 - offset).min(end - position);
             let mask = span_mask(offset, span);
-            let word = self.word_mut(0, word_index);
+            let word = self.word_mut(level, word_index);
             let before = *word;
             *word = if value { before | mask } else { before & !mask };
             let after = *word;
             if (before == 0) != (after == 0) {
-                self.propagate(word_index, after != 0);
+                self.propagate(level, word_index, after != 0);
             }
             position += span;
         }
     }
 
-    /// Word `index` of level 0 became empty (`false`) or non-empty (`true`): update the
+    /// Word `index` of `level` became empty (`false`) or non-empty (`true`): update the
     /// summary bits above it, as far as each change reaches.
-    fn propagate(&mut self, mut index: usize, mut non_empty: bool) {
-        for level in 1..self.depth {
+    fn propagate(&mut self, level: usize, mut index: usize, mut non_empty: bool) {
+        for level in level + 1..self.depth {
             let word = self.word_mut(level, index / 64);
             let before = *word;
             let bit = 1 << (index % 64);
@@ -306,6 +342,20 @@ impl Levels {
         }
         best
     }
+}
+
+/// Bits of `word` at which `count` consecutive set bits start (within the word).
+#[inline]
+pub(crate) fn run_starts(word: u64, count: usize) -> u64 {
+    let mut starts = word;
+    let mut covered = 1;
+    // Each step doubles (at most) the length every remaining bit vouches for.
+    while covered < count && starts != 0 {
+        let shift = covered.min(count - covered);
+        starts &= starts >> shift;
+        covered += shift;
+    }
+    starts
 }
 
 /// `span` set bits starting at bit `offset` (`offset + span <= 64`).
@@ -395,6 +445,29 @@ mod tests {
     }
 
     #[test]
+    fn long_assigns_keep_every_level_exact() {
+        // Three levels natively (whole summary words filled a level up); two under miri.
+        let bits = if cfg!(miri) { 5000 } else { 300_000 };
+        let mut set = bitset(bits);
+        let b = &mut set.levels;
+        let mut model = std::vec![false; bits];
+        let mut state = 0x2545_F491_4F6C_DD1D_u64;
+        for _ in 0..if cfg!(miri) { 20 } else { 300 } {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let start = (state % bits as u64) as usize;
+            let end = (start + (state >> 24) as usize % (bits / 2)).min(bits);
+            let value = state & (1 << 60) != 0;
+            b.assign(start, end, value);
+            model[start..end].fill(value);
+            assert_eq!(b.check(), Ok(model.iter().filter(|f| **f).count()));
+            let probe = (state >> 33) as usize % bits;
+            assert_eq!(b.next_set(probe), (probe..bits).find(|&i| model[i]));
+        }
+    }
+
+    #[test]
     fn longest_run_matches_a_naive_count() {
         let mut set = bitset(1000);
         let b = &mut set.levels;
@@ -406,6 +479,7 @@ mod tests {
             let start = (state % 1000) as usize;
             let end = (start + (state >> 20) as usize % 130).min(1000);
             b.assign(start, end, state & (1 << 40) != 0);
+            assert!(b.check().is_ok());
             let mut naive = 0;
             let mut run = 0;
             for i in 0..1000 {
