@@ -419,13 +419,13 @@ impl<'a, S: Source> Bump<'a, S> {
         self.release_list(source, Some(chunk), None);
     }
 
-    /// [`give_back_from`](Self::give_back_from) from `&mut self`; a source lost to a
-    /// panic in an earlier call leaves the chunks allocated (a leak, which is safe).
+    /// [`give_back_from`](Self::give_back_from) from `&mut self`. With the source out
+    /// (only inside a call of its own), the chunks stay allocated: a leak, which is safe.
     fn give_back_all_from(&mut self, chunk: NonNull<ChunkHeader>) {
-        if let Some(mut source) = self.source.take() {
-            self.give_back_from(&mut source, chunk);
-            self.source.set(Some(source));
-        } else {
+        if self
+            .lending_source(|source| self.give_back_from(source, chunk))
+            .is_none()
+        {
             self.set_next(Self::prev_of(chunk), None);
         }
     }
@@ -626,10 +626,8 @@ impl<'a, S: Source> Bump<'a, S> {
             let rest = self.first.get();
             self.link_after(None, keep);
             self.start_again(keep);
-            if let Some(mut source) = self.source.take() {
-                self.release_list(&mut source, rest, None);
-                self.source.set(Some(source));
-            }
+            // (With the source out, only inside a call of its own, they stay allocated.)
+            self.lending_source(|source| self.release_list(source, rest, None));
             return;
         }
         self.start_again_from(None);
