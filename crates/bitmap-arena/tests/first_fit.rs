@@ -182,7 +182,7 @@ fn block_counts() -> impl Strategy<Value = usize> {
 proptest! {
     // No failure files (miri runs isolated) and fewer, shorter cases under miri.
     #![proptest_config(ProptestConfig {
-        cases: if cfg!(miri) { 4 } else { 256 },
+        cases: if cfg!(miri) { 2 } else { 256 },
         failure_persistence: None,
         ..ProptestConfig::default()
     })]

@@ -197,7 +197,7 @@ fn check_against(region: &Bump<'_, ChunkSource<64>>, live: &[Block]) {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: if cfg!(miri) { 3 } else { 256 },
+        cases: if cfg!(miri) { 2 } else { 256 },
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
@@ -474,7 +474,7 @@ fn run_scoped(region: &mut Bump<'_, ChunkSource<64>>, steps: &mut std::slice::It
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: if cfg!(miri) { 3 } else { 256 },
+        cases: if cfg!(miri) { 2 } else { 256 },
         failure_persistence: None,
         ..ProptestConfig::default()
     })]

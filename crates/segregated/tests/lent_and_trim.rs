@@ -44,8 +44,17 @@ fn lent_pool_over_a_byte_buffer_at_any_offset() {
 fn lent_region_backends_at_odd_offsets_and_lengths() {
     let mut storage = Box::new(Aligned([MaybeUninit::uninit(); 8192]));
     let layout = Layout::from_size_align(24, 8).unwrap();
-    for offset in [0, 1, 3, 7, 8, 15] {
-        for len in [0, 1, 15, 64, 255, 1000, 4096, 8192 - 15] {
+    // Under miri, which interprets every step, a few of each.
+    let (offsets, lens): (&[usize], &[usize]) = if cfg!(miri) {
+        (&[0, 3], &[1, 255, 8192 - 15])
+    } else {
+        (
+            &[0, 1, 3, 7, 8, 15],
+            &[0, 1, 15, 64, 255, 1000, 4096, 8192 - 15],
+        )
+    };
+    for &offset in offsets {
+        for &len in lens {
             let buffer = &mut storage.0[offset..offset + len];
             let snapshot = (buffer.as_ptr().addr(), buffer.len());
             if let Ok(lent) = Lent::<Tlsf>::new(&mut *buffer) {
