@@ -14,6 +14,7 @@
 #![allow(clippy::cast_precision_loss)]
 
 pub mod contenders;
+pub mod fragmentation;
 pub mod peers;
 mod plots;
 mod report;

@@ -222,3 +222,60 @@ pub fn scale(path: &Path, study: &crate::scale::ScaleResult) -> Result<(), Strin
     }
     finish(&mut chart, &root, SeriesLabelPosition::UpperLeft, path)
 }
+
+/// Peak footprint over peak live bytes (Johnstone and Wilson's #4 plus one) per trace, one
+/// line per allocator with its real overhead, on a log scale.
+pub fn fragmentation(path: &Path, study: &crate::fragmentation::Study) -> Result<(), String> {
+    let lines: Vec<(&str, Vec<(usize, f64)>)> = study
+        .rows
+        .iter()
+        .filter(|row| row.with_overhead)
+        .map(|row| {
+            let points = row
+                .footprints
+                .iter()
+                .enumerate()
+                .filter_map(|(index, footprint)| {
+                    let footprint = footprint.as_ref()?;
+                    footprint.out_of_memory.is_none().then(|| {
+                        let ratio = crate::fragmentation::fragmentation(footprint, false) + 1.0;
+                        (index, ratio.max(1.0))
+                    })
+                })
+                .collect();
+            (row.allocator, points)
+        })
+        .collect();
+    let top = lines
+        .iter()
+        .flat_map(|(_, points)| points.iter().map(|&(_, ratio)| ratio))
+        .fold(2.0, f64::max);
+    let names: Vec<&str> = study.traces.iter().map(|t| t.name.as_str()).collect();
+    let root = SVGBackend::new(path, (1000, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| failed(path, e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "fragmentation #4 on real programs' traces (with overhead)",
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(
+            0..names.len().saturating_sub(1),
+            (1.0..top * 1.2).log_scale(),
+        )
+        .map_err(|e| failed(path, e))?;
+    chart
+        .configure_mesh()
+        .x_labels(names.len())
+        .x_label_formatter(&|index| names.get(*index).copied().unwrap_or("").to_owned())
+        .x_desc("trace")
+        .y_desc("peak footprint / peak live bytes")
+        .draw()
+        .map_err(|e| failed(path, e))?;
+    for (index, (name, points)) in lines.into_iter().enumerate() {
+        line(&mut chart, points, name, colour(index).into(), path)?;
+    }
+    finish(&mut chart, &root, SeriesLabelPosition::UpperLeft, path)
+}

@@ -230,6 +230,10 @@ pub struct Footprint {
     /// region this is the memory it needed, the way a `brk` heap's top is; over
     /// `peak_live` it is Wilson and Johnstone's fragmentation.
     pub peak_footprint: usize,
+    /// The footprint when the live bytes first reached `peak_live`: over `peak_live` it is
+    /// Johnstone and Wilson's fragmentation #3 (at the moment of peak live), where
+    /// `peak_footprint` gives their #4 (at the peak of memory used).
+    pub footprint_at_peak_live: usize,
     /// Samples after every `sample_every` events and after the last.
     pub series: Vec<Sample>,
     /// The event that ran out of memory, if one did; the figures cover the events before.
@@ -264,6 +268,7 @@ pub fn replay_measured<A: Arena>(arena: &mut A, trace: &Trace, sample_every: usi
     let mut result = Footprint {
         peak_live: 0,
         peak_footprint: 0,
+        footprint_at_peak_live: 0,
         series: Vec::new(),
         out_of_memory: None,
     };
@@ -290,7 +295,10 @@ pub fn replay_measured<A: Arena>(arena: &mut A, trace: &Trace, sample_every: usi
             (Some((&low, _)), Some((&high, _))) => high - low,
             _ => 0,
         };
-        result.peak_live = result.peak_live.max(live);
+        if live > result.peak_live {
+            result.peak_live = live;
+            result.footprint_at_peak_live = footprint;
+        }
         result.peak_footprint = result.peak_footprint.max(footprint);
         if index % sample_every == 0 || index == last {
             result.series.push(Sample {
@@ -426,6 +434,24 @@ mod tests {
         let footprint = replay_measured(&mut Bump::new(304), &trace, 1);
         assert_eq!(footprint.out_of_memory, Some(OutOfMemory { event: 4 }));
         assert_eq!(footprint.peak_footprint, 154);
+    }
+
+    #[test]
+    fn footprint_at_peak_live_is_taken_when_live_bytes_peak() {
+        // The test bump frees only its top block, so a 6 keeps block 2 from being it.
+        //   a 8 [0,8)   a 200 [8,208)   a 8 [208,216)   f 2: live 16, span 216
+        //   a 100 [216,316)   live 116, span 316
+        //   a 150 [320,470)   live 266, span 470 (the peak footprint)
+        //   f 1, f 6, f 3     live 150, span 150 ([320,470))
+        //   a 260 [472,732)   live 410 (the peak), span 412
+        let trace = Trace::parse(
+            "a 1 8 8\na 2 200 8\na 6 8 8\nf 2\na 3 100 8\na 4 150 8\nf 1\nf 6\nf 3\na 5 260 8\nf 4\nf 5\n",
+        )
+        .unwrap();
+        let footprint = replay_measured(&mut Bump::new(4096), &trace, 1);
+        assert_eq!(footprint.peak_live, 410);
+        assert_eq!(footprint.peak_footprint, 470);
+        assert_eq!(footprint.footprint_at_peak_live, 412);
     }
 
     #[test]
