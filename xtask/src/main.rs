@@ -41,6 +41,9 @@ commands:
                           every allocator and peer on the built-in workloads (or a trace
                           file): tables to the terminal and target/lab/report.md, SVG plots
                           in target/lab/ (about a minute; `lab --help` for the options)
+  lab --study fragmentation [--update-readme]
+                          Johnstone and Wilson's fragmentation study on real programs'
+                          traces: target/lab/fragmentation.md and .svg (about 2 minutes)
   preload -- CMD [ARGS...]
                           build heapkit-malloc (release) and run CMD with it as the C
                           allocator (LD_PRELOAD); HEAPKIT_STATS=1 prints a summary at exit
