@@ -452,7 +452,7 @@ mod tests {
         let b = &mut set.levels;
         let mut model = std::vec![false; bits];
         let mut state = 0x2545_F491_4F6C_DD1D_u64;
-        for _ in 0..if cfg!(miri) { 20 } else { 300 } {
+        for _ in 0..if cfg!(miri) { 8 } else { 300 } {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;

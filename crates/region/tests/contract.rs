@@ -9,6 +9,8 @@ use heapkit_testkit::{contract_suite, ChunkSource, Profile, Regions};
 
 const REGION: usize = if cfg!(miri) { 16 * 1024 } else { 256 * 1024 };
 const CHUNK: usize = if cfg!(miri) { 16 * 1024 } else { 64 * 1024 };
+/// Chunks a source hands out before it refuses: under miri, filling 16 took 30 s.
+const CHUNKS: usize = if cfg!(miri) { 4 } else { 16 };
 
 /// Frees of older blocks wait for a release, and a region keeps what it was given.
 const FIXED: Profile = Profile::new(4096, 4096).deferring().caching();
@@ -34,19 +36,19 @@ fn odd(regions: &mut Regions) -> Bump<'static> {
 }
 
 fn growing(regions: &mut Regions) -> Bump<'static, ChunkSource<4096>> {
-    Bump::with_source(ChunkSource::new(regions, CHUNK, 16))
+    Bump::with_source(ChunkSource::new(regions, CHUNK, CHUNKS))
 }
 
 /// A small buffer first, then chunks aligned to 8 only.
 fn buffer_then_chunks(regions: &mut Regions) -> Bump<'static, ChunkSource<8>> {
     let first = buffer(regions, 1000, 8);
-    Bump::with_buffer_and_source(first, ChunkSource::new(regions, CHUNK, 16))
+    Bump::with_buffer_and_source(first, ChunkSource::new(regions, CHUNK, CHUNKS))
 }
 
 /// Chunks at odd addresses, longer than the region's first ask and shorter than its
 /// second (which the source refuses, so the region asks again for what it needs).
 fn odd_chunks(regions: &mut Regions) -> Bump<'static, ChunkSource<1>> {
-    Bump::with_source(ChunkSource::new(regions, CHUNK + 3, 16))
+    Bump::with_source(ChunkSource::new(regions, CHUNK + 3, CHUNKS))
 }
 
 // Under miri, which interprets every step, the shapes marked `ignore` are left to native

@@ -104,7 +104,7 @@ fn consistent<B: Backend>(heap: &B) {
 fn heap_trim_keeps_chunks_under_live_slab_and_large_blocks() {
     let mut heap = Heap::with_source(SystemSource::new(256 * 1024));
     let mut blocks = Vec::new();
-    let n = if cfg!(miri) { 300 } else { 6000 };
+    let n = if cfg!(miri) { 150 } else { 6000 };
     for i in 0..n {
         let size = if i % 50 == 0 {
             40_000
