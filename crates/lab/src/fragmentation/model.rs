@@ -4,12 +4,17 @@
 //! alone. It is Johnstone and Wilson's "without overhead" measure; the real allocators
 //! give the "with overhead" one.
 //!
-//! The heap grows at its top like a `brk` heap: a request no free block can serve is
-//! placed at the top (in the free block that ends there, if any). Frees coalesce at once
-//! with both neighbours. Resizes stay in place where the block's tail or its free
-//! successor allows, as real allocators do, and move otherwise.
+//! The heap is one free block to begin with, far larger than any trace needs, as a
+//! heapkit-fit heap over one region is: the untouched end (the "wilderness") is a free
+//! block like any other, at the end of the LIFO list and the top of the address order.
+//! Frees coalesce at once with both neighbours. Resizes stay in place where the block's
+//! tail or its free successor allows, as real allocators do, and move otherwise. The list
+//! policies keep heapkit-fit's list order: a freed block goes to the front unless it
+//! merges, and then takes the place of the free neighbour it merged with (the lower one
+//! when both).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound::{Excluded, Unbounded};
 
 use heapkit_trace::replay::Footprint;
 use heapkit_trace::trace::{Event, Trace};
@@ -17,13 +22,13 @@ use heapkit_trace::trace::{Event, Trace};
 /// Where a request goes among the free blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Policy {
-    /// The first block that fits in a LIFO list: freed (and coalesced) blocks go to the
-    /// front; the remainder of a split block keeps its place.
+    /// The first block that fits in a LIFO list: freed blocks go to the front; the
+    /// remainder of a split block keeps its place.
     LifoFirstFit,
     /// The lowest-addressed block that fits.
     AddressOrderedFirstFit,
-    /// First fit in address order, starting where the last search ended (Knuth's roving
-    /// pointer) and wrapping around.
+    /// First fit over the same LIFO list, starting where the last search ended (Knuth's
+    /// roving pointer) and wrapping around.
     NextFit,
     /// The smallest block that fits, the lowest-addressed among equals.
     BestFit,
@@ -49,7 +54,7 @@ impl Policy {
     }
 }
 
-/// The free blocks and the top of the heap.
+/// The free blocks, in the indexes the policies search.
 #[derive(Debug)]
 struct Model {
     policy: Policy,
@@ -62,24 +67,27 @@ struct Model {
     /// Start → stamp.
     stamps: BTreeMap<usize, u64>,
     next_stamp: u64,
-    /// Next fit's roving pointer: the address its next search starts at.
-    rover: usize,
-    /// End of the heap.
-    top: usize,
+    /// Next fit's roving pointer: the stamp of the block its next search starts at
+    /// (`None`: the front of the list).
+    rover: Option<u64>,
 }
+
+/// The model's address space: room for any trace.
+const SPACE: usize = 1 << 60;
 
 impl Model {
     fn new(policy: Policy) -> Self {
-        Self {
+        let mut model = Self {
             policy,
             free: BTreeMap::new(),
             by_size: BTreeSet::new(),
             lifo: BTreeMap::new(),
             stamps: BTreeMap::new(),
             next_stamp: 0,
-            rover: 0,
-            top: 0,
-        }
+            rover: None,
+        };
+        model.insert(0, SPACE, None);
+        model
     }
 
     /// Adds a free block; `stamp` keeps a split block's place in the LIFO list.
@@ -120,12 +128,16 @@ impl Model {
                 .iter()
                 .find(|&(_, &len)| len >= size)
                 .map(|(&start, _)| start),
-            Policy::NextFit => self
-                .free
-                .range(self.rover..)
-                .chain(self.free.range(..self.rover))
-                .find(|&(_, &len)| len >= size)
-                .map(|(&start, _)| start),
+            Policy::NextFit => {
+                // From the rover towards the back (older stamps), then from the front.
+                let rover = self.rover.unwrap_or(u64::MAX);
+                self.lifo
+                    .range(..=rover)
+                    .rev()
+                    .chain(self.lifo.range((Excluded(rover), Unbounded)).rev())
+                    .map(|(_, &start)| start)
+                    .find(|start| self.free[start] >= size)
+            }
             Policy::BestFit => self
                 .by_size
                 .range((size, 0)..)
@@ -135,46 +147,45 @@ impl Model {
     }
 
     fn allocate(&mut self, size: usize) -> usize {
-        let start = if let Some(start) = self.pick(size) {
-            let (len, stamp) = self.remove(start);
-            if len > size {
-                self.insert(start + size, len - size, Some(stamp));
-            }
-            start
+        let start = self
+            .pick(size)
+            .expect("the model's space outlasts any trace");
+        let (len, stamp) = self.remove(start);
+        if len > size {
+            self.insert(start + size, len - size, Some(stamp));
+            // The rover stays on what is left of the block, in its place.
+            self.rover = Some(stamp);
         } else {
-            // Grow the heap, into the free block at its top if there is one.
-            let start = match self.free.last_key_value() {
-                Some((&start, &len)) if start + len == self.top => {
-                    self.remove(start);
-                    start
-                }
-                _ => self.top,
-            };
-            self.top = start + size;
-            start
-        };
-        self.rover = start + size;
+            // Taken whole: the rover moves on to the block after it in the list.
+            self.rover = self.lifo.range(..stamp).next_back().map(|(&s, _)| s);
+        }
         start
     }
 
     /// Frees `len` bytes at `start`, coalescing with free neighbours.
     fn deallocate(&mut self, mut start: usize, mut len: usize) {
         let end = start + len;
+        let mut place = None;
+        let mut had_rover = false;
         if self.free.contains_key(&end) {
-            let (next, _) = self.remove(end);
+            let (next, stamp) = self.remove(end);
             len += next;
+            place = Some(stamp);
+            had_rover |= self.rover == Some(stamp);
         }
         if let Some((&before, &before_len)) = self.free.range(..start).next_back() {
             if before + before_len == start {
-                self.remove(before);
+                let (_, stamp) = self.remove(before);
                 start = before;
                 len += before_len;
+                place = Some(stamp);
+                had_rover |= self.rover == Some(stamp);
             }
         }
-        if (start..start + len).contains(&self.rover) {
-            self.rover = start;
+        self.insert(start, len, place);
+        if had_rover {
+            self.rover = Some(self.stamps[&start]);
         }
-        self.insert(start, len, None);
     }
 
     /// Resizes the block of `len` bytes at `start` to `new` bytes; returns its new start.
@@ -195,14 +206,6 @@ impl Model {
                 }
                 return start;
             }
-            if end + next == self.top {
-                self.remove(end);
-                self.top = start + new;
-                return start;
-            }
-        } else if end == self.top {
-            self.top = start + new;
-            return start;
         }
         let moved = self.allocate(new);
         self.deallocate(start, len);
@@ -285,68 +288,67 @@ mod tests {
         // the order 60, 100, 30 so LIFO's front is the 30 (too small) then the 100.
         let sizes = [100, 10, 30, 10, 60, 10];
         let holes = [4, 0, 2];
-        assert_eq!(
-            placed(Policy::AddressOrderedFirstFit, &sizes, &holes, 50),
-            0
-        );
+        assert_eq!(placed(Policy::AddressOrderedFirstFit, &sizes, &holes, 50), 0);
         assert_eq!(placed(Policy::BestFit, &sizes, &holes, 50), 150);
         assert_eq!(placed(Policy::LifoFirstFit, &sizes, &holes, 50), 0);
         assert_eq!(placed(Policy::BestFit, &sizes, &holes, 25), 110);
-        // Nothing fits 200: the heap grows at its top (220).
-        assert_eq!(placed(Policy::BestFit, &sizes, &holes, 200), 220);
+        // Nothing fits 200: it comes from the untouched space after the blocks (220).
+        for policy in Policy::ALL {
+            assert_eq!(placed(policy, &sizes, &holes, 200), 220, "{policy:?}");
+        }
     }
 
     #[test]
-    fn next_fit_resumes_where_it_stopped_and_wraps() {
+    fn next_fit_searches_from_the_rover_where_first_fit_starts_at_the_front() {
         let mut model = Model::new(Policy::NextFit);
         let starts: Vec<usize> = [40, 10, 40, 10, 40, 10]
             .iter()
             .map(|&s| model.allocate(s))
             .collect();
+        // Freed 0, 50, 100: the list runs 100, 50, 0, then the untouched space.
         for index in [0, 2, 4] {
             model.deallocate(starts[index], 40);
         }
-        model.rover = 0;
-        assert_eq!(model.allocate(20), 0);
-        // The next search starts after that block: the remainder at 20.
-        assert_eq!(model.allocate(20), 20);
-        assert_eq!(model.allocate(20), 50);
-        assert_eq!(model.allocate(30), 100);
-        // From 130 on nothing fits 40 until it wraps, and nothing fits then: top.
-        assert_eq!(model.allocate(40), 150);
+        model.rover = None;
+        assert_eq!(model.allocate(30), 100, "the front, left (130, 10)");
+        assert_eq!(model.allocate(30), 50, "(130, 10) is too small: on to 50");
+        // The rover is on (80, 10): next fit takes it where first fit takes the front.
+        assert_eq!(model.allocate(5), 80);
+        let mut first_fit = Model::new(Policy::LifoFirstFit);
+        let starts: Vec<usize> = [40, 10, 40, 10, 40, 10]
+            .iter()
+            .map(|&s| first_fit.allocate(s))
+            .collect();
+        for index in [0, 2, 4] {
+            first_fit.deallocate(starts[index], 40);
+        }
+        assert_eq!(first_fit.allocate(30), 100);
+        assert_eq!(first_fit.allocate(30), 50);
+        assert_eq!(first_fit.allocate(5), 130);
     }
 
     #[test]
-    fn frees_coalesce_and_resizes_stay_in_place_when_they_can() {
-        let mut model = Model::new(Policy::AddressOrderedFirstFit);
-        let first = model.allocate(10);
-        let second = model.allocate(10);
-        let third = model.allocate(10);
-        model.deallocate(first, 10);
-        model.deallocate(third, 10);
-        model.deallocate(second, 10);
-        assert_eq!(model.free.len(), 1, "three neighbours merge into one");
-        assert_eq!(model.free[&0], 30);
+    fn frees_merge_into_their_neighbours_place_and_resizes_stay_in_place_when_they_can() {
+        let mut model = Model::new(Policy::LifoFirstFit);
+        let blocks: Vec<usize> = [10, 10, 10, 10, 10].iter().map(|&s| model.allocate(s)).collect();
+        model.deallocate(blocks[0], 10);
+        model.deallocate(blocks[3], 10);
+        // 2 merges with 3 and takes its place at the front; 1 merges with both, in 0's.
+        model.deallocate(blocks[2], 10);
+        assert_eq!(model.lifo.values().next_back(), Some(&20));
+        model.deallocate(blocks[1], 10);
+        assert_eq!(model.free[&0], 40, "four neighbours merge into one");
+        assert_eq!(model.free.len(), 2, "the block and the untouched space");
+        assert_eq!(model.lifo.values().next_back(), Some(&0));
         let again = model.allocate(10);
-        assert_eq!(
-            model.reallocate(again, 10, 25),
-            again,
-            "grows into its free successor"
-        );
-        assert_eq!(model.free[&25], 5);
-        let small = model.allocate(5);
-        assert_eq!(small, 25);
-        assert_eq!(
-            model.reallocate(small, 5, 50),
-            25,
-            "the top block grows the heap"
-        );
-        assert_eq!(model.top, 75);
-        assert_eq!(
-            model.reallocate(again, 25, 40),
-            75,
-            "a block between two moves"
-        );
+        assert_eq!(model.reallocate(again, 10, 25), again, "grows into its free successor");
+        assert_eq!(model.free[&25], 15);
+        let fence = model.allocate(15);
+        assert_eq!(fence, 25);
+        assert_eq!(model.reallocate(again, 25, 30), 50, "a block between two moves");
+        assert_eq!(model.reallocate(fence, 15, 10), 25, "shrinks in place");
+        assert_eq!(model.free[&0], 25, "the place the moved block left");
+        assert_eq!(model.free[&35], 5, "the shrunk tail");
     }
 
     #[test]
