@@ -1,0 +1,9 @@
+#![doc = include_str!("../README.md")]
+#![no_std]
+
+mod heap;
+mod policy;
+mod tree;
+
+pub use heap::{Deferred, FitHeap, GRANULE, QUICK_BINS};
+pub use policy::{AddressOrderedFirstFit, BestFit, FirstFit, NextFit, Policy};

@@ -1,0 +1,103 @@
+//! The contract suite for every policy: an aligned region through `Local` and `Locked`,
+//! a misaligned odd-sized one, two regions, a lent buffer, and deferred coalescing.
+
+use core::mem::MaybeUninit;
+use core::ptr::NonNull;
+
+use heapkit_core::{Lent, Local, Locked};
+use heapkit_fit::{AddressOrderedFirstFit, BestFit, Deferred, FirstFit, FitHeap, NextFit, Policy};
+use heapkit_testkit::{contract_suite, Profile, Regions};
+
+const REGION: usize = if cfg!(miri) { 64 * 1024 } else { 256 * 1024 };
+
+fn aligned<P: Policy, const D: bool>(regions: &mut Regions) -> FitHeap<P, D> {
+    let mut heap = FitHeap::new();
+    let region = regions.take(REGION, 4096);
+    // SAFETY: the harness drops the allocator before the region.
+    unsafe { heap.add_region(region.cast(), REGION) }.unwrap();
+    heap
+}
+
+/// A region starting 3 bytes past a page boundary, with an odd length.
+fn odd<P: Policy>(regions: &mut Regions) -> FitHeap<P> {
+    let mut heap = FitHeap::new();
+    let region = regions.take(REGION, 4096);
+    let start = region.cast::<u8>().as_ptr().wrapping_add(3);
+    let len = REGION - 3 - 1001;
+    // SAFETY: inside the taken region, which outlives the allocator.
+    unsafe { heap.add_region(NonNull::new(start).unwrap(), len) }.unwrap();
+    heap
+}
+
+/// Two regions, the second smaller and aligned to 8 only.
+fn two_regions<P: Policy>(regions: &mut Regions) -> FitHeap<P> {
+    let mut heap = FitHeap::new();
+    for len in [REGION / 2, REGION / 4 + 40] {
+        let region = regions.take(len, 8);
+        // SAFETY: as above.
+        unsafe { heap.add_region(region.cast(), len) }.unwrap();
+    }
+    heap
+}
+
+/// Over a borrowed buffer through `Lent` (here the harness's region, lent for `'static`).
+fn lent<P: Policy>(regions: &mut Regions) -> Lent<'static, FitHeap<P>> {
+    let region = regions.take(REGION, 16);
+    // SAFETY: the region is the allocator's alone and the harness drops the allocator
+    // first.
+    let buffer = unsafe { &mut *(region.as_ptr() as *mut [MaybeUninit<u8>]) };
+    Lent::new(buffer).unwrap()
+}
+
+const PROFILE: Profile = Profile::new(4096, 4096);
+
+macro_rules! policy_suites {
+    ($module:ident, $policy:ty) => {
+        mod $module {
+            use super::*;
+
+            // Under miri, which interprets every step, one shape per policy runs; the rest
+            // are left to native runs.
+            contract_suite!(local_aligned, PROFILE, |r: &mut Regions| Local::new(
+                aligned::<$policy, false>(r)
+            ));
+            contract_suite!(
+                #[cfg_attr(miri, ignore = "another shape of this backend runs under miri")]
+                locked_odd_region,
+                PROFILE,
+                |r: &mut Regions| Locked::new(odd::<$policy>(r))
+            );
+            contract_suite!(
+                #[cfg_attr(miri, ignore = "another shape of this backend runs under miri")]
+                local_two_regions,
+                PROFILE,
+                |r: &mut Regions| Local::new(two_regions::<$policy>(r))
+            );
+            contract_suite!(
+                #[cfg_attr(miri, ignore = "another shape of this backend runs under miri")]
+                local_lent,
+                PROFILE,
+                |r: &mut Regions| Local::new(lent::<$policy>(r))
+            );
+            contract_suite!(
+                #[cfg_attr(miri, ignore = "another shape of this backend runs under miri")]
+                local_deferred,
+                PROFILE,
+                |r: &mut Regions| Local::new(aligned::<$policy, true>(r))
+            );
+        }
+    };
+}
+
+policy_suites!(first_fit, FirstFit);
+policy_suites!(next_fit, NextFit);
+policy_suites!(address_ordered, AddressOrderedFirstFit);
+policy_suites!(best_fit, BestFit);
+
+// Deferred coalescing under miri too, over one policy of each index kind.
+contract_suite!(deferred_best_fit, PROFILE, |r: &mut Regions| Locked::new(
+    aligned::<BestFit, true>(r)
+));
+contract_suite!(deferred_next_fit, PROFILE, |r: &mut Regions| Local::new(
+    aligned::<NextFit, true>(r)
+) as Local<Deferred<NextFit>>);
