@@ -3,7 +3,9 @@
 
 mod heap;
 mod policy;
+mod slob;
 mod tree;
 
 pub use heap::{Deferred, FitHeap, GRANULE, QUICK_BINS};
 pub use policy::{AddressOrderedFirstFit, BestFit, FirstFit, NextFit, Policy};
+pub use slob::{Slob, SLOB_PAGE, SLOB_UNIT};

@@ -101,3 +101,36 @@ contract_suite!(deferred_best_fit, PROFILE, |r: &mut Regions| Locked::new(
 contract_suite!(deferred_next_fit, PROFILE, |r: &mut Regions| Local::new(
     aligned::<NextFit, true>(r)
 ) as Local<Deferred<NextFit>>);
+
+/// SLOB packs blocks to 2 bytes: 64 KiB already holds 32,768 one-byte blocks, as many
+/// steps as the shadow model should take to fill it.
+const SLOB_REGION: usize = if cfg!(miri) { 32 * 1024 } else { 64 * 1024 };
+
+fn slob(regions: &mut Regions) -> heapkit_fit::Slob {
+    let mut slob = heapkit_fit::Slob::new();
+    let region = regions.take(SLOB_REGION, 4096);
+    // SAFETY: the harness drops the allocator before the region.
+    unsafe { slob.add_region(region.cast(), SLOB_REGION) }.unwrap();
+    slob
+}
+
+/// A region 3 bytes past a page boundary with an odd length: the pages are aligned
+/// inside it, and two regions.
+fn slob_odd_two_regions(regions: &mut Regions) -> heapkit_fit::Slob {
+    let mut slob = heapkit_fit::Slob::new();
+    for len in [SLOB_REGION / 2, SLOB_REGION / 4 + 1000] {
+        let region = regions.take(len, 4096);
+        let start = region.cast::<u8>().as_ptr().wrapping_add(3);
+        // SAFETY: inside the taken region, which outlives the allocator.
+        unsafe { slob.add_region(NonNull::new(start).unwrap(), len - 3) }.unwrap();
+    }
+    slob
+}
+
+contract_suite!(slob_local, PROFILE, |r: &mut Regions| Local::new(slob(r)));
+contract_suite!(
+    #[cfg_attr(miri, ignore = "another shape of this backend runs under miri")]
+    slob_locked_odd_two_regions,
+    PROFILE,
+    |r: &mut Regions| Locked::new(slob_odd_two_regions(r))
+);
