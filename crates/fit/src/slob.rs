@@ -309,6 +309,29 @@ impl Slob {
         Ok(())
     }
 
+    /// Calls `each` with the address of every page, in the order the page supplier
+    /// searches them (regions newest first, pages by address). O(pages).
+    pub fn for_each_page(&self, mut each: impl FnMut(usize)) {
+        for r in self.regions.iter() {
+            for i in 0..r.count {
+                each(r.first.addr() + i * SLOB_PAGE);
+            }
+        }
+    }
+
+    /// Calls `each` with the address of every page on page list `list` (0: requests below
+    /// 256 bytes, 1: below 1 KiB, 2: below a page), from the front, where a search starts.
+    pub fn for_each_listed_page(&self, list: usize, mut each: impl FnMut(usize)) {
+        let head = self.lists[list];
+        let mut page = head;
+        while !page.is_null() {
+            // SAFETY: pages on a list are descriptors of ours, circularly linked.
+            let p = unsafe { &*page };
+            each(p.base.addr());
+            page = if p.next == head { ptr::null_mut() } else { p.next };
+        }
+    }
+
     /// The region and page index holding `addr`, if a page of some region does.
     fn page_of(&self, addr: usize) -> Option<(&Region, usize)> {
         self.regions.iter().find_map(|r| {
@@ -522,6 +545,11 @@ impl Slob {
         // SAFETY: per the caller; offsets read from the page's list are its free blocks.
         unsafe {
             let p = &mut *page;
+            if cfg!(feature = "checked") {
+                // Before the counts are trusted: a double free would make a page with a
+                // live block look empty.
+                Self::double_free_unless(!Self::overlaps_free(p, at, units), p, at);
+            }
             self.in_use -= units * SLOB_UNIT;
             self.free += units * SLOB_UNIT;
             if p.units + units == PAGE_UNITS {
@@ -580,6 +608,20 @@ impl Slob {
                 units::set(p, prev, units::size(p, prev), at);
             }
         }
+    }
+
+    /// Whether units `at..at + units` overlap a free block of `page`. O(free blocks).
+    fn overlaps_free(page: &Page, at: usize, units: usize) -> bool {
+        let mut cur = page.free;
+        while cur != END && cur < at + units {
+            // SAFETY: the page's free list holds its free blocks.
+            let (size, next) = unsafe { (units::size(page, cur), units::next(page, cur)) };
+            if cur + size > at {
+                return true;
+            }
+            cur = next;
+        }
+        false
     }
 
     /// Under `checked`, panics unless `ok` (the freed block overlaps no free block).

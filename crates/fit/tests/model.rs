@@ -488,3 +488,195 @@ mod checked {
         assert!(text.starts_with("heapkit-fit: invalid deallocate of 0x"), "{text}");
     }
 }
+
+mod slob {
+    use super::*;
+    use heapkit_fit::{Slob, SLOB_PAGE, SLOB_UNIT};
+
+    /// Runs `steps` against a fresh `Slob`, predicting every placement: a request below
+    /// a page goes to the first page on its size's list (front first, as the heap reports
+    /// the list) holding a free gap that fits, the lowest such gap in the page; with none,
+    /// to the first free page; a page or more to the first run of free pages. The gaps
+    /// are computed from the live blocks alone (free blocks never touch: SLOB merges).
+    fn run_slob(steps: &[Step], len: usize) -> Result<(), TestCaseError> {
+        let mut regions = Regions::new();
+        let region = regions.take(len, 4096);
+        let mut slob = Slob::new();
+        // SAFETY: the region outlives the allocator.
+        unsafe { slob.add_region(region.cast(), len) }.unwrap();
+        let mut live: Vec<(usize, usize, NonNull<u8>, Layout)> = Vec::new();
+        for step in steps {
+            match *step {
+                Step::Alloc { size, align_shift } => {
+                    // Sizes up to 600 by default; one in four scaled past a page.
+                    let size = if size % 4 == 0 { size * 12 } else { size };
+                    let align = 1usize << (align_shift * 2);
+                    let layout = Layout::from_size_align(size, align).unwrap();
+                    let mut pages = Vec::new();
+                    slob.for_each_page(|page| pages.push(page));
+                    let busy = |page: usize| {
+                        live.iter()
+                            .any(|&(at, n, _, _)| at < page + SLOB_PAGE && page < at + n)
+                    };
+                    let expected = if size < SLOB_PAGE && align <= SLOB_PAGE {
+                        let units = size.div_ceil(SLOB_UNIT).max(1);
+                        let list = usize::from(size >= 256) + usize::from(size >= 1024);
+                        let mut order = Vec::new();
+                        slob.for_each_listed_page(list, |page| order.push(page));
+                        let in_page = |page: usize| {
+                            let mut blocks: Vec<_> = live
+                                .iter()
+                                .filter(|b| b.0 >= page && b.0 < page + SLOB_PAGE)
+                                .map(|b| (b.0, b.1))
+                                .collect();
+                            blocks.sort_unstable();
+                            let mut gaps = Vec::new();
+                            let mut at = page;
+                            for (start, n) in blocks {
+                                if start > at {
+                                    gaps.push((at, start - at));
+                                }
+                                at = start + n;
+                            }
+                            if page + SLOB_PAGE > at {
+                                gaps.push((at, page + SLOB_PAGE - at));
+                            }
+                            let total: usize = gaps.iter().map(|g| g.1).sum();
+                            if total < units * SLOB_UNIT {
+                                return None;
+                            }
+                            gaps.into_iter().find_map(|(at, n)| {
+                                let delta = if align > SLOB_UNIT {
+                                    at.wrapping_neg() & (align - 1)
+                                } else {
+                                    0
+                                };
+                                (n >= units * SLOB_UNIT + delta).then_some(at + delta)
+                            })
+                        };
+                        order
+                            .iter()
+                            .find_map(|&page| in_page(page))
+                            .or_else(|| {
+                                pages
+                                    .iter()
+                                    .copied()
+                                    .find(|&p| !busy(p) && !order.contains(&p))
+                            })
+                            .map(|at| (at, units * SLOB_UNIT))
+                    } else {
+                        let count = size.div_ceil(SLOB_PAGE);
+                        pages
+                            .windows(count)
+                            .find(|run| {
+                                run[0] % align == 0
+                                    && run.iter().all(|&p| !busy(p))
+                                    && run.windows(2).all(|w| w[1] == w[0] + SLOB_PAGE)
+                            })
+                            .map(|run| (run[0], count * SLOB_PAGE))
+                    };
+                    let result = slob.allocate(layout);
+                    match (expected, result) {
+                        (None, Err(_)) => {}
+                        (expected, result) => {
+                            let got = result
+                                .ok()
+                                .map(|b| (b.cast::<u8>().as_ptr().addr(), b.len()));
+                            prop_assert_eq!(got, expected, "{:?}", layout);
+                            let block = result.unwrap();
+                            live.push((got.unwrap().0, block.len(), block.cast(), layout));
+                        }
+                    }
+                }
+                Step::Free { slot } => {
+                    if live.is_empty() {
+                        continue;
+                    }
+                    let (_, _, ptr, layout) = live.swap_remove(slot % live.len());
+                    // SAFETY: a live block of this allocator, freed with its layout.
+                    unsafe { slob.deallocate(ptr, layout) };
+                }
+            }
+            slob.check().map_err(|e| TestCaseError::fail(e.to_string()))?;
+        }
+        let empty_free = len; // upper bound only: compared below after freeing all
+        for (_, _, ptr, layout) in live.drain(..) {
+            // SAFETY: as above.
+            unsafe { slob.deallocate(ptr, layout) };
+        }
+        slob.check().map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let stats = slob.stats();
+        prop_assert_eq!(stats.in_use, 0);
+        prop_assert!(stats.free <= empty_free);
+        let mut listed = 0;
+        for list in 0..3 {
+            slob.for_each_listed_page(list, |_| listed += 1);
+        }
+        prop_assert_eq!(listed, 0, "every page went back to the supplier");
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn slob_takes_the_first_fit_on_the_first_page_that_has_one(steps in steps(MAX_STEPS)) {
+            run_slob(&steps, if cfg!(miri) { 24 * 1024 } else { 64 * 1024 })?;
+        }
+    }
+
+    #[test]
+    fn no_bytes_per_block_and_lists_by_size() {
+        let mut regions = Regions::new();
+        let region = regions.take(64 * 1024, 4096);
+        let mut slob = Slob::new();
+        // SAFETY: the region outlives the allocator.
+        unsafe { slob.add_region(region.cast(), 64 * 1024) }.unwrap();
+        let a = slob.allocate(layout(8)).unwrap();
+        let b = slob.allocate(layout(8)).unwrap();
+        let odd = slob.allocate(Layout::from_size_align(5, 1).unwrap()).unwrap();
+        assert_eq!(b.cast::<u8>().as_ptr().addr() - a.cast::<u8>().as_ptr().addr(), 8);
+        assert_eq!(odd.len(), 6, "three 2-byte units");
+        let medium = slob.allocate(layout(300)).unwrap().cast::<u8>();
+        let page = |p: NonNull<u8>| p.as_ptr().addr() / SLOB_PAGE;
+        assert_ne!(page(medium), page(a.cast()), "medium requests use other pages");
+        let big = slob.allocate(layout(SLOB_PAGE + 1)).unwrap();
+        assert_eq!(big.len(), 2 * SLOB_PAGE, "a page or more: whole pages");
+        assert_eq!(big.cast::<u8>().as_ptr().addr() % SLOB_PAGE, 0);
+        // SAFETY: live blocks, freed with their layouts.
+        unsafe {
+            slob.deallocate(a.cast(), layout(8));
+            slob.deallocate(b.cast(), layout(8));
+            // `a` and `b` merged with each other: a 16-byte request fits where they were.
+            let merged = slob.allocate(layout(16)).unwrap().cast::<u8>();
+            assert_eq!(merged, a.cast());
+            slob.deallocate(merged, layout(16));
+            slob.deallocate(odd.cast(), Layout::from_size_align(5, 1).unwrap());
+            slob.deallocate(medium, layout(300));
+            slob.deallocate(big.cast(), layout(SLOB_PAGE + 1));
+        }
+        slob.check().unwrap();
+        assert_eq!(slob.stats().in_use, 0);
+        assert_eq!(slob.stats().largest_free, slob.stats().free);
+    }
+
+    #[cfg(feature = "checked")]
+    #[test]
+    fn slob_double_free_panics() {
+        let mut regions = Regions::new();
+        let region = regions.take(16 * 1024, 4096);
+        let mut slob = Slob::new();
+        // SAFETY: the region outlives the allocator.
+        unsafe { slob.add_region(region.cast(), 16 * 1024) }.unwrap();
+        let a = slob.allocate(layout(32)).unwrap().cast::<u8>();
+        let _b = slob.allocate(layout(32)).unwrap();
+        let text = heapkit_testkit::panic_message(|| {
+            // SAFETY: the second free is the error under test, caught.
+            unsafe {
+                slob.deallocate(a, layout(32));
+                slob.deallocate(a, layout(32));
+            }
+        });
+        assert!(text.starts_with("heapkit-fit: invalid deallocate of 0x"), "{text}");
+    }
+}
