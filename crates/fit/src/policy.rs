@@ -91,7 +91,7 @@ const NEXT: usize = 1;
 const PREV: usize = 2;
 
 /// A doubly linked list of free blocks: the index of [`FirstFit`] and [`NextFit`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 struct List {
     head: Block,
 }
@@ -204,10 +204,11 @@ impl List {
         while !node.is_none() {
             seen += 1;
             if seen > bound {
-                return Err(
-                    corrupt(node, "the free list holds more blocks than are free (a cycle?)")
-                        .expected(bound, seen),
-                );
+                return Err(corrupt(
+                    node,
+                    "the free list holds more blocks than are free (a cycle?)",
+                )
+                .expected(bound, seen));
             }
             if valid(node).is_none() {
                 return Err(corrupt(node, "free-list node is not a free block"));
@@ -230,7 +231,7 @@ impl List {
 ///
 /// Allocation is O(free blocks) in the worst case; free and in-place resizing are O(1).
 /// Four words of index per free block (header, two links, footer).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct FirstFit {
     list: List,
 }
@@ -301,7 +302,7 @@ impl Index for FirstFit {
 /// neighbour, the rover moves to the merged block. Newly freed blocks go to the front.
 ///
 /// Allocation is O(free blocks) in the worst case; free and in-place resizing are O(1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct NextFit {
     list: List,
     rover: Block,

@@ -102,7 +102,7 @@ unsafe impl RegionHeader for Region {
 /// **Costs.** Allocation is O(pages on the list × free blocks per page) in the worst case,
 /// free is O(free blocks in the page), and a run of pages is found in O(pages). No bytes per
 /// block; 2-byte granularity (a 1-byte request takes one unit, a 5-byte one three); a
-/// page descriptor of eight words per page. What it costs is search time and the
+/// page descriptor of seven words (56 bytes on 64-bit targets) per page. What it costs is search time and the
 /// fragmentation of pages among the lists: a block never spans pages, and a page with a
 /// single live block stays out of the supplier. No in-place resizing: a block cannot see
 /// its neighbour without tags.
@@ -328,7 +328,11 @@ impl Slob {
             // SAFETY: pages on a list are descriptors of ours, circularly linked.
             let p = unsafe { &*page };
             each(p.base.addr());
-            page = if p.next == head { ptr::null_mut() } else { p.next };
+            page = if p.next == head {
+                ptr::null_mut()
+            } else {
+                p.next
+            };
         }
     }
 
@@ -497,27 +501,26 @@ impl Slob {
                 break;
             }
         }
-        let (page, at) = match found {
-            Some(found) => found,
-            None => {
-                let page = self.take_pages(1, 1).ok_or(AllocError)?;
-                // SAFETY: a page just taken from the supplier: ours, free, on no list.
-                unsafe {
-                    let p = &mut *page;
-                    p.kind = Kind::Slob;
-                    p.units = PAGE_UNITS;
-                    p.free = 0;
-                    units::set(p, 0, PAGE_UNITS, END);
-                    self.push_front(list, page);
-                    self.free -= SLOB_PAGE;
-                    self.free += PAGE_UNITS * SLOB_UNIT;
-                }
-                // SAFETY: as above. A page-aligned empty page fits any request below a page
-                // aligned to at most a page.
-                let at = Self::page_alloc(unsafe { &mut *page }, units, layout.align())
-                    .ok_or(AllocError)?;
-                (page, at)
+        let (page, at) = if let Some(found) = found {
+            found
+        } else {
+            let page = self.take_pages(1, 1).ok_or(AllocError)?;
+            // SAFETY: a page just taken from the supplier: ours, free, on no list.
+            unsafe {
+                let p = &mut *page;
+                p.kind = Kind::Slob;
+                p.units = PAGE_UNITS;
+                p.free = 0;
+                units::set(p, 0, PAGE_UNITS, END);
+                self.push_front(list, page);
+                self.free -= SLOB_PAGE;
+                self.free += PAGE_UNITS * SLOB_UNIT;
             }
+            // SAFETY: as above. A page-aligned empty page fits any request below a page
+            // aligned to at most a page.
+            let at =
+                Self::page_alloc(unsafe { &mut *page }, units, layout.align()).ok_or(AllocError)?;
+            (page, at)
         };
         // SAFETY: `page` is a SLOB page of ours on list `list`.
         unsafe {
@@ -671,13 +674,20 @@ impl Slob {
 
     fn check_page(page: &Page) -> Result<usize, Corruption> {
         let corrupt = |at: usize, what| {
-            Corruption::new(CRATE_NAME, page.base.wrapping_add(at * SLOB_UNIT).addr(), what)
+            Corruption::new(
+                CRATE_NAME,
+                page.base.wrapping_add(at * SLOB_UNIT).addr(),
+                what,
+            )
         };
         let (mut at, mut end, mut units) = (page.free, 0, 0);
         let mut first = true;
         while at != END {
             if at >= END || (!first && at <= end) {
-                return Err(corrupt(at, "SLOB free list is out of address order (or merged)"));
+                return Err(corrupt(
+                    at,
+                    "SLOB free list is out of address order (or merged)",
+                ));
             }
             first = false;
             // SAFETY: `at` is inside the page; reading its units is reading page memory
@@ -693,7 +703,8 @@ impl Slob {
             at = unsafe { units::next(page, at) };
         }
         if units != page.units {
-            return Err(corrupt(0, "SLOB page's free units differ from its list").expected(units, page.units));
+            return Err(corrupt(0, "SLOB page's free units differ from its list")
+                .expected(units, page.units));
         }
         Ok(units)
     }
@@ -708,9 +719,7 @@ unsafe impl Backend for Slob {
             return self.allocate_small(layout);
         }
         let count = layout.size().div_ceil(SLOB_PAGE);
-        let head = self
-            .take_pages(count, layout.align())
-            .ok_or(AllocError)?;
+        let head = self.take_pages(count, layout.align()).ok_or(AllocError)?;
         self.in_use += count * SLOB_PAGE;
         self.free -= count * SLOB_PAGE;
         // SAFETY: a page of ours.
@@ -795,7 +804,10 @@ unsafe impl Backend for Slob {
                     Kind::Slob => {
                         let units = Self::check_page(page)?;
                         if (units == 0) != page.next.is_null() {
-                            return Err(corrupt(at, "a SLOB page with free units is on no list (or a full one is)"));
+                            return Err(corrupt(
+                                at,
+                                "a SLOB page with free units is on no list (or a full one is)",
+                            ));
                         }
                         listed += usize::from(units != 0);
                         free += units * SLOB_UNIT;
@@ -810,7 +822,10 @@ unsafe impl Backend for Slob {
             while !page.is_null() {
                 on_lists += 1;
                 if on_lists > listed {
-                    return Err(corrupt(page.addr(), "page lists hold more pages than have free units"));
+                    return Err(corrupt(
+                        page.addr(),
+                        "page lists hold more pages than have free units",
+                    ));
                 }
                 // SAFETY: pages on a list are descriptors of ours (counted, so a cycle
                 // ends above).
@@ -819,12 +834,24 @@ unsafe impl Backend for Slob {
                 if p.kind != Kind::Slob || unsafe { (*p.next).prev } != page {
                     return Err(corrupt(p.base.addr(), "page list is broken"));
                 }
-                page = if p.next == head { ptr::null_mut() } else { p.next };
+                page = if p.next == head {
+                    ptr::null_mut()
+                } else {
+                    p.next
+                };
             }
         }
         let counts = [
-            (listed, on_lists, "pages with free units missing from the page lists"),
-            (in_use, self.in_use, "in-use byte count differs from the pages"),
+            (
+                listed,
+                on_lists,
+                "pages with free units missing from the page lists",
+            ),
+            (
+                in_use,
+                self.in_use,
+                "in-use byte count differs from the pages",
+            ),
             (free, self.free, "free byte count differs from the pages"),
         ];
         for (walked, kept, what) in counts {

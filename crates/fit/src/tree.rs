@@ -42,14 +42,6 @@ struct Tree<O> {
     order: core::marker::PhantomData<O>,
 }
 
-impl<O> Clone for Tree<O> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<O> Copy for Tree<O> {}
-
 /// The words of a node, read and written through the block.
 ///
 /// # Safety (every function)
@@ -300,11 +292,15 @@ impl<O: Order> Tree<O> {
             return Err(corrupt("free tree is out of balance").expected(hl, hr));
         }
         if height != 1 + hl.max(hr) {
-            return Err(corrupt("free-tree node's height is wrong").expected(1 + hl.max(hr), height));
+            return Err(
+                corrupt("free-tree node's height is wrong").expected(1 + hl.max(hr), height)
+            );
         }
         let expected = size.max(ml).max(mr);
         if max != expected {
-            return Err(corrupt("free-tree node's subtree maximum is wrong").expected(expected, max));
+            return Err(
+                corrupt("free-tree node's subtree maximum is wrong").expected(expected, max)
+            );
         }
         Ok((height, max, 1 + cl + cr))
     }
@@ -346,7 +342,7 @@ impl Order for BySize {
 /// enough. Allocate, free and in-place resizing are O(log n) in the free blocks (an
 /// alignment beyond the granule may step over blocks that are large enough but cannot be
 /// aligned: O(log n + k) for k of them). The largest free block is the root's maximum.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub struct AddressOrderedFirstFit {
     tree: Tree<ByAddress>,
 }
@@ -358,7 +354,7 @@ pub struct AddressOrderedFirstFit {
 /// in the free blocks (O(log n + k) when an alignment beyond the granule makes k blocks
 /// that are large enough unusable). Not a segregated-fit approximation: every request
 /// gets the smallest block that can hold it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub struct BestFit {
     tree: Tree<BySize>,
 }

@@ -98,9 +98,11 @@ policy_suites!(best_fit, BestFit);
 contract_suite!(deferred_best_fit, PROFILE, |r: &mut Regions| Locked::new(
     aligned::<BestFit, true>(r)
 ));
-contract_suite!(deferred_next_fit, PROFILE, |r: &mut Regions| Local::new(
-    aligned::<NextFit, true>(r)
-) as Local<Deferred<NextFit>>);
+contract_suite!(
+    deferred_next_fit,
+    PROFILE,
+    |r: &mut Regions| Local::new(aligned::<NextFit, true>(r)) as Local<Deferred<NextFit>>
+);
 
 /// SLOB packs blocks to 2 bytes: 64 KiB already holds 32,768 one-byte blocks, as many
 /// steps as the shadow model should take to fill it.

@@ -39,6 +39,7 @@ impl<P: Policy, const DEFERRED: bool> FitHeap<P, DEFERRED> {
     /// Every invariant of the heap, walked block by block, then the index and the quick
     /// lists: see [`Backend::check`](heapkit_core::Backend::check). Reads only memory
     /// inside the regions, whatever it finds there.
+    #[allow(clippy::too_many_lines)] // one walk, one invariant after another
     pub(super) fn check_heap(&self) -> Result<(), Corruption> {
         let corrupt = |at: Block, what| Corruption::new(CRATE_NAME, at.addr(), what);
         let (mut free_blocks, mut free_bytes, mut used_bytes) = (0usize, 0usize, 0usize);
@@ -120,10 +121,26 @@ impl<P: Policy, const DEFERRED: bool> FitHeap<P, DEFERRED> {
         }
         self.check_quick(quick_blocks)?;
         let counts = [
-            (free_bytes, self.free, "free byte count differs from the blocks"),
-            (used_bytes, self.in_use, "in-use byte count differs from the blocks"),
-            (quick_blocks, self.quick_blocks, "quick block count differs from the blocks"),
-            (quick_bytes, self.quick_free, "quick byte count differs from the blocks"),
+            (
+                free_bytes,
+                self.free,
+                "free byte count differs from the blocks",
+            ),
+            (
+                used_bytes,
+                self.in_use,
+                "in-use byte count differs from the blocks",
+            ),
+            (
+                quick_blocks,
+                self.quick_blocks,
+                "quick block count differs from the blocks",
+            ),
+            (
+                quick_bytes,
+                self.quick_free,
+                "quick byte count differs from the blocks",
+            ),
         ];
         for (walked, kept, what) in counts {
             if walked != kept {
@@ -147,10 +164,16 @@ impl<P: Policy, const DEFERRED: bool> FitHeap<P, DEFERRED> {
                         .expected(bound, seen));
                 }
                 let Some((node_in_region, h, _)) = self.block_slot(node) else {
-                    return Err(corrupt(node, "quick-list node is not a block of any region"));
+                    return Err(corrupt(
+                        node,
+                        "quick-list node is not a block of any region",
+                    ));
                 };
                 if h & (QUICK | FREE) != QUICK || h & !FLAGS != P::MIN_BLOCK + bin * GRANULE {
-                    return Err(corrupt(node, "quick-list node is not a quick block of its bin"));
+                    return Err(corrupt(
+                        node,
+                        "quick-list node is not a quick block of its bin",
+                    ));
                 }
                 // SAFETY: a block of the region of at least `MIN_BLOCK` bytes: its first
                 // payload word is region memory.
@@ -160,8 +183,10 @@ impl<P: Policy, const DEFERRED: bool> FitHeap<P, DEFERRED> {
         if seen == bound {
             Ok(())
         } else {
-            Err(corrupt(Block::NONE, "quick blocks missing from the quick lists")
-                .expected(bound, seen))
+            Err(
+                corrupt(Block::NONE, "quick blocks missing from the quick lists")
+                    .expected(bound, seen),
+            )
         }
     }
 }
@@ -231,8 +256,8 @@ impl<P: Policy, const DEFERRED: bool> FitHeap<P, DEFERRED> {
             }
             if block.prev_free() {
                 let prev_size = block.footer_before();
-                let fits = prev_size >= P::MIN_BLOCK
-                    && prev_size <= block.addr() - region.first.addr();
+                let fits =
+                    prev_size >= P::MIN_BLOCK && prev_size <= block.addr() - region.first.addr();
                 if !fits || block.sub(prev_size).header() != prev_size | FREE {
                     fail("block header is corrupted (the free block before it is damaged)");
                 }
