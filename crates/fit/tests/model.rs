@@ -161,13 +161,13 @@ fn run<P: Policy>(rule: Rule, steps: &[Step], len: usize) -> Result<(), TestCase
 
 fn config() -> ProptestConfig {
     ProptestConfig {
-        cases: if cfg!(miri) { 3 } else { 128 },
+        cases: if cfg!(miri) { 2 } else { 128 },
         failure_persistence: None,
         ..ProptestConfig::default()
     }
 }
 
-const MAX_STEPS: usize = if cfg!(miri) { 16 } else { 160 };
+const MAX_STEPS: usize = if cfg!(miri) { 12 } else { 160 };
 const LEN: usize = if cfg!(miri) { 8 * 1024 } else { 32 * 1024 };
 
 proptest! {
