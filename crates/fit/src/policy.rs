@@ -296,9 +296,9 @@ impl Index for FirstFit {
 /// one ended, over the same LIFO list as [`FirstFit`].
 ///
 /// The search walks from the rover to the end of the list, then from the front up to the
-/// rover. After an allocation the rover points at the block cut from: at its remainder
-/// when one is left (the remainder keeps the block's place in the list), at the block's
-/// successor when it was taken whole. When the rover's block merges with a freed
+/// rover. After an allocation the rover points at what is left of the block cut from, in
+/// the block's place in the list (the free gap an alignment left in front of it, or else
+/// the remainder after it), or at the block's successor when it was taken whole. When the rover's block merges with a freed
 /// neighbour, the rover moves to the merged block. Newly freed blocks go to the front.
 ///
 /// Allocation is O(free blocks) in the worst case; free and in-place resizing are O(1).
