@@ -1,0 +1,11 @@
+#![doc = include_str!("../README.md")]
+#![no_std]
+
+mod heap;
+mod policy;
+mod slob;
+mod tree;
+
+pub use heap::{Deferred, FitHeap, GRANULE, QUICK_BINS};
+pub use policy::{AddressOrderedFirstFit, BestFit, FirstFit, NextFit, Policy};
+pub use slob::{Slob, SLOB_PAGE, SLOB_UNIT};

@@ -1,0 +1,410 @@
+//! An intrusive AVL tree of free blocks, each node keeping its subtree's largest block
+//! size: the index of [`AddressOrderedFirstFit`] (keyed by address) and [`BestFit`]
+//! (keyed by size, then address).
+//!
+//! A node is a free block; its words after the header hold the left and right child, the
+//! node's height and the largest block size in its subtree:
+//!
+//! ```text
+//!  │ size | FREE │ left │ right │ height │ max │ … │ size │
+//! ```
+//!
+//! so the smallest block is six words (48 bytes on 64-bit targets, 24 on 32-bit ones).
+//! Insert and remove are the textbook recursive AVL operations (depth at most
+//! 1.44·log2(n) + 2), each recomputing heights and maxima on the way back up.
+
+use heapkit_core::Corruption;
+
+use crate::heap::block::Block;
+use crate::heap::{gap_for, Need, CRATE_NAME, WORD};
+use crate::policy::private::Index;
+use crate::policy::Policy;
+
+const LEFT: usize = 1;
+const RIGHT: usize = 2;
+const HEIGHT: usize = 3;
+const MAX: usize = 4;
+
+/// The deepest a valid tree of any size can be (AVL height is below 1.45·log2(n + 2),
+/// and n is below 2^64): deeper means a corrupted tree, and `check` stops there.
+const MAX_HEIGHT: usize = 96;
+
+/// How a tree orders its nodes.
+trait Order {
+    /// Whether block `a` of `a_size` bytes sorts before block `b` of `b_size`.
+    fn before(a: Block, a_size: usize, b: Block, b_size: usize) -> bool;
+}
+
+/// An AVL tree in the order `O`.
+#[derive(Debug)]
+struct Tree<O> {
+    root: Block,
+    order: core::marker::PhantomData<O>,
+}
+
+/// The words of a node, read and written through the block.
+///
+/// # Safety (every function)
+/// Every non-`NONE` block passed is a node of the tree: a free block whose index words
+/// are the tree's, with its header holding the size it was inserted with.
+mod node {
+    use super::{Block, HEIGHT, LEFT, MAX, RIGHT};
+
+    pub(super) unsafe fn left(n: Block) -> Block {
+        // SAFETY: per the module contract.
+        unsafe { n.link(LEFT) }
+    }
+
+    pub(super) unsafe fn right(n: Block) -> Block {
+        // SAFETY: per the module contract.
+        unsafe { n.link(RIGHT) }
+    }
+
+    pub(super) unsafe fn set_left(n: Block, to: Block) {
+        // SAFETY: per the module contract.
+        unsafe { n.set_link(LEFT, to) }
+    }
+
+    pub(super) unsafe fn set_right(n: Block, to: Block) {
+        // SAFETY: per the module contract.
+        unsafe { n.set_link(RIGHT, to) }
+    }
+
+    pub(super) unsafe fn height(n: Block) -> usize {
+        if n.is_none() {
+            0
+        } else {
+            // SAFETY: per the module contract.
+            unsafe { n.get(HEIGHT) }
+        }
+    }
+
+    pub(super) unsafe fn max(n: Block) -> usize {
+        if n.is_none() {
+            0
+        } else {
+            // SAFETY: per the module contract.
+            unsafe { n.get(MAX) }
+        }
+    }
+
+    /// Recomputes `n`'s height and subtree maximum from its children.
+    pub(super) unsafe fn update(n: Block) {
+        // SAFETY: per the module contract.
+        unsafe {
+            let (l, r) = (left(n), right(n));
+            n.put(HEIGHT, 1 + height(l).max(height(r)));
+            n.put(MAX, n.size().max(max(l)).max(max(r)));
+        }
+    }
+
+    pub(super) unsafe fn rotate_right(n: Block) -> Block {
+        // SAFETY: per the module contract; `n` is left-heavy, so its left child exists.
+        unsafe {
+            let l = left(n);
+            set_left(n, right(l));
+            update(n);
+            set_right(l, n);
+            update(l);
+            l
+        }
+    }
+
+    pub(super) unsafe fn rotate_left(n: Block) -> Block {
+        // SAFETY: per the module contract; `n` is right-heavy, so its right child exists.
+        unsafe {
+            let r = right(n);
+            set_right(n, left(r));
+            update(n);
+            set_left(r, n);
+            update(r);
+            r
+        }
+    }
+
+    /// Restores the AVL balance at `n` (its subtrees balanced, heights differing by at
+    /// most two) and returns the subtree's new root.
+    pub(super) unsafe fn balance(n: Block) -> Block {
+        // SAFETY: per the module contract.
+        unsafe {
+            let (l, r) = (left(n), right(n));
+            let (hl, hr) = (height(l), height(r));
+            if hl > hr + 1 {
+                if height(left(l)) < height(right(l)) {
+                    set_left(n, rotate_left(l));
+                }
+                return rotate_right(n);
+            }
+            if hr > hl + 1 {
+                if height(right(r)) < height(left(r)) {
+                    set_right(n, rotate_right(r));
+                }
+                return rotate_left(n);
+            }
+            update(n);
+            n
+        }
+    }
+}
+
+impl<O: Order> Tree<O> {
+    const NEW: Self = Self {
+        root: Block::NONE,
+        order: core::marker::PhantomData,
+    };
+
+    unsafe fn insert_at(n: Block, new: Block, size: usize) -> Block {
+        // SAFETY: `n` and its subtree are nodes; `new` is a free block of `size` bytes.
+        unsafe {
+            if n.is_none() {
+                node::set_left(new, Block::NONE);
+                node::set_right(new, Block::NONE);
+                node::update(new);
+                return new;
+            }
+            if O::before(new, size, n, n.size()) {
+                node::set_left(n, Self::insert_at(node::left(n), new, size));
+            } else {
+                node::set_right(n, Self::insert_at(node::right(n), new, size));
+            }
+            node::balance(n)
+        }
+    }
+
+    /// Removes the leftmost node of the subtree at `n`: returns the new subtree and it.
+    unsafe fn remove_min(n: Block) -> (Block, Block) {
+        // SAFETY: `n` is a node (not `NONE`).
+        unsafe {
+            let l = node::left(n);
+            if l.is_none() {
+                return (node::right(n), n);
+            }
+            let (rest, min) = Self::remove_min(l);
+            node::set_left(n, rest);
+            (node::balance(n), min)
+        }
+    }
+
+    unsafe fn remove_at(n: Block, target: Block, size: usize) -> Block {
+        // SAFETY: `target` (of `size` bytes) is in the subtree at `n`, so `n` is a node.
+        unsafe {
+            if n == target {
+                let (l, r) = (node::left(n), node::right(n));
+                if l.is_none() {
+                    return r;
+                }
+                if r.is_none() {
+                    return l;
+                }
+                let (rest, successor) = Self::remove_min(r);
+                node::set_left(successor, l);
+                node::set_right(successor, rest);
+                return node::balance(successor);
+            }
+            if O::before(target, size, n, n.size()) {
+                node::set_left(n, Self::remove_at(node::left(n), target, size));
+            } else {
+                node::set_right(n, Self::remove_at(node::right(n), target, size));
+            }
+            node::balance(n)
+        }
+    }
+
+    unsafe fn insert(&mut self, block: Block, size: usize) {
+        // SAFETY: forwarded caller guarantees.
+        self.root = unsafe { Self::insert_at(self.root, block, size) };
+    }
+
+    unsafe fn remove(&mut self, block: Block, size: usize) {
+        // SAFETY: forwarded caller guarantees.
+        self.root = unsafe { Self::remove_at(self.root, block, size) };
+    }
+
+    /// The first node in order that fits `need`, skipping subtrees whose largest block is
+    /// below `need.size` (in best fit's order that skips every node below it). Without an alignment beyond the granule every
+    /// block of `need.size` bytes fits, so the first subtree entered holds the answer and
+    /// the walk is one path: O(log n). An alignment may make blocks that are large
+    /// enough unusable; those are stepped over in order.
+    fn first_fitting(n: Block, need: Need, depth: usize) -> Option<Block> {
+        // SAFETY: nodes reached from the root are the tree's.
+        unsafe {
+            if n.is_none() || node::max(n) < need.size || depth > MAX_HEIGHT {
+                return None;
+            }
+            let size = n.size();
+            if let Some(found) = Self::first_fitting(node::left(n), need, depth + 1) {
+                return Some(found);
+            }
+            if gap_for(n, size, need).is_some() {
+                return Some(n);
+            }
+            Self::first_fitting(node::right(n), need, depth + 1)
+        }
+    }
+
+    fn for_each_at(n: Block, each: &mut dyn FnMut(Block), depth: usize) {
+        if n.is_none() || depth > MAX_HEIGHT {
+            return;
+        }
+        // SAFETY: nodes reached from the root are the tree's.
+        unsafe {
+            Self::for_each_at(node::left(n), each, depth + 1);
+            each(n);
+            Self::for_each_at(node::right(n), each, depth + 1);
+        }
+    }
+
+    /// Checks the subtree at `n`: every node a free block, keys in order within
+    /// `(low, high)`, heights, balance and maxima exact. Returns (height, max, nodes).
+    fn check_at(
+        n: Block,
+        low: Option<(Block, usize)>,
+        high: Option<(Block, usize)>,
+        valid: &dyn Fn(Block) -> Option<usize>,
+        budget: &mut usize,
+        depth: usize,
+    ) -> Result<(usize, usize, usize), Corruption> {
+        let corrupt = |what| Corruption::new(CRATE_NAME, n.addr(), what);
+        if n.is_none() {
+            return Ok((0, 0, 0));
+        }
+        if *budget == 0 || depth > MAX_HEIGHT {
+            return Err(corrupt(
+                "the free tree holds more nodes than blocks are free (a cycle?)",
+            ));
+        }
+        *budget -= 1;
+        let Some(size) = valid(n) else {
+            return Err(corrupt("free-tree node is not a free block"));
+        };
+        if low.is_some_and(|(b, s)| !O::before(b, s, n, size))
+            || high.is_some_and(|(b, s)| !O::before(n, size, b, s))
+        {
+            return Err(corrupt("free-tree node is out of order"));
+        }
+        // SAFETY: `valid` found a free block's header at `n`, inside a region: its index
+        // words are region memory.
+        let (l, r, height, max) =
+            unsafe { (node::left(n), node::right(n), n.get(HEIGHT), n.get(MAX)) };
+        let (hl, ml, cl) = Self::check_at(l, low, Some((n, size)), valid, budget, depth + 1)?;
+        let (hr, mr, cr) = Self::check_at(r, Some((n, size)), high, valid, budget, depth + 1)?;
+        if hl.abs_diff(hr) > 1 {
+            return Err(corrupt("free tree is out of balance").expected(hl, hr));
+        }
+        if height != 1 + hl.max(hr) {
+            return Err(
+                corrupt("free-tree node's height is wrong").expected(1 + hl.max(hr), height)
+            );
+        }
+        let expected = size.max(ml).max(mr);
+        if max != expected {
+            return Err(
+                corrupt("free-tree node's subtree maximum is wrong").expected(expected, max)
+            );
+        }
+        Ok((height, max, 1 + cl + cr))
+    }
+
+    fn check(
+        &self,
+        valid: &dyn Fn(Block) -> Option<usize>,
+        bound: usize,
+    ) -> Result<usize, Corruption> {
+        let mut budget = bound;
+        Self::check_at(self.root, None, None, valid, &mut budget, 0).map(|(_, _, count)| count)
+    }
+}
+
+/// Address order.
+#[derive(Debug)]
+struct ByAddress;
+
+impl Order for ByAddress {
+    fn before(a: Block, _: usize, b: Block, _: usize) -> bool {
+        a.addr() < b.addr()
+    }
+}
+
+/// Size order, ties by address.
+#[derive(Debug)]
+struct BySize;
+
+impl Order for BySize {
+    fn before(a: Block, a_size: usize, b: Block, b_size: usize) -> bool {
+        (a_size, a.addr()) < (b_size, b.addr())
+    }
+}
+
+/// Address-ordered first fit: the free block at the lowest address that fits.
+///
+/// Free blocks sit in an AVL tree keyed by address whose nodes also keep their subtree's
+/// largest block size; the search descends to the leftmost subtree whose maximum is large
+/// enough. Allocate, free and in-place resizing are O(log n) in the free blocks (an
+/// alignment beyond the granule may step over blocks that are large enough but cannot be
+/// aligned: O(log n + k) for k of them). The largest free block is the root's maximum.
+#[derive(Debug)]
+pub struct AddressOrderedFirstFit {
+    tree: Tree<ByAddress>,
+}
+
+/// Exact best fit: the smallest free block that fits, ties going to the lowest address.
+///
+/// Free blocks sit in an AVL tree keyed by (size, address); the search descends to the
+/// first key at or above the request. Allocate, free and in-place resizing are O(log n)
+/// in the free blocks (O(log n + k) when an alignment beyond the granule makes k blocks
+/// that are large enough unusable). Not a segregated-fit approximation: every request
+/// gets the smallest block that can hold it.
+#[derive(Debug)]
+pub struct BestFit {
+    tree: Tree<BySize>,
+}
+
+impl Policy for AddressOrderedFirstFit {}
+impl Policy for BestFit {}
+
+macro_rules! tree_index {
+    ($policy:ty, $order:ty, $name:literal) => {
+        impl Index for $policy {
+            const NEW: Self = Self { tree: Tree::NEW };
+            const NAME: &'static str = $name;
+            const MIN_BLOCK: usize = 6 * WORD;
+            type Slot = ();
+
+            unsafe fn remove(&mut self, block: Block, size: usize) {
+                // SAFETY: forwarded caller guarantees.
+                unsafe { self.tree.remove(block, size) }
+            }
+
+            unsafe fn insert(&mut self, block: Block, size: usize, _slot: Option<()>) {
+                // SAFETY: forwarded caller guarantees.
+                unsafe { self.tree.insert(block, size) }
+            }
+
+            fn merge_slots((): (), (): ()) {}
+
+            fn find(&self, need: Need) -> Option<Block> {
+                Tree::<$order>::first_fitting(self.tree.root, need, 0)
+            }
+
+            fn largest(&self) -> usize {
+                // SAFETY: the root is a node of the tree (or `NONE`).
+                unsafe { node::max(self.tree.root) }
+            }
+
+            fn for_each(&self, each: &mut dyn FnMut(Block)) {
+                Tree::<$order>::for_each_at(self.tree.root, each, 0);
+            }
+
+            fn check(
+                &self,
+                valid: &dyn Fn(Block) -> Option<usize>,
+                bound: usize,
+            ) -> Result<usize, Corruption> {
+                self.tree.check(valid, bound)
+            }
+        }
+    };
+}
+
+tree_index!(AddressOrderedFirstFit, ByAddress, "AddressOrderedFirstFit");
+tree_index!(BestFit, BySize, "BestFit");
