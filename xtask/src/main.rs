@@ -150,8 +150,7 @@ fn ci_steps(root: &Path, times: &mut Vec<(&'static str, Duration)>) -> Step {
     step("clippy", &|| clippy(root))?;
     step("test", &|| test(root))?;
     step("miri", &|| miri(root))?;
-    step("miri-edges", &|| miri_edges(root))?;
-    step("miri-threads", &|| miri_threads(root))?;
+    step("miri-edges+threads", &|| miri_edges_and_threads(root))?;
     step("loom", &|| loom(root))?;
     step("nostd", &|| nostd(root))?;
     step("stress", &|| stress(root))?;
@@ -352,6 +351,10 @@ fn miri_flags() -> String {
 const EDGE_TARGET: &str = "i686-unknown-linux-gnu";
 
 fn miri_edges(root: &Path) -> Step {
+    run(&mut miri_edges_command(root)?)
+}
+
+fn miri_edges_command(root: &Path) -> Result<Command, String> {
     let packages = packages_with_test(root, "address_edges")?;
     if packages.is_empty() {
         return Err("no crates/*/tests/address_edges.rs found".into());
@@ -371,7 +374,19 @@ fn miri_edges(root: &Path) -> Step {
     command
         .args(["--test", "address_edges"])
         .env("MIRIFLAGS", miri_flags());
-    run(&mut command)
+    Ok(command)
+}
+
+/// The address edges and the threaded tests at once, one per core: the edges in their
+/// own target directory (cargo locks one for a whole run), the threaded tests through
+/// this program's own `miri-threads`.
+fn miri_edges_and_threads(root: &Path) -> Step {
+    let mut edges = miri_edges_command(root)?;
+    edges.env("CARGO_TARGET_DIR", root.join("target/miri-edges"));
+    let program = env::current_exe().map_err(|e| format!("cannot find xtask itself: {e}"))?;
+    let mut threads = Command::new(program);
+    threads.arg("miri-threads").current_dir(root);
+    run_together(root, [("miri-edges", edges), ("miri-threads", threads)])
 }
 
 /// The test files whose allocators are shared between real threads: `Locked` and its
@@ -540,15 +555,34 @@ fn fuzz(root: &Path, seconds: u64, only: Option<&str>) -> Step {
             None => "no fuzz targets in fuzz/".into(),
         });
     }
-    for target in targets {
-        eprintln!("--> fuzz: {target} for {seconds} s");
-        fs::create_dir_all(fuzz_dir.join("corpus").join(&target)).map_err(|e| e.to_string())?;
-        run(Command::new("cargo")
-            .args(["+nightly", "fuzz", "run", &target])
+    // One build for every target, then two targets at a time, one per core.
+    run(Command::new("cargo")
+        .args(["+nightly", "fuzz", "build"])
+        .current_dir(&fuzz_dir))?;
+    let fuzz_run = |target: &str| -> Result<Command, String> {
+        fs::create_dir_all(fuzz_dir.join("corpus").join(target)).map_err(|e| e.to_string())?;
+        let mut command = Command::new("cargo");
+        command
+            .args(["+nightly", "fuzz", "run", target])
             .arg("--")
             .arg(format!("-max_total_time={seconds}"))
             .arg("-print_final_stats=1")
-            .current_dir(&fuzz_dir))?;
+            .current_dir(&fuzz_dir);
+        Ok(command)
+    };
+    for pair in targets.chunks(2) {
+        eprintln!("--> fuzz: {} for {seconds} s", pair.join(" and "));
+        match pair {
+            [one, two] => run_together(
+                root,
+                [
+                    (format!("fuzz-{one}").as_str(), fuzz_run(one)?),
+                    (format!("fuzz-{two}").as_str(), fuzz_run(two)?),
+                ],
+            )?,
+            [one] => run(&mut fuzz_run(one)?)?,
+            _ => unreachable!("chunks of two"),
+        }
     }
     Ok(())
 }

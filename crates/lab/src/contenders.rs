@@ -7,6 +7,7 @@ use std::ptr::NonNull;
 
 use heapkit_bitmap_arena::BitmapArena;
 use heapkit_buddy::Buddy;
+use heapkit_fit::{AddressOrderedFirstFit, BestFit, Deferred, FirstFit, FitHeap, NextFit, Slob};
 use heapkit_pool::Pool;
 use heapkit_segregated::Heap;
 
@@ -352,6 +353,53 @@ pub fn all() -> Vec<Box<dyn Contender>> {
             key: "mimalloc",
             name: "mimalloc",
             allocator: || mimalloc::MiMalloc,
+        }),
+    ]
+}
+
+/// heapkit-fit's classic policies and SLOB, for the fragmentation study (their list
+/// policies search in O(free blocks), which the timed workloads would only confirm).
+pub fn classic_fits() -> Vec<Box<dyn Contender>> {
+    vec![
+        Box::new(InRegion {
+            key: "fit-aoff",
+            name: "heapkit-fit address-ordered first fit",
+            build: |region, _| {
+                FitHeap::<AddressOrderedFirstFit>::with_region(region)
+                    .ok()
+                    .map(Heapkit)
+            },
+            fits: any,
+        }),
+        Box::new(InRegion {
+            key: "fit-best",
+            name: "heapkit-fit best fit",
+            build: |region, _| FitHeap::<BestFit>::with_region(region).ok().map(Heapkit),
+            fits: any,
+        }),
+        Box::new(InRegion {
+            key: "fit-first",
+            name: "heapkit-fit first fit (LIFO)",
+            build: |region, _| FitHeap::<FirstFit>::with_region(region).ok().map(Heapkit),
+            fits: any,
+        }),
+        Box::new(InRegion {
+            key: "fit-next",
+            name: "heapkit-fit next fit",
+            build: |region, _| FitHeap::<NextFit>::with_region(region).ok().map(Heapkit),
+            fits: any,
+        }),
+        Box::new(InRegion {
+            key: "fit-best-deferred",
+            name: "heapkit-fit best fit, deferred coalescing",
+            build: |region, _| Deferred::<BestFit>::with_region(region).ok().map(Heapkit),
+            fits: any,
+        }),
+        Box::new(InRegion {
+            key: "fit-slob",
+            name: "heapkit-fit SLOB",
+            build: |region, _| Slob::with_region(region).ok().map(Heapkit),
+            fits: any,
         }),
     ]
 }

@@ -128,7 +128,8 @@ pub fn run(config: &Config) -> Result<Study, String> {
     } else {
         from_files(&config.traces)?
     };
-    let mut contenders = contenders::all();
+    let mut contenders = contenders::classic_fits();
+    contenders.extend(contenders::all());
     if !config.only.is_empty() {
         let keys: Vec<&str> = contenders.iter().map(|c| c.key()).collect();
         if let Some(unknown) = config

@@ -288,7 +288,10 @@ mod tests {
         // the order 60, 100, 30 so LIFO's front is the 30 (too small) then the 100.
         let sizes = [100, 10, 30, 10, 60, 10];
         let holes = [4, 0, 2];
-        assert_eq!(placed(Policy::AddressOrderedFirstFit, &sizes, &holes, 50), 0);
+        assert_eq!(
+            placed(Policy::AddressOrderedFirstFit, &sizes, &holes, 50),
+            0
+        );
         assert_eq!(placed(Policy::BestFit, &sizes, &holes, 50), 150);
         assert_eq!(placed(Policy::LifoFirstFit, &sizes, &holes, 50), 0);
         assert_eq!(placed(Policy::BestFit, &sizes, &holes, 25), 110);
@@ -330,7 +333,10 @@ mod tests {
     #[test]
     fn frees_merge_into_their_neighbours_place_and_resizes_stay_in_place_when_they_can() {
         let mut model = Model::new(Policy::LifoFirstFit);
-        let blocks: Vec<usize> = [10, 10, 10, 10, 10].iter().map(|&s| model.allocate(s)).collect();
+        let blocks: Vec<usize> = [10, 10, 10, 10, 10]
+            .iter()
+            .map(|&s| model.allocate(s))
+            .collect();
         model.deallocate(blocks[0], 10);
         model.deallocate(blocks[3], 10);
         // 2 merges with 3 and takes its place at the front; 1 merges with both, in 0's.
@@ -341,11 +347,19 @@ mod tests {
         assert_eq!(model.free.len(), 2, "the block and the untouched space");
         assert_eq!(model.lifo.values().next_back(), Some(&0));
         let again = model.allocate(10);
-        assert_eq!(model.reallocate(again, 10, 25), again, "grows into its free successor");
+        assert_eq!(
+            model.reallocate(again, 10, 25),
+            again,
+            "grows into its free successor"
+        );
         assert_eq!(model.free[&25], 15);
         let fence = model.allocate(15);
         assert_eq!(fence, 25);
-        assert_eq!(model.reallocate(again, 25, 30), 50, "a block between two moves");
+        assert_eq!(
+            model.reallocate(again, 25, 30),
+            50,
+            "a block between two moves"
+        );
         assert_eq!(model.reallocate(fence, 15, 10), 25, "shrinks in place");
         assert_eq!(model.free[&0], 25, "the place the moved block left");
         assert_eq!(model.free[&35], 5, "the shrunk tail");
