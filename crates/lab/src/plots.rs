@@ -9,7 +9,7 @@ use crate::results::WorkloadResult;
 use heapkit_trace::replay::Sample;
 
 /// Colours by position, distinct on white.
-const PALETTE: [RGBColor; 11] = [
+const PALETTE: [RGBColor; 14] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -21,6 +21,9 @@ const PALETTE: [RGBColor; 11] = [
     RGBColor(188, 189, 34),
     RGBColor(23, 190, 207),
     RGBColor(0, 0, 128),
+    RGBColor(128, 128, 0),
+    RGBColor(0, 100, 0),
+    RGBColor(255, 0, 255),
 ];
 
 fn colour(index: usize) -> RGBColor {
