@@ -270,3 +270,70 @@ fn the_scale_study_runs_alone_for_every_allocator_that_frees_at_random() {
     }
     std::fs::remove_dir_all(&config.out_dir).unwrap();
 }
+
+#[test]
+fn the_fragmentation_study_measures_holes_with_and_without_overhead() {
+    // A fence, a 100-byte block, a fence, then a 100-byte block freed under a 150-byte
+    // request that cannot reuse it: without overhead every policy leaves that hole, 366
+    // bytes spanned for 266 live (#4 and #3: 37.6%).
+    let base = tiny("fragmentation");
+    let dir = base.out_dir.clone();
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("hole.trace");
+    std::fs::write(
+        &path,
+        "a 0 8 8\na 1 100 8\na 2 8 8\na 3 100 8\nf 1\na 4 150 8\nf 0\nf 2\nf 3\nf 4\n",
+    )
+    .unwrap();
+    let config = Config {
+        traces: vec![path],
+        only: vec!["tlsf".into(), "fit-best".into(), "model".into()],
+        ..base
+    };
+    let study = heapkit_lab::fragmentation::run(&config).unwrap();
+    let names: Vec<&str> = study.rows.iter().map(|row| row.allocator).collect();
+    assert_eq!(
+        names,
+        [
+            "heapkit-fit best fit",
+            "heapkit Tlsf",
+            "first fit (address-ordered)",
+            "best fit",
+            "first fit (LIFO)",
+            "next fit",
+        ]
+    );
+    for row in &study.rows {
+        let footprint = row.footprints[0]
+            .as_ref()
+            .expect("every row runs the trace");
+        assert_eq!(footprint.peak_live, 266, "{}", row.allocator);
+        let peak = heapkit_lab::fragmentation::fragmentation(footprint, false);
+        let at_peak_live = heapkit_lab::fragmentation::fragmentation(footprint, true);
+        if row.with_overhead {
+            // Headers add to the hole: more than the model, never less.
+            assert!(peak >= 100.0 / 266.0, "{}: {peak}", row.allocator);
+        } else {
+            assert!(
+                (peak - 100.0 / 266.0).abs() < 1e-9,
+                "{}: {peak}",
+                row.allocator
+            );
+            assert!((at_peak_live - peak).abs() < 1e-9, "{}", row.allocator);
+        }
+    }
+    let markdown = study.markdown();
+    assert!(
+        markdown.contains("| best fit | 37.6% / 37.6% |"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("| hole | heapkit"), "{markdown}");
+    assert!(dir.join("fragmentation.md").is_file());
+    assert!(dir.join("fragmentation.svg").is_file());
+    assert!(heapkit_lab::fragmentation::run(&Config {
+        only: vec!["no-such".into()],
+        ..config
+    })
+    .unwrap_err()
+    .contains("no-such"));
+}
