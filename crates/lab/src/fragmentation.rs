@@ -34,7 +34,7 @@ pub const NAME: &str = "fragmentation";
 const WHOLE_RUNS: [(&str, &str, &[u8]); 3] = [
     (
         "python-run",
-        "python3 (PYTHONMALLOC=malloc) starting, then building, printing and parsing JSON records in 4 rounds, one record in 40 kept: the whole run",
+        "python3 (`PYTHONMALLOC=malloc`) starting, then building, printing and parsing JSON records in 4 rounds, one record in 40 kept: the whole run",
         include_bytes!("../traces/study/python.trace.gz"),
     ),
     (
@@ -307,7 +307,7 @@ impl Study {
         out.push_str(&"---:|".repeat(self.traces.len() + 1));
         out.push('\n');
         for row in rows {
-            let _ = write!(out, "| {} |", row.allocator);
+            let _ = write!(out, "| {} |", code_words(row.allocator));
             let mut sum = 0.0;
             let mut count = 0usize;
             for footprint in &row.footprints {
@@ -371,7 +371,7 @@ impl Study {
                 out,
                 "| {} | {} | {} | {} | {} |",
                 trace.name,
-                lowest_name,
+                code_words(lowest_name),
                 ratio(peak(aoff, index), lowest),
                 ratio(peak(best, index), lowest),
                 ratio(peak(tlsf, index), peak(best, index)),
@@ -390,6 +390,26 @@ impl Study {
         std::fs::write(&path, self.markdown()).map_err(|e| format!("{}: {e}", path.display()))?;
         crate::plots::fragmentation(&dir.join("fragmentation.svg"), self)
     }
+}
+
+/// `name` with each word that names code (`snake_case`, `CamelCase`) in backticks, so the
+/// tables read the same in Markdown and in rustdoc (heapkit-fit's README is its crate
+/// documentation).
+fn code_words(name: &str) -> String {
+    name.split(' ')
+        .map(|word| {
+            let inner_capital = word
+                .chars()
+                .zip(word.chars().skip(1))
+                .any(|(before, after)| before.is_lowercase() && after.is_uppercase());
+            if word.contains('_') || inner_capital {
+                format!("`{word}`")
+            } else {
+                word.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn percent(fraction: f64) -> String {

@@ -134,32 +134,32 @@ impl Workload {
 const RECORDED: [(&str, &str, &str); 6] = [
     (
         "btreemap",
-        "recorded: a BTreeMap<String, Vec<u32>> of 5,000 entries built, queried, half removed",
+        "recorded: a `BTreeMap<String, Vec<u32>>` of 5,000 entries built, queried, half removed",
         include_str!("../traces/btreemap.trace"),
     ),
     (
         "json",
-        "recorded: a 600-record JSON document built, printed and parsed back with serde_json",
+        "recorded: a 600-record JSON document built, printed and parsed back with `serde_json`",
         include_str!("../traces/json.trace"),
     ),
     (
         "regex",
-        "recorded: 6 regexes compiled as a set and one by one with the regex crate, run over 400 lines",
+        "recorded: 6 regexes compiled as a set and one by one with the `regex` crate, run over 400 lines",
         include_str!("../traces/regex.trace"),
     ),
     (
         "python",
-        "recorded (HEAPKIT_TRACE): python3 with PYTHONMALLOC=malloc starting and building dicts and json, first 30,000 calls",
+        "recorded (`HEAPKIT_TRACE`): python3 with `PYTHONMALLOC=malloc` starting and building dicts and json, first 30,000 calls",
         include_str!("../traces/python.trace"),
     ),
     (
         "sqlite",
-        "recorded (HEAPKIT_TRACE): sqlite3 creating and filling a 100k-row table, first 30,000 calls",
+        "recorded (`HEAPKIT_TRACE`): sqlite3 creating and filling a 100k-row table, first 30,000 calls",
         include_str!("../traces/sqlite.trace"),
     ),
     (
         "redis",
-        "recorded (HEAPKIT_TRACE): redis-server (2 threads) under redis-benchmark, first 40,000 calls",
+        "recorded (`HEAPKIT_TRACE`): redis-server (2 threads) under redis-benchmark, first 40,000 calls",
         include_str!("../traces/redis.trace"),
     ),
 ];
