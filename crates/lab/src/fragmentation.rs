@@ -232,12 +232,12 @@ impl Study {
             .find(|row| row.key == name || row.allocator == name)
     }
 
-    /// The lowest peak footprint on trace `index` among the real allocators, with its
-    /// allocator.
-    fn lowest(&self, index: usize) -> Option<(&'static str, usize)> {
+    /// The lowest peak footprint on trace `index` among the real allocators
+    /// (`with_overhead`) or the model's policies, with its allocator.
+    fn lowest(&self, index: usize, with_overhead: bool) -> Option<(&'static str, usize)> {
         self.rows
             .iter()
-            .filter(|row| row.with_overhead)
+            .filter(|row| row.with_overhead == with_overhead)
             .filter_map(|row| {
                 let footprint = row.footprints[index].as_ref()?;
                 footprint
@@ -349,9 +349,12 @@ impl Study {
         }
         out.push_str(
             "## Against the lowest footprint\n\nPeak footprint over the lowest any \
-             allocator reached on the trace (with overhead), and TLSF's over best fit's.\n\n\
-             | trace | lowest | address-ordered first fit | best fit | TLSF / best fit |\n\
-             |---|---|---:|---:|---:|\n",
+             allocator reached on the trace (with overhead), TLSF's over best fit's, and \
+             the model's address-ordered first fit and best fit over the lowest policy \
+             without overhead.\n\n\
+             | trace | lowest | address-ordered first fit | best fit | TLSF / best fit | \
+             without overhead: address-ordered first fit | best fit |\n\
+             |---|---|---:|---:|---:|---:|---:|\n",
         );
         let peak = |row: Option<&StudyRow>, index: usize| {
             row.and_then(|row| row.footprints[index].as_ref())
@@ -362,19 +365,24 @@ impl Study {
             (Some(value), Some(base)) if base > 0.0 => format!("{:.3}×", value / base),
             _ => "—".into(),
         };
+        let model_aoff = self.row(Policy::AddressOrderedFirstFit.name());
+        let model_best = self.row(Policy::BestFit.name());
         for (index, trace) in self.traces.iter().enumerate() {
-            let Some((lowest_name, lowest)) = self.lowest(index) else {
+            let Some((lowest_name, lowest)) = self.lowest(index, true) else {
                 continue;
             };
             let lowest = Some(lowest as f64);
+            let lowest_model = self.lowest(index, false).map(|(_, bytes)| bytes as f64);
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} |",
                 trace.name,
                 code_words(lowest_name),
                 ratio(peak(aoff, index), lowest),
                 ratio(peak(best, index), lowest),
                 ratio(peak(tlsf, index), peak(best, index)),
+                ratio(peak(model_aoff, index), lowest_model),
+                ratio(peak(model_best, index), lowest_model),
             );
         }
     }
