@@ -346,7 +346,9 @@ impl Slob {
 
     /// First fit over the regions' pages for `count` free pages in a row whose first is
     /// aligned to `align`; marks them a run (or a SLOB page) and returns the first page.
+    /// `count` is at least 1.
     fn take_pages(&mut self, count: usize, align: usize) -> Option<*mut Page> {
+        debug_assert!(count > 0, "a run of no pages");
         let found = self.regions.iter().find_map(|r| {
             let mut i = 0;
             while i + count <= r.count {
@@ -718,7 +720,9 @@ unsafe impl Backend for Slob {
         if layout.size() < SLOB_PAGE && layout.align() <= SLOB_PAGE {
             return self.allocate_small(layout);
         }
-        let count = layout.size().div_ceil(SLOB_PAGE);
+        // At least one page: a size-0 request aligned beyond a page gets a real page too
+        // (a run of no pages would mark whatever page it lands on a run head).
+        let count = layout.size().div_ceil(SLOB_PAGE).max(1);
         let head = self.take_pages(count, layout.align()).ok_or(AllocError)?;
         self.in_use += count * SLOB_PAGE;
         self.free -= count * SLOB_PAGE;

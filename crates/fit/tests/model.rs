@@ -705,6 +705,34 @@ mod slob {
         assert_eq!(slob.stats().largest_free, slob.stats().free);
     }
 
+    #[test]
+    fn size_zero_aligned_beyond_a_page_takes_a_free_page() {
+        let mut regions = Regions::new();
+        let len = 64 * 1024;
+        let region = regions.take(len, 4096);
+        let mut slob = Slob::new();
+        // SAFETY: the region outlives the allocator.
+        unsafe { slob.add_region(region.cast(), len) }.unwrap();
+        let small = slob.allocate(layout(10)).unwrap().cast::<u8>();
+        let zero = Layout::from_size_align(0, 2 * SLOB_PAGE).unwrap();
+        // Backends may see size 0 when called directly: a real block, never one sitting
+        // on a live page (this used to be a "run" of no pages, marked over `small`'s page).
+        let block = slob.allocate(zero).unwrap();
+        let at = block.cast::<u8>().as_ptr().addr();
+        assert!(!block.is_empty());
+        assert_eq!(at % (2 * SLOB_PAGE), 0);
+        assert_ne!(at / SLOB_PAGE, small.as_ptr().addr() / SLOB_PAGE);
+        slob.check().unwrap();
+        assert!(slob.stats().is_consistent());
+        // SAFETY: live blocks, freed with their layouts.
+        unsafe {
+            slob.deallocate(block.cast(), zero);
+            slob.deallocate(small, layout(10));
+        }
+        slob.check().unwrap();
+        assert_eq!(slob.stats().in_use, 0);
+    }
+
     #[cfg(feature = "checked")]
     #[test]
     fn slob_double_free_panics() {
