@@ -500,6 +500,32 @@ mod checked {
     }
 
     #[test]
+    fn a_damaged_footer_before_a_block_panics_without_a_misaligned_read() {
+        let mut regions = Regions::new();
+        let mut heap = heap::<NextFit, false>(&mut regions, 4096);
+        let a = heap.allocate(layout(64)).unwrap().cast::<u8>();
+        let b = heap.allocate(layout(64)).unwrap().cast::<u8>();
+        let _c = heap.allocate(layout(64)).unwrap();
+        // SAFETY: live blocks; then a use after free of `a` overwrites its footer (the
+        // word before `b`'s header) with a size that is not a whole number of words.
+        unsafe {
+            heap.deallocate(a, layout(64));
+            let footer = b.as_ptr().sub(2 * WORD);
+            let size = footer.cast::<[u8; WORD]>().read();
+            let damaged = usize::from_ne_bytes(size) - WORD / 2;
+            footer.cast::<[u8; WORD]>().write(damaged.to_ne_bytes());
+        }
+        let text = panic_message(|| {
+            // SAFETY: a valid free: the damage is found before anything is read from it.
+            unsafe { heap.deallocate(b, layout(64)) };
+        });
+        assert!(
+            text.ends_with("(the free block before it is damaged)"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn a_quick_listed_block_freed_again_panics() {
         let mut regions = Regions::new();
         let mut heap = heap::<FirstFit, true>(&mut regions, 4096);

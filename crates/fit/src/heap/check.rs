@@ -256,8 +256,11 @@ impl<P: Policy, const DEFERRED: bool> FitHeap<P, DEFERRED> {
             }
             if block.prev_free() {
                 let prev_size = block.footer_before();
-                let fits =
-                    prev_size >= P::MIN_BLOCK && prev_size <= block.addr() - region.first.addr();
+                // A whole number of granules, so the header read below is an aligned word
+                // (a damaged footer could hold any number).
+                let fits = prev_size >= P::MIN_BLOCK
+                    && prev_size % GRANULE == 0
+                    && prev_size <= block.addr() - region.first.addr();
                 if !fits || block.sub(prev_size).header() != prev_size | FREE {
                     fail("block header is corrupted (the free block before it is damaged)");
                 }
