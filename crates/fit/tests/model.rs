@@ -441,6 +441,39 @@ fn bad_regions_are_refused_with_a_reason() {
     assert_eq!(heap.stats().capacity, 1024);
 }
 
+/// Without `checked`, the O(1) `debug_assert!`s of a debug build still catch a block freed
+/// twice that did not merge with the block before it (and a quick-listed one), before
+/// anything changes.
+#[cfg(all(debug_assertions, not(feature = "checked")))]
+#[test]
+fn debug_builds_catch_a_second_free_of_an_unmerged_block() {
+    let mut regions = Regions::new();
+    let mut immediate = heap::<FirstFit, false>(&mut regions, 4096);
+    let _a = immediate.allocate(layout(64)).unwrap();
+    let b = immediate.allocate(layout(64)).unwrap().cast::<u8>();
+    let _c = immediate.allocate(layout(64)).unwrap();
+    // SAFETY: a valid free; the second one is the error under test, caught first.
+    unsafe { immediate.deallocate(b, layout(64)) };
+    let text = heapkit_testkit::panic_message(|| {
+        // SAFETY: the error under test, caught before the heap changes.
+        unsafe { immediate.deallocate(b, layout(64)) };
+    });
+    assert!(text.contains("freed twice"), "{text}");
+    immediate.check().unwrap();
+    let mut regions = Regions::new();
+    let mut deferred = heap::<FirstFit, true>(&mut regions, 4096);
+    let a = deferred.allocate(layout(16)).unwrap().cast::<u8>();
+    let _b = deferred.allocate(layout(16)).unwrap();
+    // SAFETY: as above.
+    unsafe { deferred.deallocate(a, layout(16)) };
+    let text = heapkit_testkit::panic_message(|| {
+        // SAFETY: the error under test, caught before the heap changes.
+        unsafe { deferred.deallocate(a, layout(16)) };
+    });
+    assert!(text.contains("freed twice"), "{text}");
+    deferred.check().unwrap();
+}
+
 #[cfg(feature = "checked")]
 mod checked {
     use super::*;
