@@ -108,8 +108,9 @@ unsafe impl RegionHeader for Region {
 /// its neighbour without tags.
 ///
 /// With `checked`, a free whose block overlaps a free block of its page (a double free),
-/// that lies in a page holding no SLOB blocks, or that is not the start of a run, panics
-/// with the address. A pointer into the middle of a live block cannot be told from a block
+/// that lies in a page holding no SLOB blocks, that is not the start of a run, or whose
+/// layout is not one of the kind of block found there (a run's layout on a page of SLOB
+/// blocks, a SLOB block's on a run), panics with the address. A pointer into the middle of a live block cannot be told from a block
 /// start: there are no tags to check it against.
 pub struct Slob {
     regions: RegionList<Region>,
@@ -746,8 +747,12 @@ unsafe impl Backend for Slob {
         match kind {
             Kind::Slob => {
                 let at = (addr - base.addr()) / SLOB_UNIT;
+                // A layout aligned beyond a page was served by a run, never from a page
+                // of SLOB blocks (a run freed twice after its page was reused).
                 if cfg!(feature = "checked")
-                    && (addr % SLOB_UNIT != 0 || at + units_for(layout.size()) > END)
+                    && (addr % SLOB_UNIT != 0
+                        || at + units_for(layout.size()) > END
+                        || layout.align() > SLOB_PAGE)
                 {
                     fail("no block of that size starts here");
                 }
@@ -758,6 +763,14 @@ unsafe impl Backend for Slob {
             Kind::RunHead if addr == base.addr() => {
                 if cfg!(feature = "checked") && layout.size() > run * SLOB_PAGE {
                     fail("layout is larger than the block");
+                }
+                // Runs serve a page or more, or an alignment beyond a page; any other
+                // layout was a SLOB block (freed twice after its page became a run).
+                if cfg!(feature = "checked")
+                    && layout.size() < SLOB_PAGE
+                    && layout.align() <= SLOB_PAGE
+                {
+                    fail("no run was allocated with this layout (a SLOB block freed already?)");
                 }
                 // SAFETY: a run head of ours.
                 unsafe { Self::give_pages(page) };

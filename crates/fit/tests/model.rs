@@ -814,4 +814,57 @@ mod slob {
             "{text}"
         );
     }
+
+    /// A block freed twice after its page went back to the supplier and was handed out
+    /// again as a run (or the reverse): the layout says which kind of block it was, so
+    /// `checked` panics instead of freeing the live run (or units of a live page).
+    #[cfg(feature = "checked")]
+    #[test]
+    fn slob_double_free_into_a_reused_page_panics() {
+        let mut regions = Regions::new();
+        let region = regions.take(16 * 1024, 4096);
+        let mut slob = Slob::new();
+        // SAFETY: the region outlives the allocator.
+        unsafe { slob.add_region(region.cast(), 16 * 1024) }.unwrap();
+        let small = layout(32);
+        let a = slob.allocate(small).unwrap().cast::<u8>();
+        // SAFETY: a valid free: the page is empty again and goes back to the supplier.
+        unsafe { slob.deallocate(a, small) };
+        let page = Layout::from_size_align(SLOB_PAGE, 8).unwrap();
+        let run = slob.allocate(page).unwrap().cast::<u8>();
+        assert_eq!(run, a, "the first free page again, now a run");
+        let text = heapkit_testkit::panic_message(|| {
+            // SAFETY: the second free of `a` is the error under test, caught.
+            unsafe { slob.deallocate(a, small) };
+        });
+        assert!(
+            text.starts_with("heapkit-fit: invalid deallocate of 0x"),
+            "{text}"
+        );
+        slob.check().unwrap();
+        assert_eq!(slob.stats().in_use, SLOB_PAGE, "the run is still allocated");
+        // SAFETY: live, freed with its layout.
+        unsafe { slob.deallocate(run, page) };
+
+        // The reverse: a run aligned beyond a page, freed twice after its page became a
+        // page of SLOB blocks.
+        let aligned = Layout::from_size_align(32, 2 * SLOB_PAGE).unwrap();
+        let r = slob.allocate(aligned).unwrap().cast::<u8>();
+        // SAFETY: a valid free.
+        unsafe { slob.deallocate(r, aligned) };
+        let b = slob.allocate(small).unwrap().cast::<u8>();
+        assert_eq!(b, r, "the same page, now holding SLOB blocks");
+        let text = heapkit_testkit::panic_message(|| {
+            // SAFETY: as above.
+            unsafe { slob.deallocate(r, aligned) };
+        });
+        assert!(
+            text.starts_with("heapkit-fit: invalid deallocate of 0x"),
+            "{text}"
+        );
+        slob.check().unwrap();
+        // SAFETY: live, freed with its layout.
+        unsafe { slob.deallocate(b, small) };
+        assert_eq!(slob.stats().in_use, 0);
+    }
 }
