@@ -764,6 +764,11 @@ unsafe impl Backend for Slob {
                 if cfg!(feature = "checked") && layout.size() > run * SLOB_PAGE {
                     fail("layout is larger than the block");
                 }
+                // Every size that fits a run asks for exactly its pages: a smaller one is
+                // another run's layout (freed already, its head now a longer run's).
+                if cfg!(feature = "checked") && layout.size().div_ceil(SLOB_PAGE).max(1) != run {
+                    fail("layout is smaller than the run (a run freed already?)");
+                }
                 // Runs serve a page or more, or an alignment beyond a page; any other
                 // layout was a SLOB block (freed twice after its page became a run).
                 if cfg!(feature = "checked")

@@ -866,5 +866,26 @@ mod slob {
         // SAFETY: live, freed with its layout.
         unsafe { slob.deallocate(b, small) };
         assert_eq!(slob.stats().in_use, 0);
+
+        // A run freed twice after its head page started a longer run.
+        let two = Layout::from_size_align(2 * SLOB_PAGE, 8).unwrap();
+        let three = Layout::from_size_align(3 * SLOB_PAGE - 1, 8).unwrap();
+        let first = slob.allocate(two).unwrap().cast::<u8>();
+        // SAFETY: a valid free.
+        unsafe { slob.deallocate(first, two) };
+        let longer = slob.allocate(three).unwrap().cast::<u8>();
+        assert_eq!(longer, first, "the same head page, now a run of three");
+        let text = heapkit_testkit::panic_message(|| {
+            // SAFETY: as above.
+            unsafe { slob.deallocate(first, two) };
+        });
+        assert!(
+            text.starts_with("heapkit-fit: invalid deallocate of 0x"),
+            "{text}"
+        );
+        slob.check().unwrap();
+        // SAFETY: live, freed with a size between the requested and the usable one.
+        unsafe { slob.deallocate(longer, Layout::from_size_align(3 * SLOB_PAGE, 8).unwrap()) };
+        assert_eq!(slob.stats().in_use, 0);
     }
 }
