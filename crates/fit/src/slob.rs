@@ -108,8 +108,9 @@ unsafe impl RegionHeader for Region {
 /// its neighbour without tags.
 ///
 /// With `checked`, a free whose block overlaps a free block of its page (a double free),
-/// that lies in a page holding no SLOB blocks, or that is not the start of a run, panics
-/// with the address. A pointer into the middle of a live block cannot be told from a block
+/// that lies in a page holding no SLOB blocks, that is not the start of a run, or whose
+/// layout is not one of the kind of block found there (a run's layout on a page of SLOB
+/// blocks, a SLOB block's on a run), panics with the address. A pointer into the middle of a live block cannot be told from a block
 /// start: there are no tags to check it against.
 pub struct Slob {
     regions: RegionList<Region>,
@@ -346,7 +347,9 @@ impl Slob {
 
     /// First fit over the regions' pages for `count` free pages in a row whose first is
     /// aligned to `align`; marks them a run (or a SLOB page) and returns the first page.
+    /// `count` is at least 1.
     fn take_pages(&mut self, count: usize, align: usize) -> Option<*mut Page> {
+        debug_assert!(count > 0, "a run of no pages");
         let found = self.regions.iter().find_map(|r| {
             let mut i = 0;
             while i + count <= r.count {
@@ -718,7 +721,9 @@ unsafe impl Backend for Slob {
         if layout.size() < SLOB_PAGE && layout.align() <= SLOB_PAGE {
             return self.allocate_small(layout);
         }
-        let count = layout.size().div_ceil(SLOB_PAGE);
+        // At least one page: a size-0 request aligned beyond a page gets a real page too
+        // (a run of no pages would mark whatever page it lands on a run head).
+        let count = layout.size().div_ceil(SLOB_PAGE).max(1);
         let head = self.take_pages(count, layout.align()).ok_or(AllocError)?;
         self.in_use += count * SLOB_PAGE;
         self.free -= count * SLOB_PAGE;
@@ -742,8 +747,12 @@ unsafe impl Backend for Slob {
         match kind {
             Kind::Slob => {
                 let at = (addr - base.addr()) / SLOB_UNIT;
+                // A layout aligned beyond a page was served by a run, never from a page
+                // of SLOB blocks (a run freed twice after its page was reused).
                 if cfg!(feature = "checked")
-                    && (addr % SLOB_UNIT != 0 || at + units_for(layout.size()) > END)
+                    && (addr % SLOB_UNIT != 0
+                        || at + units_for(layout.size()) > END
+                        || layout.align() > SLOB_PAGE)
                 {
                     fail("no block of that size starts here");
                 }
@@ -754,6 +763,19 @@ unsafe impl Backend for Slob {
             Kind::RunHead if addr == base.addr() => {
                 if cfg!(feature = "checked") && layout.size() > run * SLOB_PAGE {
                     fail("layout is larger than the block");
+                }
+                // Every size that fits a run asks for exactly its pages: a smaller one is
+                // another run's layout (freed already, its head now a longer run's).
+                if cfg!(feature = "checked") && layout.size().div_ceil(SLOB_PAGE).max(1) != run {
+                    fail("layout is smaller than the run (a run freed already?)");
+                }
+                // Runs serve a page or more, or an alignment beyond a page; any other
+                // layout was a SLOB block (freed twice after its page became a run).
+                if cfg!(feature = "checked")
+                    && layout.size() < SLOB_PAGE
+                    && layout.align() <= SLOB_PAGE
+                {
+                    fail("no run was allocated with this layout (a SLOB block freed already?)");
                 }
                 // SAFETY: a run head of ours.
                 unsafe { Self::give_pages(page) };

@@ -441,6 +441,39 @@ fn bad_regions_are_refused_with_a_reason() {
     assert_eq!(heap.stats().capacity, 1024);
 }
 
+/// Without `checked`, the O(1) `debug_assert!`s of a debug build still catch a block freed
+/// twice that did not merge with the block before it (and a quick-listed one), before
+/// anything changes.
+#[cfg(all(debug_assertions, not(feature = "checked")))]
+#[test]
+fn debug_builds_catch_a_second_free_of_an_unmerged_block() {
+    let mut regions = Regions::new();
+    let mut immediate = heap::<FirstFit, false>(&mut regions, 4096);
+    let _a = immediate.allocate(layout(64)).unwrap();
+    let b = immediate.allocate(layout(64)).unwrap().cast::<u8>();
+    let _c = immediate.allocate(layout(64)).unwrap();
+    // SAFETY: a valid free; the second one is the error under test, caught first.
+    unsafe { immediate.deallocate(b, layout(64)) };
+    let text = heapkit_testkit::panic_message(|| {
+        // SAFETY: the error under test, caught before the heap changes.
+        unsafe { immediate.deallocate(b, layout(64)) };
+    });
+    assert!(text.contains("freed twice"), "{text}");
+    immediate.check().unwrap();
+    let mut regions = Regions::new();
+    let mut deferred = heap::<FirstFit, true>(&mut regions, 4096);
+    let a = deferred.allocate(layout(16)).unwrap().cast::<u8>();
+    let _b = deferred.allocate(layout(16)).unwrap();
+    // SAFETY: as above.
+    unsafe { deferred.deallocate(a, layout(16)) };
+    let text = heapkit_testkit::panic_message(|| {
+        // SAFETY: the error under test, caught before the heap changes.
+        unsafe { deferred.deallocate(a, layout(16)) };
+    });
+    assert!(text.contains("freed twice"), "{text}");
+    deferred.check().unwrap();
+}
+
 #[cfg(feature = "checked")]
 mod checked {
     use super::*;
@@ -497,6 +530,32 @@ mod checked {
             unsafe { heap.deallocate(a, layout(4000)) };
         });
         assert!(text.ends_with("layout is larger than the block"), "{text}");
+    }
+
+    #[test]
+    fn a_damaged_footer_before_a_block_panics_without_a_misaligned_read() {
+        let mut regions = Regions::new();
+        let mut heap = heap::<NextFit, false>(&mut regions, 4096);
+        let a = heap.allocate(layout(64)).unwrap().cast::<u8>();
+        let b = heap.allocate(layout(64)).unwrap().cast::<u8>();
+        let _c = heap.allocate(layout(64)).unwrap();
+        // SAFETY: live blocks; then a use after free of `a` overwrites its footer (the
+        // word before `b`'s header) with a size that is not a whole number of words.
+        unsafe {
+            heap.deallocate(a, layout(64));
+            let footer = b.as_ptr().sub(2 * WORD);
+            let size = footer.cast::<[u8; WORD]>().read();
+            let damaged = usize::from_ne_bytes(size) - WORD / 2;
+            footer.cast::<[u8; WORD]>().write(damaged.to_ne_bytes());
+        }
+        let text = panic_message(|| {
+            // SAFETY: a valid free: the damage is found before anything is read from it.
+            unsafe { heap.deallocate(b, layout(64)) };
+        });
+        assert!(
+            text.ends_with("(the free block before it is damaged)"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -705,6 +764,34 @@ mod slob {
         assert_eq!(slob.stats().largest_free, slob.stats().free);
     }
 
+    #[test]
+    fn size_zero_aligned_beyond_a_page_takes_a_free_page() {
+        let mut regions = Regions::new();
+        let len = 64 * 1024;
+        let region = regions.take(len, 4096);
+        let mut slob = Slob::new();
+        // SAFETY: the region outlives the allocator.
+        unsafe { slob.add_region(region.cast(), len) }.unwrap();
+        let small = slob.allocate(layout(10)).unwrap().cast::<u8>();
+        let zero = Layout::from_size_align(0, 2 * SLOB_PAGE).unwrap();
+        // Backends may see size 0 when called directly: a real block, never one sitting
+        // on a live page (this used to be a "run" of no pages, marked over `small`'s page).
+        let block = slob.allocate(zero).unwrap();
+        let at = block.cast::<u8>().as_ptr().addr();
+        assert!(!block.is_empty());
+        assert_eq!(at % (2 * SLOB_PAGE), 0);
+        assert_ne!(at / SLOB_PAGE, small.as_ptr().addr() / SLOB_PAGE);
+        slob.check().unwrap();
+        assert!(slob.stats().is_consistent());
+        // SAFETY: live blocks, freed with their layouts.
+        unsafe {
+            slob.deallocate(block.cast(), zero);
+            slob.deallocate(small, layout(10));
+        }
+        slob.check().unwrap();
+        assert_eq!(slob.stats().in_use, 0);
+    }
+
     #[cfg(feature = "checked")]
     #[test]
     fn slob_double_free_panics() {
@@ -726,5 +813,79 @@ mod slob {
             text.starts_with("heapkit-fit: invalid deallocate of 0x"),
             "{text}"
         );
+    }
+
+    /// A block freed twice after its page went back to the supplier and was handed out
+    /// again as a run (or the reverse): the layout says which kind of block it was, so
+    /// `checked` panics instead of freeing the live run (or units of a live page).
+    #[cfg(feature = "checked")]
+    #[test]
+    fn slob_double_free_into_a_reused_page_panics() {
+        let mut regions = Regions::new();
+        let region = regions.take(16 * 1024, 4096);
+        let mut slob = Slob::new();
+        // SAFETY: the region outlives the allocator.
+        unsafe { slob.add_region(region.cast(), 16 * 1024) }.unwrap();
+        let small = layout(32);
+        let a = slob.allocate(small).unwrap().cast::<u8>();
+        // SAFETY: a valid free: the page is empty again and goes back to the supplier.
+        unsafe { slob.deallocate(a, small) };
+        let page = Layout::from_size_align(SLOB_PAGE, 8).unwrap();
+        let run = slob.allocate(page).unwrap().cast::<u8>();
+        assert_eq!(run, a, "the first free page again, now a run");
+        let text = heapkit_testkit::panic_message(|| {
+            // SAFETY: the second free of `a` is the error under test, caught.
+            unsafe { slob.deallocate(a, small) };
+        });
+        assert!(
+            text.starts_with("heapkit-fit: invalid deallocate of 0x"),
+            "{text}"
+        );
+        slob.check().unwrap();
+        assert_eq!(slob.stats().in_use, SLOB_PAGE, "the run is still allocated");
+        // SAFETY: live, freed with its layout.
+        unsafe { slob.deallocate(run, page) };
+
+        // The reverse: a run aligned beyond a page, freed twice after its page became a
+        // page of SLOB blocks.
+        let aligned = Layout::from_size_align(32, 2 * SLOB_PAGE).unwrap();
+        let r = slob.allocate(aligned).unwrap().cast::<u8>();
+        // SAFETY: a valid free.
+        unsafe { slob.deallocate(r, aligned) };
+        let b = slob.allocate(small).unwrap().cast::<u8>();
+        assert_eq!(b, r, "the same page, now holding SLOB blocks");
+        let text = heapkit_testkit::panic_message(|| {
+            // SAFETY: as above.
+            unsafe { slob.deallocate(r, aligned) };
+        });
+        assert!(
+            text.starts_with("heapkit-fit: invalid deallocate of 0x"),
+            "{text}"
+        );
+        slob.check().unwrap();
+        // SAFETY: live, freed with its layout.
+        unsafe { slob.deallocate(b, small) };
+        assert_eq!(slob.stats().in_use, 0);
+
+        // A run freed twice after its head page started a longer run.
+        let two = Layout::from_size_align(2 * SLOB_PAGE, 8).unwrap();
+        let three = Layout::from_size_align(3 * SLOB_PAGE - 1, 8).unwrap();
+        let first = slob.allocate(two).unwrap().cast::<u8>();
+        // SAFETY: a valid free.
+        unsafe { slob.deallocate(first, two) };
+        let longer = slob.allocate(three).unwrap().cast::<u8>();
+        assert_eq!(longer, first, "the same head page, now a run of three");
+        let text = heapkit_testkit::panic_message(|| {
+            // SAFETY: as above.
+            unsafe { slob.deallocate(first, two) };
+        });
+        assert!(
+            text.starts_with("heapkit-fit: invalid deallocate of 0x"),
+            "{text}"
+        );
+        slob.check().unwrap();
+        // SAFETY: live, freed with a size between the requested and the usable one.
+        unsafe { slob.deallocate(longer, Layout::from_size_align(3 * SLOB_PAGE, 8).unwrap()) };
+        assert_eq!(slob.stats().in_use, 0);
     }
 }

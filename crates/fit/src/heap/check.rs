@@ -47,6 +47,8 @@ impl<P: Policy, const DEFERRED: bool> FitHeap<P, DEFERRED> {
         for r in self.regions.iter() {
             let (mut block, end) = (Block::at(r.first), Block::at(r.sentinel));
             let mut prev_free = false;
+            #[cfg(feature = "checked")]
+            let mut starts = 0usize;
             while block != end {
                 // SAFETY: `block` lies in `first..sentinel` (checked by the step below),
                 // word-aligned: a header slot inside the region.
@@ -95,9 +97,30 @@ impl<P: Policy, const DEFERRED: bool> FitHeap<P, DEFERRED> {
                 } else {
                     used_bytes += size - WORD;
                 }
+                #[cfg(feature = "checked")]
+                {
+                    // The map `validate` trusts: a bit at every allocated block's start.
+                    let allocated = h & (FREE | QUICK) == 0;
+                    let index = (block.addr() - r.first.addr()) / GRANULE;
+                    if r.starts.get(index) != allocated {
+                        return Err(corrupt(
+                            block,
+                            "the map of allocated block starts disagrees with the block",
+                        ));
+                    }
+                    starts += usize::from(allocated);
+                }
                 prev_free = free;
                 // SAFETY: `size <= room`: at most the sentinel.
                 block = unsafe { block.add(size) };
+            }
+            #[cfg(feature = "checked")]
+            if r.starts.count_ones() != starts {
+                return Err(corrupt(
+                    Block::at(r.first),
+                    "the map of allocated block starts marks a place no block starts",
+                )
+                .expected(starts, r.starts.count_ones()));
             }
             // SAFETY: the sentinel is a header slot inside the region.
             let sentinel = unsafe { end.header() };
@@ -256,8 +279,11 @@ impl<P: Policy, const DEFERRED: bool> FitHeap<P, DEFERRED> {
             }
             if block.prev_free() {
                 let prev_size = block.footer_before();
-                let fits =
-                    prev_size >= P::MIN_BLOCK && prev_size <= block.addr() - region.first.addr();
+                // A whole number of granules, so the header read below is an aligned word
+                // (a damaged footer could hold any number).
+                let fits = prev_size >= P::MIN_BLOCK
+                    && prev_size % GRANULE == 0
+                    && prev_size <= block.addr() - region.first.addr();
                 if !fits || block.sub(prev_size).header() != prev_size | FREE {
                     fail("block header is corrupted (the free block before it is damaged)");
                 }
@@ -269,5 +295,57 @@ impl<P: Policy, const DEFERRED: bool> FitHeap<P, DEFERRED> {
         if ptr.as_ptr().addr() % layout.align() != 0 {
             fail("pointer is not aligned to the layout's alignment");
         }
+    }
+}
+
+#[cfg(all(test, feature = "checked"))]
+mod tests {
+    extern crate std;
+
+    use core::alloc::Layout;
+    use core::mem::MaybeUninit;
+    use core::ptr::NonNull;
+    use std::string::ToString;
+    use std::vec;
+
+    use heapkit_core::Backend;
+
+    use super::super::FitHeap;
+    use crate::BestFit;
+
+    /// A stray write into the map of block starts (it sits in the region, before the first
+    /// block) is a corruption `check` reports: `validate` trusts the map, so a bit set
+    /// inside a live block would let a free of that interior pointer through.
+    #[test]
+    fn check_catches_a_damaged_map_of_block_starts() {
+        let mut memory = vec![MaybeUninit::<u8>::uninit(); 4096];
+        let mut heap = FitHeap::<BestFit>::new();
+        let start = NonNull::new(memory.as_mut_ptr().cast::<u8>()).unwrap();
+        // SAFETY: the vector outlives the heap (declared after it, so dropped first).
+        unsafe { heap.add_region(start, memory.len()) }.unwrap();
+        let layout = Layout::from_size_align(200, 8).unwrap();
+        let a = heap.allocate(layout).unwrap();
+        heap.check().unwrap();
+        let region = heap.regions.find(|_| true).unwrap();
+        // SAFETY: the heap's own region header; nothing else uses it during this write.
+        unsafe {
+            // Granule 2 of the region lies inside `a` (the first block, 208 bytes).
+            assert!(!(*region).starts.get(2));
+            (*region).starts.set(2, true);
+        }
+        let error = heap.check().unwrap_err().to_string();
+        assert!(error.contains("map of allocated block starts"), "{error}");
+        // SAFETY: undo the damage; `a` is live.
+        unsafe {
+            (*region).starts.set(2, false);
+            (*region).starts.set(0, false);
+        }
+        let error = heap.check().unwrap_err().to_string();
+        assert!(error.contains("map of allocated block starts"), "{error}");
+        // SAFETY: as above.
+        unsafe { (*region).starts.set(0, true) };
+        heap.check().unwrap();
+        // SAFETY: a live block, freed with its layout.
+        unsafe { heap.deallocate(a.cast(), layout) };
     }
 }

@@ -425,7 +425,19 @@ unsafe impl<P: Policy, const DEFERRED: bool> Backend for FitHeap<P, DEFERRED> {
         let _ = layout;
         let block = Block::of_payload(ptr.as_ptr());
         // SAFETY: per the caller, `ptr` is a live block of ours, so its header precedes it.
-        let size = unsafe { block.size() };
+        let header = unsafe { block.header() };
+        // What an O(1) look can catch without `checked`, before anything changes: a block
+        // still free or on a quick list (freed twice, unless it merged with the block
+        // before it), or a header that is no block's.
+        debug_assert!(
+            header & (FREE | QUICK) == 0,
+            "heapkit-fit: deallocate of {ptr:p}: the block is free already (freed twice?)"
+        );
+        debug_assert!(
+            header & !FLAGS >= P::MIN_BLOCK && (header & !FLAGS) % GRANULE == 0,
+            "heapkit-fit: deallocate of {ptr:p}: no block header before the pointer"
+        );
+        let size = header & !FLAGS;
         self.in_use -= size - WORD;
         if DEFERRED {
             if let Some(bin) = Self::quick_bin(size) {
