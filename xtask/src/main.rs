@@ -234,6 +234,15 @@ const README_EXAMPLES: [(&str, &str); 4] = [
 
 fn test(root: &Path) -> Step {
     run(cargo(root).args(["test", "--workspace", "--all-features"]))?;
+    // The debug assertions that stand in for `checked` when it is off.
+    run(cargo(root).args([
+        "test",
+        "-p",
+        "heapkit-fit",
+        "--test",
+        "model",
+        "debug_builds",
+    ]))?;
     // `cargo test` built every example into the target folder; run the README's.
     // A relative CARGO_TARGET_DIR is relative to the workspace, where cargo ran.
     let target = root.join(env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into()));
