@@ -17,7 +17,8 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  ci                      every step below, in order, after `install`
+  ci                      every step below after `install`, pairing independent ones
+                          (one per core)
   install                 the nightly miri + rust-src components, the thumbv7em target,
                           and cargo-fuzz (each only when missing)
   fmt                     rustfmt check of the workspace and the fuzz project

@@ -852,8 +852,18 @@ mod slob {
         let r = slob.allocate(aligned).unwrap().cast::<u8>();
         // SAFETY: a valid free.
         unsafe { slob.deallocate(r, aligned) };
-        let b = slob.allocate(small).unwrap().cast::<u8>();
-        assert_eq!(b, r, "the same page, now holding SLOB blocks");
+        // Blocks of most of a page, each on a page of its own, until one lands on the
+        // run's page (which page comes first depends on where the region lies).
+        let most_of_a_page = layout(3000);
+        let mut blocks = Vec::new();
+        loop {
+            let block = slob.allocate(most_of_a_page).unwrap().cast::<u8>();
+            blocks.push(block);
+            if block.as_ptr().addr() & !(SLOB_PAGE - 1) == r.as_ptr().addr() {
+                break;
+            }
+            assert!(blocks.len() < 4, "the run's page was never used again");
+        }
         let text = heapkit_testkit::panic_message(|| {
             // SAFETY: as above.
             unsafe { slob.deallocate(r, aligned) };
@@ -863,8 +873,10 @@ mod slob {
             "{text}"
         );
         slob.check().unwrap();
-        // SAFETY: live, freed with its layout.
-        unsafe { slob.deallocate(b, small) };
+        for block in blocks {
+            // SAFETY: live, freed with its layout.
+            unsafe { slob.deallocate(block, most_of_a_page) };
+        }
         assert_eq!(slob.stats().in_use, 0);
 
         // A run freed twice after its head page started a longer run.
