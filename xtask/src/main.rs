@@ -152,8 +152,9 @@ fn ci_steps(root: &Path, times: &mut Vec<(&'static str, Duration)>) -> Step {
     step("test", &|| test(root))?;
     step("miri", &|| miri(root))?;
     step("miri-edges+threads", &|| miri_edges_and_threads(root))?;
-    step("loom+stress", &|| loom_and_stress(root))?;
+    step("loom", &|| loom(root))?;
     step("nostd", &|| nostd(root))?;
+    step("stress", &|| stress(root))?;
     step("fuzz", &|| fuzz(root, CI_FUZZ_SECONDS, None))
 }
 
@@ -496,12 +497,7 @@ fn loom_tests(root: &Path) -> Result<Vec<(String, String)>, String> {
 
 /// The release-mode stress run: 10^7 operations take seconds optimised, minutes not.
 fn stress(root: &Path) -> Step {
-    run(&mut stress_command(root))
-}
-
-fn stress_command(root: &Path) -> Command {
-    let mut command = cargo(root);
-    command.args([
+    run(cargo(root).args([
         "test",
         "--release",
         "--all-features",
@@ -509,17 +505,7 @@ fn stress_command(root: &Path) -> Command {
         "heapkit-sharded",
         "--test",
         "stress",
-    ]);
-    command
-}
-
-/// The loom models (in `target/loom`) and the stress test (in `target`) at once: neither
-/// times anything, and each leaves a core idle for much of its run.
-fn loom_and_stress(root: &Path) -> Step {
-    let program = env::current_exe().map_err(|e| format!("cannot find xtask itself: {e}"))?;
-    let mut loom = Command::new(program);
-    loom.arg("loom").current_dir(root);
-    run_together(root, [("loom", loom), ("stress", stress_command(root))])
+    ]))
 }
 
 fn nostd(root: &Path) -> Step {
