@@ -153,7 +153,7 @@ pub(crate) unsafe fn usable_size(ptr: NonNull<u8>) -> usize {
 }
 
 /// Resizes a block of `usable` bytes to hold `size` where it is, by the heap's own rule
-/// (within its class while it would not waste three quarters, or a huge block into the
+/// (within its block while it would not waste half of it, or a huge block into the
 /// rest of its mapping): its usable bytes now, or `None` when it has to move.
 ///
 /// # Safety

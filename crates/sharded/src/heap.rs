@@ -1537,8 +1537,8 @@ impl<S: Source> ShardedHeap<S> {
 }
 
 /// A resize that stays in its block: when the new size fits the block's usable bytes and
-/// would not waste three quarters of them (a block much larger than needed moves, so a
-/// shrunk huge block gives its mapping back). Frees find a block's page or segment from
+/// would not waste half of them, mimalloc's rule (a block much larger than needed moves:
+/// a smaller class holds it, or a shrunk huge block gives its mapping back). Frees find a block's page or segment from
 /// its address, never from its layout, so the block keeps working for the new layout.
 ///
 /// # Safety
@@ -1556,7 +1556,7 @@ pub(crate) unsafe fn resize_in_place(
     let usable = unsafe { usable_size(ptr) };
     let _ = old_layout.size();
     let size = new_layout.size();
-    if size <= usable && size >= usable / 4 {
+    if size <= usable && size >= usable / 2 {
         Ok(NonNull::slice_from_raw_parts(ptr, usable))
     } else {
         Err(AllocError)
