@@ -83,16 +83,31 @@ fn installed(program: &str) -> bool {
     found
 }
 
+/// The interpreter `python3` runs: version managers (pyenv) put a shell script first on
+/// the path, which would time a few dozen shell processes under each allocator as well.
+fn interpreter() -> PathBuf {
+    Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|path| PathBuf::from(path.trim()))
+        .filter(|path| path.is_file())
+        .unwrap_or_else(|| PathBuf::from("python3"))
+}
+
 /// The programs: a name and a command maker taking the preloaded library.
 type Program = (&'static str, Box<dyn Fn(&Path) -> Command>);
 
 fn programs(scratch: &Path) -> Vec<Program> {
     let mut list: Vec<Program> = Vec::new();
     if installed("python3") {
+        let python = interpreter();
         list.push((
             "python3 (dicts, strings, json)",
-            Box::new(|library| {
-                let mut python = Command::new("python3");
+            Box::new(move |library| {
+                let mut python = Command::new(&python);
                 python
                     .env("LD_PRELOAD", library)
                     .env("PYTHONMALLOC", "malloc")

@@ -67,34 +67,64 @@ impl Slot {
     }
 }
 
-/// Clears `busy` when dropped.
-struct Busy<'a>(&'a Cell<bool>);
+/// This thread's heap while a call uses it: `busy` is set until the guard drops.
+struct InUse<'a>(&'a Slot);
 
-impl Drop for Busy<'_> {
+impl Drop for InUse<'_> {
     #[inline(always)]
     fn drop(&mut self) {
-        self.0.set(false);
+        self.0.busy.set(false);
     }
 }
 
-/// Runs `call` on this thread's heap, or returns `None` when it cannot be used now
-/// (re-entered, or the thread is exiting).
+impl InUse<'_> {
+    #[inline(always)]
+    fn heap(&mut self) -> &mut LocalHeap<'static> {
+        // SAFETY: `busy` makes this guard the only user of the heap on this thread, whose
+        // own heap it is, assigned to `HEAP`.
+        unsafe { &mut *self.0.heap.get() }
+    }
+}
+
+/// This thread's heap, or `None` when it cannot be used now (re-entered, or the thread
+/// is exiting). A guard rather than a closure to run: the closure was not inlined, so
+/// `malloc` paid a call, spilled registers and a result passed through memory.
 #[inline(always)]
-fn with_thread_heap<R>(call: impl FnOnce(&mut LocalHeap<'static>) -> R) -> Option<R> {
-    SLOT.with(|slot| {
-        if slot.busy.replace(true) {
-            return None;
+fn thread_heap() -> Option<InUse<'static>> {
+    // The slot's address, taken by a closure small enough for `LocalKey::with` to
+    // inline. The slot has no destructor, lives as long as its thread, and only its
+    // thread uses it.
+    let slot = SLOT.with(ptr::from_ref);
+    // SAFETY: as just said, a live slot of this thread's.
+    let slot: &'static Slot = unsafe { &*slot };
+    if (slot.busy.get() || slot.life.get() != Life::Live) && !slot.usable_now() {
+        return None;
+    }
+    slot.busy.set(true);
+    Some(InUse(slot))
+}
+
+impl Slot {
+    /// Whether the heap can serve a call now, giving birth to it on the thread's first
+    /// call: not while a call on it runs (re-entered), nor once the thread is exiting.
+    #[cold]
+    #[inline(never)]
+    fn usable_now(&self) -> bool {
+        if self.busy.get() {
+            return false;
         }
-        let _busy = Busy(&slot.busy);
-        match slot.life.get() {
-            Life::Live => {}
-            // SAFETY: `busy` makes this the only use of the cell on this thread.
-            Life::Unborn => unsafe { slot.give_birth() },
-            Life::Gone => return None,
+        match self.life.get() {
+            Life::Live => true,
+            Life::Gone => false,
+            Life::Unborn => {
+                self.busy.set(true);
+                let _in_use = InUse(self);
+                // SAFETY: `busy` makes this the only use of the heap on this thread.
+                unsafe { self.give_birth() };
+                true
+            }
         }
-        // SAFETY: as above; the heap is this thread's and assigned to `HEAP`.
-        Some(call(unsafe { &mut *slot.heap.get() }))
-    })
+    }
 }
 
 /// Before `fork`: the heap's locks, this thread's heap named as their holder (assigned
@@ -121,9 +151,11 @@ pub(crate) fn lock_for_fork() {
 /// Allocates a block for `layout` (non-zero size).
 #[inline(always)]
 pub(crate) fn allocate(layout: Layout) -> Result<NonNull<u8>, AllocError> {
-    let block = with_thread_heap(|heap| heap.allocate(&HEAP, layout))
-        .unwrap_or_else(|| SharedBackend::allocate(&HEAP, layout))?;
-    Ok(block.cast())
+    let block = match thread_heap() {
+        Some(mut in_use) => in_use.heap().allocate(&HEAP, layout),
+        None => SharedBackend::allocate(&HEAP, layout),
+    };
+    Ok(block?.cast())
 }
 
 /// Frees a block.
@@ -135,10 +167,11 @@ pub(crate) unsafe fn deallocate(ptr: NonNull<u8>) {
     // Sharded heaps find a block's page from its address and ignore the layout.
     let any = Layout::new::<u8>();
     // SAFETY: forwarded caller guarantees.
-    let freed = with_thread_heap(|heap| unsafe { heap.deallocate(&HEAP, ptr, any) });
-    if freed.is_none() {
-        // SAFETY: as above.
-        unsafe { SharedBackend::deallocate(&HEAP, ptr, any) }
+    unsafe {
+        match thread_heap() {
+            Some(mut in_use) => in_use.heap().deallocate(&HEAP, ptr, any),
+            None => SharedBackend::deallocate(&HEAP, ptr, any),
+        }
     }
 }
 

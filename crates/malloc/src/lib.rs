@@ -113,7 +113,14 @@ unsafe fn release(block: NonNull<u8>) {
 /// None beyond C's: the block is freed once, with `free` or `realloc`.
 #[no_mangle]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
-    allocate(malloc_layout(size), Call::Malloc)
+    let layout = malloc_layout(size);
+    if settings::plain() {
+        return match layout.map(front::allocate) {
+            Some(Ok(block)) => block.as_ptr().cast(),
+            _ => fail(libc::ENOMEM),
+        };
+    }
+    allocate(layout, Call::Malloc)
 }
 
 /// `free(3)`: null is ignored.
@@ -122,6 +129,13 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 /// `ptr` is null or a live block from this allocator.
 #[no_mangle]
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
+    if settings::plain() {
+        if let Some(block) = NonNull::new(ptr.cast::<u8>()) {
+            // SAFETY: per the caller.
+            unsafe { front::deallocate(block) };
+        }
+        return;
+    }
     if stats_on() {
         count_call(Call::Free);
     }

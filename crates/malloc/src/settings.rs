@@ -15,6 +15,8 @@ use crate::front::HEAP;
 const UNREAD: u32 = 0;
 const READING: u32 = 1;
 const READ: u32 = 2;
+/// Read, and neither switch is on: `malloc` and `free` skip every check of them.
+const PLAIN: u32 = 3;
 
 static STATE: AtomicU32 = AtomicU32::new(UNREAD);
 static STATS: AtomicBool = AtomicBool::new(false);
@@ -28,9 +30,17 @@ static REPORT_FD: AtomicU32 = AtomicU32::new(2);
 pub(crate) fn ensure() {
     // Relaxed throughout: what set-up publishes is itself atomic (the switches) or behind
     // locks (the trace's path and log).
-    if STATE.load(Ordering::Relaxed) != READ {
+    if STATE.load(Ordering::Relaxed) < READ {
         set_up();
     }
+}
+
+/// Whether the process is set up with neither `HEAPKIT_STATS` nor `HEAPKIT_TRACE` on:
+/// one load for the common case, where calls need nothing but the heap. (A switch never
+/// turns on after set-up; a forked child's trace stopping leaves the checks in place.)
+#[inline(always)]
+pub(crate) fn plain() -> bool {
+    STATE.load(Ordering::Relaxed) == PLAIN
 }
 
 #[cold]
@@ -70,7 +80,8 @@ fn set_up() {
         // SAFETY: a plain C function, called once at exit.
         unsafe { libc::atexit(report) };
     }
-    STATE.store(READ, Ordering::Relaxed);
+    let watched = STATS.load(Ordering::Relaxed) || crate::record::on();
+    STATE.store(if watched { READ } else { PLAIN }, Ordering::Relaxed);
 }
 
 /// Whether `name` is set to something other than empty or `0`.
