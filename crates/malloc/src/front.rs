@@ -2,14 +2,15 @@
 //! [`LocalHeap`] per thread.
 //!
 //! Under `LD_PRELOAD` the C library's own helpers call back into us, so nothing on the
-//! way may use the C allocator: the thread slot is a `const` thread-local with no
-//! destructor (std registers none, so it calls nothing), and thread exit is noticed
+//! way may use the C allocator: the thread slot is thread-local memory with no
+//! destructor (nothing is registered, so nothing is called), and thread exit is noticed
 //! through a `pthread` key destructor, which glibc keeps in a fixed table.
 
 use core::alloc::Layout;
 use core::cell::{Cell, UnsafeCell};
 use core::ffi::c_void;
-use core::ptr::{self, NonNull};
+use core::mem::MaybeUninit;
+use core::ptr::NonNull;
 
 use heapkit_core::source::MmapSource;
 use heapkit_core::sync::SpinLock;
@@ -23,34 +24,105 @@ pub(crate) static HEAP: ShardedHeap<MmapSource> = ShardedHeap::new(MmapSource::n
 /// The largest alignment a block can have (a huge block's offset stays in its segment).
 pub(crate) const MAX_ALIGN: usize = SEGMENT / 2;
 
-/// Where a thread's heap is in its life.
+/// Where a thread's heap is in its life. Zero is `Unborn`: a slot of zero bytes is a
+/// fresh one.
 #[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 enum Life {
     /// No heap yet: the first call assigns one.
-    Unborn,
+    Unborn = 0,
     Live,
     /// The thread is exiting and its heap was handed back: calls take the locked heap.
     Gone,
 }
 
 /// A thread's heap. No destructor, so the thread-local needs no registration (which
-/// would allocate).
+/// would allocate). Zero bytes are a valid, unborn slot: `heap` is written when the
+/// slot is born and read only while `life` is `Live`.
 struct Slot {
     life: Cell<Life>,
     /// Set while a call runs on `heap`: a call that re-enters (glibc's `pthread` code
     /// allocating while we set the heap up) takes the locked heap instead.
     busy: Cell<bool>,
-    heap: UnsafeCell<LocalHeap<'static>>,
+    heap: UnsafeCell<MaybeUninit<LocalHeap<'static>>>,
 }
 
-std::thread_local! {
-    static SLOT: Slot = const {
-        Slot {
-            life: Cell::new(Life::Unborn),
-            busy: Cell::new(false),
-            heap: UnsafeCell::new(LocalHeap::unassigned()),
+/// This thread's slot, in the static TLS block of x86-64 glibc, reached with the
+/// initial-exec sequence: the thread pointer plus an offset from the GOT, two loads.
+/// Rust's `thread_local!` in a shared library takes the general-dynamic model (a call of
+/// `__tls_get_addr` on every `malloc` and `free`: a fifth of their instructions), and
+/// stable Rust cannot choose another. The library is loaded with the program
+/// (`LD_PRELOAD`, or linked in), which is when static TLS is laid out; glibc's surplus
+/// also lets a later `dlopen` take the slot's few hundred bytes.
+#[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+mod tls {
+    use super::Slot;
+    use core::mem::{align_of, size_of};
+
+    // A zero-filled `.tbss` object: every thread's copy starts as an unborn slot.
+    core::arch::global_asm!(
+        ".pushsection .tbss.heapkit_malloc_slot,\"awT\",@nobits",
+        ".p2align {align}",
+        // Global for the other codegen units' references, hidden so the library does
+        // not export it.
+        ".globl heapkit_malloc_slot",
+        ".hidden heapkit_malloc_slot",
+        ".type heapkit_malloc_slot,@object",
+        ".size heapkit_malloc_slot,{size}",
+        "heapkit_malloc_slot:",
+        ".zero {size}",
+        ".popsection",
+        align = const align_of::<Slot>().trailing_zeros(),
+        size = const size_of::<Slot>(),
+    );
+
+    /// The calling thread's slot.
+    #[inline(always)]
+    pub(super) fn slot() -> &'static Slot {
+        let slot: *const Slot;
+        // SAFETY: `fs:0` holds the thread pointer (the TCB's pointer to itself, as the
+        // x86-64 TLS ABI requires) and the GOT entry the slot's offset from it: the
+        // address of this thread's copy, which lives as long as the thread. Zero bytes
+        // are a valid slot, and only this thread uses it.
+        unsafe {
+            core::arch::asm!(
+                "mov {slot}, qword ptr fs:[0]",
+                "add {slot}, qword ptr [rip + heapkit_malloc_slot@GOTTPOFF]",
+                slot = out(reg) slot,
+                options(pure, readonly, nostack),
+            );
+            &*slot
         }
-    };
+    }
+}
+
+/// This thread's slot, through `thread_local!` where the initial-exec sequence above is
+/// not written.
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu")))]
+mod tls {
+    use super::Slot;
+    use core::cell::{Cell, UnsafeCell};
+    use core::mem::MaybeUninit;
+
+    std::thread_local! {
+        static SLOT: Slot = const {
+            Slot {
+                life: Cell::new(super::Life::Unborn),
+                busy: Cell::new(false),
+                heap: UnsafeCell::new(MaybeUninit::uninit()),
+            }
+        };
+    }
+
+    /// The calling thread's slot.
+    #[inline(always)]
+    pub(super) fn slot() -> &'static Slot {
+        // The address, taken by a closure small enough for `LocalKey::with` to inline.
+        let slot = SLOT.with(core::ptr::from_ref);
+        // SAFETY: the slot has no destructor, lives as long as its thread, and only its
+        // thread uses it.
+        unsafe { &*slot }
+    }
 }
 
 impl Slot {
@@ -61,7 +133,8 @@ impl Slot {
     #[cold]
     unsafe fn give_birth(&self) {
         // SAFETY: per the caller.
-        HEAP.assign(unsafe { &mut *self.heap.get() });
+        let heap = unsafe { (*self.heap.get()).write(LocalHeap::unassigned()) };
+        HEAP.assign(heap);
         self.life.set(Life::Live);
         watch_thread_exit();
     }
@@ -81,8 +154,8 @@ impl InUse<'_> {
     #[inline(always)]
     fn heap(&mut self) -> &mut LocalHeap<'static> {
         // SAFETY: `busy` makes this guard the only user of the heap on this thread, whose
-        // own heap it is, assigned to `HEAP`.
-        unsafe { &mut *self.0.heap.get() }
+        // own heap it is, born (so written) and assigned to `HEAP`.
+        unsafe { (*self.0.heap.get()).assume_init_mut() }
     }
 }
 
@@ -91,12 +164,7 @@ impl InUse<'_> {
 /// `malloc` paid a call, spilled registers and a result passed through memory.
 #[inline(always)]
 fn thread_heap() -> Option<InUse<'static>> {
-    // The slot's address, taken by a closure small enough for `LocalKey::with` to
-    // inline. The slot has no destructor, lives as long as its thread, and only its
-    // thread uses it.
-    let slot = SLOT.with(ptr::from_ref);
-    // SAFETY: as just said, a live slot of this thread's.
-    let slot: &'static Slot = unsafe { &*slot };
+    let slot = tls::slot();
     if (slot.busy.get() || slot.life.get() != Life::Live) && !slot.usable_now() {
         return None;
     }
@@ -131,21 +199,17 @@ impl Slot {
 /// first if the thread has none yet), so `fork` handlers that run after ours in this
 /// thread can still allocate without waiting for a lock the thread holds itself.
 pub(crate) fn lock_for_fork() {
-    let holder_named = SLOT.with(|slot| {
-        if slot.busy.get() || slot.life.get() == Life::Gone {
-            return false;
-        }
-        if slot.life.get() == Life::Unborn {
-            // SAFETY: not busy, so no call holds the heap; it is this thread's.
-            unsafe { slot.give_birth() };
-        }
-        // SAFETY: as above; only read, by this thread.
-        HEAP.lock_for_fork(Some(unsafe { &*slot.heap.get() }));
-        true
-    });
-    if !holder_named {
+    let slot = tls::slot();
+    if slot.busy.get() || slot.life.get() == Life::Gone {
         HEAP.lock_for_fork(None);
+        return;
     }
+    if slot.life.get() == Life::Unborn {
+        // SAFETY: not busy, so no call holds the heap; it is this thread's.
+        unsafe { slot.give_birth() };
+    }
+    // SAFETY: as above; born, so written; only read, by this thread.
+    HEAP.lock_for_fork(Some(unsafe { (*slot.heap.get()).assume_init_ref() }));
 }
 
 /// Allocates a block for `layout` (non-zero size).
@@ -258,13 +322,13 @@ fn watch_thread_exit() {
 /// The exit key's destructor: hands the thread's heap back, so other threads adopt its
 /// pages. Calls after this (later destructors) take the locked heap.
 extern "C" fn thread_exit(_: *mut c_void) {
-    SLOT.with(|slot| {
-        if slot.busy.get() || slot.life.get() != Life::Live {
-            return;
-        }
-        slot.life.set(Life::Gone);
-        // SAFETY: not busy, so no call holds the heap; it is this thread's.
-        let heap = unsafe { ptr::replace(slot.heap.get(), LocalHeap::unassigned()) };
-        heap.abandon(&HEAP);
-    });
+    let slot = tls::slot();
+    if slot.busy.get() || slot.life.get() != Life::Live {
+        return;
+    }
+    slot.life.set(Life::Gone);
+    // SAFETY: not busy, so no call holds the heap; it is this thread's and was born.
+    // `Gone` keeps it from being read again.
+    let heap = unsafe { (*slot.heap.get()).assume_init_read() };
+    heap.abandon(&HEAP);
 }
