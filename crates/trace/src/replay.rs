@@ -221,7 +221,7 @@ pub fn replay_whole<A: Arena>(arena: &mut A, trace: &Trace) -> Result<u64, OutOf
 }
 
 /// The memory a replay took.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Footprint {
     /// Most requested bytes live at once.
     pub peak_live: usize,
@@ -252,6 +252,16 @@ pub struct Sample {
 }
 
 impl Footprint {
+    /// Takes in the live bytes and the footprint after an event: the peaks, and the
+    /// footprint at the first moment of the highest live bytes.
+    pub fn observe(&mut self, live: usize, footprint: usize) {
+        if live > self.peak_live {
+            self.peak_live = live;
+            self.footprint_at_peak_live = footprint;
+        }
+        self.peak_footprint = self.peak_footprint.max(footprint);
+    }
+
     /// Peak footprint over peak live bytes.
     pub fn fragmentation(&self) -> f64 {
         self.peak_footprint as f64 / self.peak_live.max(1) as f64
@@ -265,13 +275,7 @@ pub fn replay_measured<A: Arena>(arena: &mut A, trace: &Trace, sample_every: usi
     let mut starts: BTreeMap<usize, u32> = BTreeMap::new();
     let mut ends: BTreeMap<usize, u32> = BTreeMap::new();
     let mut live = 0usize;
-    let mut result = Footprint {
-        peak_live: 0,
-        peak_footprint: 0,
-        footprint_at_peak_live: 0,
-        series: Vec::new(),
-        out_of_memory: None,
-    };
+    let mut result = Footprint::default();
     let sample_every = sample_every.max(1);
     let last = trace.events().len().saturating_sub(1);
     for (index, &event) in trace.events().iter().enumerate() {
@@ -295,11 +299,7 @@ pub fn replay_measured<A: Arena>(arena: &mut A, trace: &Trace, sample_every: usi
             (Some((&low, _)), Some((&high, _))) => high - low,
             _ => 0,
         };
-        if live > result.peak_live {
-            result.peak_live = live;
-            result.footprint_at_peak_live = footprint;
-        }
-        result.peak_footprint = result.peak_footprint.max(footprint);
+        result.observe(live, footprint);
         if index % sample_every == 0 || index == last {
             result.series.push(Sample {
                 event: index,

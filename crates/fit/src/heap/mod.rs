@@ -172,6 +172,29 @@ impl<P: Policy, const DEFERRED: bool> FitHeap<P, DEFERRED> {
         Ok(heap)
     }
 
+    /// What `grow_in_place` and `shrink_in_place` start from: the block at `ptr`, its
+    /// size, and the size `new_layout` needs (checked first under `checked`).
+    ///
+    /// # Safety
+    /// As for those functions: `ptr` is a live block of ours allocated for `old_layout`.
+    #[inline(always)]
+    #[cfg_attr(not(feature = "checked"), allow(clippy::unused_self))] // `checked` validates
+    unsafe fn resizing(
+        &self,
+        ptr: NonNull<u8>,
+        old_layout: Layout,
+        new_layout: Layout,
+        operation: &str,
+    ) -> Result<(Block, usize, usize), AllocError> {
+        #[cfg(feature = "checked")]
+        self.validate(ptr, old_layout, operation);
+        let _ = (old_layout, operation);
+        let needed = Self::block_size(new_layout.size()).ok_or(AllocError)?;
+        let block = Block::of_payload(ptr.as_ptr());
+        // SAFETY: per the caller, an allocated block of ours: its header precedes it.
+        Ok((block, unsafe { block.size() }, needed))
+    }
+
     /// The block size for a request of `size` bytes: header added, rounded up to the
     /// granule, at least [`MIN_BLOCK`](Self::MIN_BLOCK). `None` past the address space.
     pub const fn block_size(size: usize) -> Option<usize> {
@@ -469,15 +492,11 @@ unsafe impl<P: Policy, const DEFERRED: bool> Backend for FitHeap<P, DEFERRED> {
         old_layout: Layout,
         new_layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
-        #[cfg(feature = "checked")]
-        self.validate(ptr, old_layout, "grow");
-        let _ = old_layout;
-        let needed = Self::block_size(new_layout.size()).ok_or(AllocError)?;
+        // SAFETY: forwarded caller guarantees.
+        let (block, size, needed) = unsafe { self.resizing(ptr, old_layout, new_layout, "grow")? };
         // SAFETY: as in `deallocate`; the next block is absorbed only when free and large
         // enough, and what is left of it stays a free block in its place.
         unsafe {
-            let block = Block::of_payload(ptr.as_ptr());
-            let size = block.size();
             if needed <= size {
                 return Ok(NonNull::slice_from_raw_parts(ptr, size - WORD));
             }
@@ -512,15 +531,12 @@ unsafe impl<P: Policy, const DEFERRED: bool> Backend for FitHeap<P, DEFERRED> {
         old_layout: Layout,
         new_layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
-        #[cfg(feature = "checked")]
-        self.validate(ptr, old_layout, "shrink");
-        let _ = old_layout;
-        let needed = Self::block_size(new_layout.size()).ok_or(AllocError)?;
+        // SAFETY: forwarded caller guarantees.
+        let (block, size, needed) =
+            unsafe { self.resizing(ptr, old_layout, new_layout, "shrink")? };
         // SAFETY: as in `deallocate`; the tail handed back lies inside the block, merged
         // with the next block when that one is free.
         unsafe {
-            let block = Block::of_payload(ptr.as_ptr());
-            let size = block.size();
             if needed >= size {
                 return Ok(NonNull::slice_from_raw_parts(ptr, size - WORD));
             }

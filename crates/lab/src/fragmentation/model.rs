@@ -221,13 +221,7 @@ pub fn replay(policy: Policy, trace: &Trace) -> Footprint {
     // Live blocks by start, for the lowest start and the highest end (they never overlap).
     let mut live_blocks: BTreeMap<usize, usize> = BTreeMap::new();
     let mut live = 0usize;
-    let mut result = Footprint {
-        peak_live: 0,
-        peak_footprint: 0,
-        footprint_at_peak_live: 0,
-        series: Vec::new(),
-        out_of_memory: None,
-    };
+    let mut result = Footprint::default();
     for &event in trace.events() {
         match event {
             Event::Alloc { slot, size, .. } => {
@@ -257,11 +251,7 @@ pub fn replay(policy: Policy, trace: &Trace) -> Footprint {
             (Some((&low, _)), Some((&high, &len))) => high + len - low,
             _ => 0,
         };
-        if live > result.peak_live {
-            result.peak_live = live;
-            result.footprint_at_peak_live = footprint;
-        }
-        result.peak_footprint = result.peak_footprint.max(footprint);
+        result.observe(live, footprint);
     }
     result
 }
