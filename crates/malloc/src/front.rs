@@ -47,6 +47,10 @@ struct Slot {
     heap: UnsafeCell<MaybeUninit<LocalHeap<'static>>>,
 }
 
+// Nothing to run at thread exit, so a thread-local slot registers nothing (registering
+// would allocate), and zero bytes in static TLS need no initialiser either.
+const _: () = assert!(!core::mem::needs_drop::<Slot>());
+
 /// This thread's slot, in the static TLS block of x86-64 glibc, reached with the
 /// initial-exec sequence: the thread pointer plus an offset from the GOT, two loads.
 /// Rust's `thread_local!` in a shared library takes the general-dynamic model (a call of

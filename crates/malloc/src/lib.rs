@@ -36,6 +36,12 @@ use settings::{count_allocation, count_call, count_free, count_growth, stats_on,
 const MALLOC_ALIGN: usize = 16;
 const PAGE: usize = 4096;
 
+/// `errno`'s value.
+fn errno() -> i32 {
+    // SAFETY: glibc's thread-local `errno`, always valid to read.
+    unsafe { *libc::__errno_location() }
+}
+
 /// Sets `errno`.
 fn set_errno(code: i32) {
     // SAFETY: glibc's thread-local `errno`, always valid to write.
@@ -167,8 +173,9 @@ pub unsafe extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
 }
 
 /// `realloc(3)`: null acts as `malloc`, size 0 frees and returns null; in place when the
-/// block's class still fits. On failure the old block is untouched and `errno` is
-/// `ENOMEM`.
+/// block still fits without wasting half of it (or no smaller class would hold it, or no
+/// memory is left for a smaller block). On failure the old block is untouched and
+/// `errno` is `ENOMEM`.
 ///
 /// # Safety
 /// `ptr` is null or a live block from this allocator.
@@ -235,15 +242,24 @@ unsafe fn resize(ptr: *mut c_void, size: usize) -> *mut c_void {
         log_resize(ptr, ptr, size);
         return ptr;
     }
+    // A shrink that found no smaller block keeps the one it has, as glibc's would: it
+    // holds `size` bytes, so running out of memory is no reason to fail.
+    let errno_before = (size <= usable).then(errno);
     let new = allocate_uncounted(malloc_layout(size));
-    if !new.is_null() {
-        // SAFETY: both blocks are live and distinct; the old one holds `usable` bytes
-        // and the new one at least `size`.
-        unsafe {
-            ptr::copy_nonoverlapping(old.as_ptr(), new.cast::<u8>(), usable.min(size));
-            log_resize(ptr, new, size);
-            release(old);
+    if new.is_null() {
+        if let Some(code) = errno_before {
+            set_errno(code);
+            log_resize(ptr, ptr, size);
+            return ptr;
         }
+        return new;
+    }
+    // SAFETY: both blocks are live and distinct; the old one holds `usable` bytes and the
+    // new one at least `size`.
+    unsafe {
+        ptr::copy_nonoverlapping(old.as_ptr(), new.cast::<u8>(), usable.min(size));
+        log_resize(ptr, new, size);
+        release(old);
     }
     new
 }

@@ -122,6 +122,11 @@ fn c_fork_from_a_multi_threaded_parent() {
     c_program("fork");
 }
 
+#[test]
+fn c_shrinking_never_fails_when_memory_runs_out() {
+    c_program("shrink");
+}
+
 /// Runs `command` under glibc and under the preload (with `HEAPKIT_STATS`, to prove the
 /// library served it) and checks the outputs are the same.
 fn same_output_as_glibc(make: impl Fn() -> Command) -> String {

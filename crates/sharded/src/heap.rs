@@ -9,7 +9,7 @@ use core::ptr::{self, NonNull};
 use heapkit_core::sync::{AtomicUsize, Ordering, SpinLock};
 use heapkit_core::{AllocError, Backend, Corruption, SharedBackend, Source, Stats};
 
-use crate::classes::{class_for, class_size, CLASSES};
+use crate::classes::{class_for, class_of, class_size, CLASSES, MAX_SMALL};
 use crate::geometry::{SEGMENT, SLOT, SLOTS};
 use crate::segment::{Kind, List, Page, Segment, NO_OWNER};
 
@@ -1537,8 +1537,9 @@ impl<S: Source> ShardedHeap<S> {
 }
 
 /// A resize that stays in its block: when the new size fits the block's usable bytes and
-/// would not waste half of them, mimalloc's rule (a block much larger than needed moves:
-/// a smaller class holds it, or a shrunk huge block gives its mapping back). Frees find a block's page or segment from
+/// would not waste half of them, mimalloc's rule, or when no smaller class would hold it
+/// (a block much larger than needed moves: a smaller class holds it, or a shrunk huge
+/// block gives its mapping back). Frees find a block's page or segment from
 /// its address, never from its layout, so the block keeps working for the new layout.
 ///
 /// # Safety
@@ -1556,7 +1557,9 @@ pub(crate) unsafe fn resize_in_place(
     let usable = unsafe { usable_size(ptr) };
     let _ = old_layout.size();
     let size = new_layout.size();
-    if size <= usable && size >= usable / 2 {
+    // Below half, the block moves only to a smaller class: the 8-byte class has none.
+    let no_smaller_class = size <= MAX_SMALL && class_size(class_of(size)) >= usable;
+    if size <= usable && (size >= usable / 2 || no_smaller_class) {
         Ok(NonNull::slice_from_raw_parts(ptr, usable))
     } else {
         Err(AllocError)

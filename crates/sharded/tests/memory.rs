@@ -214,4 +214,18 @@ fn a_block_shrunk_below_half_moves_and_one_shrunk_less_stays() {
     }
     // SAFETY: live, freed once.
     unsafe { heap.deallocate(block, old) };
+    // The smallest class has nowhere smaller to go: shrinking it stays, whatever the size.
+    let small = Layout::from_size_align(8, 8).unwrap();
+    let block = heap.allocate(small).unwrap().cast::<u8>();
+    for size in 1..=8 {
+        let new = Layout::from_size_align(size, 8).unwrap();
+        // SAFETY: `block` is live with `small`.
+        let resized = unsafe { heap.shrink_in_place(block, small, new) };
+        assert!(
+            resized.is_ok(),
+            "shrinking an 8-byte block to {size} moved it"
+        );
+    }
+    // SAFETY: live, freed once.
+    unsafe { heap.deallocate(block, small) };
 }
