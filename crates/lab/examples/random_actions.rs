@@ -1,5 +1,8 @@
 //! Runs talc's random actions on one contender, for `valgrind --tool=callgrind` or `perf`:
 //! instruction counts are stable where wall-clock times on a shared machine are not.
+//! `callgrind_annotate --inclusive=yes` then gives each of `Seen::alloc`, `Seen::free` and
+//! `Seen::realloc` with its calls: the allocator's instructions per call, the workload's
+//! left out.
 //!
 //! `cargo run --release -p heapkit-lab --example random_actions -- tlsf|rlsf|talc MAX STEPS`,
 //! or `tlsf-pairs|rlsf-pairs|talc-pairs SIZE COUNT` for allocate+free pairs.
@@ -8,12 +11,41 @@ use heapkit_lab::peers::{heapkit_tlsf, rlsf, talc};
 use heapkit_trace::arena::Arena;
 use heapkit_trace::workloads::{untimed, RandomActions};
 
-fn drive(arena: &mut impl Arena, max: usize, steps: usize) {
+/// An arena whose calls stay calls, so callgrind's inclusive count of `Seen::alloc`,
+/// `Seen::free` and `Seen::realloc` is the allocator's own share of the run.
+struct Seen<A>(A);
+
+impl<A: Arena> Arena for Seen<A> {
+    #[inline(never)]
+    fn alloc(&mut self, layout: std::alloc::Layout) -> Option<std::ptr::NonNull<u8>> {
+        self.0.alloc(layout)
+    }
+
+    #[inline(never)]
+    unsafe fn free(&mut self, ptr: std::ptr::NonNull<u8>, layout: std::alloc::Layout) {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { self.0.free(ptr, layout) }
+    }
+
+    #[inline(never)]
+    unsafe fn realloc(
+        &mut self,
+        ptr: std::ptr::NonNull<u8>,
+        layout: std::alloc::Layout,
+        new_size: usize,
+    ) -> Option<std::ptr::NonNull<u8>> {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { self.0.realloc(ptr, layout, new_size) }
+    }
+}
+
+fn drive(arena: impl Arena, max: usize, steps: usize) {
+    let mut arena = Seen(arena);
     let mut workload = RandomActions::new(max, 42);
     for _ in 0..steps {
-        workload.step(arena, &mut untimed);
+        workload.step(&mut arena, &mut untimed);
     }
-    workload.drain(arena);
+    workload.drain(&mut arena);
 }
 
 /// Allocate+free pairs of `size` bytes with the workload's 300 blocks live around them.
@@ -40,9 +72,9 @@ fn main() {
         .unwrap_or(1_000_000);
     let region = 64 << 20;
     match args.first().map(String::as_str) {
-        Some("tlsf") => drive(&mut heapkit_tlsf(region), max, steps),
-        Some("rlsf") => drive(&mut rlsf(region), max, steps),
-        Some("talc") => drive(&mut talc(region), max, steps),
+        Some("tlsf") => drive(heapkit_tlsf(region), max, steps),
+        Some("rlsf") => drive(rlsf(region), max, steps),
+        Some("talc") => drive(talc(region), max, steps),
         Some("tlsf-pairs") => pairs(&mut heapkit_tlsf(region), max, steps),
         Some("rlsf-pairs") => pairs(&mut rlsf(region), max, steps),
         Some("talc-pairs") => pairs(&mut talc(region), max, steps),
