@@ -72,12 +72,15 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
             block.set_free(size);
             block.set_next_in_list(first);
             block.set_prev_in_list(Block::NONE);
-            if !first.is_none() {
+            if first.is_none() {
+                // The list was empty: its bits were clear. (A list with blocks has both
+                // set already, so most links skip two read-modify-writes.)
+                *self.sl_map_mut(fl) |= 1 << sl;
+                self.fl_map |= 1 << fl;
+            } else {
                 first.set_prev_in_list(block);
             }
-            *self.sl_map_mut(fl) |= 1 << sl;
         }
-        self.fl_map |= 1 << fl;
         self.free += size - WORD;
     }
 
