@@ -47,17 +47,15 @@ struct Slot {
     heap: UnsafeCell<MaybeUninit<LocalHeap<'static>>>,
 }
 
-// Nothing to run at thread exit, so a thread-local slot registers nothing (registering
-// would allocate), and zero bytes in static TLS need no initialiser either.
-const _: () = assert!(!core::mem::needs_drop::<Slot>());
-
 /// This thread's slot, in the static TLS block of x86-64 glibc, reached with the
 /// initial-exec sequence: the thread pointer plus an offset from the GOT, two loads.
 /// Rust's `thread_local!` in a shared library takes the general-dynamic model (a call of
 /// `__tls_get_addr` on every `malloc` and `free`: a fifth of their instructions), and
 /// stable Rust cannot choose another. The library is loaded with the program
-/// (`LD_PRELOAD`, or linked in), which is when static TLS is laid out; glibc's surplus
-/// also lets a later `dlopen` take the slot's few hundred bytes.
+/// (`LD_PRELOAD`, or linked in), which is when static TLS is laid out. A later `dlopen`
+/// (which cannot make it the program's allocator anyway) needs the slot (832 bytes) from
+/// glibc's static TLS surplus, about 1,664 bytes shared by every library loaded that
+/// way; `GLIBC_TUNABLES=glibc.rtld.optional_static_tls=N` raises it.
 #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
 mod tls {
     use super::Slot;
