@@ -223,10 +223,10 @@ fn main() {
         })
         .collect();
     let started = Instant::now();
-    for _ in 0..rounds {
+    for round in 0..rounds {
         for (p, (_, make)) in programs.iter().enumerate() {
-            for (a, allocator) in allocators.iter().enumerate() {
-                let (time, kib) = measure(make(&allocator.library));
+            for a in rotated(allocators.len(), round) {
+                let (time, kib) = measure(make(&allocators[a].library));
                 cells[p][a].times.push(time);
                 cells[p][a].peak_kib = cells[p][a].peak_kib.max(kib);
             }
@@ -268,13 +268,19 @@ fn main() {
     redis_table(&mut table, &allocators, rounds);
     let _ = writeln!(
         table,
-        "\n_{rounds} rounds (redis: up to 5), allocators in turn within each round; {:.0?} in all._",
+        "\n_{rounds} rounds (redis: up to 5), allocators in turn within each round, each round starting with the next; {:.0?} in all._",
         started.elapsed()
     );
     println!("{table}");
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
     let _ = std::fs::create_dir_all(&out);
     let _ = std::fs::write(out.join("malloc.md"), &table);
+}
+
+/// The order the allocators take their turns in round `round`: each starts a round in
+/// turn, so none is always the one that runs first (or right after another).
+fn rotated(count: usize, round: usize) -> impl Iterator<Item = usize> {
+    (0..count).map(move |k| (k + round) % count)
 }
 
 /// Appends redis-benchmark's table, when redis is installed.
@@ -289,9 +295,9 @@ fn redis_table(table: &mut String, allocators: &[Allocator], rounds: usize) {
     let mut rates: Vec<Vec<f64>> = allocators.iter().map(|_| Vec::new()).collect();
     let mut peaks = vec![0u64; allocators.len()];
     for round in 0..rounds.min(5) {
-        for (a, allocator) in allocators.iter().enumerate() {
+        for a in rotated(allocators.len(), round) {
             let port = 6400 + (round * allocators.len() + a) as u16;
-            if let Some((rps, kib)) = redis_round(&allocator.library, port) {
+            if let Some((rps, kib)) = redis_round(&allocators[a].library, port) {
                 rates[a].push(rps);
                 peaks[a] = peaks[a].max(kib);
             }
