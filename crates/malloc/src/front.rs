@@ -262,6 +262,12 @@ pub(crate) unsafe fn resize_in_place(
     usable: usize,
     size: usize,
 ) -> Option<usize> {
+    // Most resizes are answered from the usable size; only a huge block's growth asks.
+    match heapkit_sharded::keeps_block(usable, size) {
+        Some(true) => return Some(usable),
+        Some(false) => return None,
+        None => {}
+    }
     // The alignment every block has; a larger one is kept by any in-place resize anyway.
     let old = Layout::from_size_align(usable, 8).ok()?;
     let new = Layout::from_size_align(size, 8).ok()?;

@@ -1556,13 +1556,31 @@ pub(crate) unsafe fn resize_in_place(
     // resized in place before, so its layout does not tell).
     let usable = unsafe { usable_size(ptr) };
     let _ = old_layout.size();
-    let size = new_layout.size();
-    // Below half, the block moves only to a smaller class: the 8-byte class has none.
-    let no_smaller_class = size <= MAX_SMALL && class_size(class_of(size)) >= usable;
-    if size <= usable && (size >= usable / 2 || no_smaller_class) {
+    if keeps_block(usable, new_layout.size()) == Some(true) {
         Ok(NonNull::slice_from_raw_parts(ptr, usable))
     } else {
         Err(AllocError)
+    }
+}
+
+/// The rule of [`LocalHeap::resize_in_place`], from a block's usable bytes alone (as
+/// [`ShardedHeap::usable_size`] gives them): whether a resize to `size` bytes keeps the
+/// block, `Some(false)` when it has to move, and `None` when it depends on the block (a
+/// huge block may grow into the rest of its mapping). A C front that knows the usable
+/// size answers most `realloc`s with it, without asking the heap again.
+///
+/// Below half its usable bytes a block moves, to a smaller class, unless there is none
+/// (the 8-byte class).
+#[inline]
+pub fn keeps_block(usable: usize, size: usize) -> Option<bool> {
+    if size <= usable {
+        let no_smaller_class = size <= MAX_SMALL && class_size(class_of(size)) >= usable;
+        Some(size >= usable / 2 || no_smaller_class)
+    } else if usable <= MAX_SMALL {
+        // Class blocks never grow past their class; a huge block this small moves too.
+        Some(false)
+    } else {
+        None
     }
 }
 

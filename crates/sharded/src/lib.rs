@@ -9,7 +9,7 @@ mod segment;
 #[cfg(all(feature = "std", not(loom)))]
 mod global;
 
-pub use heap::{LocalHeap, ShardedHeap, ThreadHeap};
+pub use heap::{keeps_block, LocalHeap, ShardedHeap, ThreadHeap};
 
 #[cfg(all(feature = "std", not(loom)))]
 pub use global::Sharded;

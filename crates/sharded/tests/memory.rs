@@ -229,3 +229,38 @@ fn a_block_shrunk_below_half_moves_and_one_shrunk_less_stays() {
     // SAFETY: live, freed once.
     unsafe { heap.deallocate(block, small) };
 }
+
+/// The rule a C front applies from the usable size alone agrees with the heap's.
+#[test]
+fn keeps_block_answers_from_the_usable_size_alone() {
+    use heapkit_sharded::classes::MAX_SMALL;
+    use heapkit_sharded::keeps_block;
+    assert_eq!(keeps_block(160, 160), Some(true));
+    assert_eq!(keeps_block(160, 80), Some(true));
+    assert_eq!(keeps_block(160, 79), Some(false));
+    assert_eq!(keeps_block(8, 1), Some(true), "no class below 8 bytes");
+    assert_eq!(
+        keeps_block(160, 161),
+        Some(false),
+        "class blocks never grow"
+    );
+    assert_eq!(
+        keeps_block(MAX_SMALL * 4, MAX_SMALL * 5),
+        None,
+        "a huge block may"
+    );
+    let shared = ShardedHeap::new(SystemSource::new(SEGMENT));
+    let mut heap = shared.thread_heap();
+    let old = Layout::from_size_align(150, 8).unwrap();
+    let block = heap.allocate(old).unwrap();
+    let usable = block.len();
+    let block = block.cast::<u8>();
+    for size in 1..=usable {
+        let new = Layout::from_size_align(size, 8).unwrap();
+        // SAFETY: `block` is live with `old`; an in-place resize keeps it where it is.
+        let kept = unsafe { heap.shrink_in_place(block, old, new) }.is_ok();
+        assert_eq!(Some(kept), keeps_block(usable, size), "{usable} to {size}");
+    }
+    // SAFETY: live, freed once.
+    unsafe { heap.deallocate(block, old) };
+}
