@@ -15,6 +15,9 @@ use core::ptr::NonNull;
 use heapkit_core::source::MmapSource;
 use heapkit_core::sync::SpinLock;
 use heapkit_core::{AllocError, SharedBackend};
+
+use crate::settings;
+use heapkit_sharded::classes::class_for;
 use heapkit_sharded::geometry::SEGMENT;
 use heapkit_sharded::{LocalHeap, ShardedHeap};
 
@@ -212,6 +215,54 @@ pub(crate) fn lock_for_fork() {
     }
     // SAFETY: as above; born, so written; only read, by this thread.
     HEAP.lock_for_fork(Some(unsafe { (*slot.heap.get()).assume_init_ref() }));
+}
+
+/// `malloc(size)` from the first page of its class in this thread's heap, when that is
+/// all it takes: no switch on, the heap live and not in use, a block at hand. `None`
+/// otherwise, with nothing changed. Calls nothing, so `malloc` needs no stack frame for
+/// it. (No `busy` flag either: nothing here can re-enter, and a signal handler may no
+/// more call `malloc` than it may with glibc's.)
+#[inline(always)]
+pub(crate) fn allocate_cached(size: usize) -> Option<NonNull<u8>> {
+    if !settings::plain() {
+        return None;
+    }
+    let align = if size <= 8 { 8 } else { crate::MALLOC_ALIGN };
+    let class = class_for(size, align)?;
+    let slot = tls::slot();
+    if slot.busy.get() || slot.life.get() != Life::Live {
+        return None;
+    }
+    // SAFETY: live, so born and assigned to `HEAP`; not busy, so no call on this thread
+    // holds it, and nothing below calls out.
+    let heap = unsafe { (*slot.heap.get()).assume_init_mut() };
+    heap.allocate_cached(class)
+}
+
+/// `free(ptr)` back to a page of this thread's heap, when that is all it takes (see
+/// [`LocalHeap::deallocate_cached`]). `false` otherwise, with nothing changed.
+///
+/// # Safety
+/// `ptr` is null or a block of [`HEAP`] in use.
+#[inline(always)]
+pub(crate) unsafe fn deallocate_cached(ptr: *mut c_void) -> bool {
+    let Some(block) = NonNull::new(ptr.cast::<u8>()) else {
+        return false;
+    };
+    if !settings::plain() {
+        return false;
+    }
+    let slot = tls::slot();
+    if slot.busy.get() || slot.life.get() != Life::Live {
+        return false;
+    }
+    // SAFETY: as in `allocate_cached`; per the caller the block is `HEAP`'s, as the
+    // thread's heap is.
+    unsafe {
+        (*slot.heap.get())
+            .assume_init_mut()
+            .deallocate_cached(block)
+    }
 }
 
 /// Allocates a block for `layout` (non-zero size).

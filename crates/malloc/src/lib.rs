@@ -33,7 +33,7 @@ use heapkit_trace::record::Call as Logged;
 use settings::{count_allocation, count_call, count_free, count_growth, stats_on, Call};
 
 /// The alignment of `malloc`'s blocks of more than 8 bytes (`alignof(max_align_t)`).
-const MALLOC_ALIGN: usize = 16;
+pub(crate) const MALLOC_ALIGN: usize = 16;
 const PAGE: usize = 4096;
 
 /// `errno`'s value.
@@ -119,6 +119,16 @@ unsafe fn release(block: NonNull<u8>) {
 /// None beyond C's: the block is freed once, with `free` or `realloc`.
 #[no_mangle]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+    // The common case calls nothing, so it needs no stack frame; the rest is out of line.
+    if let Some(block) = front::allocate_cached(size) {
+        return block.as_ptr().cast();
+    }
+    malloc_uncached(size)
+}
+
+/// [`malloc`] past its cached fast path.
+#[inline(never)]
+fn malloc_uncached(size: usize) -> *mut c_void {
     let layout = malloc_layout(size);
     if settings::plain() {
         return match layout.map(front::allocate) {
@@ -135,6 +145,20 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 /// `ptr` is null or a live block from this allocator.
 #[no_mangle]
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
+    // SAFETY: per the caller. The common case calls nothing (no stack frame).
+    if unsafe { front::deallocate_cached(ptr) } {
+        return;
+    }
+    // SAFETY: per the caller.
+    unsafe { free_uncached(ptr) }
+}
+
+/// [`free`] past its cached fast path.
+///
+/// # Safety
+/// As for `free`.
+#[inline(never)]
+unsafe fn free_uncached(ptr: *mut c_void) {
     if settings::plain() {
         if let Some(block) = NonNull::new(ptr.cast::<u8>()) {
             // SAFETY: per the caller.

@@ -594,6 +594,22 @@ impl LocalHeap<'_> {
         self.allocate_slow(shared, class)
     }
 
+    /// The allocation fast path alone: a block of `class` (from
+    /// [`class_for`](crate::classes::class_for)) off the first page of its queue, when
+    /// that page has one at hand. `None` otherwise (no page, or it needs its remote frees
+    /// collected, or a fresh page), with nothing changed: then call
+    /// [`allocate`](Self::allocate). It calls nothing, so a C front can run it without a
+    /// stack frame and keep the rest out of line.
+    #[inline(always)]
+    pub fn allocate_cached(&mut self, class: usize) -> Option<NonNull<u8>> {
+        let page = *self.queues.get(class)?;
+        if page.is_null() {
+            return None;
+        }
+        // SAFETY: pages on our queues are ours and in use.
+        unsafe { Page::pop(page) }
+    }
+
     #[inline(never)]
     fn allocate_slow<S: Source>(
         &mut self,
@@ -858,6 +874,36 @@ impl LocalHeap<'_> {
                 Self::deallocate_elsewhere(shared, segment, ptr, self.id);
             }
         }
+    }
+
+    /// The free fast path alone: gives `ptr` back to its page when the page is this
+    /// heap's own and stays where it is (it neither empties nor leaves the full list).
+    /// Returns `false` with nothing changed otherwise: then call
+    /// [`deallocate`](Self::deallocate). Calls nothing; always `false` under `checked`,
+    /// whose validation is on the full path.
+    ///
+    /// # Safety
+    /// `ptr` is a block in use of a heap over the same [`ShardedHeap`] as this one.
+    #[inline(always)]
+    pub unsafe fn deallocate_cached(&mut self, ptr: NonNull<u8>) -> bool {
+        if cfg!(feature = "checked") {
+            return false;
+        }
+        let segment = Segment::of(ptr.as_ptr());
+        // SAFETY: per the caller the block is live, so its segment's header is; its owner
+        // is an assigned heap's id only for small segments (as in `free`), and then the
+        // page table entry is the block's page, which is ours while the owner is us.
+        unsafe {
+            if (*segment).owner.load(Ordering::Relaxed) != self.id || self.id == NO_OWNER {
+                return false;
+            }
+            let page = Segment::page_of(segment, ptr.as_ptr());
+            if (*page).used <= 1 || (*page).list == List::Full {
+                return false;
+            }
+            Page::push(page, ptr);
+        }
+        true
     }
 
     /// A page of ours just got a block back and is empty or was on the full list.

@@ -264,3 +264,45 @@ fn keeps_block_answers_from_the_usable_size_alone() {
     // SAFETY: live, freed once.
     unsafe { heap.deallocate(block, old) };
 }
+
+/// The cached fast paths do only what needs nothing else: a free that neither empties
+/// its page nor takes it off the full list, an allocation from the queue's first page.
+/// (Under `checked` every free takes the full call, which validates.)
+#[test]
+#[cfg(not(feature = "checked"))]
+fn cached_fast_paths_leave_page_changes_to_the_full_calls() {
+    use heapkit_sharded::classes::class_for;
+    let shared = ShardedHeap::new(SystemSource::new(SEGMENT));
+    let mut heap = shared.local_heap();
+    let layout = Layout::from_size_align(48, 8).unwrap();
+    let class = class_for(48, 8).unwrap();
+    assert_eq!(heap.allocate_cached(class), None, "no page yet");
+    let a = heap.allocate(&shared, layout).unwrap().cast::<u8>();
+    let b = heap.allocate(&shared, layout).unwrap().cast::<u8>();
+    // SAFETY: `a` is live; with `b` live too, its page does not empty.
+    assert!(unsafe { heap.deallocate_cached(a) }, "a plain free");
+    assert_eq!(
+        heap.allocate_cached(class),
+        Some(a),
+        "the block just freed comes back"
+    );
+    // SAFETY: live blocks of this heap.
+    unsafe {
+        assert!(heap.deallocate_cached(a));
+        // The page's last block: emptying it is the full call's business.
+        assert!(!heap.deallocate_cached(b), "a free that empties the page");
+        heap.deallocate(&shared, b, layout);
+    }
+    // A block of another heap's page is not this heap's to take back.
+    let mut other = shared.local_heap();
+    let c = other.allocate(&shared, layout).unwrap().cast::<u8>();
+    let d = other.allocate(&shared, layout).unwrap().cast::<u8>();
+    // SAFETY: live blocks of a heap over the same `ShardedHeap`.
+    unsafe {
+        assert!(!heap.deallocate_cached(c), "a remote free");
+        other.deallocate(&shared, c, layout);
+        other.deallocate(&shared, d, layout);
+    }
+    other.abandon(&shared);
+    heap.abandon(&shared);
+}
