@@ -141,8 +141,10 @@ mod tests {
     /// The alignments C's `malloc` uses skip the alignment check: every size proves it.
     #[test]
     fn every_size_with_an_alignment_up_to_16_gets_the_smallest_aligned_class() {
+        // Miri interprets: every 61st size there (its geometry is small, 8 KiB at most).
+        let step = if cfg!(miri) { 61 } else { 1 };
         for align in [1, 2, 4, 8, 16] {
-            for size in 0..=MAX_SMALL {
+            for size in (0..=MAX_SMALL).step_by(step) {
                 let class = class_for(size, align).expect("a small request");
                 let block = class_size(class);
                 assert_eq!(block % align.max(8), 0, "{size} {align}");
