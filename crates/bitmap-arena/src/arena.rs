@@ -450,7 +450,8 @@ impl BitmapArena {
                 }
                 fail("pointer is inside an allocation, not at its start");
             }
-            let end = index + count;
+            // Saturating: on 32-bit targets a layout far too large could wrap the sum.
+            let end = index.saturating_add(count);
             let overruns = end > self.blocks
                 || !self.free.all_clear(index, end)
                 || self
