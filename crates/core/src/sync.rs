@@ -79,6 +79,15 @@ pub fn fence(name: &'static str, order: Ordering) {
     }
 }
 
+/// Keeps the compiler from moving this thread's memory accesses across this point, as a
+/// signal handler that interrupts the thread would see them: a flag set before a critical
+/// stretch is written before it starts. No instruction, and nothing between threads, so
+/// loom has nothing to check.
+#[inline(always)]
+pub fn signal_fence() {
+    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+}
+
 /// Whether this build weakens the ordering called `name`; constant `false` in ordinary
 /// builds.
 #[inline(always)]

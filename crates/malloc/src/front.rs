@@ -13,7 +13,7 @@ use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
 use heapkit_core::source::MmapSource;
-use heapkit_core::sync::SpinLock;
+use heapkit_core::sync::{signal_fence, SpinLock};
 use heapkit_core::{AllocError, SharedBackend};
 
 use crate::settings;
@@ -217,11 +217,29 @@ pub(crate) fn lock_for_fork() {
     HEAP.lock_for_fork(Some(unsafe { (*slot.heap.get()).assume_init_ref() }));
 }
 
+impl Slot {
+    /// Runs `stretch` on the heap with `busy` set, fenced so that a signal handler that
+    /// interrupts it sees the flag and takes the locked heap instead of this one.
+    ///
+    /// # Safety
+    /// The heap is live (so born and assigned to `HEAP`) and was not busy: no call on this
+    /// thread holds it.
+    #[inline(always)]
+    unsafe fn while_busy<R>(&self, stretch: impl FnOnce(&mut LocalHeap<'static>) -> R) -> R {
+        self.busy.set(true);
+        signal_fence();
+        // SAFETY: per the caller; `busy` keeps every other use on this thread away.
+        let result = stretch(unsafe { (*self.heap.get()).assume_init_mut() });
+        signal_fence();
+        self.busy.set(false);
+        result
+    }
+}
+
 /// `malloc(size)` from the first page of its class in this thread's heap, when that is
 /// all it takes: no switch on, the heap live and not in use, a block at hand. `None`
 /// otherwise, with nothing changed. Calls nothing, so `malloc` needs no stack frame for
-/// it. (No `busy` flag either: nothing here can re-enter, and a signal handler may no
-/// more call `malloc` than it may with glibc's.)
+/// it.
 #[inline(always)]
 pub(crate) fn allocate_cached(size: usize) -> Option<NonNull<u8>> {
     if !settings::plain() {
@@ -233,10 +251,8 @@ pub(crate) fn allocate_cached(size: usize) -> Option<NonNull<u8>> {
     if slot.busy.get() || slot.life.get() != Life::Live {
         return None;
     }
-    // SAFETY: live, so born and assigned to `HEAP`; not busy, so no call on this thread
-    // holds it, and nothing below calls out.
-    let heap = unsafe { (*slot.heap.get()).assume_init_mut() };
-    heap.allocate_cached(class)
+    // SAFETY: live and not busy, checked just now.
+    unsafe { slot.while_busy(|heap| heap.allocate_cached(class)) }
 }
 
 /// `free(ptr)` back to a page of this thread's heap, when that is all it takes (see
@@ -256,13 +272,9 @@ pub(crate) unsafe fn deallocate_cached(ptr: *mut c_void) -> bool {
     if slot.busy.get() || slot.life.get() != Life::Live {
         return false;
     }
-    // SAFETY: as in `allocate_cached`; per the caller the block is `HEAP`'s, as the
-    // thread's heap is.
-    unsafe {
-        (*slot.heap.get())
-            .assume_init_mut()
-            .deallocate_cached(block)
-    }
+    // SAFETY: live and not busy, checked just now; per the caller the block is `HEAP`'s,
+    // as the thread's heap is.
+    unsafe { slot.while_busy(|heap| heap.deallocate_cached(block)) }
 }
 
 /// Allocates a block for `layout` (non-zero size).

@@ -12,7 +12,12 @@ use std::sync::OnceLock;
 fn library() -> &'static Path {
     static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
     LIBRARY.get_or_init(|| {
-        cargo_messages(&["build", "--release", "-p", "heapkit-malloc"])
+        // The library under test has this test's features (`--features checked` too).
+        let mut args = vec!["build", "--release", "-p", "heapkit-malloc"];
+        if cfg!(feature = "checked") {
+            args.extend(["--features", "checked"]);
+        }
+        cargo_messages(&args)
             .iter()
             .filter(|message| message["reason"] == "compiler-artifact")
             .flat_map(|message| message["filenames"].as_array().cloned().unwrap_or_default())
@@ -125,6 +130,11 @@ fn c_fork_from_a_multi_threaded_parent() {
 #[test]
 fn c_shrinking_never_fails_when_memory_runs_out() {
     c_program("shrink");
+}
+
+#[test]
+fn c_a_signal_handler_allocating_mid_call_corrupts_nothing() {
+    c_program("signals");
 }
 
 /// Runs `command` under glibc and under the preload (with `HEAPKIT_STATS`, to prove the

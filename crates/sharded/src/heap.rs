@@ -1622,8 +1622,9 @@ pub fn keeps_block(usable: usize, size: usize) -> Option<bool> {
     if size <= usable {
         let no_smaller_class = size <= MAX_SMALL && class_size(class_of(size)) >= usable;
         Some(size >= usable / 2 || no_smaller_class)
-    } else if usable <= MAX_SMALL {
-        // Class blocks never grow past their class; a huge block this small moves too.
+    } else if usable <= MAX_SMALL && usable % SLOT != 0 {
+        // Class blocks never grow past their class. A huge block's usable bytes are
+        // whole slots, and so are the two largest classes' sizes: those ask.
         Some(false)
     } else {
         None

@@ -250,6 +250,17 @@ fn keeps_block_answers_from_the_usable_size_alone() {
         "a huge block may"
     );
     let shared = ShardedHeap::new(SystemSource::new(SEGMENT));
+    // An over-aligned small request is a huge block of a slot or two: it may grow too.
+    {
+        let mut heap = shared.thread_heap();
+        let slot = heapkit_sharded::geometry::SLOT;
+        let aligned = Layout::from_size_align(1000, 2 * slot).unwrap();
+        let block = heap.allocate(aligned).unwrap();
+        let usable = block.len();
+        assert_eq!(keeps_block(usable, usable + 1), None, "usable {usable}");
+        // SAFETY: live, freed once.
+        unsafe { heap.deallocate(block.cast(), aligned) };
+    }
     let mut heap = shared.thread_heap();
     let old = Layout::from_size_align(150, 8).unwrap();
     let block = heap.allocate(old).unwrap();
