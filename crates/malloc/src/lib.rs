@@ -269,7 +269,7 @@ unsafe fn resize(ptr: *mut c_void, size: usize) -> *mut c_void {
     // A shrink that found no smaller block keeps the one it has, as glibc's would: it
     // holds `size` bytes, so running out of memory is no reason to fail.
     let errno_before = (size <= usable).then(errno);
-    let new = allocate_uncounted(malloc_layout(size));
+    let new = allocate_uncounted(malloc_layout(moved_size(size, usable)));
     if new.is_null() {
         if let Some(code) = errno_before {
             set_errno(code);
@@ -286,6 +286,18 @@ unsafe fn resize(ptr: *mut c_void, size: usize) -> *mut c_void {
         release(old);
     }
     new
+}
+
+/// The size a block that `realloc` moves is given: a growing block gets a quarter more
+/// (up to the largest class), so that the small steps that usually follow (redis adds an
+/// entry of a few hundred bytes to a listpack at a time) stay in place, as they do in
+/// glibc's heap, instead of each moving and copying the whole block to the next class.
+fn moved_size(size: usize, usable: usize) -> usize {
+    if size > usable && size <= heapkit_sharded::classes::MAX_SMALL {
+        (size + size / 4).min(heapkit_sharded::classes::MAX_SMALL)
+    } else {
+        size
+    }
 }
 
 /// `reallocarray(3)`: `realloc` of `count * size` bytes, failing with `ENOMEM` when the
