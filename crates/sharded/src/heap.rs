@@ -248,7 +248,7 @@ impl<S: Source> ShardedHeap<S> {
     /// `ptr` is a block of a heap over `self`, in use.
     pub unsafe fn usable_size(&self, ptr: NonNull<u8>) -> usize {
         #[cfg(feature = "checked")]
-        LocalHeap::validate(self, ptr);
+        LocalHeap::validate(self, ptr, NO_OWNER);
         // SAFETY: forwarded caller guarantees.
         unsafe { usable_size(ptr) }
     }
@@ -382,17 +382,24 @@ impl<S: Source> ShardedHeap<S> {
 
     /// Whether `ptr` lies in one of this heap's segments. O(segments).
     pub fn contains(&self, ptr: NonNull<u8>) -> bool {
-        let sourced = self.source.lock();
+        self.contains_for(NO_OWNER, ptr)
+    }
+
+    /// [`contains`](Self::contains) for a call of heap `caller`, which may be the heap
+    /// whose thread holds the lock for `fork` (a fork handler freeing a block).
+    fn contains_for(&self, caller: usize, ptr: NonNull<u8>) -> bool {
         let wanted = Segment::of(ptr.as_ptr());
-        let mut segment = sourced.all;
-        while !segment.is_null() {
-            if segment == wanted {
-                return true;
+        self.with_source(caller, |sourced| {
+            let mut segment = sourced.all;
+            while !segment.is_null() {
+                if segment == wanted {
+                    return true;
+                }
+                // SAFETY: listed segments are live under the lock.
+                segment = unsafe { (*segment).all_next };
             }
-            // SAFETY: listed segments are live under the lock.
-            segment = unsafe { (*segment).all_next };
-        }
-        false
+            false
+        })
     }
 
     /// A block of its own for a request no class serves.
@@ -837,7 +844,7 @@ impl LocalHeap<'_> {
         layout: Layout,
     ) {
         #[cfg(feature = "checked")]
-        Self::validate(shared, ptr);
+        Self::validate(shared, ptr, self.id);
         let _ = layout;
         // SAFETY: forwarded caller guarantees.
         unsafe { self.free(shared, ptr) }
@@ -1336,10 +1343,12 @@ impl LocalHeap<'_> {
         }
     }
 
+    /// Panics unless `ptr` is a block in use of `shared`'s, for a call of heap `caller`
+    /// (`NO_OWNER` when no heap of `shared`'s makes it).
     #[cfg(feature = "checked")]
-    fn validate<S: Source>(shared: &ShardedHeap<S>, ptr: NonNull<u8>) {
+    fn validate<S: Source>(shared: &ShardedHeap<S>, ptr: NonNull<u8>, caller: usize) {
         let fail = |reason| heapkit_core::invalid_use(CRATE, "deallocate", ptr.as_ptr(), reason);
-        if !shared.contains(ptr) {
+        if !shared.contains_for(caller, ptr) {
             fail("pointer is not in memory this heap manages");
         }
         let segment = Segment::of(ptr.as_ptr());
@@ -1479,7 +1488,7 @@ unsafe impl<S: Source + Send> SharedBackend for ShardedHeap<S> {
         // Checked before the lock is taken: the report's panic may allocate through this
         // very heap (as a global allocator), which must not find the lock held.
         #[cfg(feature = "checked")]
-        LocalHeap::validate(self, ptr);
+        LocalHeap::validate(self, ptr, NO_OWNER);
         let _ = layout;
         // SAFETY: forwarded caller guarantees; the fallback belongs to `self`.
         unsafe { self.fallback().free(self, ptr) }
@@ -1534,7 +1543,7 @@ pub(crate) unsafe fn resize_checked<S: Source>(
     new_layout: Layout,
 ) -> Result<NonNull<[u8]>, AllocError> {
     #[cfg(feature = "checked")]
-    LocalHeap::validate(shared, ptr);
+    LocalHeap::validate(shared, ptr, NO_OWNER);
     // SAFETY: forwarded caller guarantees.
     unsafe {
         resize_in_place(ptr, old_layout, new_layout)
