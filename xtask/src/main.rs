@@ -244,8 +244,8 @@ fn test(root: &Path) -> Step {
         "model",
         "debug_builds",
     ]))?;
-    // heapkit-malloc's programs test the library their features build: the line above
-    // tested the checked one; this tests the one programs preload (its fast paths).
+    // heapkit-malloc's programs test the library their features build: the all-features
+    // run tested the checked one; this tests the one programs preload (its fast paths).
     run(cargo(root).args(["test", "-p", "heapkit-malloc", "--test", "programs"]))?;
     // `cargo test` built every example into the target folder; run the README's.
     // A relative CARGO_TARGET_DIR is relative to the workspace, where cargo ran.
