@@ -57,6 +57,17 @@ fn available(program: &str, test: &str) -> bool {
     found
 }
 
+/// Whether this run takes whole programs (python3, sqlite3, the workspace's tests): not
+/// under `checked`, whose run tests the checked library with the C programs; CI runs
+/// these tests again without features, against the library programs preload.
+fn takes_whole_programs(test: &str) -> bool {
+    if cfg!(feature = "checked") {
+        println!("SKIPPED {test}: whole programs run against the library without `checked`");
+        return false;
+    }
+    true
+}
+
 fn here(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
@@ -172,7 +183,9 @@ fn same_output_as_glibc(make: impl Fn() -> Command) -> String {
 
 #[test]
 fn python3_dicts_strings_and_json() {
-    if !available("python3", "python3_dicts_strings_and_json") {
+    if !takes_whole_programs("python3_dicts_strings_and_json")
+        || !available("python3", "python3_dicts_strings_and_json")
+    {
         return;
     }
     same_output_as_glibc(|| {
@@ -187,7 +200,9 @@ fn python3_dicts_strings_and_json() {
 
 #[test]
 fn sqlite3_builds_and_queries_100k_rows() {
-    if !available("sqlite3", "sqlite3_builds_and_queries_100k_rows") {
+    if !takes_whole_programs("sqlite3_builds_and_queries_100k_rows")
+        || !available("sqlite3", "sqlite3_builds_and_queries_100k_rows")
+    {
         return;
     }
     let dir = scratch();
@@ -272,6 +287,9 @@ fn heapkit_trace_records_every_thread_and_the_lab_can_read_it() {
 
 #[test]
 fn the_workspaces_own_test_binaries_pass_under_the_preload() {
+    if !takes_whole_programs("the_workspaces_own_test_binaries_pass_under_the_preload") {
+        return;
+    }
     // Rust programs on the system allocator: std's `System` calls `malloc`, so with the
     // library preloaded every Box, Vec and String of these tests is ours.
     let binaries: Vec<PathBuf> = cargo_messages(&[
