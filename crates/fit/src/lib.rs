@@ -4,6 +4,7 @@
 mod heap;
 mod policy;
 mod slob;
+mod smallest;
 mod tree;
 
 pub use heap::{Deferred, FitHeap, GRANULE, QUICK_BINS};

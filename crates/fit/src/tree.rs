@@ -9,9 +9,12 @@
 //!  │ size | FREE │ left │ right │ height │ max │ … │ size │
 //! ```
 //!
-//! so the smallest block is six words (48 bytes on 64-bit targets, 24 on 32-bit ones).
+//! so a node is at least six words (48 bytes on 64-bit targets, 24 on 32-bit ones).
 //! Insert and remove are the textbook recursive AVL operations (depth at most
-//! 1.44·log2(n) + 2), each recomputing heights and maxima on the way back up.
+//! 1.44·log2(n) + 2), each recomputing heights and maxima on the way back up. Free blocks
+//! of four words, the heap's smallest, are too small for a node: they sit in a treap
+//! beside the tree ([`Smallest`]), so the tree policies' blocks are as small as first
+//! fit's.
 
 use heapkit_core::Corruption;
 
@@ -19,11 +22,17 @@ use crate::heap::block::Block;
 use crate::heap::{gap_for, Need, CRATE_NAME, WORD};
 use crate::policy::private::Index;
 use crate::policy::Policy;
+use crate::smallest::{Smallest, SMALL_BLOCK};
 
 const LEFT: usize = 1;
 const RIGHT: usize = 2;
 const HEIGHT: usize = 3;
 const MAX: usize = 4;
+
+/// The smallest block a tree node fits in: header, four index words, footer.
+const TREE_BLOCK: usize = 6 * WORD;
+// Block sizes are whole granules, so the only size below a node's is the treap's.
+const _: () = assert!(TREE_BLOCK - SMALL_BLOCK == crate::heap::GRANULE);
 
 /// The deepest a valid tree of any size can be (AVL height is below 1.45·log2(n + 2),
 /// and n is below 2^64): deeper means a corrupted tree, and `check` stops there.
@@ -31,6 +40,10 @@ const MAX_HEIGHT: usize = 96;
 
 /// How a tree orders its nodes.
 trait Order {
+    /// Whether every smallest block comes before every tree node in this order (size
+    /// order), so a fitting smallest block ends the search.
+    const SMALLEST_FIRST: bool;
+
     /// Whether block `a` of `a_size` bytes sorts before block `b` of `b_size`.
     fn before(a: Block, a_size: usize, b: Block, b_size: usize) -> bool;
 }
@@ -277,6 +290,9 @@ impl<O: Order> Tree<O> {
         let Some(size) = valid(n) else {
             return Err(corrupt("free-tree node is not a free block"));
         };
+        if size < TREE_BLOCK {
+            return Err(corrupt("free-tree node is too small for one").expected(TREE_BLOCK, size));
+        }
         if low.is_some_and(|(b, s)| !O::before(b, s, n, size))
             || high.is_some_and(|(b, s)| !O::before(n, size, b, s))
         {
@@ -308,10 +324,9 @@ impl<O: Order> Tree<O> {
     fn check(
         &self,
         valid: &dyn Fn(Block) -> Option<usize>,
-        bound: usize,
+        budget: &mut usize,
     ) -> Result<usize, Corruption> {
-        let mut budget = bound;
-        Self::check_at(self.root, None, None, valid, &mut budget, 0).map(|(_, _, count)| count)
+        Self::check_at(self.root, None, None, valid, budget, 0).map(|(_, _, count)| count)
     }
 }
 
@@ -320,6 +335,8 @@ impl<O: Order> Tree<O> {
 struct ByAddress;
 
 impl Order for ByAddress {
+    const SMALLEST_FIRST: bool = false;
+
     fn before(a: Block, _: usize, b: Block, _: usize) -> bool {
         a.addr() < b.addr()
     }
@@ -330,6 +347,8 @@ impl Order for ByAddress {
 struct BySize;
 
 impl Order for BySize {
+    const SMALLEST_FIRST: bool = true;
+
     fn before(a: Block, a_size: usize, b: Block, b_size: usize) -> bool {
         (a_size, a.addr()) < (b_size, b.addr())
     }
@@ -339,24 +358,30 @@ impl Order for BySize {
 ///
 /// Free blocks sit in an AVL tree keyed by address whose nodes also keep their subtree's
 /// largest block size; the search descends to the leftmost subtree whose maximum is large
-/// enough. Allocate, free and in-place resizing are O(log n) in the free blocks (an
-/// alignment beyond the granule may step over blocks that are large enough but cannot be
-/// aligned: O(log n + k) for k of them). The largest free block is the root's maximum.
+/// enough. Free blocks of the smallest size (four words, too small for a node) sit in a
+/// treap by address beside it, and a request they fit takes the lower of the two
+/// candidates. Allocate, free and in-place resizing are O(log n) in the free blocks
+/// (expected, for the treap; an alignment beyond the granule may step over blocks that
+/// are large enough but cannot be aligned: O(log n + k) for k of them).
 #[derive(Debug)]
 pub struct AddressOrderedFirstFit {
     tree: Tree<ByAddress>,
+    smallest: Smallest,
 }
 
 /// Exact best fit: the smallest free block that fits, ties going to the lowest address.
 ///
 /// Free blocks sit in an AVL tree keyed by (size, address); the search descends to the
-/// first key at or above the request. Allocate, free and in-place resizing are O(log n)
-/// in the free blocks (O(log n + k) when an alignment beyond the granule makes k blocks
-/// that are large enough unusable). Not a segregated-fit approximation: every request
+/// first key at or above the request. Free blocks of the smallest size (four words, too
+/// small for a node) sit in a treap by address beside it and come first. Allocate, free
+/// and in-place resizing are O(log n) in the free blocks (expected, for the treap;
+/// O(log n + k) when an alignment beyond the granule makes k blocks that are large enough
+/// unusable). Not a segregated-fit approximation: every request
 /// gets the smallest block that can hold it.
 #[derive(Debug)]
 pub struct BestFit {
     tree: Tree<BySize>,
+    smallest: Smallest,
 }
 
 impl Policy for AddressOrderedFirstFit {}
@@ -365,34 +390,92 @@ impl Policy for BestFit {}
 macro_rules! tree_index {
     ($policy:ty, $order:ty, $name:literal) => {
         impl Index for $policy {
-            const NEW: Self = Self { tree: Tree::NEW };
+            const NEW: Self = Self {
+                tree: Tree::NEW,
+                smallest: Smallest::NEW,
+            };
             const NAME: &'static str = $name;
-            const MIN_BLOCK: usize = 6 * WORD;
+            const MIN_BLOCK: usize = SMALL_BLOCK;
             type Slot = ();
 
             unsafe fn remove(&mut self, block: Block, size: usize) {
-                // SAFETY: forwarded caller guarantees.
-                unsafe { self.tree.remove(block, size) }
+                // SAFETY: forwarded caller guarantees; a block below a node's size is
+                // in the treap, every other in the tree.
+                unsafe {
+                    if size < TREE_BLOCK {
+                        self.smallest.remove(block);
+                    } else {
+                        self.tree.remove(block, size);
+                    }
+                }
             }
 
             unsafe fn insert(&mut self, block: Block, size: usize, _slot: Option<()>) {
-                // SAFETY: forwarded caller guarantees.
-                unsafe { self.tree.insert(block, size) }
+                // SAFETY: as for `remove`.
+                unsafe {
+                    if size < TREE_BLOCK {
+                        self.smallest.insert(block);
+                    } else {
+                        self.tree.insert(block, size);
+                    }
+                }
             }
 
             fn merge_slots((): (), (): ()) {}
 
             fn find(&self, need: Need) -> Option<Block> {
-                Tree::<$order>::first_fitting(self.tree.root, need, 0)
+                let small = if need.size <= SMALL_BLOCK {
+                    self.smallest.first_fitting(need)
+                } else {
+                    None
+                };
+                if small.is_some() && <$order>::SMALLEST_FIRST {
+                    return small;
+                }
+                let node = Tree::<$order>::first_fitting(self.tree.root, need, 0);
+                match (small, node) {
+                    (Some(s), Some(n)) => {
+                        // SAFETY: `n` is a node of the tree, its header its size.
+                        let before = <$order>::before(s, SMALL_BLOCK, n, unsafe { n.size() });
+                        Some(if before { s } else { n })
+                    }
+                    _ => small.or(node),
+                }
             }
 
             fn largest(&self) -> usize {
                 // SAFETY: the root is a node of the tree (or `NONE`).
-                unsafe { node::max(self.tree.root) }
+                let tree = unsafe { node::max(self.tree.root) };
+                if self.smallest.is_empty() {
+                    tree
+                } else {
+                    tree.max(SMALL_BLOCK)
+                }
             }
 
             fn for_each(&self, each: &mut dyn FnMut(Block)) {
-                Tree::<$order>::for_each_at(self.tree.root, each, 0);
+                // The tree's nodes in order, each preceded by the smallest blocks that
+                // come before it.
+                let mut next_small = self.smallest.after(None);
+                Tree::<$order>::for_each_at(
+                    self.tree.root,
+                    &mut |n| {
+                        while let Some(s) = next_small {
+                            // SAFETY: `n` is a node of the tree, its header its size.
+                            if !<$order>::before(s, SMALL_BLOCK, n, unsafe { n.size() }) {
+                                break;
+                            }
+                            each(s);
+                            next_small = self.smallest.after(Some(s.addr()));
+                        }
+                        each(n);
+                    },
+                    0,
+                );
+                while let Some(s) = next_small {
+                    each(s);
+                    next_small = self.smallest.after(Some(s.addr()));
+                }
             }
 
             fn check(
@@ -400,7 +483,9 @@ macro_rules! tree_index {
                 valid: &dyn Fn(Block) -> Option<usize>,
                 bound: usize,
             ) -> Result<usize, Corruption> {
-                self.tree.check(valid, bound)
+                let mut budget = bound;
+                let nodes = self.tree.check(valid, &mut budget)?;
+                Ok(nodes + self.smallest.check(valid, &mut budget)?)
             }
         }
     };

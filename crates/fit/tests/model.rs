@@ -246,6 +246,44 @@ fn each_policy_picks_its_own_block() {
     assert_eq!(choice::<BestFit>(sizes, 150), 1);
 }
 
+/// Many holes of the smallest block size (the trees keep those in a treap beside the
+/// tree), freed in a scrambled order: each small request must take the lowest one (both
+/// policies: address order, and best fit's tie rule), every step leaving a valid heap.
+fn smallest_holes_go_lowest_first<P: Policy>() {
+    let mut regions = Regions::new();
+    let mut heap = heap::<P, false>(&mut regions, 64 * 1024);
+    let small = layout(FitHeap::<P>::MIN_BLOCK - WORD);
+    let blocks: Vec<NonNull<u8>> = (0..400)
+        .map(|_| heap.allocate(small).unwrap().cast::<u8>())
+        .collect();
+    let mut holes: Vec<usize> = (0..200).map(|i| 2 * i + 1).collect();
+    // A fixed scramble (multiplication by a unit mod 200).
+    holes = (0..200).map(|i| holes[(i * 77) % 200]).collect();
+    for &i in &holes {
+        // SAFETY: live blocks of this heap, each freed once.
+        unsafe { heap.deallocate(blocks[i], small) };
+        heap.check().unwrap();
+    }
+    let mut free: Vec<usize> = holes.iter().map(|&i| blocks[i].as_ptr().addr()).collect();
+    free.sort_unstable();
+    for expected in free {
+        let got = heap.allocate(small).unwrap().cast::<u8>();
+        assert_eq!(
+            got.as_ptr().addr(),
+            expected,
+            "{}",
+            core::any::type_name::<P>()
+        );
+        heap.check().unwrap();
+    }
+}
+
+#[test]
+fn smallest_holes_are_taken_in_address_order() {
+    smallest_holes_go_lowest_first::<AddressOrderedFirstFit>();
+    smallest_holes_go_lowest_first::<BestFit>();
+}
+
 #[test]
 fn next_fit_moves_on_from_where_it_stopped() {
     let mut regions = Regions::new();

@@ -1,0 +1,298 @@
+//! The free blocks too small for a tree node: a treap keyed by address, beside the AVL
+//! tree of [`AddressOrderedFirstFit`](crate::AddressOrderedFirstFit) and
+//! [`BestFit`](crate::BestFit).
+//!
+//! A tree node needs six words (header, two children, height, subtree maximum, footer);
+//! the heap's smallest block is four (header, two links, footer), and sizes are whole
+//! granules of two words, so every block below six words is exactly four. Had the tree
+//! policies rounded every request up to six words, a string of a few bytes would take
+//! 48 bytes on a 64-bit target instead of 32: half as much again as first fit's blocks.
+//! The four-word blocks sit here instead, in a treap whose node is the two link words:
+//!
+//! ```text
+//!  │ MIN_BLOCK | FREE │ left │ right │ MIN_BLOCK │
+//! ```
+//!
+//! A treap is a search tree by key (the address) and a heap by priority; the priority is
+//! a fixed bijective hash of the address, so it costs no word, and the shape is the one a
+//! random insertion order would give: expected depth O(log n). Every operation is a
+//! single walk down from the root (insertion splits the subtree where the new node
+//! belongs, removal merges the node's two subtrees), without recursion or parent links.
+//! All blocks here have one size, so both policies want the lowest address among them.
+
+use heapkit_core::Corruption;
+
+use crate::heap::block::Block;
+use crate::heap::{gap_for, Need, CRATE_NAME, WORD};
+
+const LEFT: usize = 1;
+const RIGHT: usize = 2;
+
+/// The size of every block here: four words.
+pub(crate) const SMALL_BLOCK: usize = 4 * WORD;
+
+/// Deeper than this, a search for an over-aligned block stops descending, and `check`
+/// reports the treap damaged. Expected depth is below 3·ln(n); 256 levels is out of reach
+/// of any heap that fits an address space, short of a damaged link.
+const MAX_DEPTH: usize = 256;
+
+/// The priority of `block`: an odd-multiplier hash of its address in units of the block
+/// size, a bijection, so no two blocks here (they never overlap) share one.
+fn priority(block: Block) -> usize {
+    const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
+    #[allow(clippy::cast_possible_truncation)] // the low bits of an odd constant stay odd
+    let multiplier = GOLDEN as usize;
+    (block.addr() / SMALL_BLOCK).wrapping_mul(multiplier)
+}
+
+/// The word that holds a subtree: the root field or a child word of a node.
+#[derive(Clone, Copy)]
+enum Link {
+    Root,
+    Left(Block),
+    Right(Block),
+}
+
+/// A treap of free four-word blocks, keyed by address.
+#[derive(Debug)]
+pub(crate) struct Smallest {
+    root: Block,
+}
+
+impl Smallest {
+    pub(crate) const NEW: Self = Self { root: Block::NONE };
+
+    /// # Safety
+    /// A `Left` or `Right` link names a node of this treap.
+    unsafe fn get(&self, link: Link) -> Block {
+        // SAFETY: per the caller.
+        unsafe {
+            match link {
+                Link::Root => self.root,
+                Link::Left(n) => n.link(LEFT),
+                Link::Right(n) => n.link(RIGHT),
+            }
+        }
+    }
+
+    /// # Safety
+    /// As for [`get`](Self::get), or a block being inserted (its words are ours).
+    unsafe fn set(&mut self, link: Link, to: Block) {
+        // SAFETY: per the caller.
+        unsafe {
+            match link {
+                Link::Root => self.root = to,
+                Link::Left(n) => n.set_link(LEFT, to),
+                Link::Right(n) => n.set_link(RIGHT, to),
+            }
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.root.is_none()
+    }
+
+    /// Adds free block `new` (of [`SMALL_BLOCK`] bytes).
+    ///
+    /// # Safety
+    /// `new` is a free block of ours in no index, its link words ours to write.
+    pub(crate) unsafe fn insert(&mut self, new: Block) {
+        let rank = priority(new);
+        // SAFETY: links reached from the root name nodes; `new`'s words are ours.
+        unsafe {
+            // Down to the first node that ranks below `new`: `new` takes its place.
+            let mut link = Link::Root;
+            loop {
+                let n = self.get(link);
+                if n.is_none() || priority(n) < rank {
+                    break;
+                }
+                link = if new.addr() < n.addr() {
+                    Link::Left(n)
+                } else {
+                    Link::Right(n)
+                };
+            }
+            // Split the displaced subtree by `new`'s address: the lower part becomes
+            // `new`'s left subtree, the higher its right, each stitched top-down.
+            let mut rest = self.get(link);
+            self.set(link, new);
+            let (mut low, mut high) = (Link::Left(new), Link::Right(new));
+            while !rest.is_none() {
+                if rest.addr() < new.addr() {
+                    let next = rest.link(RIGHT);
+                    self.set(low, rest);
+                    low = Link::Right(rest);
+                    rest = next;
+                } else {
+                    let next = rest.link(LEFT);
+                    self.set(high, rest);
+                    high = Link::Left(rest);
+                    rest = next;
+                }
+            }
+            self.set(low, Block::NONE);
+            self.set(high, Block::NONE);
+        }
+    }
+
+    /// Takes `target` out.
+    ///
+    /// # Safety
+    /// `target` is in the treap.
+    pub(crate) unsafe fn remove(&mut self, target: Block) {
+        // SAFETY: links reached from the root name nodes, and `target` is one of them, so
+        // the walk by address reaches it before a null link.
+        unsafe {
+            let mut link = Link::Root;
+            loop {
+                let n = self.get(link);
+                debug_assert!(
+                    !n.is_none(),
+                    "heapkit-fit: removing a block not in the treap"
+                );
+                if n == target {
+                    break;
+                }
+                link = if target.addr() < n.addr() {
+                    Link::Left(n)
+                } else {
+                    Link::Right(n)
+                };
+            }
+            // Merge the two subtrees (all of `low` below all of `high`) into its place,
+            // the higher-ranked root first.
+            let (mut low, mut high) = (target.link(LEFT), target.link(RIGHT));
+            loop {
+                if low.is_none() {
+                    self.set(link, high);
+                    return;
+                }
+                if high.is_none() {
+                    self.set(link, low);
+                    return;
+                }
+                if priority(low) > priority(high) {
+                    self.set(link, low);
+                    link = Link::Right(low);
+                    low = low.link(RIGHT);
+                } else {
+                    self.set(link, high);
+                    link = Link::Left(high);
+                    high = high.link(LEFT);
+                }
+            }
+        }
+    }
+
+    /// The lowest-addressed block that fits `need` (whose size is at most
+    /// [`SMALL_BLOCK`]): the leftmost node, or with an alignment beyond the granule the
+    /// first in address order whose payload it can align.
+    pub(crate) fn first_fitting(&self, need: Need) -> Option<Block> {
+        debug_assert!(need.size <= SMALL_BLOCK);
+        if need.align <= crate::heap::GRANULE {
+            let mut n = self.root;
+            // SAFETY: nodes reached from the root are the treap's.
+            unsafe {
+                while !n.is_none() {
+                    let left = n.link(LEFT);
+                    if left.is_none() {
+                        return Some(n);
+                    }
+                    n = left;
+                }
+            }
+            return None;
+        }
+        Self::first_aligned(self.root, need, 0)
+    }
+
+    fn first_aligned(n: Block, need: Need, depth: usize) -> Option<Block> {
+        if n.is_none() || depth > MAX_DEPTH {
+            return None;
+        }
+        // SAFETY: nodes reached from the root are the treap's.
+        let (left, right) = unsafe { (n.link(LEFT), n.link(RIGHT)) };
+        Self::first_aligned(left, need, depth + 1)
+            .or_else(|| gap_for(n, SMALL_BLOCK, need).map(|_| n))
+            .or_else(|| Self::first_aligned(right, need, depth + 1))
+    }
+
+    /// The lowest-addressed block above `addr`, if any (`None` for the lowest of all).
+    pub(crate) fn after(&self, addr: Option<usize>) -> Option<Block> {
+        let (mut n, mut found) = (self.root, None);
+        // SAFETY: nodes reached from the root are the treap's.
+        unsafe {
+            while !n.is_none() {
+                if addr.is_none_or(|a| n.addr() > a) {
+                    found = Some(n);
+                    n = n.link(LEFT);
+                } else {
+                    n = n.link(RIGHT);
+                }
+            }
+        }
+        found
+    }
+
+    /// Checks every node: a free block of [`SMALL_BLOCK`] bytes (per `valid`), addresses
+    /// in order, priorities a heap. Counts nodes against `budget`; returns their number.
+    pub(crate) fn check(
+        &self,
+        valid: &dyn Fn(Block) -> Option<usize>,
+        budget: &mut usize,
+    ) -> Result<usize, Corruption> {
+        Self::check_at(self.root, None, None, None, valid, budget, 0)
+    }
+
+    fn check_at(
+        n: Block,
+        low: Option<usize>,
+        high: Option<usize>,
+        parent_rank: Option<usize>,
+        valid: &dyn Fn(Block) -> Option<usize>,
+        budget: &mut usize,
+        depth: usize,
+    ) -> Result<usize, Corruption> {
+        if n.is_none() {
+            return Ok(0);
+        }
+        let corrupt = |what| Corruption::new(CRATE_NAME, n.addr(), what);
+        if *budget == 0 || depth > MAX_DEPTH {
+            return Err(corrupt(
+                "the smallest blocks' treap holds more nodes than blocks are free (a cycle?)",
+            ));
+        }
+        *budget -= 1;
+        match valid(n) {
+            None => return Err(corrupt("treap node is not a free block")),
+            Some(size) if size != SMALL_BLOCK => {
+                return Err(
+                    corrupt("treap node is not a smallest block").expected(SMALL_BLOCK, size)
+                )
+            }
+            Some(_) => {}
+        }
+        if low.is_some_and(|a| a >= n.addr()) || high.is_some_and(|a| a <= n.addr()) {
+            return Err(corrupt("treap node is out of address order"));
+        }
+        let rank = priority(n);
+        if parent_rank.is_some_and(|p| p < rank) {
+            return Err(corrupt("treap node outranks its parent"));
+        }
+        // SAFETY: `valid` found a free block of four words at `n`: its link words are
+        // region memory.
+        let (l, r) = unsafe { (n.link(LEFT), n.link(RIGHT)) };
+        let left = Self::check_at(l, low, Some(n.addr()), Some(rank), valid, budget, depth + 1)?;
+        let right = Self::check_at(
+            r,
+            Some(n.addr()),
+            high,
+            Some(rank),
+            valid,
+            budget,
+            depth + 1,
+        )?;
+        Ok(1 + left + right)
+    }
+}
