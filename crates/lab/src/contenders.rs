@@ -3,6 +3,7 @@
 
 use std::alloc::{Layout, System};
 use std::mem::MaybeUninit;
+use std::ops::Range;
 use std::ptr::NonNull;
 
 use heapkit_bitmap_arena::BitmapArena;
@@ -15,7 +16,7 @@ use crate::peers::{buddy_system_over, linked_list_over, rlsf_over, talc_over, tl
 use heapkit_trace::arena::FromGlobal;
 use heapkit_trace::arena::{Arena, Heapkit};
 use heapkit_trace::replay::{
-    replay_measured, replay_timed, replay_whole, usable_bytes, Footprint, OutOfMemory,
+    replay_measured, replay_span, replay_timed, replay_whole, usable_bytes, Footprint, OutOfMemory,
 };
 use heapkit_trace::trace::{Summary, Trace};
 use heapkit_trace::workloads::heap_efficiency_with;
@@ -81,6 +82,21 @@ pub trait Contender {
         scratch: &mut Scratch,
         len: usize,
         per_call: Option<&mut Vec<u64>>,
+    ) -> Result<u64, OutOfMemory>;
+    /// Builds a fresh instance over `len` bytes, replays `trace` on it once untimed, then
+    /// once more, returning the ticks the events of `span` took, with no timer between
+    /// their calls.
+    ///
+    /// # Errors
+    ///
+    /// The event it ran out of memory at.
+    fn time_span(
+        &self,
+        trace: &Trace,
+        summary: &Summary,
+        scratch: &mut Scratch,
+        len: usize,
+        span: Range<usize>,
     ) -> Result<u64, OutOfMemory>;
     /// Replays `trace` on a fresh instance over `len` bytes, measuring its footprint.
     fn memory(
@@ -151,6 +167,17 @@ impl<A: Arena> Contender for InRegion<A> {
         self.with_fresh(summary, scratch, len, |arena| time(arena, trace, per_call))
             .unwrap_or(Err(OutOfMemory { event: 0 }))
     }
+    fn time_span(
+        &self,
+        trace: &Trace,
+        summary: &Summary,
+        scratch: &mut Scratch,
+        len: usize,
+        span: Range<usize>,
+    ) -> Result<u64, OutOfMemory> {
+        self.with_fresh(summary, scratch, len, |arena| time_span(arena, trace, span))
+            .unwrap_or(Err(OutOfMemory { event: 0 }))
+    }
     fn memory(
         &self,
         trace: &Trace,
@@ -218,6 +245,16 @@ impl<G: std::alloc::GlobalAlloc> Contender for Global<G> {
     ) -> Result<u64, OutOfMemory> {
         time(&mut FromGlobal((self.allocator)()), trace, per_call)
     }
+    fn time_span(
+        &self,
+        trace: &Trace,
+        _: &Summary,
+        _: &mut Scratch,
+        _: usize,
+        span: Range<usize>,
+    ) -> Result<u64, OutOfMemory> {
+        time_span(&mut FromGlobal((self.allocator)()), trace, span)
+    }
     fn memory(&self, _: &Trace, _: &Summary, _: &mut Scratch, _: usize) -> Option<Footprint> {
         None
     }
@@ -247,6 +284,15 @@ fn time<A: Arena>(
         replay_timed(arena, trace, samples)?;
     }
     Ok(whole)
+}
+
+fn time_span<A: Arena>(
+    arena: &mut A,
+    trace: &Trace,
+    span: Range<usize>,
+) -> Result<u64, OutOfMemory> {
+    replay_whole(arena, trace)?;
+    replay_span(arena, trace, span)
 }
 
 /// The smallest block heapkit's buddy and bitmap arena are built with here.

@@ -383,7 +383,7 @@ pub fn run(config: &Config) -> Result<Report, String> {
             scale_alone,
             config.seed,
             &contenders,
-            |ticks| clock.nanos(ticks),
+            |ticks| clock.span_nanos(ticks),
             |message| progress.set_message(message.to_owned()),
         )
     } else {

@@ -372,9 +372,9 @@ impl crate::scale::ScaleResult {
         let mut out = format!(
             "\n## scale: {title}\n\nTime per call against live blocks: each point fills the \
              heap with that many blocks of 8–256 B (the pool: 64 B), replaces {which} per \
-             step, and frees them all; ns per call is the mean of the steps' calls, each \
-             timed with the time-stamp counter (its overhead taken off), median of 3 \
-             rounds. Growth is the time at the largest size reached over the time at the \
+             step, and frees them all; ns per call is the steps' time, taken whole with no \
+             timer between the calls (the replay's own bookkeeping included, the same for \
+             all), over their number, median of 5 rounds. Growth is the time at the largest size reached over the time at the \
              smallest (1.00× is flat). Plot: `scale-{}.svg` (log-log).\n\n| allocator |",
             self.pattern.name()
         );

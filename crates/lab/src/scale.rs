@@ -5,8 +5,10 @@
 //! 8–256 bytes (64 bytes for the pool), then replaces one per step, `steps` times, and
 //! frees them all, in two patterns (see [`Pattern`]): the block replaced is a random one
 //! of all, or a random one of the newest [`HOT`]. The time per replacement call is the
-//! mean of the steps' calls, each timed with the time-stamp counter (its overhead taken
-//! off), so filling and draining do not count. An allocator whose next size would take more than half a
+//! steps' span, timed whole with no timer between the calls, over their number, so
+//! filling and draining do not count. (Timing each call with the time-stamp counter and
+//! taking its overhead off, as the study did first, left a few nanoseconds of noise on
+//! calls that take a few nanoseconds: the same point read 2.6 and 11.2 ns in two runs.) An allocator whose next size would take more than half a
 //! minute skips it (the list allocators: their cost grows with the live blocks).
 
 use std::time::Instant;
@@ -143,8 +145,7 @@ pub fn region_for(live: usize) -> usize {
 /// are the larger ones.
 const BUDGET_SECONDS: f64 = 30.0;
 
-/// Runs the study in both patterns. `nanos` turns one call's ticks into nanoseconds, the
-/// counter's overhead taken off.
+/// Runs the study in both patterns. `nanos` turns a span of ticks into nanoseconds.
 pub fn run(
     scale: Scale,
     alone: bool,
@@ -184,7 +185,7 @@ fn study(
     nanos: &impl Fn(u64) -> f64,
     progress: &mut impl FnMut(&str),
 ) -> ScaleResult {
-    let rounds = if scale == Scale::Tiny { 1 } else { 3 };
+    let rounds = if scale == Scale::Tiny { 1 } else { 5 };
     let mixes = [SizeMix::UniformSmall, SizeMix::Fixed(64)];
     let traces: Vec<Vec<(Trace, Summary)>> = mixes
         .iter()
@@ -223,13 +224,8 @@ fn study(
             let calls = 2 * steps(scale, live);
             let mut per_round = Vec::new();
             for _ in 0..rounds {
-                let mut samples = Vec::new();
-                match contender.time(trace, summary, scratch, len, Some(&mut samples)) {
-                    Ok(_) => {
-                        let steps = &samples[live..live + calls];
-                        let total: f64 = steps.iter().map(|&ticks| nanos(ticks)).sum();
-                        per_round.push(total / calls as f64);
-                    }
+                match contender.time_span(trace, summary, scratch, len, live..live + calls) {
+                    Ok(ticks) => per_round.push(nanos(ticks) / calls as f64),
                     Err(error) => {
                         row.note = Some(format!(
                             "out of memory at {live} live (event {})",
