@@ -268,7 +268,7 @@ fn main() {
     redis_table(&mut table, &allocators, rounds);
     let _ = writeln!(
         table,
-        "\n_{rounds} rounds (redis: up to 5), allocators in turn within each round, each round starting with the next; {:.0?} in all._",
+        "\n_{rounds} rounds (redis: up to {REDIS_ROUNDS}), allocators in turn within each round, each round starting with the next; {:.0?} in all._",
         started.elapsed()
     );
     println!("{table}");
@@ -290,34 +290,59 @@ fn redis_table(table: &mut String, allocators: &[Allocator], rounds: usize) {
     }
     let _ = writeln!(
         table,
-        "\n| redis-benchmark (SET/GET/LPUSH/LPOP, 256 B, 20 clients) | median requests/s | vs glibc | server peak RSS MiB |\n|---|---:|---:|---:|"
+        "\n| redis-benchmark (SET/GET/LPUSH/LPOP, 256 B, 20 clients) | median requests/s | vs glibc | vs glibc, median of rounds | server peak RSS MiB |\n|---|---:|---:|---:|---:|"
     );
-    let mut rates: Vec<Vec<f64>> = allocators.iter().map(|_| Vec::new()).collect();
+    // Per round, per allocator: requests per second, when the server ran.
+    let mut rates: Vec<Vec<Option<f64>>> = Vec::new();
     let mut peaks = vec![0u64; allocators.len()];
-    for round in 0..rounds.min(5) {
+    for round in 0..rounds.min(REDIS_ROUNDS) {
+        let mut this_round = vec![None; allocators.len()];
         for a in rotated(allocators.len(), round) {
             let port = 6400 + (round * allocators.len() + a) as u16;
             if let Some((rps, kib)) = redis_round(&allocators[a].library, port) {
-                rates[a].push(rps);
+                this_round[a] = Some(rps);
                 peaks[a] = peaks[a].max(kib);
             }
         }
+        rates.push(this_round);
     }
-    let medians: Vec<f64> = rates
-        .iter_mut()
-        .map(|r| if r.is_empty() { 0.0 } else { median(r) })
+    let medians: Vec<f64> = (0..allocators.len())
+        .map(|a| {
+            let mut all: Vec<f64> = rates.iter().filter_map(|round| round[a]).collect();
+            if all.is_empty() {
+                0.0
+            } else {
+                median(&mut all)
+            }
+        })
         .collect();
     let glibc = allocators.iter().position(|a| a.name == "glibc");
     for (a, allocator) in allocators.iter().enumerate() {
         let vs = glibc.map_or("–".to_string(), |g| {
             format!("{:.2}×", medians[a] / medians[g])
         });
+        // The machine's speed drifts between rounds more than allocators differ: the
+        // ratio within each round (all allocators back to back) cancels the drift.
+        let paired = glibc.map_or("–".to_string(), |g| {
+            let mut ratios: Vec<f64> = rates
+                .iter()
+                .filter_map(|round| Some(round[a]? / round[g]?))
+                .collect();
+            if ratios.is_empty() {
+                "–".to_string()
+            } else {
+                format!("{:.2}×", median(&mut ratios))
+            }
+        });
         let _ = writeln!(
             table,
-            "| {} | {:.0} | {vs} | {:.1} |",
+            "| {} | {:.0} | {vs} | {paired} | {:.1} |",
             allocator.name,
             medians[a],
             peaks[a] as f64 / 1024.0
         );
     }
 }
+
+/// Rounds of redis-benchmark at most: each takes about half a minute for four allocators.
+const REDIS_ROUNDS: usize = 11;
