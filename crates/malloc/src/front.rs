@@ -131,6 +131,13 @@ mod tls {
 }
 
 impl Slot {
+    /// Whether a call can use the heap now without more ado: born, not exiting, and not
+    /// in use by a call this one interrupted.
+    #[inline(always)]
+    fn ready(&self) -> bool {
+        !self.busy.get() && self.life.get() == Life::Live
+    }
+
     /// Assigns the thread's heap and watches for the thread's exit.
     ///
     /// # Safety
@@ -145,17 +152,26 @@ impl Slot {
     }
 }
 
-/// This thread's heap while a call uses it: `busy` is set until the guard drops.
+/// This thread's heap while a call uses it: `busy` is set until the guard drops, fenced
+/// (as in [`Slot::while_busy`]) so that a signal handler interrupting the call sees it.
 struct InUse<'a>(&'a Slot);
 
 impl Drop for InUse<'_> {
     #[inline(always)]
     fn drop(&mut self) {
+        signal_fence();
         self.0.busy.set(false);
     }
 }
 
-impl InUse<'_> {
+impl<'a> InUse<'a> {
+    #[inline(always)]
+    fn enter(slot: &'a Slot) -> Self {
+        slot.busy.set(true);
+        signal_fence();
+        Self(slot)
+    }
+
     #[inline(always)]
     fn heap(&mut self) -> &mut LocalHeap<'static> {
         // SAFETY: `busy` makes this guard the only user of the heap on this thread, whose
@@ -170,11 +186,10 @@ impl InUse<'_> {
 #[inline(always)]
 fn thread_heap() -> Option<InUse<'static>> {
     let slot = tls::slot();
-    if (slot.busy.get() || slot.life.get() != Life::Live) && !slot.usable_now() {
+    if !slot.ready() && !slot.usable_now() {
         return None;
     }
-    slot.busy.set(true);
-    Some(InUse(slot))
+    Some(InUse::enter(slot))
 }
 
 impl Slot {
@@ -190,8 +205,7 @@ impl Slot {
             Life::Live => true,
             Life::Gone => false,
             Life::Unborn => {
-                self.busy.set(true);
-                let _in_use = InUse(self);
+                let _in_use = InUse::enter(self);
                 // SAFETY: `busy` makes this the only use of the heap on this thread.
                 unsafe { self.give_birth() };
                 true
@@ -248,7 +262,7 @@ pub(crate) fn allocate_cached(size: usize) -> Option<NonNull<u8>> {
     let align = if size <= 8 { 8 } else { crate::MALLOC_ALIGN };
     let class = class_for(size, align)?;
     let slot = tls::slot();
-    if slot.busy.get() || slot.life.get() != Life::Live {
+    if !slot.ready() {
         return None;
     }
     // SAFETY: live and not busy, checked just now.
@@ -269,7 +283,7 @@ pub(crate) unsafe fn deallocate_cached(ptr: *mut c_void) -> bool {
         return false;
     }
     let slot = tls::slot();
-    if slot.busy.get() || slot.life.get() != Life::Live {
+    if !slot.ready() {
         return false;
     }
     // SAFETY: live and not busy, checked just now; per the caller the block is `HEAP`'s,
@@ -394,7 +408,7 @@ fn watch_thread_exit() {
 /// pages. Calls after this (later destructors) take the locked heap.
 extern "C" fn thread_exit(_: *mut c_void) {
     let slot = tls::slot();
-    if slot.busy.get() || slot.life.get() != Life::Live {
+    if !slot.ready() {
         return;
     }
     slot.life.set(Life::Gone);
