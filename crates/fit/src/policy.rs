@@ -71,14 +71,15 @@ pub(crate) mod private {
         fn for_each(&self, each: &mut dyn FnMut(Block));
 
         /// Checks the index's own structure, reading a node only once `valid` said it is a
-        /// free block's header in some region (returning its size). At most `bound` nodes
+        /// free block's header in some region, and only through the block `valid` returns
+        /// (rebuilt from the region's pointer, with its size). At most `bound` nodes
         /// are visited (so a cycle ends); returns the number of nodes.
         ///
         /// # Errors
         /// The first broken invariant.
         fn check(
             &self,
-            valid: &dyn Fn(Block) -> Option<usize>,
+            valid: &dyn Fn(Block) -> Option<(Block, usize)>,
             bound: usize,
         ) -> Result<usize, Corruption>;
     }
@@ -196,7 +197,7 @@ impl List {
 
     fn check(
         &self,
-        valid: &dyn Fn(Block) -> Option<usize>,
+        valid: &dyn Fn(Block) -> Option<(Block, usize)>,
         bound: usize,
     ) -> Result<usize, Corruption> {
         let corrupt = |at: Block, what| Corruption::new(CRATE_NAME, at.addr(), what);
@@ -210,11 +211,12 @@ impl List {
                 )
                 .expected(bound, seen));
             }
-            if valid(node).is_none() {
+            let Some((at, _)) = valid(node) else {
                 return Err(corrupt(node, "free-list node is not a free block"));
-            }
-            // SAFETY: `valid` found a free block's header there, inside a region.
-            let (back, next) = unsafe { (node.link(PREV), node.link(NEXT)) };
+            };
+            // SAFETY: `valid` found a free block's header there, inside a region, and gave
+            // it back rebuilt from the region's pointer.
+            let (back, next) = unsafe { (at.link(PREV), at.link(NEXT)) };
             if back != prev {
                 return Err(corrupt(node, "free-list node's back link is wrong"));
             }
@@ -285,7 +287,7 @@ impl Index for FirstFit {
 
     fn check(
         &self,
-        valid: &dyn Fn(Block) -> Option<usize>,
+        valid: &dyn Fn(Block) -> Option<(Block, usize)>,
         bound: usize,
     ) -> Result<usize, Corruption> {
         self.list.check(valid, bound)
@@ -360,7 +362,7 @@ impl Index for NextFit {
 
     fn check(
         &self,
-        valid: &dyn Fn(Block) -> Option<usize>,
+        valid: &dyn Fn(Block) -> Option<(Block, usize)>,
         bound: usize,
     ) -> Result<usize, Corruption> {
         let seen = self.list.check(valid, bound)?;

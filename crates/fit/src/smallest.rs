@@ -14,11 +14,14 @@
 //! ```
 //!
 //! A treap is a search tree by key (the address) and a heap by priority; the priority is
-//! a fixed bijective hash of the address, so it costs no word, and the shape is the one a
-//! random insertion order would give: expected depth O(log n). Every operation is a
-//! single walk down from the root (insertion splits the subtree where the new node
-//! belongs, removal merges the node's two subtrees), without recursion or parent links.
-//! All blocks here have one size, so both policies want the lowest address among them.
+//! a hash of the address, so it costs no word, and the shape is the one a random
+//! insertion order would give: expected depth O(log n). The hash mixes every bit of the
+//! address into every bit of the priority (murmur3's finalizer): a hash linear in the
+//! address gave evenly spaced blocks (a heap's most common free pattern) evenly spaced
+//! priorities, and the treap a path hundreds of blocks long. Every operation is a single
+//! walk down from the root (insertion splits the subtree where the new node belongs,
+//! removal merges the node's two subtrees), without recursion or parent links. All
+//! blocks here have one size, so both policies want the lowest address among them.
 
 use heapkit_core::Corruption;
 
@@ -31,18 +34,34 @@ const RIGHT: usize = 2;
 /// The size of every block here: four words.
 pub(crate) const SMALL_BLOCK: usize = 4 * WORD;
 
-/// Deeper than this, a search for an over-aligned block stops descending, and `check`
-/// reports the treap damaged. Expected depth is below 3·ln(n); 256 levels is out of reach
-/// of any heap that fits an address space, short of a damaged link.
-const MAX_DEPTH: usize = 256;
-
-/// The priority of `block`: an odd-multiplier hash of its address in units of the block
-/// size, a bijection, so no two blocks here (they never overlap) share one.
+/// The priority of `block`: murmur3's finalizer of its address in units of the block size.
+/// A bijection, so no two blocks here (they never overlap) share one.
+#[cfg(target_pointer_width = "64")]
 fn priority(block: Block) -> usize {
-    const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
-    #[allow(clippy::cast_possible_truncation)] // the low bits of an odd constant stay odd
-    let multiplier = GOLDEN as usize;
-    (block.addr() / SMALL_BLOCK).wrapping_mul(multiplier)
+    let mut x = (block.addr() / SMALL_BLOCK) as u64;
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^= x >> 33;
+    #[allow(clippy::cast_possible_truncation)] // 64-bit target: usize is u64
+    let priority = x as usize;
+    priority
+}
+
+/// The priority of `block`: murmur3's 32-bit finalizer of its address in units of the
+/// block size. A bijection on 32-bit targets; on smaller ones ties are possible and
+/// harmless (a tie is ordered either way).
+#[cfg(not(target_pointer_width = "64"))]
+fn priority(block: Block) -> usize {
+    #[allow(clippy::cast_possible_truncation)] // at most 32 bits of address
+    let mut x = (block.addr() / SMALL_BLOCK) as u32;
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x85eb_ca6b);
+    x ^= x >> 13;
+    x = x.wrapping_mul(0xc2b2_ae35);
+    x ^= x >> 16;
+    x as usize
 }
 
 /// The word that holds a subtree: the root field or a child word of a node.
@@ -204,18 +223,15 @@ impl Smallest {
             }
             return None;
         }
-        Self::first_aligned(self.root, need, 0)
-    }
-
-    fn first_aligned(n: Block, need: Need, depth: usize) -> Option<Block> {
-        if n.is_none() || depth > MAX_DEPTH {
-            return None;
+        // In address order, one successor walk each: O(k log n) for the k blocks passed.
+        let mut next = self.after(None);
+        while let Some(n) = next {
+            if gap_for(n, SMALL_BLOCK, need).is_some() {
+                return Some(n);
+            }
+            next = self.after(Some(n.addr()));
         }
-        // SAFETY: nodes reached from the root are the treap's.
-        let (left, right) = unsafe { (n.link(LEFT), n.link(RIGHT)) };
-        Self::first_aligned(left, need, depth + 1)
-            .or_else(|| gap_for(n, SMALL_BLOCK, need).map(|_| n))
-            .or_else(|| Self::first_aligned(right, need, depth + 1))
+        None
     }
 
     /// The lowest-addressed block above `addr`, if any (`None` for the lowest of all).
@@ -237,12 +253,14 @@ impl Smallest {
 
     /// Checks every node: a free block of [`SMALL_BLOCK`] bytes (per `valid`), addresses
     /// in order, priorities a heap. Counts nodes against `budget`; returns their number.
+    /// Recursive, as deep as the treap (its address bounds rule out a cycle, the budget a
+    /// walk longer than the free blocks).
     pub(crate) fn check(
         &self,
-        valid: &dyn Fn(Block) -> Option<usize>,
+        valid: &dyn Fn(Block) -> Option<(Block, usize)>,
         budget: &mut usize,
     ) -> Result<usize, Corruption> {
-        Self::check_at(self.root, None, None, None, valid, budget, 0)
+        Self::check_at(self.root, None, None, None, valid, budget)
     }
 
     fn check_at(
@@ -250,29 +268,28 @@ impl Smallest {
         low: Option<usize>,
         high: Option<usize>,
         parent_rank: Option<usize>,
-        valid: &dyn Fn(Block) -> Option<usize>,
+        valid: &dyn Fn(Block) -> Option<(Block, usize)>,
         budget: &mut usize,
-        depth: usize,
     ) -> Result<usize, Corruption> {
         if n.is_none() {
             return Ok(0);
         }
         let corrupt = |what| Corruption::new(CRATE_NAME, n.addr(), what);
-        if *budget == 0 || depth > MAX_DEPTH {
+        if *budget == 0 {
             return Err(corrupt(
-                "the smallest blocks' treap holds more nodes than blocks are free (a cycle?)",
+                "the smallest blocks' treap holds more nodes than blocks are free",
             ));
         }
         *budget -= 1;
-        match valid(n) {
+        let at = match valid(n) {
             None => return Err(corrupt("treap node is not a free block")),
-            Some(size) if size != SMALL_BLOCK => {
+            Some((_, size)) if size != SMALL_BLOCK => {
                 return Err(
                     corrupt("treap node is not a smallest block").expected(SMALL_BLOCK, size)
                 )
             }
-            Some(_) => {}
-        }
+            Some((at, _)) => at,
+        };
         if low.is_some_and(|a| a >= n.addr()) || high.is_some_and(|a| a <= n.addr()) {
             return Err(corrupt("treap node is out of address order"));
         }
@@ -280,19 +297,11 @@ impl Smallest {
         if parent_rank.is_some_and(|p| p < rank) {
             return Err(corrupt("treap node outranks its parent"));
         }
-        // SAFETY: `valid` found a free block of four words at `n`: its link words are
-        // region memory.
-        let (l, r) = unsafe { (n.link(LEFT), n.link(RIGHT)) };
-        let left = Self::check_at(l, low, Some(n.addr()), Some(rank), valid, budget, depth + 1)?;
-        let right = Self::check_at(
-            r,
-            Some(n.addr()),
-            high,
-            Some(rank),
-            valid,
-            budget,
-            depth + 1,
-        )?;
+        // SAFETY: `valid` found a free block of four words at `n` and rebuilt it from its
+        // region's pointer: its link words are region memory.
+        let (l, r) = unsafe { (at.link(LEFT), at.link(RIGHT)) };
+        let left = Self::check_at(l, low, Some(n.addr()), Some(rank), valid, budget)?;
+        let right = Self::check_at(r, Some(n.addr()), high, Some(rank), valid, budget)?;
         Ok(1 + left + right)
     }
 }

@@ -273,7 +273,7 @@ impl<O: Order> Tree<O> {
         n: Block,
         low: Option<(Block, usize)>,
         high: Option<(Block, usize)>,
-        valid: &dyn Fn(Block) -> Option<usize>,
+        valid: &dyn Fn(Block) -> Option<(Block, usize)>,
         budget: &mut usize,
         depth: usize,
     ) -> Result<(usize, usize, usize), Corruption> {
@@ -287,7 +287,7 @@ impl<O: Order> Tree<O> {
             ));
         }
         *budget -= 1;
-        let Some(size) = valid(n) else {
+        let Some((at, size)) = valid(n) else {
             return Err(corrupt("free-tree node is not a free block"));
         };
         if size < TREE_BLOCK {
@@ -298,10 +298,10 @@ impl<O: Order> Tree<O> {
         {
             return Err(corrupt("free-tree node is out of order"));
         }
-        // SAFETY: `valid` found a free block's header at `n`, inside a region: its index
-        // words are region memory.
+        // SAFETY: `valid` found a free block of a node's size at `n`, inside a region, and
+        // rebuilt it from the region's pointer: its index words are region memory.
         let (l, r, height, max) =
-            unsafe { (node::left(n), node::right(n), n.get(HEIGHT), n.get(MAX)) };
+            unsafe { (node::left(at), node::right(at), at.get(HEIGHT), at.get(MAX)) };
         let (hl, ml, cl) = Self::check_at(l, low, Some((n, size)), valid, budget, depth + 1)?;
         let (hr, mr, cr) = Self::check_at(r, Some((n, size)), high, valid, budget, depth + 1)?;
         if hl.abs_diff(hr) > 1 {
@@ -323,7 +323,7 @@ impl<O: Order> Tree<O> {
 
     fn check(
         &self,
-        valid: &dyn Fn(Block) -> Option<usize>,
+        valid: &dyn Fn(Block) -> Option<(Block, usize)>,
         budget: &mut usize,
     ) -> Result<usize, Corruption> {
         Self::check_at(self.root, None, None, valid, budget, 0).map(|(_, _, count)| count)
@@ -480,7 +480,7 @@ macro_rules! tree_index {
 
             fn check(
                 &self,
-                valid: &dyn Fn(Block) -> Option<usize>,
+                valid: &dyn Fn(Block) -> Option<(Block, usize)>,
                 bound: usize,
             ) -> Result<usize, Corruption> {
                 let mut budget = bound;

@@ -253,12 +253,14 @@ fn smallest_holes_go_lowest_first<P: Policy>() {
     let mut regions = Regions::new();
     let mut heap = heap::<P, false>(&mut regions, 64 * 1024);
     let small = layout(FitHeap::<P>::MIN_BLOCK - WORD);
-    let blocks: Vec<NonNull<u8>> = (0..400)
+    // Half of them freed; `check` after each step walks the heap, so fewer under miri.
+    let half = if cfg!(miri) { 25 } else { 200 };
+    let blocks: Vec<NonNull<u8>> = (0..2 * half)
         .map(|_| heap.allocate(small).unwrap().cast::<u8>())
         .collect();
-    let mut holes: Vec<usize> = (0..200).map(|i| 2 * i + 1).collect();
-    // A fixed scramble (multiplication by a unit mod 200).
-    holes = (0..200).map(|i| holes[(i * 77) % 200]).collect();
+    let mut holes: Vec<usize> = (0..half).map(|i| 2 * i + 1).collect();
+    // A fixed scramble (multiplication by a unit mod `half`: 77 is prime to 200 and 25).
+    holes = (0..half).map(|i| holes[(i * 77) % half]).collect();
     for &i in &holes {
         // SAFETY: live blocks of this heap, each freed once.
         unsafe { heap.deallocate(blocks[i], small) };
@@ -282,6 +284,53 @@ fn smallest_holes_go_lowest_first<P: Policy>() {
 fn smallest_holes_are_taken_in_address_order() {
     smallest_holes_go_lowest_first::<AddressOrderedFirstFit>();
     smallest_holes_go_lowest_first::<BestFit>();
+}
+
+/// Smallest blocks freed evenly spaced (each followed by a live block), at spacings that
+/// made the treap a path with its first hash (linear in the address): `check` passes,
+/// and a small over-aligned request takes the lowest of them. Found by review: the path
+/// outgrew a depth bound, and `check` reported a sound heap corrupted.
+fn evenly_spaced_smallest_holes<P: Policy>(spacing: usize, count: usize) {
+    let mut regions = Regions::new();
+    let small = FitHeap::<P>::MIN_BLOCK;
+    // Room for the blocks, and for the `checked` map of block starts.
+    let len = (count + 4) * spacing * small * 17 / 16 + 4096;
+    let mut heap = heap::<P, false>(&mut regions, len);
+    // Pad so that each smallest block's payload is aligned to its own size.
+    let first = heap.allocate(layout(1)).unwrap().cast::<u8>();
+    // SAFETY: just allocated.
+    unsafe { heap.deallocate(first, layout(1)) };
+    let pad = small + (small - (first.as_ptr().addr() + small) % small) % small;
+    let _pad = heap.allocate(layout(pad - WORD)).unwrap();
+    let filler = layout(spacing * small - small - WORD);
+    let mut holes = Vec::new();
+    for _ in 0..count {
+        holes.push(heap.allocate(layout(1)).unwrap().cast::<u8>());
+        let _filler = heap.allocate(filler).unwrap();
+    }
+    for &hole in &holes {
+        // SAFETY: live blocks of this heap, each freed once.
+        unsafe { heap.deallocate(hole, layout(1)) };
+    }
+    heap.check().unwrap();
+    let aligned = Layout::from_size_align(1, small).unwrap();
+    let got = heap.allocate(aligned).unwrap().cast::<u8>();
+    assert_eq!(
+        got,
+        holes[0],
+        "{} spaced {spacing}",
+        core::any::type_name::<P>()
+    );
+    heap.check().unwrap();
+}
+
+#[test]
+fn evenly_spaced_smallest_holes_keep_the_treap_exact() {
+    let count = if cfg!(miri) { 24 } else { 600 };
+    for spacing in [2, 3, 144, 181, 233, 360] {
+        evenly_spaced_smallest_holes::<AddressOrderedFirstFit>(spacing, count);
+        evenly_spaced_smallest_holes::<BestFit>(spacing, count);
+    }
 }
 
 #[test]

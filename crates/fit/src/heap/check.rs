@@ -129,13 +129,15 @@ impl<P: Policy, const DEFERRED: bool> FitHeap<P, DEFERRED> {
                     .expected(usize::from(prev_free) * PREV_FREE, sentinel));
             }
         }
+        // The node rebuilt from its region's pointer: the index reads it through that, not
+        // through whatever pointer a (possibly damaged) link held.
         let valid = |node: Block| {
-            let (_, h, region) = self.block_slot(node)?;
+            let (at, h, region) = self.block_slot(node)?;
             let size = h & !FLAGS;
             (h & (FREE | QUICK) == FREE
                 && size >= P::MIN_BLOCK
                 && size <= region.sentinel.addr() - node.addr())
-            .then_some(size)
+            .then_some((at, size))
         };
         let indexed = self.index.check(&valid, free_blocks)?;
         if indexed != free_blocks {

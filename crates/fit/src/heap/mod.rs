@@ -140,8 +140,8 @@ impl<P: Policy, const DEFERRED: bool> Default for FitHeap<P, DEFERRED> {
 }
 
 impl<P: Policy, const DEFERRED: bool> FitHeap<P, DEFERRED> {
-    /// The smallest block, header and footer included: four words for the list policies,
-    /// six for the tree policies (32 or 48 bytes on 64-bit targets).
+    /// The smallest block, header and footer included: four words (32 bytes on 64-bit
+    /// targets) for every policy.
     pub const MIN_BLOCK: usize = P::MIN_BLOCK;
 
     /// A heap with no memory yet: give it some with [`add_region`](Self::add_region).
