@@ -376,8 +376,8 @@ pub struct AddressOrderedFirstFit {
 /// small for a node) sit in a treap by address beside it and come first. Allocate, free
 /// and in-place resizing are O(log n) in the free blocks (expected, for the treap;
 /// O(log n + k) when an alignment beyond the granule makes k blocks that are large enough
-/// unusable). Not a segregated-fit approximation: every request
-/// gets the smallest block that can hold it.
+/// unusable). Not a segregated-fit approximation: every request gets the smallest block
+/// that can hold it.
 #[derive(Debug)]
 pub struct BestFit {
     tree: Tree<BySize>,

@@ -8,8 +8,9 @@
 //! steps' span, timed whole with no timer between the calls, over their number, so
 //! filling and draining do not count. (Timing each call with the time-stamp counter and
 //! taking its overhead off, as the study did first, left a few nanoseconds of noise on
-//! calls that take a few nanoseconds: the same point read 2.6 and 11.2 ns in two runs.) An allocator whose next size would take more than half a
-//! minute skips it (the list allocators: their cost grows with the live blocks).
+//! calls that take a few nanoseconds: the same point read 2.6 and 11.2 ns in two runs.)
+//! An allocator whose next size would take more than half a minute skips it (the list
+//! allocators: their cost grows with the live blocks).
 
 use std::time::Instant;
 
