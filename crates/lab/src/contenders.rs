@@ -58,6 +58,16 @@ impl Scratch {
     }
 }
 
+/// What [`Contender::time`] times after its warming replay.
+#[derive(Debug)]
+pub enum Measure<'a> {
+    /// One replay timed whole (its ticks returned), then one more appending each call's
+    /// ticks here.
+    WholeThenEachCall(&'a mut Vec<u64>),
+    /// One replay, of which only the events in this span are timed, together.
+    Span(Range<usize>),
+}
+
 /// An allocator under test.
 pub trait Contender {
     /// Short name for `--only`.
@@ -67,10 +77,8 @@ pub trait Contender {
     /// Whether it can serve a trace with this summary (a pool serves one layout).
     fn fits(&self, summary: &Summary) -> bool;
     /// Builds a fresh instance over `len` bytes and replays `trace` (whose summary is
-    /// `summary`) on it once untimed (to
-    /// warm caches and the allocator's own state, as a running program's heap is), then
-    /// once timed whole, whose ticks it returns, then — with `per_call` — once more
-    /// appending each call's ticks.
+    /// `summary`) on it once untimed (to warm caches and the allocator's own state, as a
+    /// running program's heap is), then times it as `measure` says and returns the ticks.
     ///
     /// # Errors
     ///
@@ -81,22 +89,7 @@ pub trait Contender {
         summary: &Summary,
         scratch: &mut Scratch,
         len: usize,
-        per_call: Option<&mut Vec<u64>>,
-    ) -> Result<u64, OutOfMemory>;
-    /// Builds a fresh instance over `len` bytes, replays `trace` on it once untimed, then
-    /// once more, returning the ticks the events of `span` took, with no timer between
-    /// their calls.
-    ///
-    /// # Errors
-    ///
-    /// The event it ran out of memory at.
-    fn time_span(
-        &self,
-        trace: &Trace,
-        summary: &Summary,
-        scratch: &mut Scratch,
-        len: usize,
-        span: Range<usize>,
+        measure: Measure<'_>,
     ) -> Result<u64, OutOfMemory>;
     /// Replays `trace` on a fresh instance over `len` bytes, measuring its footprint.
     fn memory(
@@ -162,20 +155,9 @@ impl<A: Arena> Contender for InRegion<A> {
         summary: &Summary,
         scratch: &mut Scratch,
         len: usize,
-        per_call: Option<&mut Vec<u64>>,
+        measure: Measure<'_>,
     ) -> Result<u64, OutOfMemory> {
-        self.with_fresh(summary, scratch, len, |arena| time(arena, trace, per_call))
-            .unwrap_or(Err(OutOfMemory { event: 0 }))
-    }
-    fn time_span(
-        &self,
-        trace: &Trace,
-        summary: &Summary,
-        scratch: &mut Scratch,
-        len: usize,
-        span: Range<usize>,
-    ) -> Result<u64, OutOfMemory> {
-        self.with_fresh(summary, scratch, len, |arena| time_span(arena, trace, span))
+        self.with_fresh(summary, scratch, len, |arena| time(arena, trace, measure))
             .unwrap_or(Err(OutOfMemory { event: 0 }))
     }
     fn memory(
@@ -241,19 +223,9 @@ impl<G: std::alloc::GlobalAlloc> Contender for Global<G> {
         _: &Summary,
         _: &mut Scratch,
         _: usize,
-        per_call: Option<&mut Vec<u64>>,
+        measure: Measure<'_>,
     ) -> Result<u64, OutOfMemory> {
-        time(&mut FromGlobal((self.allocator)()), trace, per_call)
-    }
-    fn time_span(
-        &self,
-        trace: &Trace,
-        _: &Summary,
-        _: &mut Scratch,
-        _: usize,
-        span: Range<usize>,
-    ) -> Result<u64, OutOfMemory> {
-        time_span(&mut FromGlobal((self.allocator)()), trace, span)
+        time(&mut FromGlobal((self.allocator)()), trace, measure)
     }
     fn memory(&self, _: &Trace, _: &Summary, _: &mut Scratch, _: usize) -> Option<Footprint> {
         None
@@ -273,26 +245,16 @@ impl<G: std::alloc::GlobalAlloc> Contender for Global<G> {
     }
 }
 
-fn time<A: Arena>(
-    arena: &mut A,
-    trace: &Trace,
-    per_call: Option<&mut Vec<u64>>,
-) -> Result<u64, OutOfMemory> {
+fn time<A: Arena>(arena: &mut A, trace: &Trace, measure: Measure<'_>) -> Result<u64, OutOfMemory> {
     replay_whole(arena, trace)?;
-    let whole = replay_whole(arena, trace)?;
-    if let Some(samples) = per_call {
-        replay_timed(arena, trace, samples)?;
+    match measure {
+        Measure::WholeThenEachCall(samples) => {
+            let whole = replay_whole(arena, trace)?;
+            replay_timed(arena, trace, samples)?;
+            Ok(whole)
+        }
+        Measure::Span(span) => replay_span(arena, trace, span),
     }
-    Ok(whole)
-}
-
-fn time_span<A: Arena>(
-    arena: &mut A,
-    trace: &Trace,
-    span: Range<usize>,
-) -> Result<u64, OutOfMemory> {
-    replay_whole(arena, trace)?;
-    replay_span(arena, trace, span)
 }
 
 /// The smallest block heapkit's buddy and bitmap arena are built with here.

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use contenders::{Contender, Scratch};
+use contenders::{Contender, Measure, Scratch};
 use heapkit_trace::replay::{Clock, OutOfMemory};
 use heapkit_trace::trace::{Summary, Trace};
 use heapkit_trace::workloads::{random_actions_trace, synthetic, Lifetimes, SizeMix};
@@ -499,7 +499,7 @@ impl Lab<'_> {
                     &workload.summary,
                     scratch,
                     region_len,
-                    Some(&mut calls),
+                    Measure::WholeThenEachCall(&mut calls),
                 );
                 match timed {
                     Ok(whole) => {

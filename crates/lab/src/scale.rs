@@ -18,7 +18,7 @@ use heapkit_trace::trace::{Summary, Trace, TraceBuilder};
 use heapkit_trace::workloads::SizeMix;
 use heapkit_trace::Rng;
 
-use crate::contenders::{Contender, Scratch};
+use crate::contenders::{Contender, Measure, Scratch};
 use crate::Scale;
 
 /// One allocator's line of the study.
@@ -225,7 +225,8 @@ fn study(
             let calls = 2 * steps(scale, live);
             let mut per_round = Vec::new();
             for _ in 0..rounds {
-                match contender.time_span(trace, summary, scratch, len, live..live + calls) {
+                let span = Measure::Span(live..live + calls);
+                match contender.time(trace, summary, scratch, len, span) {
                     Ok(ticks) => per_round.push(nanos(ticks) / calls as f64),
                     Err(error) => {
                         row.note = Some(format!(
