@@ -239,14 +239,11 @@ impl Slot {
     /// The heap is live (so born and assigned to `HEAP`) and was not busy: no call on this
     /// thread holds it.
     #[inline(always)]
-    unsafe fn while_busy<R>(&self, stretch: impl FnOnce(&mut LocalHeap<'static>) -> R) -> R {
-        self.busy.set(true);
-        signal_fence();
-        // SAFETY: per the caller; `busy` keeps every other use on this thread away.
-        let result = stretch(unsafe { (*self.heap.get()).assume_init_mut() });
-        signal_fence();
-        self.busy.set(false);
-        result
+    unsafe fn while_busy<R>(
+        &'static self,
+        stretch: impl FnOnce(&mut LocalHeap<'static>) -> R,
+    ) -> R {
+        stretch(InUse::enter(self).heap())
     }
 }
 
