@@ -57,15 +57,23 @@ fn available(program: &str, test: &str) -> bool {
     found
 }
 
+/// Whether `test` runs in this build: not under `checked`, for the reason `why` (printed).
+fn runs_unchecked(test: &str, why: &str) -> bool {
+    if cfg!(feature = "checked") {
+        println!("SKIPPED {test}: {why}");
+        return false;
+    }
+    true
+}
+
 /// Whether this run takes whole programs (python3, sqlite3, the workspace's tests): not
 /// under `checked`, whose run tests the checked library with the C programs; CI runs
 /// these tests again without features, against the library programs preload.
 fn takes_whole_programs(test: &str) -> bool {
-    if cfg!(feature = "checked") {
-        println!("SKIPPED {test}: whole programs run against the library without `checked`");
-        return false;
-    }
-    true
+    runs_unchecked(
+        test,
+        "whole programs run against the library without `checked`",
+    )
 }
 
 fn here(relative: &str) -> PathBuf {
@@ -145,15 +153,13 @@ fn c_shrinking_never_fails_when_memory_runs_out() {
 
 #[test]
 fn c_a_signal_handler_allocating_mid_call_corrupts_nothing() {
-    if cfg!(feature = "checked") {
-        println!(
-            "SKIPPED c_a_signal_handler_allocating_mid_call_corrupts_nothing: under \
-             `checked` every free takes a lock to validate its pointer, and a handler that \
-             interrupts it would wait for that lock"
-        );
-        return;
+    if runs_unchecked(
+        "c_a_signal_handler_allocating_mid_call_corrupts_nothing",
+        "under `checked` every free takes a lock to validate its pointer, and a handler \
+         that interrupts it would wait for that lock",
+    ) {
+        c_program("signals");
     }
-    c_program("signals");
 }
 
 /// Runs `command` under glibc and under the preload (with `HEAPKIT_STATS`, to prove the
