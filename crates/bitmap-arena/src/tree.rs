@@ -390,16 +390,20 @@ impl RunTree {
     /// left in its storage.
     #[inline]
     fn of_children(&self, level: usize, index: usize) -> Node {
-        let right = 2 * index + 1;
         combine(
             self.node(level - 1, 2 * index),
-            if right < nodes_at(self.leaves, level - 1) {
-                self.node(level - 1, right)
-            } else {
-                Node::default()
-            },
+            self.right_child(level, index)
+                .map_or_else(Node::default, |right| self.node(level - 1, right)),
             span(level - 1),
         )
+    }
+
+    /// The right child of node `index` at `level` (above the leaves), or `None` where that
+    /// is the padding (stored, but past the level below's nodes: all used).
+    #[inline]
+    fn right_child(&self, level: usize, index: usize) -> Option<usize> {
+        let right = 2 * index + 1;
+        (right < nodes_at(self.leaves, level - 1)).then_some(right)
     }
 
     /// Free bits (as the tree sees them) just before bit `at`, counting none below `floor`
@@ -934,12 +938,10 @@ impl RunTree {
             };
             return Ok((node, self.pending.get(index)));
         }
-        let right = 2 * index + 1;
         let (left, left_moves) = self.check_flushed(map, level - 1, 2 * index)?;
-        let (right, right_moves) = if right < nodes_at(self.leaves, level - 1) {
-            self.check_flushed(map, level - 1, right)?
-        } else {
-            (Node::default(), false)
+        let (right, right_moves) = match self.right_child(level, index) {
+            Some(right) => self.check_flushed(map, level - 1, right)?,
+            None => (Node::default(), false),
         };
         let fresh = combine(left, right, span(level - 1));
         let stored = self.node(level, index);
