@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use heapkit_lab::contenders::{self, Scratch};
+use heapkit_lab::contenders::{self, Measure, Scratch};
 use heapkit_lab::{builtin, Scale};
 use heapkit_trace::replay::Clock;
 
@@ -44,7 +44,7 @@ fn workloads(c: &mut Criterion) {
                                 &workload.summary,
                                 &mut scratch,
                                 REGION,
-                                None,
+                                Measure::Span(0..workload.summary.events),
                             )
                             .expect("the region holds every workload");
                         nanos += clock.span_nanos(ticks);

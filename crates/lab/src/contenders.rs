@@ -64,7 +64,8 @@ pub enum Measure<'a> {
     /// One replay timed whole (its ticks returned), then one more appending each call's
     /// ticks here.
     WholeThenEachCall(&'a mut Vec<u64>),
-    /// One replay, of which only the events in this span are timed, together.
+    /// One replay, of which only the events in this span are timed, together (all of
+    /// them for the replay whole).
     Span(Range<usize>),
 }
 
