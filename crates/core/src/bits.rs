@@ -147,6 +147,29 @@ impl Bits {
         }
     }
 
+    /// The first set bit at `from` or after, if any (every word must have been written).
+    /// O(words scanned).
+    pub fn next_one(&self, from: usize) -> Option<usize> {
+        if from >= self.len {
+            return None;
+        }
+        let mut word = from / WORD_BITS;
+        // SAFETY: `from < len`: a word of the map, initialised (the caller's precondition).
+        let mut bits = unsafe { self.words.as_ptr().add(word).read() } & (!0 << (from % WORD_BITS));
+        loop {
+            if bits != 0 {
+                let index = word * WORD_BITS + bits.trailing_zeros() as usize;
+                return (index < self.len).then_some(index);
+            }
+            word += 1;
+            if word >= Self::words_for(self.len) {
+                return None;
+            }
+            // SAFETY: `word < words_for(len)`: a word of the map, initialised.
+            bits = unsafe { self.words.as_ptr().add(word).read() };
+        }
+    }
+
     /// Number of set bits (every word must have been written).
     pub fn count_ones(&self) -> usize {
         (0..Self::words_for(self.len))
@@ -180,6 +203,33 @@ mod tests {
         assert!(!map.get(0) && map.get(len - 1));
         map.clear_all();
         assert_eq!(map.count_ones(), 0);
+    }
+
+    #[test]
+    fn next_one_finds_each_set_bit_in_order_and_nothing_past_the_end() {
+        let mut words = [0usize; 3];
+        let len = 2 * WORD_BITS + 5;
+        // SAFETY: three words, enough for `len` bits, outliving the map.
+        let mut map = unsafe { Bits::new(NonNull::from(&mut words).cast(), len) };
+        assert_eq!(map.next_one(0), None);
+        let set = [3, WORD_BITS - 1, WORD_BITS + 7, len - 1];
+        for index in set {
+            map.set(index, true);
+        }
+        let (mut found, mut count, mut from) = ([0; 4], 0, 0);
+        while let Some(index) = map.next_one(from) {
+            found[count] = index;
+            count += 1;
+            from = index + 1;
+        }
+        assert_eq!((found, count), (set, 4));
+        assert_eq!(map.next_one(WORD_BITS), Some(WORD_BITS + 7));
+        assert_eq!(map.next_one(len), None);
+        // A stray bit in the last word past `len` is not a bit of the map.
+        words = [0, 0, 1 << 6];
+        // SAFETY: as above.
+        let map = unsafe { Bits::new(NonNull::from(&mut words).cast(), len) };
+        assert_eq!(map.next_one(0), None);
     }
 
     #[test]

@@ -19,8 +19,18 @@ pub use crate::tree::{AddressOrderedFirstFit, BestFit};
 /// index being exact.
 pub trait Policy: private::Index {}
 
+/// The policies whose index is a search tree, [`AddressOrderedFirstFit`] and [`BestFit`]:
+/// the ones a [`HeaderlessHeap`](crate::HeaderlessHeap) offers. Sealed.
+pub trait TreePolicy: Policy + private::Ordered {}
+
 pub(crate) mod private {
     use super::{Block, Corruption, Need};
+
+    /// The order of a tree policy's index.
+    pub trait Ordered {
+        /// Address order, or size order with ties by address.
+        type Order: crate::tree::Order;
+    }
 
     /// The free-block index behind a [`Policy`](super::Policy).
     pub trait Index: Sized {

@@ -26,19 +26,23 @@
 use heapkit_core::Corruption;
 
 use crate::heap::block::Block;
-use crate::heap::{gap_for, Need, CRATE_NAME, WORD};
+use crate::heap::{gap_for, Need, CRATE_NAME, GRANULE, WORD};
 
-const LEFT: usize = 1;
-const RIGHT: usize = 2;
-
-/// The size of every block here: four words.
+/// The size of every block in a [`Smallest`]: four words.
 pub(crate) const SMALL_BLOCK: usize = 4 * WORD;
+
+/// The treap of four-word blocks: their links follow the header.
+pub(crate) type Smallest = Treap<1, SMALL_BLOCK>;
+
+/// The treap of one-granule blocks of a [`HeaderlessHeap`](crate::HeaderlessHeap): the
+/// block's two words are its links, its size known from the heap's edge bitmaps.
+pub(crate) type Tiny = Treap<0, GRANULE>;
 
 /// The priority of `block`: murmur3's finalizer of its address in units of the block size.
 /// A bijection, so no two blocks here (they never overlap) share one.
 #[cfg(target_pointer_width = "64")]
-fn priority(block: Block) -> usize {
-    let mut x = (block.addr() / SMALL_BLOCK) as u64;
+fn priority<const BLOCK: usize>(block: Block) -> usize {
+    let mut x = (block.addr() / BLOCK) as u64;
     x ^= x >> 33;
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^= x >> 33;
@@ -53,9 +57,9 @@ fn priority(block: Block) -> usize {
 /// block size. A bijection on 32-bit targets; on smaller ones ties are possible and
 /// harmless (a tie is ordered either way).
 #[cfg(not(target_pointer_width = "64"))]
-fn priority(block: Block) -> usize {
+fn priority<const BLOCK: usize>(block: Block) -> usize {
     #[allow(clippy::cast_possible_truncation)] // at most 32 bits of address
-    let mut x = (block.addr() / SMALL_BLOCK) as u32;
+    let mut x = (block.addr() / BLOCK) as u32;
     x ^= x >> 16;
     x = x.wrapping_mul(0x85eb_ca6b);
     x ^= x >> 13;
@@ -72,14 +76,16 @@ enum Link {
     Right(Block),
 }
 
-/// A treap of free four-word blocks, keyed by address.
+/// A treap of free blocks of `BLOCK` bytes each, keyed by address, whose left and right
+/// links are the block's words `LEFT` and `LEFT + 1`.
 #[derive(Debug)]
-pub(crate) struct Smallest {
+pub(crate) struct Treap<const LEFT: usize, const BLOCK: usize> {
     root: Block,
 }
 
-impl Smallest {
+impl<const LEFT: usize, const BLOCK: usize> Treap<LEFT, BLOCK> {
     pub(crate) const NEW: Self = Self { root: Block::NONE };
+    const RIGHT: usize = LEFT + 1;
 
     /// # Safety
     /// A `Left` or `Right` link names a node of this treap.
@@ -89,7 +95,7 @@ impl Smallest {
             match link {
                 Link::Root => self.root,
                 Link::Left(n) => n.link(LEFT),
-                Link::Right(n) => n.link(RIGHT),
+                Link::Right(n) => n.link(Self::RIGHT),
             }
         }
     }
@@ -102,7 +108,7 @@ impl Smallest {
             match link {
                 Link::Root => self.root = to,
                 Link::Left(n) => n.set_link(LEFT, to),
-                Link::Right(n) => n.set_link(RIGHT, to),
+                Link::Right(n) => n.set_link(Self::RIGHT, to),
             }
         }
     }
@@ -111,19 +117,19 @@ impl Smallest {
         self.root.is_none()
     }
 
-    /// Adds free block `new` (of [`SMALL_BLOCK`] bytes).
+    /// Adds free block `new` (of `BLOCK` bytes).
     ///
     /// # Safety
     /// `new` is a free block of ours in no index, its link words ours to write.
     pub(crate) unsafe fn insert(&mut self, new: Block) {
-        let rank = priority(new);
+        let rank = priority::<BLOCK>(new);
         // SAFETY: links reached from the root name nodes; `new`'s words are ours.
         unsafe {
             // Down to the first node that ranks below `new`: `new` takes its place.
             let mut link = Link::Root;
             loop {
                 let n = self.get(link);
-                if n.is_none() || priority(n) < rank {
+                if n.is_none() || priority::<BLOCK>(n) < rank {
                     break;
                 }
                 link = if new.addr() < n.addr() {
@@ -139,7 +145,7 @@ impl Smallest {
             let (mut low, mut high) = (Link::Left(new), Link::Right(new));
             while !rest.is_none() {
                 if rest.addr() < new.addr() {
-                    let next = rest.link(RIGHT);
+                    let next = rest.link(Self::RIGHT);
                     self.set(low, rest);
                     low = Link::Right(rest);
                     rest = next;
@@ -181,7 +187,7 @@ impl Smallest {
             }
             // Merge the two subtrees (all of `low` below all of `high`) into its place,
             // the higher-ranked root first.
-            let (mut low, mut high) = (target.link(LEFT), target.link(RIGHT));
+            let (mut low, mut high) = (target.link(LEFT), target.link(Self::RIGHT));
             loop {
                 if low.is_none() {
                     self.set(link, high);
@@ -191,10 +197,10 @@ impl Smallest {
                     self.set(link, low);
                     return;
                 }
-                if priority(low) > priority(high) {
+                if priority::<BLOCK>(low) > priority::<BLOCK>(high) {
                     self.set(link, low);
                     link = Link::Right(low);
-                    low = low.link(RIGHT);
+                    low = low.link(Self::RIGHT);
                 } else {
                     self.set(link, high);
                     link = Link::Left(high);
@@ -204,11 +210,11 @@ impl Smallest {
         }
     }
 
-    /// The lowest-addressed block that fits `need` (whose size is at most
-    /// [`SMALL_BLOCK`]): the leftmost node, or with an alignment beyond the granule the
+    /// The lowest-addressed block that fits `need` (whose size is at most `BLOCK`): the
+    /// leftmost node, or with an alignment beyond the granule the
     /// first in address order whose payload it can align.
     pub(crate) fn first_fitting(&self, need: Need) -> Option<Block> {
-        debug_assert!(need.size <= SMALL_BLOCK);
+        debug_assert!(need.size <= BLOCK);
         if need.align <= crate::heap::GRANULE {
             let mut n = self.root;
             // SAFETY: nodes reached from the root are the treap's.
@@ -226,7 +232,7 @@ impl Smallest {
         // In address order, one successor walk each: O(k log n) for the k blocks passed.
         let mut next = self.after(None);
         while let Some(n) = next {
-            if gap_for(n, SMALL_BLOCK, need).is_some() {
+            if gap_for(n, BLOCK, need).is_some() {
                 return Some(n);
             }
             next = self.after(Some(n.addr()));
@@ -244,14 +250,14 @@ impl Smallest {
                     found = Some(n);
                     n = n.link(LEFT);
                 } else {
-                    n = n.link(RIGHT);
+                    n = n.link(Self::RIGHT);
                 }
             }
         }
         found
     }
 
-    /// Checks every node: a free block of [`SMALL_BLOCK`] bytes (per `valid`), addresses
+    /// Checks every node: a free block of `BLOCK` bytes (per `valid`), addresses
     /// in order, priorities a heap. Counts nodes against `budget`; returns their number.
     /// Recursive, as deep as the treap (its address bounds rule out a cycle, the budget a
     /// walk longer than the free blocks).
@@ -283,23 +289,21 @@ impl Smallest {
         *budget -= 1;
         let at = match valid(n) {
             None => return Err(corrupt("treap node is not a free block")),
-            Some((_, size)) if size != SMALL_BLOCK => {
-                return Err(
-                    corrupt("treap node is not a smallest block").expected(SMALL_BLOCK, size)
-                )
+            Some((_, size)) if size != BLOCK => {
+                return Err(corrupt("treap node is not a block of its size").expected(BLOCK, size))
             }
             Some((at, _)) => at,
         };
         if low.is_some_and(|a| a >= n.addr()) || high.is_some_and(|a| a <= n.addr()) {
             return Err(corrupt("treap node is out of address order"));
         }
-        let rank = priority(n);
+        let rank = priority::<BLOCK>(n);
         if parent_rank.is_some_and(|p| p < rank) {
             return Err(corrupt("treap node outranks its parent"));
         }
-        // SAFETY: `valid` found a free block of four words at `n` and rebuilt it from its
+        // SAFETY: `valid` found a free block of `BLOCK` bytes at `n` and rebuilt it from its
         // region's pointer: its link words are region memory.
-        let (l, r) = unsafe { (at.link(LEFT), at.link(RIGHT)) };
+        let (l, r) = unsafe { (at.link(LEFT), at.link(Self::RIGHT)) };
         let left = Self::check_at(l, low, Some(n.addr()), Some(rank), valid, budget)?;
         let right = Self::check_at(r, Some(n.addr()), high, Some(rank), valid, budget)?;
         Ok(1 + left + right)

@@ -19,10 +19,10 @@
 use heapkit_core::Corruption;
 
 use crate::heap::block::Block;
-use crate::heap::{gap_for, Need, CRATE_NAME, WORD};
-use crate::policy::private::Index;
-use crate::policy::Policy;
-use crate::smallest::{Smallest, SMALL_BLOCK};
+use crate::heap::{gap_for, Need, CRATE_NAME, GRANULE, WORD};
+use crate::policy::private::{Index, Ordered};
+use crate::policy::{Policy, TreePolicy};
+use crate::smallest::{Smallest, Tiny, SMALL_BLOCK};
 
 const LEFT: usize = 1;
 const RIGHT: usize = 2;
@@ -38,8 +38,9 @@ const _: () = assert!(TREE_BLOCK - SMALL_BLOCK == crate::heap::GRANULE);
 /// and n is below 2^64): deeper means a corrupted tree, and `check` stops there.
 const MAX_HEIGHT: usize = 96;
 
-/// How a tree orders its nodes.
-trait Order {
+/// How a tree orders its nodes. Public only as the sealed [`TreePolicy`]'s associated
+/// type: its module is private.
+pub trait Order {
     /// Whether every smallest block comes before every tree node in this order (size
     /// order), so a fitting smallest block ends the search.
     const SMALLEST_FIRST: bool;
@@ -332,7 +333,7 @@ impl<O: Order> Tree<O> {
 
 /// Address order.
 #[derive(Debug)]
-struct ByAddress;
+pub struct ByAddress;
 
 impl Order for ByAddress {
     const SMALLEST_FIRST: bool = false;
@@ -344,7 +345,7 @@ impl Order for ByAddress {
 
 /// Size order, ties by address.
 #[derive(Debug)]
-struct BySize;
+pub struct BySize;
 
 impl Order for BySize {
     const SMALLEST_FIRST: bool = true;
@@ -493,3 +494,157 @@ macro_rules! tree_index {
 
 tree_index!(AddressOrderedFirstFit, ByAddress, "AddressOrderedFirstFit");
 tree_index!(BestFit, BySize, "BestFit");
+
+impl Ordered for AddressOrderedFirstFit {
+    type Order = ByAddress;
+}
+impl Ordered for BestFit {
+    type Order = BySize;
+}
+impl TreePolicy for AddressOrderedFirstFit {}
+impl TreePolicy for BestFit {}
+
+/// The free-block index of a [`HeaderlessHeap`](crate::HeaderlessHeap) in the order `O`:
+/// the tree for blocks of six words and more, the four-word blocks' treap, and the
+/// one-granule blocks' treap (a block of two words has room for its two links only).
+#[derive(Debug)]
+pub(crate) struct HeaderlessIndex<O> {
+    tree: Tree<O>,
+    smallest: Smallest,
+    tiny: Tiny,
+}
+
+impl<O: Order> HeaderlessIndex<O> {
+    pub(crate) const NEW: Self = Self {
+        tree: Tree::NEW,
+        smallest: Smallest::NEW,
+        tiny: Tiny::NEW,
+    };
+
+    /// Adds `block` (free, `size` bytes; from two granules on its header and footer
+    /// written).
+    ///
+    /// # Safety
+    /// `block` is a free block of ours in no index, its words ours to write.
+    pub(crate) unsafe fn insert(&mut self, block: Block, size: usize) {
+        // SAFETY: forwarded; each size goes to the one structure its words fit.
+        unsafe {
+            match size {
+                GRANULE => self.tiny.insert(block),
+                SMALL_BLOCK => self.smallest.insert(block),
+                _ => self.tree.insert(block, size),
+            }
+        }
+    }
+
+    /// Takes `block` (of `size` bytes) out.
+    ///
+    /// # Safety
+    /// `block` is in the index with `size` bytes, its header as inserted.
+    pub(crate) unsafe fn remove(&mut self, block: Block, size: usize) {
+        // SAFETY: as for `insert`.
+        unsafe {
+            match size {
+                GRANULE => self.tiny.remove(block),
+                SMALL_BLOCK => self.smallest.remove(block),
+                _ => self.tree.remove(block, size),
+            }
+        }
+    }
+
+    /// The block the policy picks for `need`: the first in the order `O` that fits.
+    pub(crate) fn find(&self, need: Need) -> Option<Block> {
+        let tiny = (need.size <= GRANULE)
+            .then(|| self.tiny.first_fitting(need))
+            .flatten();
+        if tiny.is_some() && O::SMALLEST_FIRST {
+            return tiny;
+        }
+        let small = (need.size <= SMALL_BLOCK)
+            .then(|| self.smallest.first_fitting(need))
+            .flatten();
+        if small.is_some() && O::SMALLEST_FIRST {
+            return small;
+        }
+        let node = Tree::<O>::first_fitting(self.tree.root, need, 0);
+        // In size order at most the tree's candidate is left; in address order the lowest
+        // of the three.
+        [tiny, small, node]
+            .into_iter()
+            .flatten()
+            .min_by_key(|b| b.addr())
+    }
+
+    /// Bytes of the largest free block, or 0.
+    pub(crate) fn largest(&self) -> usize {
+        // SAFETY: the root is a node of the tree (or `NONE`).
+        let tree = unsafe { node::max(self.tree.root) };
+        if tree > 0 {
+            tree
+        } else if !self.smallest.is_empty() {
+            SMALL_BLOCK
+        } else if !self.tiny.is_empty() {
+            GRANULE
+        } else {
+            0
+        }
+    }
+
+    /// Calls `each` with every free block and its size, in the order `O`.
+    pub(crate) fn for_each(&self, each: &mut dyn FnMut(Block, usize)) {
+        let mut tiny = self.tiny.after(None);
+        let mut small = self.smallest.after(None);
+        // Emits the treaps' blocks that come before `limit` (a tree node and its size), or
+        // all of them: by address in address order, by size in size order.
+        let mut emit_before = |limit: Option<(Block, usize)>,
+                               each: &mut dyn FnMut(Block, usize)| loop {
+            let candidates = [(tiny, GRANULE), (small, SMALL_BLOCK)];
+            let next = candidates
+                .into_iter()
+                .filter_map(|(b, size)| b.map(|b| (b, size)))
+                .min_by(|&(a, a_size), &(b, b_size)| {
+                    if O::before(a, a_size, b, b_size) {
+                        core::cmp::Ordering::Less
+                    } else {
+                        core::cmp::Ordering::Greater
+                    }
+                });
+            let Some((b, size)) = next else { return };
+            if limit.is_some_and(|(n, n_size)| !O::before(b, size, n, n_size)) {
+                return;
+            }
+            each(b, size);
+            if size == GRANULE {
+                tiny = self.tiny.after(Some(b.addr()));
+            } else {
+                small = self.smallest.after(Some(b.addr()));
+            }
+        };
+        Tree::<O>::for_each_at(
+            self.tree.root,
+            &mut |n| {
+                // SAFETY: `n` is a node of the tree, its header its size.
+                let size = unsafe { n.size() };
+                emit_before(Some((n, size)), each);
+                each(n, size);
+            },
+            0,
+        );
+        emit_before(None, each);
+    }
+
+    /// Checks the tree and both treaps; at most `bound` nodes in all. Returns the number.
+    ///
+    /// # Errors
+    /// The first broken invariant.
+    pub(crate) fn check(
+        &self,
+        valid: &dyn Fn(Block) -> Option<(Block, usize)>,
+        bound: usize,
+    ) -> Result<usize, Corruption> {
+        let mut budget = bound;
+        let nodes = self.tree.check(valid, &mut budget)?;
+        let small = self.smallest.check(valid, &mut budget)?;
+        Ok(nodes + small + self.tiny.check(valid, &mut budget)?)
+    }
+}

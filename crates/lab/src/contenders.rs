@@ -8,7 +8,9 @@ use std::ptr::NonNull;
 
 use heapkit_bitmap_arena::BitmapArena;
 use heapkit_buddy::Buddy;
-use heapkit_fit::{AddressOrderedFirstFit, BestFit, Deferred, FirstFit, FitHeap, NextFit, Slob};
+use heapkit_fit::{
+    AddressOrderedFirstFit, BestFit, Deferred, FirstFit, FitHeap, HeaderlessHeap, NextFit, Slob,
+};
 use heapkit_pool::Pool;
 use heapkit_segregated::Heap;
 
@@ -384,6 +386,26 @@ pub fn classic_fits() -> Vec<Box<dyn Contender>> {
             key: "fit-best",
             name: "heapkit-fit best fit",
             build: |region, _| FitHeap::<BestFit>::with_region(region).ok().map(Heapkit),
+            fits: any,
+        }),
+        Box::new(InRegion {
+            key: "fit-aoff-headerless",
+            name: "heapkit-fit address-ordered first fit, headerless",
+            build: |region, _| {
+                HeaderlessHeap::<AddressOrderedFirstFit>::with_region(region)
+                    .ok()
+                    .map(Heapkit)
+            },
+            fits: any,
+        }),
+        Box::new(InRegion {
+            key: "fit-best-headerless",
+            name: "heapkit-fit best fit, headerless",
+            build: |region, _| {
+                HeaderlessHeap::<BestFit>::with_region(region)
+                    .ok()
+                    .map(Heapkit)
+            },
             fits: any,
         }),
         Box::new(InRegion {

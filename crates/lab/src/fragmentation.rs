@@ -343,18 +343,23 @@ impl Study {
     fn targets(&self, out: &mut String) {
         let aoff = self.row("fit-aoff");
         let best = self.row("fit-best");
+        let aoff_headerless = self.row("fit-aoff-headerless");
+        let best_headerless = self.row("fit-best-headerless");
         let tlsf = self.row("tlsf");
         if aoff.is_none() && best.is_none() && tlsf.is_none() {
             return;
         }
         out.push_str(
             "## Against the lowest footprint\n\nPeak footprint over the lowest any \
-             allocator reached on the trace (with overhead), TLSF's over best fit's, and \
-             the model's address-ordered first fit and best fit over the lowest policy \
-             without overhead.\n\n\
-             | trace | lowest | address-ordered first fit | best fit | TLSF / best fit | \
-             without overhead: address-ordered first fit | best fit |\n\
-             |---|---|---:|---:|---:|---:|---:|\n",
+             allocator reached on the trace (with overhead): address-ordered first fit and \
+             best fit with boundary tags (`FitHeap`) and headerless (`HeaderlessHeap`); \
+             TLSF's over best fit's (both with boundary tags); and the model's \
+             address-ordered first fit and best fit over the lowest policy without \
+             overhead.\n\n\
+             | trace | lowest | address-ordered first fit | best fit | headerless: \
+             address-ordered first fit | best fit | TLSF / best fit | without overhead: \
+             address-ordered first fit | best fit |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         let peak = |row: Option<&StudyRow>, index: usize| {
             row.and_then(|row| row.footprints[index].as_ref())
@@ -375,11 +380,13 @@ impl Study {
             let lowest_model = self.lowest(index, false).map(|(_, bytes)| bytes as f64);
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 trace.name,
                 code_words(lowest_name),
                 ratio(peak(aoff, index), lowest),
                 ratio(peak(best, index), lowest),
+                ratio(peak(aoff_headerless, index), lowest),
+                ratio(peak(best_headerless, index), lowest),
                 ratio(peak(tlsf, index), peak(best, index)),
                 ratio(peak(model_aoff, index), lowest_model),
                 ratio(peak(model_best, index), lowest_model),

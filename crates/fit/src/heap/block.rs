@@ -49,6 +49,12 @@ impl Block {
         self.0.addr()
     }
 
+    /// The block's first byte (its header's, in a [`FitHeap`](crate::FitHeap)).
+    #[inline(always)]
+    pub(crate) fn start(self) -> *mut u8 {
+        self.0
+    }
+
     /// The payload's address.
     #[inline(always)]
     pub(crate) fn payload(self) -> *mut u8 {

@@ -38,13 +38,17 @@ pub(crate) const FLAGS: usize = FREE | PREV_FREE | QUICK;
 
 pub(crate) const CRATE_NAME: &str = "heapkit-fit";
 
-/// What an allocation needs: a block of `size` bytes (header included) whose payload is
-/// aligned to `align`, leaving either nothing or a whole block (`min_block`) in front.
+/// What an allocation needs: a block of `size` bytes (header included) whose payload,
+/// `header` bytes past the block's start, is aligned to `align`, leaving either nothing or
+/// a whole block (`min_block`) in front.
 #[derive(Clone, Copy, Debug)]
 pub struct Need {
     pub(crate) size: usize,
     pub(crate) align: usize,
     pub(crate) min_block: usize,
+    /// [`WORD`] for a [`FitHeap`]'s blocks, 0 for a
+    /// [`HeaderlessHeap`](crate::HeaderlessHeap)'s.
+    pub(crate) header: usize,
 }
 
 /// Where in the free block `block` (of `available` bytes) a block for `need` starts, as
@@ -55,7 +59,7 @@ pub(crate) fn gap_for(block: Block, available: usize, need: Need) -> Option<usiz
     let mut gap = if need.align <= GRANULE {
         0
     } else {
-        block.payload().addr().wrapping_neg() & (need.align - 1)
+        (block.addr() + need.header).wrapping_neg() & (need.align - 1)
     };
     while gap != 0 && gap < need.min_block {
         gap += need.align;
@@ -216,6 +220,7 @@ impl<P: Policy, const DEFERRED: bool> FitHeap<P, DEFERRED> {
             size: Self::block_size(layout.size())?,
             align: layout.align(),
             min_block: P::MIN_BLOCK,
+            header: WORD,
         })
     }
 

@@ -1,0 +1,434 @@
+//! `HeaderlessHeap`: its placement rule against an O(n) oracle (with in-place resizing),
+//! the contract suite in every shape, `check` catching corruption, the `checked` reports
+//! and the set-up errors.
+//!
+//! The oracle knows the live blocks (address and size: the layout's size rounded up to the
+//! granule, since no header is added); with immediate coalescing the free blocks are
+//! exactly the gaps between them. Address-ordered first fit must cut the lowest gap that
+//! fits, best fit the smallest (lowest address on ties); every allocation's address and
+//! size are predicted exactly, an allocation fails exactly when no gap fits, and an
+//! in-place grow succeeds exactly when the gap after the block is large enough.
+
+use core::alloc::Layout;
+use core::mem::MaybeUninit;
+use core::ptr::NonNull;
+
+use heapkit_core::{Backend, ConfigError, Lent, Local, Locked};
+use heapkit_fit::{AddressOrderedFirstFit, BestFit, HeaderlessHeap, TreePolicy, GRANULE};
+use heapkit_testkit::{contract_suite, Profile, Regions};
+use proptest::prelude::*;
+
+#[derive(Clone, Debug)]
+enum Step {
+    Alloc { size: usize, align_shift: u32 },
+    Free { slot: usize },
+    Resize { slot: usize, size: usize },
+}
+
+fn steps(max: usize) -> impl Strategy<Value = Vec<Step>> {
+    // Mostly small blocks, so one- and two-granule free blocks (the treaps) are common.
+    let size = prop_oneof![3 => 1usize..40, 2 => 1usize..600];
+    let step = prop_oneof![
+        3 => (size.clone(), prop_oneof![6 => Just(0u32), 1 => 0u32..9])
+            .prop_map(|(size, align_shift)| Step::Alloc { size, align_shift }),
+        2 => any::<usize>().prop_map(|slot| Step::Free { slot }),
+        1 => (any::<usize>(), size).prop_map(|(slot, size)| Step::Resize { slot, size }),
+    ];
+    proptest::collection::vec(step, 0..max)
+}
+
+fn block(size: usize) -> usize {
+    size.max(1).next_multiple_of(GRANULE)
+}
+
+/// Where in the gap at `start` of `available` bytes a block of `size` aligned to `align`
+/// starts, if it fits: the rule written out again.
+fn gap(start: usize, available: usize, size: usize, align: usize) -> Option<usize> {
+    let gap = if align <= GRANULE {
+        0
+    } else {
+        start.wrapping_neg() & (align - 1)
+    };
+    (gap + size <= available).then_some(gap)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rule {
+    LowestAddress,
+    Smallest,
+}
+
+/// A live block: address, block size, pointer, layout.
+type Live = (usize, usize, NonNull<u8>, Layout);
+
+/// The free gaps between live blocks in `first..end`.
+fn gaps(live: &mut [Live], first: usize, end: usize) -> Vec<(usize, usize)> {
+    live.sort_by_key(|b| b.0);
+    let mut gaps = Vec::new();
+    let mut at = first;
+    for &(start, size, _, _) in live.iter() {
+        if start > at {
+            gaps.push((at, start - at));
+        }
+        at = start + size;
+    }
+    if end > at {
+        gaps.push((at, end - at));
+    }
+    gaps
+}
+
+fn run<P: TreePolicy>(rule: Rule, steps: &[Step], len: usize) -> Result<(), TestCaseError> {
+    let mut regions = Regions::new();
+    let region = regions.take(len, 64);
+    let mut heap = HeaderlessHeap::<P>::new();
+    // SAFETY: the region outlives the heap (declared after it, dropped first).
+    unsafe { heap.add_region(region.cast(), len) }.unwrap();
+    let mut initial = Vec::new();
+    heap.for_each_free(|start, size| initial.push((start, size)));
+    prop_assert_eq!(initial.len(), 1);
+    let (first, end) = (initial[0].0, initial[0].0 + initial[0].1);
+    let mut live: Vec<Live> = Vec::new();
+    for step in steps {
+        match *step {
+            Step::Alloc { size, align_shift } => {
+                let align = 1usize << align_shift;
+                let layout = Layout::from_size_align(size, align).unwrap();
+                let need = block(size);
+                let gaps = gaps(&mut live, first, end);
+                let mut listed = Vec::new();
+                heap.for_each_free(|start, size| listed.push((start, size)));
+                if rule == Rule::Smallest {
+                    listed.sort_unstable();
+                }
+                prop_assert_eq!(&listed, &gaps, "the index holds other blocks");
+                let fits = |&(b, s): &(usize, usize)| gap(b, s, need, align).is_some();
+                let expected = match rule {
+                    Rule::LowestAddress => gaps.iter().copied().find(fits),
+                    Rule::Smallest => gaps
+                        .iter()
+                        .copied()
+                        .filter(fits)
+                        .min_by_key(|&(b, s)| (s, b)),
+                };
+                match (expected, heap.allocate(layout)) {
+                    (None, Err(_)) => {}
+                    (None, Ok(got)) => {
+                        prop_assert!(false, "{layout:?} served at {got:p}, no gap fits: {gaps:?}")
+                    }
+                    (Some(e), Err(_)) => prop_assert!(false, "{layout:?} refused, {e:?} fits"),
+                    (Some((start, available)), Ok(got)) => {
+                        let at = start + gap(start, available, need, align).unwrap();
+                        let ptr = got.cast::<u8>();
+                        prop_assert_eq!(
+                            (ptr.as_ptr().addr(), got.len()),
+                            (at, need),
+                            "{:?} for {:?}: expected the gap at {:#x} (gaps {:x?})",
+                            rule,
+                            layout,
+                            start,
+                            gaps
+                        );
+                        live.push((at, need, ptr, layout));
+                    }
+                }
+            }
+            Step::Free { slot } => {
+                if live.is_empty() {
+                    continue;
+                }
+                let (_, _, ptr, layout) = live.swap_remove(slot % live.len());
+                // SAFETY: a live block of this heap, freed with its layout.
+                unsafe { heap.deallocate(ptr, layout) };
+            }
+            Step::Resize { slot, size } => {
+                if live.is_empty() {
+                    continue;
+                }
+                let k = slot % live.len();
+                let (at, old, ptr, layout) = live[k];
+                let new_layout = Layout::from_size_align(size, layout.align()).unwrap();
+                let new = block(size);
+                if new <= old {
+                    // SAFETY: a live block, shrunk (or kept) with its layout.
+                    let got = unsafe { heap.shrink_in_place(ptr, layout, new_layout) };
+                    prop_assert_eq!(got.map(NonNull::len).ok(), Some(new));
+                    live[k] = (at, new, ptr, new_layout);
+                } else {
+                    let after = gaps(&mut live, first, end)
+                        .into_iter()
+                        .find(|&(start, _)| start == at + old)
+                        .map_or(0, |(_, size)| size);
+                    let k = live.iter().position(|b| b.0 == at).unwrap();
+                    // SAFETY: a live block, grown with its layout.
+                    let got = unsafe { heap.grow_in_place(ptr, layout, new_layout) };
+                    if old + after >= new {
+                        prop_assert_eq!(got.map(NonNull::len).ok(), Some(new));
+                        live[k] = (at, new, ptr, new_layout);
+                    } else {
+                        prop_assert!(got.is_err(), "grew past the gap after the block");
+                    }
+                }
+            }
+        }
+        heap.check()
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let used: usize = live.iter().map(|b| b.1).sum();
+        prop_assert_eq!(heap.stats().in_use, used);
+    }
+    for (_, _, ptr, layout) in live.drain(..) {
+        // SAFETY: as above.
+        unsafe { heap.deallocate(ptr, layout) };
+    }
+    heap.check()
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(heap.stats().free, end - first);
+    Ok(())
+}
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: if cfg!(miri) { 2 } else { 128 },
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+const MAX_STEPS: usize = if cfg!(miri) { 16 } else { 200 };
+const LEN: usize = if cfg!(miri) { 4 * 1024 } else { 16 * 1024 };
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn address_ordered_first_fit_takes_the_lowest_fitting_gap(steps in steps(MAX_STEPS)) {
+        run::<AddressOrderedFirstFit>(Rule::LowestAddress, &steps, LEN)?;
+    }
+
+    #[test]
+    fn best_fit_takes_the_smallest_fitting_gap(steps in steps(MAX_STEPS)) {
+        run::<BestFit>(Rule::Smallest, &steps, LEN)?;
+    }
+}
+
+fn layout(size: usize) -> Layout {
+    Layout::from_size_align(size, 8).unwrap()
+}
+
+fn heap<P: TreePolicy>(regions: &mut Regions, len: usize) -> HeaderlessHeap<P> {
+    let mut heap = HeaderlessHeap::new();
+    let region = regions.take(len, 4096);
+    // SAFETY: the harness (or the test) drops the heap before the region.
+    unsafe { heap.add_region(region.cast(), len) }.unwrap();
+    heap
+}
+
+#[test]
+fn blocks_carry_no_header_and_one_granule_holes_are_reused() {
+    let mut regions = Regions::new();
+    let mut heap = heap::<BestFit>(&mut regions, 4096);
+    let blocks: Vec<_> = (0..8)
+        .map(|_| heap.allocate(layout(10)).unwrap().cast::<u8>())
+        .collect();
+    for pair in blocks.windows(2) {
+        assert_eq!(pair[1].as_ptr().addr() - pair[0].as_ptr().addr(), GRANULE);
+    }
+    // Every other block freed: one-granule holes, which best fit hands back lowest first.
+    for &b in blocks.iter().step_by(2) {
+        // SAFETY: live blocks.
+        unsafe { heap.deallocate(b, layout(10)) };
+    }
+    heap.check().unwrap();
+    let again = heap.allocate(layout(16)).unwrap().cast::<u8>();
+    assert_eq!(again, blocks[0]);
+    let larger = heap.allocate(layout(17)).unwrap().cast::<u8>();
+    assert!(larger.as_ptr().addr() > blocks[7].as_ptr().addr());
+    heap.check().unwrap();
+    assert_eq!(heap.stats().in_use, 5 * GRANULE + 2 * GRANULE);
+}
+
+#[test]
+fn check_catches_a_stray_write_into_a_free_block() {
+    // The size word at either end of a free block of two granules or more.
+    for (size, word) in [(64, 0), (64, 7), (32, 0), (32, 3)] {
+        let mut regions = Regions::new();
+        let mut heap = heap::<AddressOrderedFirstFit>(&mut regions, 4096);
+        let a = heap.allocate(layout(size)).unwrap().cast::<u8>();
+        let _b = heap.allocate(layout(size)).unwrap();
+        // SAFETY: a live block.
+        unsafe { heap.deallocate(a, layout(size)) };
+        heap.check().unwrap();
+        // SAFETY: the region is the test's memory; a use after free overwrites a size
+        // word, which the heap reads again only in `check`.
+        unsafe { a.cast::<usize>().as_ptr().add(word).write(0x5a50) };
+        let error = heap.check().unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("heapkit-fit: heap corrupted at"),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn bad_regions_are_refused_with_a_reason() {
+    let mut regions = Regions::new();
+    let small = regions.take(64, 16);
+    let mut heap: HeaderlessHeap<BestFit> = HeaderlessHeap::new();
+    // SAFETY: refused before it is written.
+    let error = unsafe { heap.add_region(small.cast(), 64) }.unwrap_err();
+    assert!(
+        matches!(error, ConfigError::RegionTooSmall { given: 64, .. }),
+        "{error}"
+    );
+    let region = regions.take(1024, 16);
+    // SAFETY: ours for the heap's life.
+    unsafe { heap.add_region(region.cast(), 1024) }.unwrap();
+    // SAFETY: refused: it overlaps the region just added.
+    let inner = unsafe { NonNull::new_unchecked(region.cast::<u8>().as_ptr().add(100)) };
+    // SAFETY: as above.
+    let error = unsafe { heap.add_region(inner, 100) }.unwrap_err();
+    assert!(matches!(error, ConfigError::RegionOverlaps { .. }));
+    assert_eq!(heap.stats().capacity, 1024);
+}
+
+#[test]
+fn a_pointer_outside_every_region_panics_even_unchecked() {
+    let mut regions = Regions::new();
+    let mut heap = heap::<BestFit>(&mut regions, 4096);
+    let mut other = 0u64;
+    let text = heapkit_testkit::panic_message(|| {
+        // SAFETY: the error under test, caught before the heap changes.
+        unsafe { heap.deallocate(NonNull::from(&mut other).cast(), layout(8)) };
+    });
+    assert!(
+        text.starts_with("heapkit-fit: invalid deallocate of 0x")
+            && text.ends_with("not in any region"),
+        "{text}"
+    );
+    heap.check().unwrap();
+}
+
+#[cfg(feature = "checked")]
+mod checked {
+    use super::*;
+    use heapkit_testkit::panic_message;
+
+    fn message(
+        act: impl FnOnce(&mut HeaderlessHeap<AddressOrderedFirstFit>, NonNull<u8>),
+    ) -> String {
+        let mut regions = Regions::new();
+        let mut heap = heap::<AddressOrderedFirstFit>(&mut regions, 4096);
+        let a = heap.allocate(layout(64)).unwrap().cast::<u8>();
+        let _b = heap.allocate(layout(64)).unwrap();
+        let text = panic_message(|| act(&mut heap, a));
+        assert!(text.starts_with("heapkit-fit: invalid "), "{text}");
+        heap.check().unwrap();
+        text
+    }
+
+    #[test]
+    fn double_free_panics_with_the_address() {
+        let text = message(|heap, a| {
+            // SAFETY: the first free is valid; the second is the error under test, caught.
+            unsafe {
+                heap.deallocate(a, layout(64));
+                heap.deallocate(a, layout(64));
+            }
+        });
+        assert!(text.ends_with("freed twice?)"), "{text}");
+    }
+
+    #[test]
+    fn interior_pointers_and_wrong_layouts_panic() {
+        let text = message(|heap, a| {
+            // SAFETY: an invalid free, caught before it touches anything.
+            unsafe { heap.deallocate(NonNull::new_unchecked(a.as_ptr().add(16)), layout(8)) };
+        });
+        assert!(text.contains("pointer into one"), "{text}");
+        let text = message(|heap, a| {
+            // SAFETY: as above.
+            unsafe { heap.deallocate(NonNull::new_unchecked(a.as_ptr().add(8)), layout(8)) };
+        });
+        assert!(text.contains("pointer into one"), "{text}");
+        let text = message(|heap, a| {
+            // SAFETY: as above.
+            unsafe { heap.deallocate(a, layout(200)) };
+        });
+        assert!(
+            text.ends_with("the layout is larger than the block"),
+            "{text}"
+        );
+        let text = message(|heap, a| {
+            // SAFETY: as above.
+            unsafe { heap.deallocate(a, layout(40)) };
+        });
+        assert!(
+            text.ends_with("the layout is smaller than the block"),
+            "{text}"
+        );
+        let text = message(|heap, a| {
+            // SAFETY: as above.
+            unsafe { heap.grow_in_place(a, layout(8), layout(100)) }.ok();
+        });
+        assert!(text.starts_with("heapkit-fit: invalid grow of"), "{text}");
+    }
+}
+
+const REGION: usize = if cfg!(miri) { 32 * 1024 } else { 256 * 1024 };
+const PROFILE: Profile = Profile::new(4096, 4096);
+
+/// A region starting 3 bytes past a page boundary, with an odd length.
+fn odd<P: TreePolicy>(regions: &mut Regions) -> HeaderlessHeap<P> {
+    let mut heap = HeaderlessHeap::new();
+    let region = regions.take(REGION, 4096);
+    let start = region.cast::<u8>().as_ptr().wrapping_add(3);
+    // SAFETY: inside the taken region, which outlives the allocator.
+    unsafe { heap.add_region(NonNull::new(start).unwrap(), REGION - 3 - 1001) }.unwrap();
+    heap
+}
+
+/// Two regions, the second smaller and aligned to 8 only.
+fn two_regions<P: TreePolicy>(regions: &mut Regions) -> HeaderlessHeap<P> {
+    let mut heap = HeaderlessHeap::new();
+    for len in [REGION / 2, REGION / 4 + 40] {
+        let region = regions.take(len, 8);
+        // SAFETY: as above.
+        unsafe { heap.add_region(region.cast(), len) }.unwrap();
+    }
+    heap
+}
+
+/// Over a borrowed buffer through `Lent` (here the harness's region, lent for `'static`).
+fn lent<P: TreePolicy>(regions: &mut Regions) -> Lent<'static, HeaderlessHeap<P>> {
+    let region = regions.take(REGION, 16);
+    // SAFETY: the region is the allocator's alone and the harness drops the allocator
+    // first.
+    let buffer = unsafe { &mut *(region.as_ptr() as *mut [MaybeUninit<u8>]) };
+    Lent::new(buffer).unwrap()
+}
+
+contract_suite!(
+    address_ordered_local,
+    PROFILE,
+    |r: &mut Regions| Local::new(heap::<AddressOrderedFirstFit>(r, REGION))
+);
+contract_suite!(
+    #[cfg_attr(miri, ignore = "another shape of this backend runs under miri")]
+    best_fit_locked_odd_region,
+    PROFILE,
+    |r: &mut Regions| Locked::new(odd::<BestFit>(r))
+);
+contract_suite!(
+    #[cfg_attr(miri, ignore = "another shape of this backend runs under miri")]
+    address_ordered_two_regions,
+    PROFILE,
+    |r: &mut Regions| Local::new(two_regions::<AddressOrderedFirstFit>(r))
+);
+contract_suite!(
+    #[cfg_attr(miri, ignore = "another shape of this backend runs under miri")]
+    best_fit_lent,
+    PROFILE,
+    |r: &mut Regions| Local::new(lent::<BestFit>(r))
+);
