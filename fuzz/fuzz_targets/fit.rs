@@ -1,19 +1,23 @@
-//! Every placement policy of heapkit-fit, with immediate or deferred coalescing, and SLOB,
-//! over one or two regions of fuzzed size and misalignment, driven through the shadow
-//! model (which runs the heap's own `check()` after the operations).
+//! Every placement policy of heapkit-fit, with immediate or deferred coalescing, the
+//! headerless heap's two policies, and SLOB, over one or two regions of fuzzed size and
+//! misalignment, driven through the shadow model (which runs the heap's own `check()`
+//! after the operations).
 #![no_main]
 
 use std::ptr::NonNull;
 
 use arbitrary::Arbitrary;
 use heapkit_core::Local;
-use heapkit_fit::{AddressOrderedFirstFit, BestFit, FirstFit, FitHeap, NextFit, Policy, Slob};
+use heapkit_fit::{
+    AddressOrderedFirstFit, BestFit, FirstFit, FitHeap, HeaderlessHeap, NextFit, Policy, Slob,
+    TreePolicy,
+};
 use heapkit_testkit::{Harness, Op, Profile, Regions, Subject};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, Arbitrary)]
 struct Input {
-    /// Which allocator: four policies, each immediate or deferred, and SLOB.
+    /// Which allocator: four policies, each immediate or deferred, two headerless, and SLOB.
     allocator: u8,
     /// (bytes past a 4 KiB boundary, KiB) of each region; one or two are used.
     regions: [(u8, u8); 2],
@@ -55,8 +59,19 @@ fn fit<P: Policy, const D: bool>(input: &Input) {
     });
 }
 
+fn headerless<P: TreePolicy>(input: &Input) {
+    drive(input, |regions| {
+        let mut heap = HeaderlessHeap::<P>::new();
+        for (start, len) in spans(input, regions) {
+            // SAFETY: as in `fit`.
+            let _ = unsafe { heap.add_region(start, len) };
+        }
+        Local::new(heap)
+    });
+}
+
 fuzz_target!(|input: Input| {
-    match input.allocator % 9 {
+    match input.allocator % 11 {
         0 => fit::<FirstFit, false>(&input),
         1 => fit::<FirstFit, true>(&input),
         2 => fit::<NextFit, false>(&input),
@@ -65,6 +80,8 @@ fuzz_target!(|input: Input| {
         5 => fit::<AddressOrderedFirstFit, true>(&input),
         6 => fit::<BestFit, false>(&input),
         7 => fit::<BestFit, true>(&input),
+        8 => headerless::<AddressOrderedFirstFit>(&input),
+        9 => headerless::<BestFit>(&input),
         _ => drive(&input, |regions| {
             let mut slob = Slob::new();
             for (start, len) in spans(&input, regions) {

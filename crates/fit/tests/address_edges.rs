@@ -5,7 +5,9 @@
 //! skips.
 
 use heapkit_core::Local;
-use heapkit_fit::{AddressOrderedFirstFit, BestFit, FirstFit, FitHeap, NextFit, Policy, Slob};
+use heapkit_fit::{
+    AddressOrderedFirstFit, BestFit, FirstFit, FitHeap, HeaderlessHeap, NextFit, Policy, Slob,
+};
 use heapkit_testkit::edges::{exercise_at_edges, refuses_wrapping_regions};
 use heapkit_testkit::Profile;
 
@@ -35,6 +37,11 @@ fn wrapping_regions_are_refused() {
     refuses::<AddressOrderedFirstFit>();
     refuses::<BestFit>();
     refuses_wrapping_regions(1, |start, len| {
+        let mut heap = HeaderlessHeap::<AddressOrderedFirstFit>::new();
+        // SAFETY: as above.
+        unsafe { heap.add_region(start, len) }
+    });
+    refuses_wrapping_regions(1, |start, len| {
         let mut slob = Slob::new();
         // SAFETY: as above.
         unsafe { slob.add_region(start, len) }
@@ -56,5 +63,15 @@ fn slob_regions_at_the_edges_keep_their_pages_inside() {
         // SAFETY: edge memory, reserved for the process, used by one test at a time.
         unsafe { slob.add_region(start, len) }.unwrap();
         Local::new(slob)
+    });
+}
+
+#[test]
+fn headerless_regions_at_the_edges_keep_their_blocks_and_bitmaps_inside() {
+    exercise_at_edges(Profile::new(4096, 4096), LEN, |start, len| {
+        let mut heap = HeaderlessHeap::<BestFit>::new();
+        // SAFETY: edge memory, reserved for the process, used by one test at a time.
+        unsafe { heap.add_region(start, len) }.unwrap();
+        Local::new(heap)
     });
 }
