@@ -12,7 +12,7 @@ use heapkit_core::region::{RegionHeader, RegionList, Span};
 use heapkit_core::{AllocError, Backend, ConfigError, Corruption, Stats};
 
 use crate::heap::block::Block;
-use crate::heap::{gap_for, Need, CRATE_NAME, FLAGS, FREE, GRANULE, WORD};
+use crate::heap::{gap_for, Need, CRATE_NAME, FREE, GRANULE, WORD};
 use crate::policy::private::Ordered;
 use crate::policy::TreePolicy;
 use crate::tree::HeaderlessIndex;
@@ -63,7 +63,8 @@ use crate::tree::HeaderlessIndex;
 /// among r regions.
 ///
 /// **Costs.** Two bits per granule (1/64 of a region on 64-bit targets), a region header of
-/// eight words; `checked` adds a third bitmap, of allocated block starts. A block's size
+/// nine words; `checked` adds a third bitmap, of allocated block starts (and two words to
+/// the header), and validates a block by scanning the maps to its end, O(size / 1024). A block's size
 /// comes only from its layout, so a layout larger or smaller than the block's is caught
 /// only under `checked`; so is a pointer into a block. Without it, a pointer outside every
 /// region panics (the region has to be found in any case), and other misuse is undefined
@@ -330,7 +331,9 @@ impl<P: TreePolicy> HeaderlessHeap<P> {
     fn region_of_block(&self, ptr: NonNull<u8>, operation: &str) -> *mut Region {
         match self.region_of(ptr.as_ptr().addr()) {
             Some(region) => region,
-            None => panic!("{CRATE_NAME}: invalid {operation} of {ptr:p}: not in any region"),
+            None => {
+                panic!("{CRATE_NAME}: invalid {operation} of {ptr:p}: not in any region's blocks")
+            }
         }
     }
 
@@ -429,11 +432,15 @@ impl<P: TreePolicy> HeaderlessHeap<P> {
         if end > region.granules {
             fail("the layout is larger than the block");
         }
-        let starts = |k: usize| region.used_starts.get(k) || region.free_starts.get(k);
-        if (g + 1..end).any(starts) {
+        // The next block starts at `end` (or the region ends there): O(bitmap words).
+        let next = [&region.used_starts, &region.free_starts]
+            .map(|map| map.next_one(g + 1).unwrap_or(usize::MAX))
+            .into_iter()
+            .fold(region.granules, usize::min);
+        if next < end {
             fail("the layout is larger than the block");
         }
-        if end < region.granules && !starts(end) {
+        if next > end {
             fail("the layout is smaller than the block");
         }
     }
@@ -482,7 +489,11 @@ impl<P: TreePolicy> HeaderlessHeap<P> {
                 if !used_start_at(after_free) {
                     return Err(corrupt(after_free, "no block starts after a free block"));
                 }
-                let Some(end) = r.free_ends.next_one(start) else {
+                // The maps have spare bits past the last granule: a bit there is no block.
+                if start >= r.granules {
+                    return Err(corrupt(start, "a free block starts past the region's end"));
+                }
+                let Some(end) = r.free_ends.next_one(start).filter(|&end| end < r.granules) else {
                     return Err(corrupt(start, "a free block runs past the region's end"));
                 };
                 if r.free_starts.next_one(start + 1).is_some_and(|s| s <= end) {
@@ -500,12 +511,19 @@ impl<P: TreePolicy> HeaderlessHeap<P> {
                     let block = r.block_at(start);
                     // SAFETY: both words lie inside the region's blocks.
                     let (header, footer) = unsafe { (block.header(), block.footer(size)) };
-                    if header != (size | FREE) || footer != size {
+                    if header != (size | FREE) {
                         return Err(corrupt(
                             start,
-                            "free block's size words disagree with its bitmaps",
+                            "free block's header disagrees with its bitmaps",
                         )
-                        .expected(size, header & !FLAGS));
+                        .expected(size | FREE, header));
+                    }
+                    if footer != size {
+                        return Err(corrupt(
+                            start,
+                            "free block's footer disagrees with its bitmaps",
+                        )
+                        .expected(size, footer));
                     }
                 }
                 free_blocks += 1;

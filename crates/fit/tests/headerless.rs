@@ -223,12 +223,15 @@ fn heap<P: TreePolicy>(regions: &mut Regions, len: usize) -> HeaderlessHeap<P> {
     heap
 }
 
+const WORD: usize = core::mem::size_of::<usize>();
+
 #[test]
 fn blocks_carry_no_header_and_one_granule_holes_are_reused() {
     let mut regions = Regions::new();
     let mut heap = heap::<BestFit>(&mut regions, 4096);
+    let small = layout(GRANULE - 3);
     let blocks: Vec<_> = (0..8)
-        .map(|_| heap.allocate(layout(10)).unwrap().cast::<u8>())
+        .map(|_| heap.allocate(small).unwrap().cast::<u8>())
         .collect();
     for pair in blocks.windows(2) {
         assert_eq!(pair[1].as_ptr().addr() - pair[0].as_ptr().addr(), GRANULE);
@@ -236,12 +239,12 @@ fn blocks_carry_no_header_and_one_granule_holes_are_reused() {
     // Every other block freed: one-granule holes, which best fit hands back lowest first.
     for &b in blocks.iter().step_by(2) {
         // SAFETY: live blocks.
-        unsafe { heap.deallocate(b, layout(10)) };
+        unsafe { heap.deallocate(b, small) };
     }
     heap.check().unwrap();
-    let again = heap.allocate(layout(16)).unwrap().cast::<u8>();
+    let again = heap.allocate(layout(GRANULE)).unwrap().cast::<u8>();
     assert_eq!(again, blocks[0]);
-    let larger = heap.allocate(layout(17)).unwrap().cast::<u8>();
+    let larger = heap.allocate(layout(GRANULE + 1)).unwrap().cast::<u8>();
     assert!(larger.as_ptr().addr() > blocks[7].as_ptr().addr());
     heap.check().unwrap();
     assert_eq!(heap.stats().in_use, 5 * GRANULE + 2 * GRANULE);
@@ -250,36 +253,88 @@ fn blocks_carry_no_header_and_one_granule_holes_are_reused() {
 #[test]
 fn check_catches_a_stray_write_into_a_free_block() {
     // The size word at either end of a free block of two granules or more.
-    for (size, word) in [(64, 0), (64, 7), (32, 0), (32, 3)] {
-        let mut regions = Regions::new();
-        let mut heap = heap::<AddressOrderedFirstFit>(&mut regions, 4096);
-        let a = heap.allocate(layout(size)).unwrap().cast::<u8>();
-        let _b = heap.allocate(layout(size)).unwrap();
-        // SAFETY: a live block.
-        unsafe { heap.deallocate(a, layout(size)) };
-        heap.check().unwrap();
-        // SAFETY: the region is the test's memory; a use after free overwrites a size
-        // word, which the heap reads again only in `check`.
-        unsafe { a.cast::<usize>().as_ptr().add(word).write(0x5a50) };
-        let error = heap.check().unwrap_err();
-        assert!(
-            error
-                .to_string()
-                .starts_with("heapkit-fit: heap corrupted at"),
-            "{error}"
-        );
+    for granules in [4, 2] {
+        let size = granules * GRANULE;
+        for word in [0, size / WORD - 1] {
+            let mut regions = Regions::new();
+            let mut heap = heap::<AddressOrderedFirstFit>(&mut regions, 4096);
+            let a = heap.allocate(layout(size)).unwrap().cast::<u8>();
+            let _b = heap.allocate(layout(size)).unwrap();
+            // SAFETY: a live block.
+            unsafe { heap.deallocate(a, layout(size)) };
+            heap.check().unwrap();
+            // SAFETY: the region is the test's memory; a use after free overwrites a size
+            // word, which the heap reads again only in `check`.
+            unsafe { a.cast::<usize>().as_ptr().add(word).write(0x5a50) };
+            let error = heap.check().unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .starts_with("heapkit-fit: heap corrupted at"),
+                "{error}"
+            );
+        }
     }
+}
+
+/// A stray write into the free-ends bitmap that moves the last free block's end bit into
+/// the map's spare bits past the region's last granule: `check` reports it, reading
+/// nothing past the region (miri runs this).
+#[test]
+fn check_stays_inside_the_region_when_a_bitmap_is_damaged() {
+    const LEN: usize = 4096;
+    let mut regions = Regions::new();
+    let region = regions.take(LEN, 4096);
+    let mut heap = HeaderlessHeap::<BestFit>::new();
+    // SAFETY: the region outlives the heap.
+    unsafe { heap.add_region(region.cast(), LEN) }.unwrap();
+    let mut free = Vec::new();
+    heap.for_each_free(|start, size| free.push((start, size)));
+    let (first, granules) = (free[0].0, free[0].1 / GRANULE);
+    // The layout `add_region` documents: a header of nine words (eleven with `checked`),
+    // then the maps of `map_words` words each (free starts, free ends, ...).
+    let header = if cfg!(feature = "checked") { 11 } else { 9 } * WORD;
+    let map_words = (LEN / GRANULE + 1).div_ceil(usize::BITS as usize);
+    let ends = region
+        .cast::<u8>()
+        .as_ptr()
+        .wrapping_add(header + map_words * WORD);
+    assert!(ends.addr() + map_words * WORD <= first);
+    let last = (granules - 1) / usize::BITS as usize;
+    assert_eq!(ends.addr() % WORD, 0, "the maps are word-aligned");
+    #[allow(clippy::cast_ptr_alignment)] // word-aligned, asserted above
+    let word = ends.cast::<usize>().wrapping_add(last);
+    // SAFETY: a word of the region's free-ends map; restored before the heap is used.
+    let before = unsafe { word.read() };
+    assert_ne!(before & (1 << ((granules - 1) % usize::BITS as usize)), 0);
+    // SAFETY: as above.
+    unsafe { word.write(1 << (usize::BITS - 1)) };
+    let error = heap.check().unwrap_err();
+    assert!(
+        error.to_string().contains("past the region's end"),
+        "{error}"
+    );
+    // SAFETY: as above.
+    unsafe { word.write(before) };
+    heap.check().unwrap();
 }
 
 #[test]
 fn bad_regions_are_refused_with_a_reason() {
     let mut regions = Regions::new();
-    let small = regions.take(64, 16);
+    // Too small for the header (nine words) whatever the word size.
+    let small = regions.take(32, 16);
     let mut heap: HeaderlessHeap<BestFit> = HeaderlessHeap::new();
     // SAFETY: refused before it is written.
-    let error = unsafe { heap.add_region(small.cast(), 64) }.unwrap_err();
+    let error = unsafe { heap.add_region(small.cast(), 32) }.unwrap_err();
     assert!(
-        matches!(error, ConfigError::RegionTooSmall { given: 64, .. }),
+        matches!(error, ConfigError::RegionTooSmall { given: 32, .. }),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .starts_with("region too small: 32 bytes given"),
         "{error}"
     );
     let region = regions.take(1024, 16);
@@ -304,9 +359,29 @@ fn a_pointer_outside_every_region_panics_even_unchecked() {
     });
     assert!(
         text.starts_with("heapkit-fit: invalid deallocate of 0x")
-            && text.ends_with("not in any region"),
+            && text.ends_with("not in any region's blocks"),
         "{text}"
     );
+    heap.check().unwrap();
+}
+
+/// Without `checked`, a debug build's O(1) `debug_assert!` still catches a block freed
+/// twice that did not merge with the block before it, before anything changes.
+#[cfg(all(debug_assertions, not(feature = "checked")))]
+#[test]
+fn debug_builds_catch_a_second_free_of_an_unmerged_block() {
+    let mut regions = Regions::new();
+    let mut heap = heap::<AddressOrderedFirstFit>(&mut regions, 4096);
+    let _a = heap.allocate(layout(64)).unwrap();
+    let b = heap.allocate(layout(64)).unwrap().cast::<u8>();
+    let _c = heap.allocate(layout(64)).unwrap();
+    // SAFETY: a valid free; the second one is the error under test, caught first.
+    unsafe { heap.deallocate(b, layout(64)) };
+    let text = heapkit_testkit::panic_message(|| {
+        // SAFETY: the error under test, caught before the heap changes.
+        unsafe { heap.deallocate(b, layout(64)) };
+    });
+    assert!(text.contains("freed twice"), "{text}");
     heap.check().unwrap();
 }
 
