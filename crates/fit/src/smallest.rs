@@ -21,7 +21,11 @@
 //! priorities, and the treap a path hundreds of blocks long. Every operation is a single
 //! walk down from the root (insertion splits the subtree where the new node belongs,
 //! removal merges the node's two subtrees), without recursion or parent links. All
-//! blocks here have one size, so both policies want the lowest address among them.
+//! blocks in one treap have one size, so both policies want the lowest address among them.
+//!
+//! A [`HeaderlessHeap`](crate::HeaderlessHeap) has a second treap, of one-granule blocks
+//! ([`Tiny`]): with no header to keep, the block's two words are the links, and its size
+//! comes from the heap's edge bitmaps.
 
 use heapkit_core::Corruption;
 
