@@ -284,11 +284,7 @@ impl<P: TreePolicy> HeaderlessHeap<P> {
                 #[cfg(feature = "checked")]
                 used_starts: map(2),
             });
-            let region = &mut *header;
-            let size = granules * GRANULE;
-            region.mark_free(0, size);
-            self.index.insert(region.block_at(0), size);
-            self.free += size;
+            self.add_free(&mut *header, 0, granules * GRANULE);
             self.regions.push(header);
         }
         self.capacity += len;
@@ -313,13 +309,13 @@ impl<P: TreePolicy> HeaderlessHeap<P> {
         (layout.size().max(1) + GRANULE - 1) & !(GRANULE - 1)
     }
 
-    fn need(layout: Layout) -> Option<Need> {
-        Some(Need {
-            size: Self::block_size(layout.size())?,
+    fn need(layout: Layout) -> Need {
+        Need {
+            size: Self::block_of(layout),
             align: layout.align(),
             min_block: GRANULE,
             header: 0,
-        })
+        }
     }
 
     /// The region whose blocks hold `addr`.
@@ -360,21 +356,14 @@ impl<P: TreePolicy> HeaderlessHeap<P> {
             let g = region.granule(block.addr());
             let available = region.free_from(g).unwrap_or(0);
             let gap = gap_for(block, available, need).unwrap_or(0);
-            self.index.remove(block, available);
-            region.unmark_free(g, available);
-            self.free -= available;
+            self.remove_free(region, g, available);
             if gap != 0 {
-                region.mark_free(g, gap);
-                self.index.insert(block, gap);
-                self.free += gap;
+                self.add_free(region, g, gap);
             }
             let at = g + gap / GRANULE;
             let rest = available - gap - need.size;
             if rest != 0 {
-                let tail = at + need.size / GRANULE;
-                region.mark_free(tail, rest);
-                self.index.insert(region.block_at(tail), rest);
-                self.free += rest;
+                self.add_free(region, at + need.size / GRANULE, rest);
             }
             #[cfg(feature = "checked")]
             region.used_starts.set(at, true);
@@ -396,19 +385,43 @@ impl<P: TreePolicy> HeaderlessHeap<P> {
             let (mut start, mut merged) = (g, size);
             let after = g + size / GRANULE;
             if let Some(next) = region.free_from(after) {
-                self.index.remove(region.block_at(after), next);
-                region.unmark_free(after, next);
+                self.remove_free(region, after, next);
                 merged += next;
             }
             if let Some((before, prev)) = region.free_before(g) {
-                self.index.remove(region.block_at(before), prev);
-                region.unmark_free(before, prev);
+                self.remove_free(region, before, prev);
                 (start, merged) = (before, merged + prev);
             }
-            region.mark_free(start, merged);
-            self.index.insert(region.block_at(start), merged);
+            self.add_free(region, start, merged);
+        }
+    }
+
+    /// Makes `size` bytes from granule `g` of `region` a free block: marked, indexed,
+    /// counted.
+    ///
+    /// # Safety
+    /// As for [`Region::mark_free`]; the block touches no other free block.
+    unsafe fn add_free(&mut self, region: &mut Region, g: usize, size: usize) {
+        // SAFETY: per the caller; marked first, so a block of two granules or more has its
+        // size in its header when the index reads it.
+        unsafe {
+            region.mark_free(g, size);
+            self.index.insert(region.block_at(g), size);
         }
         self.free += size;
+    }
+
+    /// Takes the free block of `size` bytes at granule `g` of `region` out of the index,
+    /// the bitmaps and the count; its words are the caller's to reuse.
+    ///
+    /// # Safety
+    /// The block is in the index with `size` bytes.
+    unsafe fn remove_free(&mut self, region: &mut Region, g: usize, size: usize) {
+        // SAFETY: per the caller; the index reads the block's words before anything else
+        // rewrites them.
+        unsafe { self.index.remove(region.block_at(g), size) };
+        region.unmark_free(g, size);
+        self.free -= size;
     }
 
     /// Panics unless `ptr` starts an allocated block of exactly `size` bytes.
@@ -460,6 +473,20 @@ impl<P: TreePolicy> HeaderlessHeap<P> {
             "{CRATE_NAME}: {operation} of {ptr:p}: the block is free already (freed twice?)"
         );
         (region, g)
+    }
+
+    /// What `grow_in_place` and `shrink_in_place` start from: the live block's region and
+    /// granule (validated under `checked`), its size, and the size `new_layout` needs.
+    fn resizing(
+        &self,
+        ptr: NonNull<u8>,
+        old_layout: Layout,
+        new_layout: Layout,
+        operation: &str,
+    ) -> (*mut Region, usize, usize, usize) {
+        let size = Self::block_of(old_layout);
+        let (region, g) = self.live_block(ptr, size, operation);
+        (region, g, size, Self::block_of(new_layout))
     }
 
     /// Every invariant: per region the edge bitmaps pair up into free blocks that never
@@ -575,7 +602,7 @@ impl<P: TreePolicy> HeaderlessHeap<P> {
 // payload is the block's start, granule-aligned or aligned by the gap `gap_for` computed.
 unsafe impl<P: TreePolicy> Backend for HeaderlessHeap<P> {
     fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        let need = Self::need(layout).ok_or(AllocError)?;
+        let need = Self::need(layout);
         let block = self.index.find(need).ok_or(AllocError)?;
         // SAFETY: `find` returns a block of the index that fits.
         Ok(unsafe { self.take(block, need) })
@@ -601,9 +628,7 @@ unsafe impl<P: TreePolicy> Backend for HeaderlessHeap<P> {
         old_layout: Layout,
         new_layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
-        let size = Self::block_of(old_layout);
-        let (region, g) = self.live_block(ptr, size, "grow");
-        let needed = Self::block_size(new_layout.size()).ok_or(AllocError)?;
+        let (region, g, size, needed) = self.resizing(ptr, old_layout, new_layout, "grow");
         if needed <= size {
             return Ok(NonNull::slice_from_raw_parts(ptr, size));
         }
@@ -616,15 +641,10 @@ unsafe impl<P: TreePolicy> Backend for HeaderlessHeap<P> {
             if size + next < needed {
                 return Err(AllocError);
             }
-            self.index.remove(region.block_at(after), next);
-            region.unmark_free(after, next);
-            self.free -= next;
+            self.remove_free(region, after, next);
             let rest = size + next - needed;
             if rest != 0 {
-                let tail = g + needed / GRANULE;
-                region.mark_free(tail, rest);
-                self.index.insert(region.block_at(tail), rest);
-                self.free += rest;
+                self.add_free(region, g + needed / GRANULE, rest);
             }
         }
         self.in_use += needed - size;
@@ -637,9 +657,7 @@ unsafe impl<P: TreePolicy> Backend for HeaderlessHeap<P> {
         old_layout: Layout,
         new_layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
-        let size = Self::block_of(old_layout);
-        let (region, g) = self.live_block(ptr, size, "shrink");
-        let needed = Self::block_size(new_layout.size()).ok_or(AllocError)?;
+        let (region, g, size, needed) = self.resizing(ptr, old_layout, new_layout, "shrink");
         if needed >= size {
             return Ok(NonNull::slice_from_raw_parts(ptr, size));
         }
