@@ -1,52 +1,17 @@
 //! The contract suite for every policy: an aligned region through `Local` and `Locked`,
 //! a misaligned odd-sized one, two regions, a lent buffer, and deferred coalescing.
 
-use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
-use heapkit_core::{Lent, Local, Locked};
+use heapkit_core::{Local, Locked};
 use heapkit_fit::{AddressOrderedFirstFit, BestFit, Deferred, FirstFit, FitHeap, NextFit, Policy};
 use heapkit_testkit::{contract_suite, Profile, Regions};
 
-const REGION: usize = if cfg!(miri) { 32 * 1024 } else { 256 * 1024 };
+mod common;
+use common::{lent, odd, two_regions, REGION};
 
 fn aligned<P: Policy, const D: bool>(regions: &mut Regions) -> FitHeap<P, D> {
-    let mut heap = FitHeap::new();
-    let region = regions.take(REGION, 4096);
-    // SAFETY: the harness drops the allocator before the region.
-    unsafe { heap.add_region(region.cast(), REGION) }.unwrap();
-    heap
-}
-
-/// A region starting 3 bytes past a page boundary, with an odd length.
-fn odd<P: Policy>(regions: &mut Regions) -> FitHeap<P> {
-    let mut heap = FitHeap::new();
-    let region = regions.take(REGION, 4096);
-    let start = region.cast::<u8>().as_ptr().wrapping_add(3);
-    let len = REGION - 3 - 1001;
-    // SAFETY: inside the taken region, which outlives the allocator.
-    unsafe { heap.add_region(NonNull::new(start).unwrap(), len) }.unwrap();
-    heap
-}
-
-/// Two regions, the second smaller and aligned to 8 only.
-fn two_regions<P: Policy>(regions: &mut Regions) -> FitHeap<P> {
-    let mut heap = FitHeap::new();
-    for len in [REGION / 2, REGION / 4 + 40] {
-        let region = regions.take(len, 8);
-        // SAFETY: as above.
-        unsafe { heap.add_region(region.cast(), len) }.unwrap();
-    }
-    heap
-}
-
-/// Over a borrowed buffer through `Lent` (here the harness's region, lent for `'static`).
-fn lent<P: Policy>(regions: &mut Regions) -> Lent<'static, FitHeap<P>> {
-    let region = regions.take(REGION, 16);
-    // SAFETY: the region is the allocator's alone and the harness drops the allocator
-    // first.
-    let buffer = unsafe { &mut *(region.as_ptr() as *mut [MaybeUninit<u8>]) };
-    Lent::new(buffer).unwrap()
+    common::heap(regions, REGION, 4096)
 }
 
 const PROFILE: Profile = Profile::new(4096, 4096);
@@ -69,19 +34,19 @@ macro_rules! policy_suites {
                 #[cfg_attr(miri, ignore = "another shape of this backend runs under miri")]
                 locked_odd_region,
                 PROFILE,
-                |r: &mut Regions| Locked::new(odd::<$policy>(r))
+                |r: &mut Regions| Locked::new(odd::<FitHeap<$policy>>(r))
             );
             contract_suite!(
                 #[cfg_attr(miri, ignore = "another shape of this backend runs under miri")]
                 local_two_regions,
                 PROFILE,
-                |r: &mut Regions| Local::new(two_regions::<$policy>(r))
+                |r: &mut Regions| Local::new(two_regions::<FitHeap<$policy>>(r))
             );
             contract_suite!(
                 #[cfg_attr(miri, ignore = "another shape of this backend runs under miri")]
                 local_lent,
                 PROFILE,
-                |r: &mut Regions| Local::new(lent::<$policy>(r))
+                |r: &mut Regions| Local::new(lent::<FitHeap<$policy>>(r))
             );
             contract_suite!(
                 #[cfg_attr(miri, ignore = "another shape of this backend runs under miri")]

@@ -10,13 +10,15 @@
 //! in-place grow succeeds exactly when the gap after the block is large enough.
 
 use core::alloc::Layout;
-use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
-use heapkit_core::{Backend, ConfigError, Lent, Local, Locked};
+use heapkit_core::{Backend, ConfigError, Local, Locked};
 use heapkit_fit::{AddressOrderedFirstFit, BestFit, HeaderlessHeap, TreePolicy, GRANULE};
 use heapkit_testkit::{contract_suite, Profile, Regions};
 use proptest::prelude::*;
+
+mod common;
+use common::{config, gaps, lent, odd, two_regions, Live, REGION};
 
 #[derive(Clone, Debug)]
 enum Step {
@@ -58,32 +60,9 @@ enum Rule {
     Smallest,
 }
 
-/// A live block: address, block size, pointer, layout.
-type Live = (usize, usize, NonNull<u8>, Layout);
-
-/// The free gaps between live blocks in `first..end`.
-fn gaps(live: &mut [Live], first: usize, end: usize) -> Vec<(usize, usize)> {
-    live.sort_by_key(|b| b.0);
-    let mut gaps = Vec::new();
-    let mut at = first;
-    for &(start, size, _, _) in live.iter() {
-        if start > at {
-            gaps.push((at, start - at));
-        }
-        at = start + size;
-    }
-    if end > at {
-        gaps.push((at, end - at));
-    }
-    gaps
-}
-
 fn run<P: TreePolicy>(rule: Rule, steps: &[Step], len: usize) -> Result<(), TestCaseError> {
     let mut regions = Regions::new();
-    let region = regions.take(len, 64);
-    let mut heap = HeaderlessHeap::<P>::new();
-    // SAFETY: the region outlives the heap (declared after it, dropped first).
-    unsafe { heap.add_region(region.cast(), len) }.unwrap();
+    let mut heap = common::heap::<HeaderlessHeap<P>>(&mut regions, len, 64);
     let mut initial = Vec::new();
     heap.for_each_free(|start, size| initial.push((start, size)));
     prop_assert_eq!(initial.len(), 1);
@@ -186,14 +165,6 @@ fn run<P: TreePolicy>(rule: Rule, steps: &[Step], len: usize) -> Result<(), Test
     Ok(())
 }
 
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: if cfg!(miri) { 2 } else { 128 },
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 const MAX_STEPS: usize = if cfg!(miri) { 16 } else { 200 };
 const LEN: usize = if cfg!(miri) { 4 * 1024 } else { 16 * 1024 };
 
@@ -216,11 +187,7 @@ fn layout(size: usize) -> Layout {
 }
 
 fn heap<P: TreePolicy>(regions: &mut Regions, len: usize) -> HeaderlessHeap<P> {
-    let mut heap = HeaderlessHeap::new();
-    let region = regions.take(len, 4096);
-    // SAFETY: the harness (or the test) drops the heap before the region.
-    unsafe { heap.add_region(region.cast(), len) }.unwrap();
-    heap
+    common::heap(regions, len, 4096)
 }
 
 const WORD: usize = core::mem::size_of::<usize>();
@@ -451,38 +418,7 @@ mod checked {
     }
 }
 
-const REGION: usize = if cfg!(miri) { 32 * 1024 } else { 256 * 1024 };
 const PROFILE: Profile = Profile::new(4096, 4096);
-
-/// A region starting 3 bytes past a page boundary, with an odd length.
-fn odd<P: TreePolicy>(regions: &mut Regions) -> HeaderlessHeap<P> {
-    let mut heap = HeaderlessHeap::new();
-    let region = regions.take(REGION, 4096);
-    let start = region.cast::<u8>().as_ptr().wrapping_add(3);
-    // SAFETY: inside the taken region, which outlives the allocator.
-    unsafe { heap.add_region(NonNull::new(start).unwrap(), REGION - 3 - 1001) }.unwrap();
-    heap
-}
-
-/// Two regions, the second smaller and aligned to 8 only.
-fn two_regions<P: TreePolicy>(regions: &mut Regions) -> HeaderlessHeap<P> {
-    let mut heap = HeaderlessHeap::new();
-    for len in [REGION / 2, REGION / 4 + 40] {
-        let region = regions.take(len, 8);
-        // SAFETY: as above.
-        unsafe { heap.add_region(region.cast(), len) }.unwrap();
-    }
-    heap
-}
-
-/// Over a borrowed buffer through `Lent` (here the harness's region, lent for `'static`).
-fn lent<P: TreePolicy>(regions: &mut Regions) -> Lent<'static, HeaderlessHeap<P>> {
-    let region = regions.take(REGION, 16);
-    // SAFETY: the region is the allocator's alone and the harness drops the allocator
-    // first.
-    let buffer = unsafe { &mut *(region.as_ptr() as *mut [MaybeUninit<u8>]) };
-    Lent::new(buffer).unwrap()
-}
 
 contract_suite!(
     address_ordered_local,
@@ -493,17 +429,17 @@ contract_suite!(
     #[cfg_attr(miri, ignore = "another shape of this backend runs under miri")]
     best_fit_locked_odd_region,
     PROFILE,
-    |r: &mut Regions| Locked::new(odd::<BestFit>(r))
+    |r: &mut Regions| Locked::new(odd::<HeaderlessHeap<BestFit>>(r))
 );
 contract_suite!(
     #[cfg_attr(miri, ignore = "another shape of this backend runs under miri")]
     address_ordered_two_regions,
     PROFILE,
-    |r: &mut Regions| Local::new(two_regions::<AddressOrderedFirstFit>(r))
+    |r: &mut Regions| Local::new(two_regions::<HeaderlessHeap<AddressOrderedFirstFit>>(r))
 );
 contract_suite!(
     #[cfg_attr(miri, ignore = "another shape of this backend runs under miri")]
     best_fit_lent,
     PROFILE,
-    |r: &mut Regions| Local::new(lent::<BestFit>(r))
+    |r: &mut Regions| Local::new(lent::<HeaderlessHeap<BestFit>>(r))
 );

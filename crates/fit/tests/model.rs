@@ -20,6 +20,9 @@ use heapkit_fit::{
 use heapkit_testkit::Regions;
 use proptest::prelude::*;
 
+mod common;
+use common::{config, gaps, Live};
+
 const WORD: usize = core::mem::size_of::<usize>();
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,36 +66,21 @@ fn gap(block: usize, available: usize, size: usize, align: usize, min: usize) ->
 /// the oracle for `rule`.
 fn run<P: Policy>(rule: Rule, steps: &[Step], len: usize) -> Result<(), TestCaseError> {
     let mut regions = Regions::new();
-    let region = regions.take(len, 64);
-    let mut heap = FitHeap::<P>::new();
-    // SAFETY: the region outlives the heap (declared after it, dropped first).
-    unsafe { heap.add_region(region.cast(), len) }.unwrap();
+    let mut heap = heap::<P, false>(&mut regions, len);
     let min = FitHeap::<P>::MIN_BLOCK;
     let mut initial = Vec::new();
     heap.for_each_free(|payload, usable| initial.push((payload - WORD, usable + WORD)));
     prop_assert_eq!(initial.len(), 1);
     let (first, end) = (initial[0].0, initial[0].0 + initial[0].1);
-    // Live blocks: header address -> (block size, payload, layout).
-    let mut live: Vec<(usize, usize, NonNull<u8>, Layout)> = Vec::new();
+    // Live blocks: header address, block size, payload, layout.
+    let mut live: Vec<Live> = Vec::new();
     for step in steps {
         match *step {
             Step::Alloc { size, align_shift } => {
                 let align = 1usize << align_shift;
                 let layout = Layout::from_size_align(size, align).unwrap();
                 let need = FitHeap::<P>::block_size(size).unwrap();
-                // The gaps between live blocks: the free blocks.
-                live.sort_by_key(|b| b.0);
-                let mut gaps = Vec::new();
-                let mut at = first;
-                for &(header, block, _, _) in &live {
-                    if header > at {
-                        gaps.push((at, header - at));
-                    }
-                    at = header + block;
-                }
-                if end > at {
-                    gaps.push((at, end - at));
-                }
+                let gaps = gaps(&mut live, first, end);
                 let fits = |&(b, s): &(usize, usize)| gap(b, s, need, align, min).is_some();
                 let expected = match rule {
                     Rule::LowestAddress => gaps.iter().copied().find(fits),
@@ -159,14 +147,6 @@ fn run<P: Policy>(rule: Rule, steps: &[Step], len: usize) -> Result<(), TestCase
     Ok(())
 }
 
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: if cfg!(miri) { 2 } else { 128 },
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 const MAX_STEPS: usize = if cfg!(miri) { 12 } else { 160 };
 const LEN: usize = if cfg!(miri) { 8 * 1024 } else { 32 * 1024 };
 
@@ -196,11 +176,7 @@ proptest! {
 
 /// A heap over `len` bytes from `regions`.
 fn heap<P: Policy, const D: bool>(regions: &mut Regions, len: usize) -> FitHeap<P, D> {
-    let region = regions.take(len, 64);
-    let mut heap = FitHeap::new();
-    // SAFETY: every test drops the heap before its regions.
-    unsafe { heap.add_region(region.cast(), len) }.unwrap();
-    heap
+    common::heap(regions, len, 64)
 }
 
 fn layout(size: usize) -> Layout {
