@@ -42,23 +42,32 @@ impl<const FL: usize, const SL: usize> Classes<FL, SL> {
     /// The largest block: a region's blocks never merge beyond it.
     pub(crate) const MAX_BLOCK: usize = Self::LIMIT - GRANULE;
 
-    /// The list of `units` granules. Small sizes (the common case, and a well-predicted
-    /// branch) skip the logarithm.
+    /// The list a free block of `size` bytes (a multiple of the granule, below `LIMIT`)
+    /// lives in, as one number: `fl * SL + sl`, the list's place in the heads laid end to
+    /// end. Small sizes (the common case, and a well-predicted branch) skip the logarithm;
+    /// above, the class and the list within it add up in one shift and one add.
     #[inline(always)]
-    fn list_of_units(units: usize) -> (usize, usize) {
+    pub(crate) fn list_index(size: usize) -> usize {
+        let units = size >> GRANULE_SHIFT;
         if units < SL {
-            (0, units)
+            units
         } else {
+            // Class `shift + 1`, list `(units >> shift) - SL` within it.
             let shift = units.ilog2() - Self::SL_SHIFT;
-            ((shift + 1) as usize, (units >> shift) - SL)
+            ((shift as usize) << Self::SL_SHIFT) + (units >> shift)
         }
     }
 
-    /// The list a free block of `size` bytes (a multiple of the granule, below `LIMIT`)
-    /// lives in.
+    /// [`list_index`](Self::list_index) as `(fl, sl)`.
     #[inline(always)]
     pub(crate) fn list_of(size: usize) -> (usize, usize) {
-        Self::list_of_units(size >> GRANULE_SHIFT)
+        Self::split(Self::list_index(size))
+    }
+
+    /// A list's number as `(fl, sl)`.
+    #[inline(always)]
+    pub(crate) const fn split(index: usize) -> (usize, usize) {
+        (index >> Self::SL_SHIFT, index & (SL - 1))
     }
 
     /// The first list all of whose blocks are at least `size` bytes (a multiple of the

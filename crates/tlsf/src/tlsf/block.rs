@@ -20,7 +20,8 @@ use super::{FLAGS, FREE, PREV_FREE, WORD};
 ///
 /// A `Block` is only an address: every accessor is `unsafe`, with the contract that the
 /// words it touches are a block's words inside one of the allocator's regions. The null
-/// block ([`Block::NONE`]) ends a list.
+/// block ([`Block::NONE`]) ends a list, and the first block of a list links back to
+/// [`Block::list_head`] of its list.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(transparent)]
 pub(super) struct Block(*mut u8);
@@ -57,6 +58,22 @@ impl Block {
     #[inline(always)]
     pub(super) fn is_none(self) -> bool {
         self.0.is_null()
+    }
+
+    /// The back link of the first block of list `index` (`fl * SL + sl`): not an address
+    /// but the list's number, tagged in the low bit (block addresses are word-aligned, so
+    /// never odd). Unlinking a block then needs no size class: a back link names either
+    /// the block before it or the list head to rewrite.
+    #[inline(always)]
+    pub(super) const fn list_head(index: usize) -> Self {
+        Self(ptr::without_provenance_mut(index << 1 | 1))
+    }
+
+    /// The list number a back link names, if it names a list head rather than a block.
+    #[inline(always)]
+    pub(super) fn as_list_head(self) -> Option<usize> {
+        let addr = self.0.addr();
+        (addr & 1 != 0).then_some(addr >> 1)
     }
 
     /// The block `offset` bytes further on (`offset` a block size or a gap).
@@ -130,6 +147,7 @@ impl Block {
     ///
     /// # Safety
     /// As for [`header`](Self::header).
+    #[cfg(feature = "checked")]
     #[inline(always)]
     pub(super) unsafe fn prev_free(self) -> bool {
         // SAFETY: per the caller.

@@ -105,7 +105,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
                     return Err(corrupt(head, "second-level bit disagrees with its list")
                         .expected(usize::from(!head.is_none()), (sl_map >> sl) as usize & 1));
                 }
-                let (mut node, mut prev) = (head, Block::NONE);
+                let (mut node, mut prev) = (head, Block::list_head(fl * SL + sl));
                 while !node.is_none() {
                     seen += 1;
                     if seen > bound {

@@ -1,22 +1,9 @@
 //! The segregated lists and their bitmaps: linking, unlinking and moving free blocks.
 
 use super::block::Block;
-use super::{Classes, Tlsf, WORD};
+use super::{Classes, Tlsf};
 
 impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
-    /// The head of list `(fl, sl)`.
-    ///
-    /// # Safety
-    ///
-    /// `fl < FL` and `sl < SL`: indices from `list_of` of a block size (blocks never
-    /// exceed `MAX_BLOCK`) or from `find_list`.
-    #[inline(always)]
-    pub(super) unsafe fn head(&mut self, fl: usize, sl: usize) -> &mut Block {
-        debug_assert!(fl < FL && sl < SL);
-        // SAFETY: in bounds, per the caller.
-        unsafe { self.heads.get_unchecked_mut(fl).get_unchecked_mut(sl) }
-    }
-
     /// The second-level bitmap of class `fl`.
     ///
     /// # Safety
@@ -39,8 +26,21 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         unsafe { self.sl_maps.get_unchecked_mut(fl) }
     }
 
+    /// The head of list `index` (`fl * SL + sl`: the heads laid end to end).
+    ///
+    /// # Safety
+    ///
+    /// `index < FL * SL`: from `list_index` of a block size (blocks never exceed
+    /// `MAX_BLOCK`), from `find_list`, or from a [`Block::list_head`] back link.
+    #[inline(always)]
+    pub(super) unsafe fn head_at(&mut self, index: usize) -> &mut Block {
+        // SAFETY: in bounds, per the caller.
+        unsafe { self.heads.as_flattened_mut().get_unchecked_mut(index) }
+    }
+
     /// Puts a block on its list with its free header and footer. The next block's
-    /// `PREV_FREE` bit is the caller's to set (often it already is).
+    /// `PREV_FREE` bit is the caller's to set (often it already is), and so is the count
+    /// of free bytes: each operation books its change once.
     ///
     /// # Safety
     ///
@@ -49,39 +49,34 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     #[inline(always)]
     pub(super) unsafe fn link_free(&mut self, block: Block, size: usize) {
         // SAFETY: per the caller.
-        unsafe { self.link_free_in(block, size, Classes::<FL, SL>::list_of(size)) }
+        unsafe { self.link_free_in(block, size, Classes::<FL, SL>::list_index(size)) }
     }
 
     /// [`link_free`](Self::link_free) with the block's list already known.
     ///
     /// # Safety
     ///
-    /// As for `link_free`; `(fl, sl)` is `list_of(size)`.
+    /// As for `link_free`; `list` is `list_index(size)`.
     #[inline(always)]
-    pub(super) unsafe fn link_free_in(
-        &mut self,
-        block: Block,
-        size: usize,
-        (fl, sl): (usize, usize),
-    ) {
+    pub(super) unsafe fn link_free_in(&mut self, block: Block, size: usize, list: usize) {
         // SAFETY: per the caller the block's words are ours; the head is a free block.
         unsafe {
-            let head = self.head(fl, sl);
+            let head = self.head_at(list);
             let first = *head;
             *head = block;
             block.set_free(size);
             block.set_next_in_list(first);
-            block.set_prev_in_list(Block::NONE);
+            block.set_prev_in_list(Block::list_head(list));
             if first.is_none() {
                 // The list was empty: its bits were clear. (A list with blocks has both
                 // set already, so most links skip two read-modify-writes.)
+                let (fl, sl) = Classes::<FL, SL>::split(list);
                 *self.sl_map_mut(fl) |= 1 << sl;
                 self.fl_map |= 1 << fl;
             } else {
                 first.set_prev_in_list(block);
             }
         }
-        self.free += size - WORD;
     }
 
     /// [`link_free`](Self::link_free), then tells the next block.
@@ -98,47 +93,33 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         }
     }
 
-    /// Takes a free block of `size` off its list. Its header and the next block's
+    /// Takes a free block off its list, whichever it is: the back link names the block
+    /// before it or, for a list's first block, the list. Its header and the next block's
     /// `PREV_FREE` bit are left for the caller to rewrite.
     ///
     /// # Safety
     ///
-    /// `block` is on a list, with size `size`.
+    /// `block` is on a list.
     #[inline(always)]
-    pub(super) unsafe fn unlink(&mut self, block: Block, size: usize) {
-        // SAFETY: per the caller.
-        unsafe { self.unlink_from(block, size, Classes::<FL, SL>::list_of(size)) }
-    }
-
-    /// [`unlink`](Self::unlink) with the block's list already known.
-    ///
-    /// # Safety
-    ///
-    /// As for `unlink`; `(fl, sl)` is `list_of(size)`.
-    #[inline(always)]
-    pub(super) unsafe fn unlink_from(
-        &mut self,
-        block: Block,
-        size: usize,
-        (fl, sl): (usize, usize),
-    ) {
-        // SAFETY: per the caller, `block` and its list neighbours are free blocks.
+    pub(super) unsafe fn unlink(&mut self, block: Block) {
+        // SAFETY: per the caller, `block` and its list neighbours are free blocks, and a
+        // list-head back link names a list in range.
         unsafe {
             let next = block.next_in_list();
             let prev = block.prev_in_list();
             if !next.is_none() {
                 next.set_prev_in_list(prev);
             }
-            if prev.is_none() {
-                *self.head(fl, sl) = next;
+            if let Some(index) = prev.as_list_head() {
+                *self.head_at(index) = next;
                 if next.is_none() {
+                    let (fl, sl) = Classes::<FL, SL>::split(index);
                     self.mark_empty(fl, sl);
                 }
             } else {
                 prev.set_next_in_list(next);
             }
         }
-        self.free -= size - WORD;
     }
 
     /// Clears the bitmap bits of list `(fl, sl)`, which has just become empty.
@@ -156,45 +137,59 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         }
     }
 
-    /// Takes the first block (of `size` bytes) off list `(fl, sl)`.
+    /// Takes the first block off list `list`.
     ///
     /// # Safety
     ///
-    /// The list is not empty, and `(fl, sl)` is in range.
+    /// The list is not empty, and `list < FL * SL`.
     #[inline(always)]
-    pub(super) unsafe fn pop_head(&mut self, fl: usize, sl: usize, size: usize) {
+    pub(super) unsafe fn pop_head(&mut self, list: usize) {
         // SAFETY: per the caller, the head is a free block; its successor too, if any.
         unsafe {
-            let head = self.head(fl, sl);
+            let head = self.head_at(list);
             let next = head.next_in_list();
             *head = next;
             if next.is_none() {
+                let (fl, sl) = Classes::<FL, SL>::split(list);
                 self.mark_empty(fl, sl);
             } else {
-                next.set_prev_in_list(Block::NONE);
+                next.set_prev_in_list(Block::list_head(list));
             }
         }
-        self.free -= size - WORD;
     }
 
-    /// Moves free block `from` (of `from_size`) to `to` with size `to_size`, both in list
-    /// `(fl, sl)`: the list node changes address, the bitmaps stay as they are. Saves the
-    /// unlink and insert when a split or merge does not change the list.
+    /// Moves the first block of list `list` to `to`, now `to_size` bytes and still
+    /// of that list: its node changes address, the list and bitmaps stay. What a split
+    /// leaving its tail in the same list costs instead of a pop and a link.
     ///
     /// # Safety
     ///
-    /// `from` is on list `(fl, sl)`; `to..to + to_size` is free memory of the region (it
-    /// may overlap `from`) whose size also maps to `(fl, sl)`; the block before `to` is in
-    /// use and the one after it knows it follows a free block.
+    /// As for [`relocate`](Self::relocate), with `from` the head of list `list`.
     #[inline(always)]
-    pub(super) unsafe fn relocate(
-        &mut self,
-        from: Block,
-        from_size: usize,
-        to: Block,
-        to_size: usize,
-        (fl, sl): (usize, usize),
-    ) {
+    pub(super) unsafe fn move_head(&mut self, list: usize, from: Block, to: Block, to_size: usize) {
+        // SAFETY: per the caller; the link is read before anything at `to` is written.
+        unsafe {
+            let next = from.next_in_list();
+            to.set_next_in_list(next);
+            to.set_prev_in_list(Block::list_head(list));
+            if !next.is_none() {
+                next.set_prev_in_list(to);
+            }
+            *self.head_at(list) = to;
+            to.set_free(to_size);
+        }
+    }
+
+    /// Moves free block `from` to `to` with size `to_size`, both in `from`'s list: the
+    /// list node changes address, the bitmaps stay as they are.
+    ///
+    /// # Safety
+    ///
+    /// `from` is on a list; `to..to + to_size` is free memory of the region (it may
+    /// overlap `from`) whose size maps to the same list; the block before `to` is in use
+    /// and the one after it knows it follows a free block.
+    #[inline(always)]
+    pub(super) unsafe fn relocate(&mut self, from: Block, to: Block, to_size: usize) {
         // SAFETY: per the caller; both links are read before anything at `to` is written.
         unsafe {
             let next = from.next_in_list();
@@ -204,19 +199,18 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
             if !next.is_none() {
                 next.set_prev_in_list(to);
             }
-            if prev.is_none() {
-                *self.head(fl, sl) = to;
+            if let Some(index) = prev.as_list_head() {
+                *self.head_at(index) = to;
             } else {
                 prev.set_next_in_list(to);
             }
             to.set_free(to_size);
         }
-        self.free = self.free + to_size - from_size;
     }
 
     /// Turns free block `from` (`from_size` bytes, on a list) into free block `to` of
     /// `to_size` bytes: relocated within its list when the list stays the same, else
-    /// unlinked and linked anew.
+    /// unlinked and linked anew. The free byte count is the caller's.
     ///
     /// # Safety
     ///
@@ -229,38 +223,14 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         to: Block,
         to_size: usize,
     ) {
-        let list = Classes::<FL, SL>::list_of(to_size);
-        let from_list = Classes::<FL, SL>::list_of(from_size);
+        let list = Classes::<FL, SL>::list_index(to_size);
         // SAFETY: per the caller.
         unsafe {
-            if list == from_list {
-                self.relocate(from, from_size, to, to_size, list);
+            if list == Classes::<FL, SL>::list_index(from_size) {
+                self.relocate(from, to, to_size);
             } else {
-                self.unlink_from(from, from_size, from_list);
+                self.unlink(from);
                 self.link_free_in(to, to_size, list);
-            }
-        }
-    }
-
-    /// Grows free block `block` (on a list) in place from `old_size` to `new_size` bytes:
-    /// a new header and footer when its list stays the same, else a move between lists.
-    ///
-    /// # Safety
-    ///
-    /// `block` is on a list with `old_size`; the bytes up to `new_size` are free memory of
-    /// its region, and the block after them knows it follows a free block.
-    #[inline(always)]
-    pub(super) unsafe fn resize_free(&mut self, block: Block, old_size: usize, new_size: usize) {
-        let list = Classes::<FL, SL>::list_of(new_size);
-        let old_list = Classes::<FL, SL>::list_of(old_size);
-        // SAFETY: per the caller.
-        unsafe {
-            if list == old_list {
-                block.set_free(new_size);
-                self.free = self.free + new_size - old_size;
-            } else {
-                self.unlink_from(block, old_size, old_list);
-                self.link_free_in(block, new_size, list);
             }
         }
     }

@@ -283,6 +283,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
             if rest >= MIN_BLOCK {
                 block.set_used(size);
                 self.link_free(block.add(size), rest);
+                self.free += rest - WORD;
                 size
             } else {
                 block.set_used(available);
@@ -318,7 +319,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         // SAFETY: `find_list` and `largest_list` only name non-empty lists, whose head is a
         // free block with a valid header.
         let (mut block, mut available) = unsafe {
-            let block = *self.head(fl, sl);
+            let block = *self.head_at(fl * SL + sl);
             (block, block.size())
         };
         let gap = Self::aligned_gap(block, align);
@@ -334,11 +335,13 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         // carved inside it (checked or guaranteed by the search size), each either empty or
         // at least `MIN_BLOCK`.
         unsafe {
-            self.unlink(block, available);
+            self.unlink(block);
+            self.free -= available - WORD;
             if gap != 0 {
                 let aligned = block.add(gap);
                 aligned.set_header(PREV_FREE);
                 self.link_free(block, gap);
+                self.free += gap - WORD;
                 block = aligned;
                 available -= gap;
             }
@@ -443,22 +446,25 @@ unsafe impl<const FL: usize, const SL: usize> Backend for Tlsf<FL, SL> {
         // touch), so the allocated header carries no flags; a tail of `MIN_BLOCK` or more
         // goes back as a free block, whose successor already says "free before me".
         unsafe {
-            let block = *self.head(fl, sl);
+            let list = fl * SL + sl;
+            let block = *self.head_at(list);
             let available = block.size();
             let rest = available - size;
             if rest >= MIN_BLOCK {
                 let remainder = block.add(size);
-                let rest_list = Classes::<FL, SL>::list_of(rest);
-                if rest_list == (fl, sl) {
-                    self.relocate(block, available, remainder, rest, rest_list);
+                let rest_list = Classes::<FL, SL>::list_index(rest);
+                if rest_list == list {
+                    self.move_head(list, block, remainder, rest);
                 } else {
-                    self.pop_head(fl, sl, available);
+                    self.pop_head(list);
                     self.link_free_in(remainder, rest, rest_list);
                 }
+                self.free -= size;
                 block.set_header(size);
                 Ok(self.allocated(block, size))
             } else {
-                self.pop_head(fl, sl, available);
+                self.pop_head(list);
+                self.free -= available - WORD;
                 block.set_header(available);
                 block.add(available).set_prev_free(false);
                 Ok(self.allocated(block, available))
@@ -476,33 +482,37 @@ unsafe impl<const FL: usize, const SL: usize> Backend for Tlsf<FL, SL> {
         let _ = layout;
         // SAFETY: per the caller, `ptr` is a live block of ours, so its header precedes
         // it; a following header always exists (block or sentinel), and `PREV_FREE` says
-        // when the word before the header is a free block's footer. A merged block keeps
-        // the list node of a neighbour whose list it stays in.
+        // when the word before the header is a free block's footer. Free neighbours come
+        // off their lists through their back links, with no size class computed for them,
+        // and the merged block goes on one list. (Keeping a neighbour's list node when
+        // the merged block stays in its list, as `grow_in_place` does, measured more
+        // instructions here: the two size classes it compares cost more than they save.)
         unsafe {
             let block = Block::of_payload(ptr.as_ptr());
-            let size = block.size();
+            let header = block.header();
+            let size = header & !FLAGS;
             self.in_use -= size - WORD;
             let next = block.add(size);
             let next_header = next.header();
-            if block.prev_free() {
+            let (mut start, mut merged) = (block, size);
+            // The free bytes grow by the block's usable size, plus a header per merge.
+            let mut freed = size - WORD;
+            if header & PREV_FREE != 0 {
                 let prev_size = block.footer_before();
-                let prev = block.sub(prev_size);
-                let mut merged = prev_size + size;
-                if next_header & FREE != 0 {
-                    let next_size = next_header & !FLAGS;
-                    self.unlink(next, next_size);
-                    merged += next_size;
-                } else {
-                    next.set_header(next_header | PREV_FREE);
-                }
-                self.resize_free(prev, prev_size, merged);
-            } else if next_header & FREE != 0 {
-                let next_size = next_header & !FLAGS;
-                self.replace_free(next, next_size, block, size + next_size);
+                start = block.sub(prev_size);
+                self.unlink(start);
+                merged += prev_size;
+                freed += WORD;
+            }
+            if next_header & FREE != 0 {
+                self.unlink(next);
+                merged += next_header & !FLAGS;
+                freed += WORD;
             } else {
                 next.set_header(next_header | PREV_FREE);
-                self.link_free(block, size);
             }
+            self.link_free(start, merged);
+            self.free += freed;
         }
     }
 
@@ -534,9 +544,11 @@ unsafe impl<const FL: usize, const SL: usize> Backend for Tlsf<FL, SL> {
             let rest = size + next_size - needed;
             let grown = if rest >= MIN_BLOCK {
                 self.replace_free(next, next_size, block.add(needed), rest);
+                self.free -= needed - size;
                 needed
             } else {
-                self.unlink(next, next_size);
+                self.unlink(next);
+                self.free -= next_size - WORD;
                 next.add(next_size).set_prev_free(false);
                 size + next_size
             };
@@ -569,8 +581,10 @@ unsafe impl<const FL: usize, const SL: usize> Backend for Tlsf<FL, SL> {
             if next_header & FREE != 0 && tail > 0 {
                 let next_size = next_header & !FLAGS;
                 self.replace_free(next, next_size, freed, tail + next_size);
+                self.free += tail;
             } else if tail >= MIN_BLOCK {
                 self.insert(freed, tail);
+                self.free += tail - WORD;
             } else {
                 return Ok(NonNull::slice_from_raw_parts(ptr, size - WORD));
             }

@@ -187,6 +187,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
             header.write(region);
             Block::at(sentinel).set_header(0);
             self.insert(Block::at(first), plan.sentinel - plan.first);
+            self.free += plan.sentinel - plan.first - WORD;
         }
         // SAFETY: the header was just written inside the region, with `next` the old head.
         unsafe { self.regions.push(header) };
@@ -226,7 +227,8 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
                 // SAFETY: the region's one block is free, of `size`, on its list; the
                 // region leaves the list here, `prev`'s link (or the head) skipping it.
                 unsafe {
-                    self.unlink(Block::at(first), size);
+                    self.unlink(Block::at(first));
+                    self.free -= size - WORD;
                     if prev.is_null() {
                         self.regions.remove(next, |_, _| {});
                     } else {
