@@ -73,9 +73,9 @@ impl<const FL: usize, const SL: usize> Classes<FL, SL> {
     /// The first list all of whose blocks are at least `size` bytes (a multiple of the
     /// granule): `size` rounded up to the next list boundary. `None` past the last list.
     ///
-    /// Small sizes have exact lists. Above, one `ilog2`: the second-level index is rounded
-    /// up when any bit below it is set, and a carry out of the last second-level list
-    /// moves to the next class.
+    /// Small sizes have exact lists. Above, one `ilog2`: the units are rounded up to the
+    /// class's list width, and a carry out of the last list of a class lands on the first
+    /// list of the next, which is the next list number.
     #[inline(always)]
     pub(crate) fn first_list_fitting(size: usize) -> Option<(usize, usize)> {
         let units = size >> GRANULE_SHIFT;
@@ -83,10 +83,9 @@ impl<const FL: usize, const SL: usize> Classes<FL, SL> {
             return Some((0, units));
         }
         let shift = units.ilog2() - Self::SL_SHIFT;
-        let round_up = usize::from(units & ((1 << shift) - 1) != 0);
-        let top = (units >> shift) + round_up;
-        let fl = shift as usize + 1 + (top >> (Self::SL_SHIFT + 1));
-        (fl < FL).then_some((fl, top & (SL - 1)))
+        let rounded = (units + (1 << shift) - 1) >> shift;
+        let index = ((shift as usize) << Self::SL_SHIFT) + rounded;
+        (index < FL * SL).then(|| Self::split(index))
     }
 
     /// The smallest block size list `(fl, sl)` holds.
