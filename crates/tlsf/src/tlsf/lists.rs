@@ -34,6 +34,10 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     /// `MAX_BLOCK`), from `find_list`, or from a [`Block::list_head`] back link.
     #[inline(always)]
     pub(super) unsafe fn head_at(&mut self, index: usize) -> &mut Block {
+        debug_assert!(
+            index < FL * SL,
+            "list {index} out of range (a damaged back link?)"
+        );
         // SAFETY: in bounds, per the caller.
         unsafe { self.heads.as_flattened_mut().get_unchecked_mut(index) }
     }

@@ -172,7 +172,7 @@ fn check_reports_each_broken_invariant() {
         assert_eq!(what(&heap), "free byte count differs from the blocks");
 
         let (heap, [_, b, _]) = fresh(&mut regions);
-        // A cycle back to the head: its back link (null) cannot match.
+        // A cycle back to the head: its back link (its list's tag) cannot match.
         b.set_next_in_list(b);
         assert_eq!(what(&heap), "list node's back link is wrong");
     }
@@ -330,7 +330,7 @@ fn plans_near_the_top_of_the_address_space_stay_inside() {
     // The default parameters' largest block is half the 32-bit address space or more:
     // a region whose start is within that distance of the top (SDRAM at 0xC000_0000, a
     // higher-half heap) once placed its sentinel at `first + MAX_BLOCK`, wrapped.
-    let len = (Tlsf::<DEFAULT_FL, DEFAULT_SL>::MAX_BLOCK / 2).min(1 << 40);
+    let len = (Tlsf::<DEFAULT_FL, DEFAULT_SL>::MAX_BLOCK / 2).min(1usize << (usize::BITS - 24));
     for gap in [0, 1, 4096] {
         let plan =
             assert_plan_inside::<DEFAULT_FL, DEFAULT_SL>(Span::new(top - gap - len, len).unwrap());
@@ -388,4 +388,90 @@ fn a_fresh_region_of_region_len_for_serves_the_request() {
         assert!(heap.allocate(l).is_ok(), "{size} bytes aligned to {align}");
     }
     assert!(Tlsf::<8, 4>::region_len_for(layout(1 << 20, 8)).is_none());
+}
+
+/// Damaged back links of a list's first block: null, another list's tag, a real block,
+/// and an odd tag out of range. `check` must name each.
+#[test]
+fn check_reports_a_damaged_back_link_of_a_lists_first_block() {
+    let mut regions = Regions::new();
+    let fresh = |regions: &mut Regions| {
+        let mut heap: Tlsf = heap_over(regions, 4096);
+        let blocks = [0; 3].map(|_| {
+            let payload = heap.allocate(layout(64, 8)).unwrap().cast::<u8>().as_ptr();
+            Block::of_payload(payload)
+        });
+        // SAFETY: b is live with this layout.
+        unsafe { heap.deallocate(NonNull::new(blocks[1].payload()).unwrap(), layout(64, 8)) };
+        assert_eq!(heap.check(), Ok(()));
+        (heap, blocks)
+    };
+    // SAFETY: b is a free block of the heap: its link words are in its region.
+    unsafe {
+        let bad = |b: Block| {
+            let list = Classes::<DEFAULT_FL, DEFAULT_SL>::list_index(b.size());
+            [
+                Block::NONE,
+                Block::list_head(list + 1),
+                Block::list_head(list ^ 1),
+                Block::list_head(DEFAULT_FL * DEFAULT_SL + 5),
+                b,
+                Block::at(b.addr().wrapping_add(GRANULE)),
+            ]
+        };
+        let (_, [_, b, _]) = fresh(&mut regions);
+        for value in bad(b) {
+            let (heap, [_, b, _]) = fresh(&mut regions);
+            assert_eq!(
+                b.prev_in_list(),
+                Block::list_head(Classes::<DEFAULT_FL, DEFAULT_SL>::list_index(b.size()))
+            );
+            b.set_prev_in_list(value);
+            assert_eq!(
+                heap.check().map_err(|c| c.what),
+                Err("list node's back link is wrong"),
+                "back link {value:?}"
+            );
+        }
+    }
+}
+
+/// Every list's tag is odd and distinct, and never equal to a block address (even), for
+/// the widest parameters the type takes.
+#[test]
+fn list_tags_are_odd_distinct_and_name_their_list() {
+    fn all<const FL: usize, const SL: usize>() {
+        let () = Classes::<FL, SL>::VALID;
+        for index in 0..FL * SL {
+            let tag = Block::list_head(index);
+            assert_eq!(tag.addr().addr() & 1, 1);
+            assert_eq!(tag.as_list_head(), Some(index));
+            assert_eq!(Classes::<FL, SL>::split(index), (index / SL, index % SL));
+        }
+        // Every size's list is in range and agrees with list_of.
+        let mut units = 1usize;
+        while units * GRANULE < Classes::<FL, SL>::LIMIT {
+            for u in [units, units + 1, units * 2 - 1] {
+                let size = u * GRANULE;
+                if size >= Classes::<FL, SL>::LIMIT {
+                    continue;
+                }
+                let i = Classes::<FL, SL>::list_index(size);
+                assert!(i < FL * SL, "size {size}: list {i}");
+                let (fl, sl) = Classes::<FL, SL>::list_of(size);
+                assert_eq!(fl * SL + sl, i);
+                assert!(Classes::<FL, SL>::list_floor(fl, sl) <= size);
+            }
+            units *= 2;
+        }
+        assert_eq!(Block::NONE.as_list_head(), None);
+    }
+    all::<8, 4>();
+    all::<10, 1>();
+    all::<20, 16>();
+    all::<DEFAULT_FL, DEFAULT_SL>();
+    #[cfg(target_pointer_width = "64")]
+    all::<32, 32>();
+    #[cfg(target_pointer_width = "32")]
+    all::<24, 32>();
 }
