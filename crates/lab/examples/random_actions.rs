@@ -5,7 +5,9 @@
 //! left out.
 //!
 //! `cargo run --release -p heapkit-lab --example random_actions -- tlsf|rlsf|talc MAX STEPS`,
-//! or `tlsf-pairs|rlsf-pairs|talc-pairs SIZE COUNT` for allocate+free pairs.
+//! or `tlsf-pairs|rlsf-pairs|talc-pairs SIZE COUNT` for allocate+free pairs, or
+//! `tlsf-churn|rlsf-churn|talc-churn SIZE COUNT` for COUNT replacements of a random one of
+//! 4000 live blocks (the lab's fixed-churn), timed: it prints ns per call.
 
 use heapkit_lab::peers::{heapkit_tlsf, rlsf, talc};
 use heapkit_trace::arena::Arena;
@@ -63,6 +65,27 @@ fn pairs(arena: &mut impl Arena, size: usize, count: usize) {
     background.drain(arena);
 }
 
+/// `live` blocks of `size` bytes, then `count` replacements of a random one (the lab's
+/// fixed-churn), timed whole: prints ns per call.
+fn churn(arena: &mut impl Arena, size: usize, live: usize, count: usize) {
+    let layout = std::alloc::Layout::from_size_align(size, 8).unwrap();
+    let mut blocks: Vec<_> = (0..live).map(|_| arena.alloc(layout).unwrap()).collect();
+    let mut rng = heapkit_trace::Rng::new(42);
+    let picks: Vec<usize> = (0..count).map(|_| rng.below(live)).collect();
+    let start = std::time::Instant::now();
+    for &i in &picks {
+        // SAFETY: `blocks[i]` is live with `layout`.
+        unsafe { arena.free(blocks[i], layout) };
+        blocks[i] = arena.alloc(std::hint::black_box(layout)).unwrap();
+    }
+    let ns = start.elapsed().as_secs_f64() * 1e9 / f64::from(u32::try_from(2 * count).unwrap());
+    println!("{ns:.2} ns per call");
+    for block in blocks {
+        // SAFETY: live with `layout`.
+        unsafe { arena.free(block, layout) };
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let max = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(3000);
@@ -78,6 +101,9 @@ fn main() {
         Some("tlsf-pairs") => pairs(&mut heapkit_tlsf(region), max, steps),
         Some("rlsf-pairs") => pairs(&mut rlsf(region), max, steps),
         Some("talc-pairs") => pairs(&mut talc(region), max, steps),
+        Some("tlsf-churn") => churn(&mut heapkit_tlsf(region), max, 4000, steps),
+        Some("rlsf-churn") => churn(&mut rlsf(region), max, 4000, steps),
+        Some("talc-churn") => churn(&mut talc(region), max, 4000, steps),
         _ => eprintln!("usage: random_actions tlsf|rlsf|talc[-pairs] [MAX|SIZE] [STEPS]"),
     }
 }

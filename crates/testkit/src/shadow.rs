@@ -464,7 +464,7 @@ impl<A: Subject> Harness<A> {
     /// The violation found.
     pub fn allocate(&mut self, layout: Layout, zeroed: bool) -> Result<bool, Violation> {
         self.operations += 1;
-        let before = self.allocator.stats();
+        let before = self.walk_due().then(|| self.allocator.stats());
         let result = if zeroed {
             self.allocator.allocate_zeroed(layout)
         } else {
@@ -539,7 +539,7 @@ impl<A: Subject> Harness<A> {
         self.operations += 1;
         let old = self.live[index];
         old.verify(old.usable)?;
-        let before = self.allocator.stats();
+        let before = self.walk_due().then(|| self.allocator.stats());
         let growing = new_layout.size() >= old.layout.size();
         // SAFETY: the block is live, came from this allocator and `old.layout` fits it; the
         // size comparison picks the call whose precondition holds.
@@ -621,11 +621,13 @@ impl<A: Subject> Harness<A> {
         self.next_id
     }
 
-    /// Runs the allocator's own invariant check: after every operation while few blocks
-    /// are live, and every `live / CHECK_EVERY_LIVE` operations beyond, so a test that
-    /// fills the heap with 10^5 blocks does not walk it 10^5 times; under miri every 64th
-    /// operation. `finish` always checks.
-    fn check_heap(&self) -> Result<(), Violation> {
+    /// Whether this operation is one the harness walks the allocator on: every operation
+    /// while few blocks are live, and every `live / CHECK_EVERY_LIVE` operations beyond, so
+    /// a test that fills the heap with 10^5 blocks does not walk it 10^5 times; under miri
+    /// every 64th operation. The walks are the allocator's invariant check and its stats,
+    /// which may cost O(blocks) too (heapkit-tlsf keeps no running count). `finish` and
+    /// every refusal always check.
+    fn walk_due(&self) -> bool {
         let every = if cfg!(miri) {
             // Miri interprets each step of a walk over every free list: it checks the
             // check's own memory safety at a coarser cadence.
@@ -633,25 +635,38 @@ impl<A: Subject> Harness<A> {
         } else {
             self.live.len() / CHECK_EVERY_LIVE + 1
         };
-        let due = self.operations % every == 0;
-        if due {
+        self.operations % every == 0
+    }
+
+    /// A refusal must change nothing: the heap stays sound (checked at every refusal, but
+    /// at the cadence under miri, where refusals are most of a random run's steps), the
+    /// bytes in use match the shadow's, and when the stats were taken before the call,
+    /// they are the same after.
+    fn unchanged_since(&self, before: Option<Stats>) -> Result<(), Violation> {
+        if !cfg!(miri) || self.walk_due() {
             self.allocator.check().map_err(Violation::HeapCorrupted)?;
         }
-        Ok(())
-    }
-
-    fn unchanged_since(&self, before: Stats) -> Result<(), Violation> {
-        self.check_heap()?;
-        let after = self.allocator.stats();
-        if after == before {
-            Ok(())
-        } else {
-            Err(Violation::FailureChangedState { before, after })
+        if let Some(before) = before {
+            let after = self.allocator.stats();
+            if after != before {
+                return Err(Violation::FailureChangedState { before, after });
+            }
         }
+        self.compare_stats()
     }
 
+    /// The allocator's check and stats against the shadow, when [`walk_due`](Self::walk_due).
     fn check_stats(&self) -> Result<(), Violation> {
-        self.check_heap()?;
+        if !self.walk_due() {
+            return Ok(());
+        }
+        self.allocator.check().map_err(Violation::HeapCorrupted)?;
+        self.compare_stats()
+    }
+
+    /// Stats consistent, capacity kept (unless the allocator grows), bytes in use as the
+    /// shadow counts them.
+    fn compare_stats(&self) -> Result<(), Violation> {
         let stats = self.allocator.stats();
         let capacity_moved = !self.profile.grows && stats.capacity != self.initial.capacity;
         if !stats.is_consistent() || capacity_moved {

@@ -44,6 +44,9 @@ pub struct GrowingTlsf<
     chunks: *mut Chunk,
     /// Bytes of the chunks' own headers (and their alignment), reported as metadata.
     chunk_overhead: usize,
+    /// Blocks handed out and not yet freed: when it falls to 0 the free chunks go back.
+    /// (The inner `Tlsf` keeps no running count; see its statistics.)
+    live: usize,
 }
 
 // SAFETY: the heap exclusively owns its chunks; the source moves with it.
@@ -68,6 +71,7 @@ impl<S: Source, const FL: usize, const SL: usize> GrowingTlsf<S, FL, SL> {
             source,
             chunks: ptr::null_mut(),
             chunk_overhead: 0,
+            live: 0,
         }
     }
 
@@ -258,17 +262,21 @@ unsafe impl<S: Source, const FL: usize, const SL: usize> Backend for GrowingTlsf
     #[inline]
     fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         if let Ok(block) = self.tlsf.allocate(layout) {
+            self.live += 1;
             return Ok(block);
         }
         self.grow(layout)?;
-        self.tlsf.allocate(layout)
+        let block = self.tlsf.allocate(layout)?;
+        self.live += 1;
+        Ok(block)
     }
 
     #[inline]
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: forwarded under the caller's guarantees.
         unsafe { self.tlsf.deallocate(ptr, layout) };
-        if self.tlsf.in_use() == 0 && !self.chunks.is_null() {
+        self.live -= 1;
+        if self.live == 0 && !self.chunks.is_null() {
             self.give_back_free_chunks(true);
         }
     }

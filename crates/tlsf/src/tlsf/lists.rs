@@ -238,4 +238,18 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
             }
         }
     }
+
+    #[inline(always)]
+    pub(super) unsafe fn resize_free(&mut self, block: Block, old_size: usize, new_size: usize) {
+        let list = Classes::<FL, SL>::list_index(new_size);
+        // SAFETY: experiment
+        unsafe {
+            if list == Classes::<FL, SL>::list_index(old_size) {
+                block.set_free(new_size);
+            } else {
+                self.unlink(block);
+                self.link_free_in(block, new_size, list);
+            }
+        }
+    }
 }

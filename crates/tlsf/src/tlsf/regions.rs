@@ -187,7 +187,6 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
             header.write(region);
             Block::at(sentinel).set_header(0);
             self.insert(Block::at(first), plan.sentinel - plan.first);
-            self.free += plan.sentinel - plan.first - WORD;
         }
         // SAFETY: the header was just written inside the region, with `next` the old head.
         unsafe { self.regions.push(header) };
@@ -222,13 +221,12 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
             let region = unsafe { &*next };
             let after = region.next;
             if give_back(region.span.start()) && Self::wholly_free(region) {
-                let (first, size) = (region.first, region.sentinel.addr() - region.first.addr());
+                let first = region.first;
                 self.capacity -= region.span.len();
-                // SAFETY: the region's one block is free, of `size`, on its list; the
+                // SAFETY: the region's one block is free, on its list; the
                 // region leaves the list here, `prev`'s link (or the head) skipping it.
                 unsafe {
                     self.unlink(Block::at(first));
-                    self.free -= size - WORD;
                     if prev.is_null() {
                         self.regions.remove(next, |_, _| {});
                     } else {
