@@ -119,21 +119,22 @@ fn an_aligned_block_that_fits_exactly_is_found_with_one_more_look() {
     assert_eq!(free_blocks(&heap), 1);
 }
 
+/// Three blocks a, b, c then the free rest; b freed: a free block between two allocated
+/// ones, for tests that damage a heap and ask `check` about it.
+fn fresh(regions: &mut Regions) -> (Tlsf, [Block; 3]) {
+    let mut heap: Tlsf = heap_over(regions, 4096);
+    let blocks = [0; 3].map(|_| {
+        let payload = heap.allocate(layout(64, 8)).unwrap().cast::<u8>().as_ptr();
+        Block::of_payload(payload)
+    });
+    // SAFETY: b is live with this layout.
+    unsafe { heap.deallocate(NonNull::new(blocks[1].payload()).unwrap(), layout(64, 8)) };
+    assert_eq!(heap.check(), Ok(()));
+    (heap, blocks)
+}
+
 #[test]
 fn check_reports_each_broken_invariant() {
-    // Three blocks a, b, c then the free rest; b freed: a free block between two
-    // allocated ones.
-    fn fresh(regions: &mut Regions) -> (Tlsf, [Block; 3]) {
-        let mut heap: Tlsf = heap_over(regions, 4096);
-        let blocks = [0; 3].map(|_| {
-            let payload = heap.allocate(layout(64, 8)).unwrap().cast::<u8>().as_ptr();
-            Block::of_payload(payload)
-        });
-        // SAFETY: b is live with this layout.
-        unsafe { heap.deallocate(NonNull::new(blocks[1].payload()).unwrap(), layout(64, 8)) };
-        assert_eq!(heap.check(), Ok(()));
-        (heap, blocks)
-    }
     let what = |heap: &Tlsf| heap.check().unwrap_err().what;
     let mut regions = Regions::new();
     // SAFETY: the words written are headers, footers and links of blocks of each heap,
@@ -391,17 +392,6 @@ fn a_fresh_region_of_region_len_for_serves_the_request() {
 #[test]
 fn check_reports_a_damaged_back_link_of_a_lists_first_block() {
     let mut regions = Regions::new();
-    let fresh = |regions: &mut Regions| {
-        let mut heap: Tlsf = heap_over(regions, 4096);
-        let blocks = [0; 3].map(|_| {
-            let payload = heap.allocate(layout(64, 8)).unwrap().cast::<u8>().as_ptr();
-            Block::of_payload(payload)
-        });
-        // SAFETY: b is live with this layout.
-        unsafe { heap.deallocate(NonNull::new(blocks[1].payload()).unwrap(), layout(64, 8)) };
-        assert_eq!(heap.check(), Ok(()));
-        (heap, blocks)
-    };
     // SAFETY: b is a free block of the heap: its link words are in its region.
     unsafe {
         let bad = |b: Block| {
