@@ -338,3 +338,53 @@ fn a_free_that_empties_thousands_of_chunks_gives_them_back() {
     assert_eq!(live.get(), 1, "all but the reserve went back");
     consistent(&heap);
 }
+
+/// The automatic give-back counts live blocks itself: blocks grown and shrunk in place,
+/// allocated right after the heap grew, and freed in any order still bring the count to 0
+/// (a count that never reaches 0 keeps every chunk).
+#[test]
+fn last_free_after_resizes_gives_chunks_back() {
+    let (source, live) = counting(16 * 1024);
+    let mut heap: GrowingTlsf<Counting> = GrowingTlsf::new(source);
+    let small = Layout::from_size_align(64, 8).unwrap();
+    let mut blocks = Vec::new();
+    for i in 0..200 {
+        let l = Layout::from_size_align(64 + i * 37 % 3000, 8).unwrap();
+        let b = heap.allocate(l).unwrap().cast::<u8>();
+        blocks.push((b, l));
+    }
+    assert!(live.get() > 2, "several chunks taken: {}", live.get());
+    // Grow and shrink in place where possible.
+    for (b, l) in &mut blocks {
+        let bigger = Layout::from_size_align(l.size() + 16, 8).unwrap();
+        // SAFETY: live block, same alignment, larger.
+        if unsafe { heap.grow_in_place(*b, *l, bigger) }.is_ok() {
+            *l = bigger;
+        }
+        // SAFETY: as above, smaller and non-zero.
+        if unsafe { heap.shrink_in_place(*b, *l, small) }.is_ok() {
+            *l = small;
+        }
+    }
+    for (b, l) in blocks.into_iter().rev() {
+        // SAFETY: live blocks, freed once.
+        unsafe { heap.deallocate(b, l) };
+    }
+    assert_eq!(heap.stats().in_use, 0);
+    assert_eq!(
+        live.get(),
+        1,
+        "all chunks but one went back on the last free"
+    );
+    // And again: the count restarts from 0.
+    let b = heap.allocate(small).unwrap().cast::<u8>();
+    let big = Layout::from_size_align(64 * 1024, 8).unwrap();
+    let c = heap.allocate(big).unwrap().cast::<u8>();
+    assert_eq!(live.get(), 2);
+    // SAFETY: live blocks, freed once.
+    unsafe {
+        heap.deallocate(c, big);
+        heap.deallocate(b, small);
+    }
+    assert_eq!(live.get(), 1);
+}

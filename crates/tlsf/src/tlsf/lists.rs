@@ -43,8 +43,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     }
 
     /// Puts a block on its list with its free header and footer. The next block's
-    /// `PREV_FREE` bit is the caller's to set (often it already is), and so is the count
-    /// of free bytes: each operation books its change once.
+    /// `PREV_FREE` bit is the caller's to set (often it already is).
     ///
     /// # Safety
     ///
@@ -214,7 +213,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
 
     /// Turns free block `from` (`from_size` bytes, on a list) into free block `to` of
     /// `to_size` bytes: relocated within its list when the list stays the same, else
-    /// unlinked and linked anew. The free byte count is the caller's.
+    /// unlinked and linked anew.
     ///
     /// # Safety
     ///
@@ -239,10 +238,19 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         }
     }
 
+    /// Grows free block `block` (on a list) in place from `old_size` to `new_size` bytes:
+    /// a new header and footer when its list stays the same (keeping its place in the
+    /// list), else a move to the front of its new list.
+    ///
+    /// # Safety
+    ///
+    /// `block` is on a list with `old_size`; the bytes up to `new_size` are free memory of
+    /// its region, and the block after them knows it follows a free block.
     #[inline(always)]
     pub(super) unsafe fn resize_free(&mut self, block: Block, old_size: usize, new_size: usize) {
         let list = Classes::<FL, SL>::list_index(new_size);
-        // SAFETY: experiment
+        // SAFETY: per the caller; the header and footer written are the block's first and
+        // last words, inside the free memory it now spans.
         unsafe {
             if list == Classes::<FL, SL>::list_index(old_size) {
                 block.set_free(new_size);

@@ -395,11 +395,12 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         for region in self.regions.iter() {
             let (mut block, end) = (Block::at(region.first), region.sentinel.addr());
             while block.addr().addr() < end {
-                // SAFETY: blocks tile `first..sentinel`, each header inside the region; a
-                // size that would step outside it stops the walk before it is followed.
+                // SAFETY: blocks tile `first..sentinel`, each header inside the region and
+                // word-aligned; a size that would step outside it, or off the granule (to a
+                // misaligned header), stops the walk before it is followed.
                 let header = unsafe { block.header() };
                 let size = header & !FLAGS;
-                if size < MIN_BLOCK || size > end - block.addr().addr() {
+                if size < MIN_BLOCK || size % GRANULE != 0 || size > end - block.addr().addr() {
                     break;
                 }
                 if header & FREE != 0 {

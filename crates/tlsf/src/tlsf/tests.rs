@@ -461,3 +461,29 @@ fn list_tags_are_odd_distinct_and_name_their_list() {
     #[cfg(target_pointer_width = "32")]
     all::<24, 32>();
 }
+
+/// `stats()` over a damaged header must end the walk, not read a misaligned word: a size
+/// that is a whole number of words but not of granules, and one that is not even a
+/// whole number of words (possible on 64-bit: the flags take only two bits).
+#[test]
+fn stats_survive_a_size_off_the_granule() {
+    let mut regions = Regions::new();
+    for bad in [MIN_BLOCK + WORD, MIN_BLOCK + 4, MIN_BLOCK + 4 + GRANULE] {
+        let mut heap: Tlsf = heap_over(&mut regions, 4096);
+        let blocks = [0; 2].map(|_| heap.allocate(layout(64, 8)).unwrap());
+        // SAFETY: live blocks, written whole (their payloads are then initialized: the
+        // walk below must fail on alignment alone); then a's header, inside the region.
+        // The heap is dropped without further calls.
+        let a = unsafe {
+            for b in blocks {
+                b.cast::<u8>().as_ptr().write_bytes(0, b.len());
+            }
+            let a = Block::of_payload(blocks[0].cast::<u8>().as_ptr());
+            a.set_header((a.header() & FLAGS) | bad);
+            a
+        };
+        let _ = a;
+        assert!(heap.check().is_err());
+        let _ = heap.stats();
+    }
+}
