@@ -77,7 +77,11 @@ impl Report {
                     let (best_time, best_tail) = workload.best_times();
                     if let Some(timing) = &row.timing {
                         times.push(timing.mean_ns / best_time);
-                        tails.push(timing.p999_ns / best_tail);
+                        // A counter that reads in steps (a VM's time-stamp counter) can put
+                        // the best tail at 0: no ratio to it, so that workload sits out.
+                        if best_tail > 0.0 {
+                            tails.push(timing.p999_ns / best_tail);
+                        }
                         times_ns.push(timing.mean_ns);
                         tails_ns.push(timing.p999_ns);
                     } else {
