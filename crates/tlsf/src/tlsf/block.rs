@@ -227,6 +227,16 @@ impl Block {
         unsafe { self.word(2).cast::<Self>().read() }
     }
 
+    /// Where the back link is stored.
+    ///
+    /// # Safety
+    /// The block is free or being freed: its link words are ours.
+    #[inline(always)]
+    pub(super) unsafe fn prev_link(self) -> *mut Self {
+        // SAFETY: per the caller.
+        unsafe { self.word(2).cast::<Self>() }
+    }
+
     /// # Safety
     /// The block is free or being freed: its link words are ours.
     #[inline(always)]

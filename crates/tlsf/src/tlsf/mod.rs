@@ -119,6 +119,9 @@ pub struct Tlsf<const FL: usize = { DEFAULT_FL }, const SL: usize = { DEFAULT_SL
     heads: [[Block; SL]; FL],
     regions: RegionList<Region>,
     capacity: usize,
+    /// Where the back link of "no block" is written, so that linking and unlinking need
+    /// no branch on whether a neighbour exists. Never read.
+    spare_link: Block,
     /// Free blocks examined by `allocate`: tests check it stays at one per call.
     #[cfg(test)]
     pub(crate) probes: usize,
@@ -188,6 +191,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
             heads: [[Block::NONE; SL]; FL],
             regions: RegionList::new(),
             capacity: 0,
+            spare_link: Block::NONE,
             #[cfg(test)]
             probes: 0,
         }
