@@ -625,8 +625,8 @@ impl<A: Subject> Harness<A> {
     /// while few blocks are live, and every `live / CHECK_EVERY_LIVE` operations beyond, so
     /// a test that fills the heap with 10^5 blocks does not walk it 10^5 times; under miri
     /// every 64th operation. The walks are the allocator's invariant check and its stats,
-    /// which may cost O(blocks) too (heapkit-tlsf keeps no running count). `finish` and
-    /// every refusal always check.
+    /// which may cost O(blocks) too (heapkit-tlsf keeps no running count). `finish`
+    /// always checks, and so does every refusal outside miri.
     fn walk_due(&self) -> bool {
         let every = if cfg!(miri) {
             // Miri interprets each step of a walk over every free list: it checks the
