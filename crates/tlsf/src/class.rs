@@ -58,8 +58,8 @@ impl<const FL: usize, const SL: usize> Classes<FL, SL> {
         }
     }
 
-    /// [`list_index`](Self::list_index) as `(fl, sl)`.
-    #[inline(always)]
+    /// [`list_index`](Self::list_index) as `(fl, sl)`, for tests that name lists so.
+    #[cfg(test)]
     pub(crate) fn list_of(size: usize) -> (usize, usize) {
         Self::split(Self::list_index(size))
     }

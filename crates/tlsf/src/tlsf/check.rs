@@ -14,6 +14,31 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
             .find(|r| r.first.addr() < addr && addr < r.sentinel.addr())
     }
 
+    /// The header of `block` and its size, when that size can be followed: a whole
+    /// number of granules, at least `MIN_BLOCK`, at most `MAX_BLOCK`, and ending at or
+    /// before `end`. Every walk over a region's blocks takes this step, so that a damaged
+    /// header stops it instead of sending it to a misaligned word or out of the region.
+    ///
+    /// # Safety
+    ///
+    /// `block` is a word-aligned header slot of a region, before its sentinel `end`.
+    pub(super) unsafe fn step(block: Block, end: Block) -> Result<(usize, usize), Corruption> {
+        let corrupt = |what| Corruption::new(CRATE_NAME, block.addr().addr(), what);
+        // SAFETY: per the caller.
+        let header = unsafe { block.header() };
+        let size = header & !FLAGS;
+        let room = end.addr().addr() - block.addr().addr();
+        if size < MIN_BLOCK || size % GRANULE != 0 {
+            return Err(
+                corrupt("block size is not a whole number of granules").expected(MIN_BLOCK, size)
+            );
+        }
+        if size > room || size > Self::MAX_BLOCK {
+            return Err(corrupt("block runs past its region's end").expected(room, size));
+        }
+        Ok((header, size))
+    }
+
     /// Every invariant of the heap, walked block by block and list by list: see
     /// [`Backend::check`]. Reads only memory inside the regions, whatever it finds there.
     pub(super) fn check_heap(&self) -> Result<(), Corruption> {
@@ -25,20 +50,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
             while block != end {
                 // SAFETY: `block` lies in `first..sentinel` (checked by the step below),
                 // word-aligned: a header slot inside the region.
-                let h = unsafe { block.header() };
-                let size = h & !FLAGS;
-                let room = end.addr().addr() - block.addr().addr();
-                if size < MIN_BLOCK || size % GRANULE != 0 {
-                    return Err(
-                        corrupt(block, "block size is not a whole number of granules")
-                            .expected(MIN_BLOCK, size),
-                    );
-                }
-                if size > room || size > Self::MAX_BLOCK {
-                    return Err(
-                        corrupt(block, "block runs past its region's end").expected(room, size)
-                    );
-                }
+                let (h, size) = unsafe { Self::step(block, end) }?;
                 if (h & PREV_FREE != 0) != prev_free {
                     return Err(corrupt(block, "PREV_FREE disagrees with the block before")
                         .expected(usize::from(prev_free), usize::from(h & PREV_FREE != 0)));
@@ -125,15 +137,11 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
                     if h & FREE == 0 || size < MIN_BLOCK || size > Self::MAX_BLOCK {
                         return Err(corrupt(node, "list node is not a free block"));
                     }
-                    if Classes::<FL, SL>::list_of(size) != (fl, sl) {
+                    let list = Classes::<FL, SL>::list_index(size);
+                    if list != fl * SL + sl {
                         return Err(
-                            corrupt(node, "free block is on the wrong list for its size").expected(
-                                fl * SL + sl,
-                                {
-                                    let (f, s) = Classes::<FL, SL>::list_of(size);
-                                    f * SL + s
-                                },
-                            ),
+                            corrupt(node, "free block is on the wrong list for its size")
+                                .expected(fl * SL + sl, list),
                         );
                     }
                     if back.addr().addr() != prev.addr().addr() {

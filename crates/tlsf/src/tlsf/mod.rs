@@ -397,16 +397,14 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     fn totals(&self) -> (usize, usize, usize) {
         let (mut in_use, mut free, mut largest) = (0, 0, 0);
         for region in self.regions.iter() {
-            let (mut block, end) = (Block::at(region.first), region.sentinel.addr());
-            while block.addr().addr() < end {
-                // SAFETY: blocks tile `first..sentinel`, each header inside the region and
-                // word-aligned; a size that would step outside it, or off the granule (to a
-                // misaligned header), stops the walk before it is followed.
-                let header = unsafe { block.header() };
-                let size = header & !FLAGS;
-                if size < MIN_BLOCK || size % GRANULE != 0 || size > end - block.addr().addr() {
+            let (mut block, end) = (Block::at(region.first), Block::at(region.sentinel));
+            while block != end {
+                // SAFETY: blocks tile `first..sentinel`, each header a word-aligned slot
+                // inside the region; `step` refuses a size that would leave the region or
+                // the granule, and the walk stops there.
+                let Ok((header, size)) = (unsafe { Self::step(block, end) }) else {
                     break;
-                }
+                };
                 if header & FREE != 0 {
                     free += size - WORD;
                     largest = largest.max(size - WORD);
