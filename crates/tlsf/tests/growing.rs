@@ -91,51 +91,6 @@ fn grows_chunk_by_chunk_and_gives_chunks_back() {
     assert_eq!(live.get(), 0, "chunks leaked");
 }
 
-/// Resident memory falls when a large allocation is freed: the chunks were fresh
-/// mappings (`MmapSource`), and giving them back unmaps them.
-#[cfg(all(target_os = "linux", not(miri)))]
-#[test]
-fn resident_memory_falls_after_a_large_free() {
-    use heapkit_core::source::MmapSource;
-
-    fn resident_bytes() -> usize {
-        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-        let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-        pages * 4096
-    }
-    const MIB: usize = 1 << 20;
-    let heap = Local::new(GrowingTlsf::new(MmapSource::new(MIB)));
-    let fill = |count: usize| -> std::vec::Vec<Vec<u8, _>> {
-        (0..count)
-            .map(|_| {
-                let mut block = Vec::<u8, _>::with_capacity_in(MIB, &heap);
-                block.resize(MIB, 0xA5); // touch every page
-                block
-            })
-            .collect()
-    };
-    // The last free empties the heap: every chunk but one goes back by itself.
-    let before = resident_bytes();
-    let blocks = fill(96);
-    let peak = resident_bytes();
-    assert!(peak >= before + 90 * MIB, "{before} -> {peak}");
-    drop(blocks);
-    let after = resident_bytes();
-    assert!(
-        after + 80 * MIB <= peak,
-        "resident {before}, then {peak}, then {after}"
-    );
-    // With a block still live the heap is not empty: `trim` gives the free chunks back.
-    let keep = allocator_api2::boxed::Box::new_in([1u8; 64], &heap);
-    let blocks = fill(96);
-    let peak = resident_bytes();
-    drop(blocks);
-    heap.trim();
-    let after = resident_bytes();
-    assert!(after + 80 * MIB <= peak, "peak {peak}, after trim {after}");
-    assert_eq!(*keep, [1u8; 64]);
-}
-
 #[test]
 fn an_exhausted_source_is_an_allocation_error_that_changes_nothing() {
     let mut empty = GrowingTlsf::<NoSource>::new(NoSource);
