@@ -9,17 +9,9 @@ use core::ptr::NonNull;
 use heapkit_core::region::Span;
 use heapkit_core::{AllocError, Backend, ConfigError, Corruption, Stats};
 
-use crate::levels::{self, run_starts, Levels};
+use crate::levels::{self, Levels};
+use crate::short::{self, ShortRuns, SHORT_RUN};
 use crate::tree::{self, Fault, RunTree};
-
-/// Words [`BitmapArena::scan_short_run`] reads before it leaves the search to the run tree.
-const SHORT_SCAN_WORDS: usize = 16;
-
-/// Short-run searches that go straight to the run tree after a word scan gave up.
-const SKIPPED_SCANS: u8 = 32;
-
-/// A word scan that gave up before it found the run or the end of the arena.
-struct Unfinished;
 
 /// Bookkeeping bitsets: the free map, and under `checked` a map of allocation starts.
 const BITSETS: usize = if cfg!(feature = "checked") { 2 } else { 1 };
@@ -100,15 +92,15 @@ pub struct BitmapArena {
     blocks: usize,
     /// Set bit: free block.
     free: Levels,
-    /// Free run lengths over `free`'s words, for first fit of runs.
+    /// Free run lengths over `free`'s words, for first fit of long and aligned runs.
     runs: RunTree,
+    /// At least the longest short run starting in each of `free`'s words, for first fit of
+    /// short runs.
+    short: ShortRuns,
     /// Set bit: an allocation starts at this block.
     #[cfg(feature = "checked")]
     starts: Levels,
     free_blocks: usize,
-    /// Short-run searches left to the run tree without a word scan first, after a scan
-    /// gave up.
-    skip_scans: u8,
     /// Bytes of memory given: the region, and the bitmap slice when given apart.
     capacity: usize,
 }
@@ -121,7 +113,9 @@ impl BitmapArena {
     /// [`with_bitmap`](Self::with_bitmap): the free map and its summaries, the start map
     /// under `checked`, and the run tree.
     pub fn bitmap_words(blocks: usize) -> usize {
-        levels::storage_words(blocks) * BITSETS + tree::storage_words(blocks)
+        levels::storage_words(blocks) * BITSETS
+            + tree::storage_words(blocks)
+            + short::storage_words(blocks)
     }
 
     /// An arena of `block_size`-byte blocks over `region`, its bitmap carved from the
@@ -265,20 +259,27 @@ impl BitmapArena {
         // SAFETY: the bitmap's first `map_words` words are the free map.
         let mut free = unsafe { Levels::new(bitmap, blocks) };
         free.assign(0, blocks, true);
-        // SAFETY: the run tree's `tree::storage_words(blocks)` words follow the bitsets.
+        let tree_start = map_words * BITSETS;
+        // SAFETY: the run tree's `tree::storage_words(blocks)` words follow the bitsets, and
+        // the short-run index's words follow them.
         // All free: the whole map is the run tree's tail, every node zero.
-        let runs = unsafe { RunTree::new(bitmap.add(map_words * BITSETS), blocks) };
+        let (runs, short) = unsafe {
+            (
+                RunTree::new(bitmap.add(tree_start), blocks),
+                ShortRuns::new(bitmap.add(tree_start + tree::storage_words(blocks)), blocks),
+            )
+        };
         Self {
             base,
             block_shift,
             blocks,
             free,
             runs,
+            short,
             // SAFETY: the next `map_words` words hold the start map.
             #[cfg(feature = "checked")]
             starts: unsafe { Levels::new(bitmap.add(map_words), blocks) },
             free_blocks: blocks,
-            skip_scans: 0,
             capacity,
         }
     }
@@ -326,67 +327,16 @@ impl BitmapArena {
         let step = (align >> self.block_shift).max(1);
         match (count, step) {
             (1, 1) => self.free.first_set(),
-            (2..=64, 1) if self.skip_scans > 0 => {
-                self.skip_scans -= 1;
-                self.runs.first_fit(&self.free, count)
-            }
-            (2..=64, 1) => {
-                if let Ok(found) = self.scan_short_run(count) {
-                    found
-                } else {
-                    // Runs are far from the lowest free block: go to the tree for a while.
-                    self.skip_scans = SKIPPED_SCANS;
-                    self.runs.first_fit(&self.free, count)
-                }
+            (2..=SHORT_RUN, 1) => {
+                // A run starting in the lowest free block's word is the first fit. Where most
+                // blocks are taken, it is the run a block just freed left: no search needed.
+                let lowest = self.free.first_set()?;
+                short::fit_in_word(&self.free, self.blocks, lowest / 64, count)
+                    .or_else(|| self.short.first_fit(&self.free, count))
             }
             (_, 1) => self.runs.first_fit(&self.free, count),
             _ => self.find_aligned_run(count, step),
         }
-    }
-
-    /// First fit for runs of up to 64 blocks, a word at a time from the lowest free block:
-    /// a run either continues the free stretch that ends the previous word, or lies inside
-    /// this word (found with shift-and-mask), or starts at this word's top. Fully used words
-    /// are skipped through the summary levels. Gives up after [`SHORT_SCAN_WORDS`] words
-    /// (the run tree then finds the run in O(log n)): near the lowest free block it is
-    /// quicker than the tree, and needs no stale leaf brought up to date.
-    fn scan_short_run(&self, count: usize) -> Result<Option<usize>, Unfinished> {
-        let words = self.blocks.div_ceil(64);
-        // Free blocks immediately before the current word.
-        let mut carry = 0;
-        let Some(first) = self.free.first_set() else {
-            return Ok(None);
-        };
-        let mut word_index = first / 64;
-        for _ in 0..SHORT_SCAN_WORDS {
-            if word_index >= words {
-                return Ok(None);
-            }
-            let word = self.free.leaf(word_index);
-            let start = word_index * 64;
-            if carry + word.trailing_ones() as usize >= count {
-                return Ok(Some(start - carry));
-            }
-            let inside = run_starts(word, count);
-            if inside != 0 {
-                return Ok(Some(start + inside.trailing_zeros() as usize));
-            }
-            carry = if word == u64::MAX {
-                carry + 64
-            } else {
-                word.leading_ones() as usize
-            };
-            word_index = if carry == 0 {
-                // Nothing carries over: jump to the next word with a free block.
-                match self.free.next_set(start + 64) {
-                    Some(next) => next / 64,
-                    None => return Ok(None),
-                }
-            } else {
-                word_index + 1
-            };
-        }
-        Err(Unfinished)
     }
 
     /// First fit for over-aligned runs: the lowest run of `count` free blocks at or after a
@@ -417,6 +367,11 @@ impl BitmapArena {
             self.free.assign_one(start, free);
         } else {
             self.free.assign(start, end, free);
+        }
+        if free {
+            self.short.freed(&self.free, start, end);
+        } else {
+            self.short.taken(&self.free, end);
         }
         self.runs.changed(&self.free, start, end, free);
     }
@@ -608,6 +563,10 @@ unsafe impl Backend for BitmapArena {
                 corrupt("free bitmap's run tree miscounts its pending leaves")
                     .expected(expected, found)
             }
+        })?;
+        self.short.check(&self.free).map_err(|wrong| {
+            corrupt("free bitmap's short-run index disagrees with its words")
+                .expected(wrong.level, wrong.index)
         })?;
         if free != self.free_blocks {
             return Err(corrupt("free block count differs from the bitmap")

@@ -330,18 +330,36 @@ impl Levels {
                 continue;
             }
             best = best.max(carried + word.trailing_ones() as usize);
-            // Longest run inside the word: each `x & x << 1` shortens every run by one.
-            let mut runs = word;
-            let mut inner = 0;
-            while runs != 0 {
-                runs &= runs << 1;
-                inner += 1;
-            }
-            best = best.max(inner);
+            best = best.max(longest_ones(word));
             carried = (word << (64 - valid)).leading_ones() as usize;
         }
         best
     }
+}
+
+/// Length of the longest run of set bits in `word`, in a fixed number of steps whatever
+/// the run: the starts of runs of 2, 4, … 32 bits by doubling, then the longest length
+/// put together from those parts, the largest first.
+#[inline]
+pub(crate) fn longest_ones(word: u64) -> usize {
+    if word == u64::MAX {
+        return 64;
+    }
+    let mut parts = [word; 6];
+    for part in 1..6 {
+        parts[part] = parts[part - 1] & (parts[part - 1] >> (1 << (part - 1)));
+    }
+    // Starts of runs of `length` set bits (every bit, for length 0); `length` stays below 64.
+    let mut starts = u64::MAX;
+    let mut length = 0;
+    for part in (0..6).rev() {
+        let longer = starts & (parts[part] >> length);
+        if longer != 0 {
+            starts = longer;
+            length += 1 << part;
+        }
+    }
+    length
 }
 
 /// Bits of `word` at which `count` consecutive set bits start (within the word).
@@ -386,6 +404,36 @@ mod tests {
         Owned {
             _storage: storage,
             levels,
+        }
+    }
+
+    #[test]
+    fn longest_ones_matches_a_bit_by_bit_count() {
+        let naive = |word: u64| {
+            let (mut best, mut run) = (0, 0);
+            for bit in 0..64 {
+                run = if word >> bit & 1 == 1 { run + 1 } else { 0 };
+                best = best.max(run);
+            }
+            best
+        };
+        let mut words = std::vec![0, u64::MAX, 1, 1 << 63, u64::MAX - 1, u64::MAX >> 1];
+        for length in 1..=64 {
+            for offset in 0..=64 - length {
+                let run = span_mask(offset, length);
+                words.extend([run, run | 0xAAAA_AAAA_AAAA_AAAA, run | 0x8421_8421_8421_8421]);
+            }
+        }
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        for _ in 0..10_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // Denser words have longer runs.
+            words.push(state | state.rotate_left(state as u32 % 64));
+        }
+        for word in words {
+            assert_eq!(longest_ones(word), naive(word), "{word:#066b}");
         }
     }
 

@@ -7,6 +7,7 @@ extern crate std;
 mod arena;
 mod atomic;
 mod levels;
+mod short;
 mod tree;
 
 pub use arena::BitmapArena;

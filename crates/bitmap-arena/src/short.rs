@@ -1,0 +1,547 @@
+//! The short-run index: one byte per word of the free map, at least the length (capped at
+//! [`SHORT_RUN`]) of every free run that starts in the word; above those bytes, levels of
+//! maxima, each byte at least the largest of the eight below. Address-ordered first fit for
+//! a run of up to [`SHORT_RUN`] blocks reads one eight-byte group per level from the top,
+//! picking the first byte that holds the run with a few word operations, then that word's
+//! bits.
+//!
+//! Bytes may be higher than what they stand for: taking blocks from a run leaves its
+//! word's byte, and the maxima above it, as they were. Only a search that reaches a byte
+//! finds out — from the word's bits, or from a group below with no byte that large — and
+//! then brings it down and looks on from there. So taking blocks writes one byte, for the
+//! free run left after them; freeing them raises the byte of the word where the free run
+//! around them starts; either raises the bytes above only while they are lower. Each byte
+//! a search brings down was left high by an earlier change, so a search costs O(log n)
+//! amortized: a group per level, and a word.
+//!
+//! The bytes take 1/64 of a bit per block, an eighth of the free map; the levels above add
+//! an eighth of that again.
+
+use core::ptr::NonNull;
+
+use crate::levels::{longest_ones, run_starts, Levels, MAX_BITS};
+
+/// The longest run the index answers for. Bytes stay below 128, so eight of them compare
+/// at once without a carry crossing from one byte into the next.
+pub(crate) const SHORT_RUN: usize = 127;
+
+/// Bytes a group holds, and a node's children.
+const FAN_OUT: usize = 8;
+
+/// The top bit of each byte of a group.
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// One in each byte of a group.
+const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// Levels of an index over `MAX_BITS` blocks: enough that the top level is one group.
+const MAX_DEPTH: usize = {
+    let mut entries = MAX_BITS.div_ceil(64);
+    let mut depth = 1;
+    while entries > FAN_OUT {
+        entries = entries.div_ceil(FAN_OUT);
+        depth += 1;
+    }
+    depth
+};
+
+/// Groups (`u64`) of each level, bottom first, for an index over `words` words; the count of
+/// levels.
+fn level_groups(words: usize) -> ([usize; MAX_DEPTH], usize) {
+    let mut groups = [0; MAX_DEPTH];
+    let mut entries = words.max(1);
+    let mut depth = 0;
+    loop {
+        groups[depth] = entries.div_ceil(FAN_OUT);
+        depth += 1;
+        if groups[depth - 1] == 1 {
+            return (groups, depth);
+        }
+        entries = groups[depth - 1];
+    }
+}
+
+/// Words (`u64`) of storage the index over a free map of `bits` bits takes.
+pub(crate) fn storage_words(bits: usize) -> usize {
+    let (groups, depth) = level_groups(bits.div_ceil(64));
+    groups[..depth].iter().sum()
+}
+
+/// The larger of each pair of bytes of `a` and `b` (bytes below 128).
+#[inline]
+fn max_bytes(a: u64, b: u64) -> u64 {
+    // Each byte of `a | HIGH` minus its byte of `b` stays within the byte, and keeps the top
+    // bit exactly where `a >= b`.
+    let a_wins = (((a | HIGH) - b) & HIGH) >> 7;
+    let mask = a_wins * 0xFF;
+    (a & mask) | (b & !mask)
+}
+
+/// The largest byte of a group.
+#[inline]
+fn group_max(group: u64) -> u64 {
+    let half = max_bytes(group, group >> 32);
+    let quarter = max_bytes(half, half >> 16);
+    max_bytes(quarter, quarter >> 8) & 0xFF
+}
+
+/// The index, over words it does not own; it reads the free map from a [`Levels`] passed to
+/// each call.
+///
+/// Invariant: up to the top level, each byte at level 0 is at least [`longest_start`] of its
+/// word, each byte above at least the largest of its eight below, and none above
+/// [`SHORT_RUN`]; bytes past a level's end, and those for words past the top's first group,
+/// are 0.
+pub(crate) struct ShortRuns {
+    groups: NonNull<u64>,
+    /// Offset (in groups) of each level, bottom first.
+    starts: [usize; MAX_DEPTH],
+    depth: usize,
+    /// The level searched from: its first group covers every word whose byte was ever
+    /// raised, so the levels above hold nothing a search needs and are left alone.
+    top: usize,
+    /// Bits of the free map.
+    bits: usize,
+    /// Words of the free map.
+    words: usize,
+}
+
+/// A byte [`ShortRuns::check`] found wrong: its level and index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Wrong {
+    pub(crate) level: usize,
+    pub(crate) index: usize,
+}
+
+impl ShortRuns {
+    /// The index over `bits` bits all free.
+    ///
+    /// # Safety
+    ///
+    /// `groups` points to [`storage_words`]`(bits)` writable, aligned `u64`s that nothing
+    /// else uses while the index lives. `bits <= MAX_BITS`.
+    pub(crate) unsafe fn new(groups: NonNull<u64>, bits: usize) -> Self {
+        debug_assert!(bits <= MAX_BITS);
+        let words = bits.div_ceil(64);
+        let (counts, depth) = level_groups(words);
+        let mut starts = [0; MAX_DEPTH];
+        for level in 1..depth {
+            starts[level] = starts[level - 1] + counts[level - 1];
+        }
+        // SAFETY: the caller provides `storage_words(bits)` writable words.
+        unsafe { groups.as_ptr().write_bytes(0, storage_words(bits)) };
+        let mut index = Self {
+            groups,
+            starts,
+            depth,
+            top: 0,
+            bits,
+            words,
+        };
+        // One free run, from block 0.
+        index.raise(0, bits.min(SHORT_RUN) as u64);
+        index
+    }
+
+    #[inline]
+    fn group(&self, level: usize, index: usize) -> u64 {
+        // SAFETY: callers pass a group of the level, which lies in the storage (`new`).
+        unsafe { self.groups.as_ptr().add(self.starts[level] + index).read() }
+    }
+
+    #[inline]
+    fn set_group(&mut self, level: usize, index: usize, group: u64) {
+        // SAFETY: as in `group`; `&mut self` makes the write exclusive.
+        unsafe { self.groups.as_ptr().add(self.starts[level] + index).write(group) }
+    }
+
+    /// Byte `index` of `level`.
+    #[inline]
+    fn byte(&self, level: usize, index: usize) -> u64 {
+        (self.group(level, index / FAN_OUT) >> (8 * (index % FAN_OUT))) & 0xFF
+    }
+
+    /// Stores byte `index` of `level`; whether it changed.
+    #[inline]
+    fn set_byte(&mut self, level: usize, index: usize, value: u64) -> bool {
+        let shift = 8 * (index % FAN_OUT);
+        let group = self.group(level, index / FAN_OUT);
+        let updated = (group & !(0xFF << shift)) | (value << shift);
+        self.set_group(level, index / FAN_OUT, updated);
+        updated != group
+    }
+
+    /// Takes note that blocks up to `end` were taken: a free run may start at `end` now.
+    #[inline]
+    pub(crate) fn taken(&mut self, map: &Levels, end: usize) {
+        if end < self.bits && map.get(end) {
+            let run = free_above(map, self.bits, end, SHORT_RUN).min(SHORT_RUN);
+            self.raise(end / 64, run as u64);
+        }
+    }
+
+    /// Takes note that blocks `start..end` were freed: the free run around them starts in
+    /// a word whose byte must hold it. When the free run before them is [`SHORT_RUN`] long
+    /// already, the word where it starts holds the cap.
+    #[inline]
+    pub(crate) fn freed(&mut self, map: &Levels, start: usize, end: usize) {
+        let below = free_below(map, start, SHORT_RUN);
+        if below < SHORT_RUN {
+            let run = below + (end - start) + free_above(map, self.bits, end, SHORT_RUN);
+            self.raise((start - below) / 64, run.min(SHORT_RUN) as u64);
+        }
+    }
+
+    /// Raises byte `index` of level 0 to `value` if lower, and the bytes above while lower.
+    #[inline]
+    fn raise(&mut self, mut index: usize, value: u64) {
+        if index >> (3 * (self.top + 1)) != 0 {
+            self.cover(index);
+        }
+        for level in 0..=self.top {
+            if self.byte(level, index) >= value {
+                return;
+            }
+            self.set_byte(level, index, value);
+            index /= FAN_OUT;
+        }
+    }
+
+    /// Moves the top up to the lowest level whose first group covers word `word`, working out
+    /// the first byte of each level on the way from the group below (the others cover words
+    /// no byte was raised for: 0, as they were made).
+    #[inline(never)]
+    fn cover(&mut self, word: usize) {
+        while self.top + 1 < self.depth && word >> (3 * (self.top + 1)) != 0 {
+            self.top += 1;
+            let largest = group_max(self.group(self.top - 1, 0));
+            self.set_byte(self.top, 0, largest);
+        }
+    }
+
+    /// The lowest start of `count` (2 to [`SHORT_RUN`]) free bits of `map`: from the top, the
+    /// first byte of each level's group that holds the run (eight compared at once), then
+    /// the word's bits. A word whose byte was too high gets the longest run that starts in
+    /// it, a byte above a group with none that large gets the group's largest, and the
+    /// search goes on from there in address order: bytes before it in its group, and in the
+    /// groups above, are known to be smaller.
+    #[inline]
+    pub(crate) fn first_fit(&mut self, map: &Levels, count: usize) -> Option<usize> {
+        debug_assert!((2..=SHORT_RUN).contains(&count));
+        let wanted = count as u64 * ONES;
+        let top = self.top;
+        let (mut level, mut group_index) = (top, 0);
+        loop {
+            let group = self.group(level, group_index);
+            let holds = ((group | HIGH) - wanted) & HIGH;
+            if holds == 0 {
+                if level == top {
+                    return None;
+                }
+                // The byte above this group is the group's index one level up.
+                self.set_byte(level + 1, group_index, group_max(group));
+                level += 1;
+                group_index /= FAN_OUT;
+                continue;
+            }
+            let index = group_index * FAN_OUT + holds.trailing_zeros() as usize / 8;
+            if level > 0 {
+                level -= 1;
+                group_index = index;
+                continue;
+            }
+            if let Some(start) = fit_in_word(map, self.bits, index, count) {
+                return Some(start);
+            }
+            // No run of `count` starts in the word: its byte drops below `count`.
+            self.set_byte(0, index, longest_start(map, self.bits, index));
+        }
+    }
+
+    /// The first byte that breaks the invariant: below its word's longest run at level 0,
+    /// below its group's largest above, over the cap, or not 0 past a level's end.
+    pub(crate) fn check(&self, map: &Levels) -> Result<(), Wrong> {
+        let (counts, _) = level_groups(self.words);
+        let mut entries = self.words;
+        for level in 0..=self.top {
+            for index in 0..counts[level] * FAN_OUT {
+                let byte = self.byte(level, index);
+                let least = if index >= entries {
+                    0
+                } else if level == 0 {
+                    longest_start(map, self.bits, index)
+                } else {
+                    group_max(self.group(level - 1, index))
+                };
+                let covered = index >> (3 * (self.top + 1 - level)) == 0;
+                let most = if index >= entries || !covered {
+                    0
+                } else {
+                    SHORT_RUN as u64
+                };
+                if !(least..=most).contains(&byte) {
+                    return Err(Wrong { level, index });
+                }
+            }
+            entries = counts[level];
+        }
+        Ok(())
+    }
+
+    /// Writes byte `index` of `level` as a stray write would (for tests of `check`).
+    #[cfg(test)]
+    pub(crate) fn corrupt(&mut self, level: usize, index: usize, value: u64) {
+        self.set_byte(level, index, value);
+    }
+}
+
+/// The first start of `count` free bits in word `word` of `map` (of `bits` bits), if a
+/// run that long starts there: inside the word, or the free run at its top continued into
+/// the words after.
+#[inline]
+pub(crate) fn fit_in_word(map: &Levels, bits: usize, word: usize, count: usize) -> Option<usize> {
+    let value = map.leaf(word);
+    if count <= 64 {
+        // Inside the word (the run at its top included, when that long): the lowest start
+        // is the answer, since a run reaching into this word from the one before would
+        // start a run of `count` there, whose byte comes first.
+        let inside = run_starts(value, count);
+        if inside != 0 {
+            return Some(word * 64 + inside.trailing_zeros() as usize);
+        }
+    }
+    let top = value.leading_ones() as usize;
+    let start = word * 64 + 64 - top;
+    (top > 0 && top + free_above(map, bits, (word + 1) * 64, count - top) >= count)
+        .then_some(start)
+}
+
+/// The longest free run of `map` (of `bits` bits) that starts in word `word`, capped at
+/// [`SHORT_RUN`]: a free run reaching the word's first bit from the word before starts
+/// there, not here.
+fn longest_start(map: &Levels, bits: usize, word: usize) -> u64 {
+    let mut value = map.leaf(word);
+    if word > 0 && map.leaf(word - 1) >> 63 == 1 {
+        // Clear the run at the bottom: it started in the word before.
+        value &= value.wrapping_add(1);
+    }
+    if value == 0 {
+        return 0;
+    }
+    let top = value.leading_ones() as usize;
+    let run = if top > 0 {
+        top + free_above(map, bits, (word + 1) * 64, SHORT_RUN)
+    } else {
+        0
+    };
+    run.max(longest_ones(value)).min(SHORT_RUN) as u64
+}
+
+/// Free bits of `map` (of `bits` bits) from bit `at` on, counted up to `most` (perhaps a
+/// few more).
+#[inline]
+fn free_above(map: &Levels, bits: usize, mut at: usize, most: usize) -> usize {
+    let mut free = 0;
+    while free < most && at < bits {
+        let offset = at % 64;
+        // Bits past the last block are clear: the count stops there.
+        let ones = (map.leaf(at / 64) >> offset).trailing_ones() as usize;
+        free += ones;
+        if ones < 64 - offset {
+            break;
+        }
+        at += 64 - offset;
+    }
+    free
+}
+
+/// Free bits of `map` just below bit `at`, counted up to `most` (perhaps a few more).
+#[inline]
+fn free_below(map: &Levels, mut at: usize, most: usize) -> usize {
+    let mut free = 0;
+    while free < most && at > 0 {
+        let index = (at - 1) / 64;
+        // The word's bits below `at`, the highest at the top.
+        let valid = at - index * 64;
+        let ones = (map.leaf(index) << (64 - valid)).leading_ones() as usize;
+        free += ones;
+        if ones < valid {
+            break;
+        }
+        at = index * 64;
+    }
+    free
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::levels;
+    use std::vec::Vec;
+
+    #[test]
+    fn max_bytes_and_group_max_match_bytewise() {
+        let mut state = 0x2545_F491_4F6C_DD1D_u64;
+        for _ in 0..10_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let a = state & !HIGH;
+            let b = state.rotate_left(29) & !HIGH;
+            let lanes = |x: u64| x.to_le_bytes();
+            let expected: Vec<u8> =
+                lanes(a).iter().zip(lanes(b)).map(|(x, y)| (*x).max(y)).collect();
+            assert_eq!(lanes(max_bytes(a, b)).to_vec(), expected);
+            assert_eq!(group_max(a), u64::from(*lanes(a).iter().max().unwrap()));
+        }
+    }
+
+    #[test]
+    fn level_groups_end_in_one_group() {
+        assert_eq!(level_groups(1).0[0], 1);
+        assert_eq!(level_groups(1).1, 1);
+        assert_eq!(level_groups(8).1, 1);
+        assert_eq!(level_groups(9).1, 2);
+        assert_eq!(level_groups(64).1, 2);
+        assert_eq!(level_groups(65).1, 3);
+        assert_eq!(storage_words(64 * 64), 8 + 1);
+        assert_eq!(storage_words(64 * 65), 9 + 2 + 1);
+    }
+
+    /// A free map and its index, with a naive first fit to compare against.
+    struct Owned {
+        _storage: Vec<u64>,
+        map: Levels,
+        index: ShortRuns,
+        bits: usize,
+    }
+
+    impl Owned {
+        fn new(bits: usize) -> Self {
+            let map_words = levels::storage_words(bits);
+            let mut storage = std::vec![0u64; map_words + storage_words(bits)];
+            let words = NonNull::new(storage.as_mut_ptr()).unwrap();
+            // SAFETY: `storage` has the words for both and outlives them (same struct).
+            let (map, index) = unsafe {
+                let mut map = Levels::new(words, bits);
+                map.assign(0, bits, true);
+                let index = ShortRuns::new(words.add(map_words), bits);
+                (map, index)
+            };
+            Self {
+                _storage: storage,
+                map,
+                index,
+                bits,
+            }
+        }
+
+        fn assign(&mut self, start: usize, end: usize, free: bool) {
+            // As the arena does: a run of used blocks freed, or of free blocks taken, at a
+            // time.
+            let mut at = start;
+            while at < end {
+                let run_end = (at..end).find(|&bit| self.map.get(bit) == free).unwrap_or(end);
+                if run_end > at {
+                    self.map.assign(at, run_end, free);
+                    if free {
+                        self.index.freed(&self.map, at, run_end);
+                    } else {
+                        self.index.taken(&self.map, run_end);
+                    }
+                }
+                at = (run_end..end).find(|&bit| self.map.get(bit) != free).unwrap_or(end);
+            }
+        }
+
+        fn naive(&self, count: usize) -> Option<usize> {
+            (0..self.bits).find(|&start| {
+                start + count <= self.bits && (start..start + count).all(|bit| self.map.get(bit))
+            })
+        }
+    }
+
+    #[test]
+    fn first_fit_matches_a_naive_scan() {
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move |below: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % below as u64) as usize
+        };
+        for bits in [1, 63, 64, 65, 200, 64 * 9 + 5, 64 * 70, 64 * 600 + 17] {
+            let mut owned = Owned::new(bits);
+            owned.index.check(&owned.map).unwrap();
+            for _ in 0..600 {
+                let start = next(bits);
+                let longest = if next(4) == 0 { 300 } else { 40 };
+                let end = (start + 1 + next(longest)).min(bits);
+                // Free more often past a random point, so both free and used runs form.
+                let free = next(3) == 0 || next(bits) < start;
+                owned.assign(start, end, free);
+                owned.index.check(&owned.map).unwrap();
+                for count in [2, 3, 5, 17, 63, 64, 65, 100, SHORT_RUN] {
+                    assert_eq!(
+                        owned.index.first_fit(&owned.map, count),
+                        owned.naive(count),
+                        "{bits} bits, run of {count}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn check_finds_a_byte_too_low_or_over_the_cap() {
+        let fresh = || {
+            // 597 words: the last group has three bytes past the end.
+            let mut owned = Owned::new(64 * 597 - 5);
+            owned.assign(100, 38_000, false);
+            owned.index.check(&owned.map).unwrap();
+            owned
+        };
+        // The free runs: blocks 0 to 100, and from 38,000 (word 593) to the end.
+        let mut owned = fresh();
+        assert_eq!(owned.index.top, owned.index.depth - 1);
+        owned.index.corrupt(0, 593, 126);
+        assert_eq!(owned.index.check(&owned.map), Err(Wrong { level: 0, index: 593 }));
+        // Too high is allowed, up to the cap, and found out by a search.
+        let mut owned = fresh();
+        let cap = SHORT_RUN as u64;
+        for (level, index) in [(0, 3), (1, 0), (1, 5), (2, 0), (3, 0)] {
+            owned.index.corrupt(level, index, cap);
+        }
+        owned.index.check(&owned.map).unwrap();
+        assert_eq!(owned.index.first_fit(&owned.map, 101), Some(38_000));
+        owned.index.check(&owned.map).unwrap();
+        assert_eq!((owned.index.byte(0, 3), owned.index.byte(1, 5)), (0, 0));
+        owned.index.corrupt(0, 3, cap + 1);
+        assert_eq!(owned.index.check(&owned.map), Err(Wrong { level: 0, index: 3 }));
+        for level in 1..owned.index.depth {
+            let mut owned = fresh();
+            owned.index.corrupt(level, 0, 0);
+            assert_eq!(owned.index.check(&owned.map), Err(Wrong { level, index: 0 }));
+        }
+        // A byte past the last word.
+        let mut owned = fresh();
+        owned.index.corrupt(0, 598, 1);
+        assert_eq!(owned.index.check(&owned.map), Err(Wrong { level: 0, index: 598 }));
+    }
+
+    #[test]
+    fn the_top_covers_every_word_raised_and_no_more() {
+        let mut owned = Owned::new(64 * 4096);
+        assert_eq!(owned.index.top, 0);
+        owned.assign(0, 64 * 8, false);
+        assert_eq!(owned.index.top, 1);
+        owned.assign(64 * 8, 64 * 600, false);
+        assert_eq!(owned.index.top, 3);
+        owned.index.check(&owned.map).unwrap();
+        // Freed again, the top stays: bytes past it are 0 as the check requires.
+        owned.assign(0, 64 * 600, true);
+        assert_eq!(owned.index.top, 3);
+        owned.index.check(&owned.map).unwrap();
+        assert_eq!(owned.index.first_fit(&owned.map, SHORT_RUN), Some(0));
+    }
+}
