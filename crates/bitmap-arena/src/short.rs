@@ -174,7 +174,8 @@ impl ShortRuns {
     /// Takes note that blocks up to `end` were taken: a free run may start at `end` now.
     #[inline]
     pub(crate) fn taken(&mut self, map: &Levels, end: usize) {
-        if end < self.bits && map.get(end) {
+        // A byte at the cap holds any run (the free tail's, mostly): no need to count.
+        if end < self.bits && map.get(end) && self.byte(0, end / 64) < SHORT_RUN as u64 {
             let run = free_above(map, self.bits, end, SHORT_RUN).min(SHORT_RUN);
             self.raise(end / 64, run as u64);
         }
@@ -186,9 +187,10 @@ impl ShortRuns {
     #[inline]
     pub(crate) fn freed(&mut self, map: &Levels, start: usize, end: usize) {
         let below = free_below(map, start, SHORT_RUN);
-        if below < SHORT_RUN {
+        let word = (start - below) / 64;
+        if below < SHORT_RUN && self.byte(0, word) < SHORT_RUN as u64 {
             let run = below + (end - start) + free_above(map, self.bits, end, SHORT_RUN);
-            self.raise((start - below) / 64, run.min(SHORT_RUN) as u64);
+            self.raise(word, run.min(SHORT_RUN) as u64);
         }
     }
 
