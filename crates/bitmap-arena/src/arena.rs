@@ -22,32 +22,42 @@ const BITSETS: usize = if cfg!(feature = "checked") { 2 } else { 1 };
 /// Blocks carry no headers: the bitmap (kept apart from the blocks) is all the metadata.
 /// Above the bit-per-block level sit summary levels with one bit per word of the level
 /// below ("this word has a free block"), so the lowest free block is found by reading one
-/// word per level — O(log64 n). Beside them a run tree keeps, for every 512 blocks and for
-/// each pair of nodes above, the free run at the start, the free run at the end and the
-/// longest free run inside, so the lowest run of any length is found in O(log n): a node
-/// per level from the top, then one 512-block leaf's eight words.
+/// word per level — O(log64 n). Beside them two indexes find runs:
+///
+/// - the **short-run index**: a byte per bitmap word, at least the longest free run (up to
+///   127 blocks) starting in that word, and levels of maxima above, each byte at least the
+///   largest of eight below. The lowest run of up to 127 blocks is found by reading one
+///   eight-byte group per level from the top (the first byte that holds the run, eight
+///   compared at once), then one word — O(log8 n).
+/// - the **run tree**: for every 512 blocks and for each pair of nodes above, the free run
+///   at the start, the free run at the end and the longest free run inside, so the lowest
+///   run of any length is found in O(log n): a node per level from the top, then one
+///   512-block leaf's eight words.
 ///
 /// **Policy: address-ordered first fit**, the policy Wilson et al. found to fragment least.
 /// There is no roving pointer: a roving start (next fit) spreads allocations over the whole
-/// arena and fragments more, and with the summary levels and the run tree finding the
-/// lowest fit is already logarithmic, so nothing is gained by remembering where the last
-/// search ended. A single block is the lowest free block. A run of up to 64 blocks is looked
-/// for in the 16 bitmap words from the lowest free block first — where most are — and
-/// then in the run tree (which the next 32 such searches go to directly, if the words did
-/// not hold the run). Longer runs are the tree's. An over-aligned run is the lowest run of
-/// its length at or after a position, from the tree, looked for again past the used block
-/// that cuts it short when its first aligned start leaves too little room.
+/// arena and fragments more, and with the summary levels and the indexes finding the lowest
+/// fit is already logarithmic, so nothing is gained by remembering where the last search
+/// ended. A single block is the lowest free block. A run of up to 127 blocks is a run in
+/// the lowest free block's word, if that holds one, and otherwise the short-run index's.
+/// Longer runs are the run tree's. An over-aligned run is the lowest run of its length at
+/// or after a position, from the tree, looked for again past the used block that cuts it
+/// short when its first aligned start leaves too little room.
 ///
-/// **Cost.** Freeing or taking a run writes its bits and their summaries, and brings the
-/// run tree's leaves over it up to date from the free run around the change (a word or two
-/// on either side; all eight words when blocks were taken from the leaf's longest run, or
-/// when the leaf changed already since the last tree search). The tree's nodes above are
-/// brought up to date at the next search that needs the tree, each once, a level at a time
-/// — so a heap whose runs are found near the lowest free block does not pay for them. At
-/// most 512 leaves wait; the change that would make it more brings the tree up to date.
-/// A change costs O(log n) amortized and O(512 log n) at worst; a tree search O(log n) plus
-/// the waiting changes. The free run that reaches the end of the arena is kept apart from
-/// the tree, so a heap growing and shrinking at its top changes no node.
+/// **Cost.** Freeing or taking a run writes its bits and their summaries. The short-run
+/// index then raises one byte, for the free run around the blocks freed or the one left
+/// after the blocks taken, and the bytes above it while they are lower. Taking blocks
+/// lowers nothing: a search that reaches a byte left too high finds out from the word's
+/// bits (or from a group with no byte that large), brings it down and goes on, so each
+/// change costs O(log8 n) and each search O(log8 n) amortized. The run tree's leaves over
+/// the change are brought up to date from the free run around it (a word or two on either
+/// side; all eight words when blocks were taken from the leaf's longest run, or when the
+/// leaf changed already since the last tree search); the nodes above wait for the next
+/// search that needs the tree, each once, a level at a time — so a heap of short runs
+/// does not pay for them. At most 512 leaves wait; the change that would make it more
+/// brings the tree up to date: O(log n) amortized, O(512 log n) at worst. The free run that
+/// reaches the end of the arena is kept apart from the tree, so a heap growing and
+/// shrinking at its top changes no node.
 ///
 /// **Run length.** `deallocate` recovers a run's length from the layout: `ceil(size /
 /// block_size)` blocks. Any size the "fits" rule allows (from the size requested up to the
@@ -58,9 +68,11 @@ const BITSETS: usize = if cfg!(feature = "checked") { 2 } else { 1 };
 /// **Memory.** The bitmap takes `n / 8 * 64 / 63` bytes for `n` blocks (one bit per block
 /// plus about 1.6% for the summaries); twice that with `checked`. The run tree takes about
 /// 3/16 of the bitmap again: three run lengths for every 512 blocks (`u16`s up to 32,768
-/// blocks a node, wider above) and for each node above, plus a bit per 512 blocks. For a
-/// MiB of 16-byte blocks that is 9,896 bytes of metadata (0.94%; 8,328 without the tree),
-/// of 64-byte blocks 2,480 (2,088), of 4-KiB blocks 56 (40). It is all carved from the
+/// blocks a node, wider above) and for each node above, plus a bit per 512 blocks. The
+/// short-run index takes a byte per 64 blocks, and an eighth of that again above: 1/7 of
+/// the bitmap. For a MiB of 16-byte blocks that is 11,072 bytes of metadata (1.06%; 9,896
+/// without the short-run index, 8,328 without either), of 64-byte blocks 2,776 (2,480,
+/// 2,088), of 4-KiB blocks 64 (56, 40). It is all carved from the
 /// start of the region ([`BitmapArena::with_region`]) or kept in a slice the caller gives
 /// ([`BitmapArena::with_bitmap`], [`bitmap_words`](BitmapArena::bitmap_words) long); either
 /// way `stats().metadata` reports it.

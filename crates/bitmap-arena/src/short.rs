@@ -172,7 +172,7 @@ impl ShortRuns {
     }
 
     /// Takes note that blocks up to `end` were taken: a free run may start at `end` now.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn taken(&mut self, map: &Levels, end: usize) {
         // A byte at the cap holds any run (the free tail's, mostly): no need to count.
         if end < self.bits && map.get(end) && self.byte(0, end / 64) < SHORT_RUN as u64 {
@@ -184,7 +184,7 @@ impl ShortRuns {
     /// Takes note that blocks `start..end` were freed: the free run around them starts in
     /// a word whose byte must hold it. When the free run before them is [`SHORT_RUN`] long
     /// already, the word where it starts holds the cap.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn freed(&mut self, map: &Levels, start: usize, end: usize) {
         let below = free_below(map, start, SHORT_RUN);
         let word = (start - below) / 64;
@@ -195,12 +195,13 @@ impl ShortRuns {
     }
 
     /// Raises byte `index` of level 0 to `value` if lower, and the bytes above while lower.
-    #[inline]
+    #[inline(always)]
     fn raise(&mut self, mut index: usize, value: u64) {
         if index >> (3 * (self.top + 1)) != 0 {
             self.cover(index);
         }
-        for level in 0..=self.top {
+        // (`top` is below `MAX_DEPTH`: the `min` spares a bounds check per level.)
+        for level in 0..=self.top.min(MAX_DEPTH - 1) {
             if self.byte(level, index) >= value {
                 return;
             }
@@ -231,7 +232,8 @@ impl ShortRuns {
     pub(crate) fn first_fit(&mut self, map: &Levels, count: usize) -> Option<usize> {
         debug_assert!((2..=SHORT_RUN).contains(&count));
         let wanted = count as u64 * ONES;
-        let top = self.top;
+        // (`top` is below `MAX_DEPTH`: the `min` spares the bounds checks on `starts`.)
+        let top = self.top.min(MAX_DEPTH - 1);
         let (mut level, mut group_index) = (top, 0);
         loop {
             let group = self.group(level, group_index);

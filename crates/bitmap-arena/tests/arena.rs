@@ -107,6 +107,20 @@ fn a_short_bitmap_limits_the_blocks() {
 }
 
 #[test]
+fn metadata_per_mib_is_as_documented() {
+    // The README's and rustdoc's table: bytes of bitmap, run tree and short-run index for a
+    // MiB of blocks (twice the bitsets with `checked`).
+    let documented = if cfg!(feature = "checked") {
+        [(16, 19_400), (64, 4_864), (256, 1_216), (4096, 104)]
+    } else {
+        [(16, 11_072), (64, 2_776), (256, 696), (4096, 64)]
+    };
+    for (block, bytes) in documented {
+        assert_eq!(BitmapArena::bitmap_words((1 << 20) / block) * 8, bytes, "{block}-byte blocks");
+    }
+}
+
+#[test]
 fn carved_bitmap_overhead_is_reported() {
     let mut regions = Regions::new();
     let arena = carved(&mut regions, 1 << 20, 64).unwrap();
