@@ -421,7 +421,11 @@ mod tests {
         for length in 1..=64 {
             for offset in 0..=64 - length {
                 let run = span_mask(offset, length);
-                words.extend([run, run | 0xAAAA_AAAA_AAAA_AAAA, run | 0x8421_8421_8421_8421]);
+                words.extend([
+                    run,
+                    run | 0xAAAA_AAAA_AAAA_AAAA,
+                    run | 0x8421_8421_8421_8421,
+                ]);
             }
         }
         let mut state = 0x9E37_79B9_7F4A_7C15_u64;

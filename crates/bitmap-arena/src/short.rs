@@ -152,7 +152,12 @@ impl ShortRuns {
     #[inline]
     fn set_group(&mut self, level: usize, index: usize, group: u64) {
         // SAFETY: as in `group`; `&mut self` makes the write exclusive.
-        unsafe { self.groups.as_ptr().add(self.starts[level] + index).write(group) }
+        unsafe {
+            self.groups
+                .as_ptr()
+                .add(self.starts[level] + index)
+                .write(group)
+        }
     }
 
     /// Byte `index` of `level`.
@@ -267,8 +272,8 @@ impl ShortRuns {
     pub(crate) fn check(&self, map: &Levels) -> Result<(), Wrong> {
         let (counts, _) = level_groups(self.words);
         let mut entries = self.words;
-        for level in 0..=self.top {
-            for index in 0..counts[level] * FAN_OUT {
+        for (level, &groups) in counts.iter().enumerate().take(self.top + 1) {
+            for index in 0..groups * FAN_OUT {
                 let byte = self.byte(level, index);
                 let least = if index >= entries {
                     0
@@ -287,7 +292,7 @@ impl ShortRuns {
                     return Err(Wrong { level, index });
                 }
             }
-            entries = counts[level];
+            entries = groups;
         }
         Ok(())
     }
@@ -316,8 +321,7 @@ pub(crate) fn fit_in_word(map: &Levels, bits: usize, word: usize, count: usize) 
     }
     let top = value.leading_ones() as usize;
     let start = word * 64 + 64 - top;
-    (top > 0 && top + free_above(map, bits, (word + 1) * 64, count - top) >= count)
-        .then_some(start)
+    (top > 0 && top + free_above(map, bits, (word + 1) * 64, count - top) >= count).then_some(start)
 }
 
 /// The longest free run of `map` (of `bits` bits) that starts in word `word`, capped at
@@ -393,8 +397,11 @@ mod tests {
             let a = state & !HIGH;
             let b = state.rotate_left(29) & !HIGH;
             let lanes = |x: u64| x.to_le_bytes();
-            let expected: Vec<u8> =
-                lanes(a).iter().zip(lanes(b)).map(|(x, y)| (*x).max(y)).collect();
+            let expected: Vec<u8> = lanes(a)
+                .iter()
+                .zip(lanes(b))
+                .map(|(x, y)| (*x).max(y))
+                .collect();
             assert_eq!(lanes(max_bytes(a, b)).to_vec(), expected);
             assert_eq!(group_max(a), u64::from(*lanes(a).iter().max().unwrap()));
         }
@@ -445,7 +452,9 @@ mod tests {
             // time.
             let mut at = start;
             while at < end {
-                let run_end = (at..end).find(|&bit| self.map.get(bit) == free).unwrap_or(end);
+                let run_end = (at..end)
+                    .find(|&bit| self.map.get(bit) == free)
+                    .unwrap_or(end);
                 if run_end > at {
                     self.map.assign(at, run_end, free);
                     if free {
@@ -454,7 +463,9 @@ mod tests {
                         self.index.taken(&self.map, run_end);
                     }
                 }
-                at = (run_end..end).find(|&bit| self.map.get(bit) != free).unwrap_or(end);
+                at = (run_end..end)
+                    .find(|&bit| self.map.get(bit) != free)
+                    .unwrap_or(end);
             }
         }
 
@@ -509,7 +520,13 @@ mod tests {
         let mut owned = fresh();
         assert_eq!(owned.index.top, owned.index.depth - 1);
         owned.index.corrupt(0, 593, 126);
-        assert_eq!(owned.index.check(&owned.map), Err(Wrong { level: 0, index: 593 }));
+        assert_eq!(
+            owned.index.check(&owned.map),
+            Err(Wrong {
+                level: 0,
+                index: 593
+            })
+        );
         // Too high is allowed, up to the cap, and found out by a search.
         let mut owned = fresh();
         let cap = SHORT_RUN as u64;
@@ -521,16 +538,28 @@ mod tests {
         owned.index.check(&owned.map).unwrap();
         assert_eq!((owned.index.byte(0, 3), owned.index.byte(1, 5)), (0, 0));
         owned.index.corrupt(0, 3, cap + 1);
-        assert_eq!(owned.index.check(&owned.map), Err(Wrong { level: 0, index: 3 }));
+        assert_eq!(
+            owned.index.check(&owned.map),
+            Err(Wrong { level: 0, index: 3 })
+        );
         for level in 1..owned.index.depth {
             let mut owned = fresh();
             owned.index.corrupt(level, 0, 0);
-            assert_eq!(owned.index.check(&owned.map), Err(Wrong { level, index: 0 }));
+            assert_eq!(
+                owned.index.check(&owned.map),
+                Err(Wrong { level, index: 0 })
+            );
         }
         // A byte past the last word.
         let mut owned = fresh();
         owned.index.corrupt(0, 598, 1);
-        assert_eq!(owned.index.check(&owned.map), Err(Wrong { level: 0, index: 598 }));
+        assert_eq!(
+            owned.index.check(&owned.map),
+            Err(Wrong {
+                level: 0,
+                index: 598
+            })
+        );
     }
 
     #[test]

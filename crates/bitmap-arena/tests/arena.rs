@@ -116,7 +116,11 @@ fn metadata_per_mib_is_as_documented() {
         [(16, 11_072), (64, 2_776), (256, 696), (4096, 64)]
     };
     for (block, bytes) in documented {
-        assert_eq!(BitmapArena::bitmap_words((1 << 20) / block) * 8, bytes, "{block}-byte blocks");
+        assert_eq!(
+            BitmapArena::bitmap_words((1 << 20) / block) * 8,
+            bytes,
+            "{block}-byte blocks"
+        );
     }
 }
 
