@@ -1,8 +1,9 @@
 //! First fit against a model, by behaviour (where each run lands), for every run length:
 //! random operation sequences over arenas whose block counts are not multiples of 64 or of
-//! the run tree's 512-block leaves, runs of 1 to 64 blocks and runs spanning many words and
-//! leaves, aligned runs, runs that end at the last block, growing and shrinking in place;
-//! `check` (which recomputes the run tree) after every step.
+//! the run tree's 512-block leaves, runs of 1 to 127 blocks (the short-run index's) and
+//! runs spanning many words and leaves (the run tree's), aligned runs, runs that end at the
+//! last block, growing and shrinking in place; `check` (which recomputes the run tree and
+//! holds the short-run index to the words) after every step.
 
 use std::ptr::NonNull;
 
@@ -94,8 +95,9 @@ fn run(blocks: usize, ops: &[(u8, u32, u8)]) {
             0..=3 => {
                 let count = match value % 4 {
                     0 => 1,
-                    1 => 2 + value / 4 % 63,
-                    2 => 65 + value / 4 % 1100,
+                    // The short-run index's lengths, then the run tree's.
+                    1 => 2 + value / 4 % 126,
+                    2 => 128 + value / 4 % 1100,
                     _ => 1 + value / 4 % blocks,
                 };
                 let align = if align % 4 == 0 {
