@@ -577,4 +577,198 @@ mod tests {
         owned.index.check(&owned.map).unwrap();
         assert_eq!(owned.index.first_fit(&owned.map, SHORT_RUN), Some(0));
     }
+
+    // ----- Review tests -----
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    /// The longest free run starting in `word` (a start: a free bit whose bit before is
+    /// used, or bit 0), capped, bit by bit.
+    fn naive_longest_start(map: &Levels, bits: usize, word: usize) -> u64 {
+        let mut best = 0;
+        for start in word * 64..((word + 1) * 64).min(bits) {
+            if !map.get(start) || (start > 0 && map.get(start - 1)) {
+                continue;
+            }
+            let run = (start..bits).take_while(|&b| map.get(b)).count();
+            best = best.max(run.min(SHORT_RUN));
+        }
+        best as u64
+    }
+
+    /// Random free maps (as the arena makes them: whole runs taken or freed), and every
+    /// count checked against the naive scan after each change and after random stale-high
+    /// raises anywhere (covered or not), which a search must bring down.
+    fn stress(bits: usize, seed: u64, steps: usize) {
+        let mut rng = Rng(seed | 1);
+        let mut owned = Owned::new(bits);
+        let words = bits.div_ceil(64);
+        for _ in 0..steps {
+            let start = rng.below(bits);
+            let longest = if rng.below(3) == 0 { 300 } else { 70 };
+            let end = (start + 1 + rng.below(longest)).min(bits);
+            let free = rng.below(2) == 0;
+            owned.assign(start, end, free);
+            owned.index.check(&owned.map).unwrap();
+            for word in 0..words {
+                assert_eq!(
+                    longest_start(&owned.map, bits, word),
+                    naive_longest_start(&owned.map, bits, word),
+                    "{bits} bits, word {word}"
+                );
+            }
+            if rng.below(4) == 0 {
+                // Stale-high bytes: what taking blocks leaves. Any word, any value.
+                for _ in 0..=rng.below(4) {
+                    let word = rng.below(words);
+                    let value = 1 + rng.below(SHORT_RUN) as u64;
+                    owned.index.raise(word, value);
+                }
+                owned.index.check(&owned.map).unwrap();
+            }
+            let mut counts: Vec<usize> = (2..=SHORT_RUN).collect();
+            // Searches in a random order: each lowers bytes the next one meets.
+            for i in (1..counts.len()).rev() {
+                counts.swap(i, rng.below(i + 1));
+            }
+            for count in counts {
+                assert_eq!(
+                    owned.index.first_fit(&owned.map, count),
+                    owned.naive(count),
+                    "{bits} bits, run of {count}"
+                );
+            }
+            owned.index.check(&owned.map).unwrap();
+        }
+    }
+
+    #[test]
+    fn review_first_fit_every_count_with_stale_bytes_small_maps() {
+        let (sizes, steps): (Vec<usize>, usize) = if cfg!(miri) {
+            (std::vec![1, 2, 64, 65, 129, 200], 6)
+        } else {
+            ((1..=200).collect(), 40)
+        };
+        for bits in sizes {
+            stress(bits, 0x1234_5678 ^ bits as u64, steps);
+        }
+    }
+
+    #[test]
+    fn review_first_fit_every_count_with_stale_bytes_deep_maps() {
+        // Three and four levels; counts of words not multiples of 8 or 64.
+        let sizes: &[usize] = if cfg!(miri) {
+            &[64 * 65 + 3]
+        } else {
+            &[64 * 64, 64 * 65 + 3, 64 * 513 - 1, 64 * 600 + 17]
+        };
+        for &bits in sizes {
+            stress(bits, 0xABCD ^ bits as u64, if cfg!(miri) { 3 } else { 60 });
+        }
+    }
+
+    /// Every byte the check bounds from below, set one lower, is found; any value between
+    /// its bound and the cap is not, and first fit stays right over it.
+    #[test]
+    fn review_check_bounds_every_byte_exactly() {
+        let bits = if cfg!(miri) { 64 * 20 + 5 } else { 64 * 80 + 5 };
+        let mut rng = Rng(0x5151);
+        let mut owned = Owned::new(bits);
+        for _ in 0..if cfg!(miri) { 5 } else { 40 } {
+            let start = rng.below(bits);
+            let end = (start + 1 + rng.below(150)).min(bits);
+            owned.assign(start, end, rng.below(2) == 0);
+        }
+        // Make every byte exact first (every search down to level 0 lowers what it meets).
+        for count in (2..=SHORT_RUN).rev() {
+            owned.index.first_fit(&owned.map, count);
+        }
+        owned.index.check(&owned.map).unwrap();
+        let (counts, _) = level_groups(owned.index.words);
+        for (level, groups) in counts.iter().enumerate().take(owned.index.top + 1) {
+            for index in 0..groups * FAN_OUT {
+                let was = owned.index.byte(level, index);
+                if was > 0 {
+                    owned.index.corrupt(level, index, was - 1);
+                    let least = if level == 0 {
+                        longest_start(&owned.map, bits, index)
+                    } else {
+                        group_max(owned.index.group(level - 1, index))
+                    };
+                    if least == was {
+                        assert_eq!(
+                            owned.index.check(&owned.map),
+                            Err(Wrong { level, index }),
+                            "byte {index} of level {level} one below {was}"
+                        );
+                    }
+                    owned.index.corrupt(level, index, was);
+                }
+            }
+        }
+        owned.index.check(&owned.map).unwrap();
+    }
+
+    /// The index writes nothing outside its `storage_words`: guard words on both sides.
+    #[test]
+    fn review_index_stays_inside_its_storage() {
+        const GUARD: u64 = 0xA5A5_A5A5_A5A5_A5A5;
+        for bits in [
+            1,
+            63,
+            64,
+            65,
+            511,
+            512,
+            513,
+            64 * 64,
+            64 * 64 + 1,
+            64 * 65 * 8 + 1,
+        ] {
+            let len = storage_words(bits);
+            let map_words = levels::storage_words(bits);
+            let mut storage = std::vec![GUARD; map_words + len + 4];
+            let base = NonNull::new(storage.as_mut_ptr()).unwrap();
+            // SAFETY: the map's words, then the index's, then four guard words; `storage`
+            // outlives both, which are not used once it is read below.
+            let (mut map, mut index) = unsafe {
+                let mut map = Levels::new(base, bits);
+                map.assign(0, bits, true);
+                (map, ShortRuns::new(base.add(map_words), bits))
+            };
+            let mut rng = Rng(bits as u64 * 7 + 1);
+            for _ in 0..200 {
+                let start = rng.below(bits);
+                let end = (start + 1 + rng.below(200)).min(bits);
+                if map.get(start) {
+                    let end = (start..end).find(|&b| !map.get(b)).unwrap_or(end);
+                    map.assign(start, end, false);
+                    index.taken(&map, end);
+                } else {
+                    let end = (start..end).find(|&b| map.get(b)).unwrap_or(end);
+                    map.assign(start, end, true);
+                    index.freed(&map, start, end);
+                }
+                for count in [2, 64, 65, SHORT_RUN] {
+                    index.first_fit(&map, count);
+                }
+                // Raising the last word moves the top to the last level.
+                index.raise(bits.div_ceil(64) - 1, 1);
+                index.check(&map).unwrap();
+            }
+            assert!(
+                storage[map_words + len..].iter().all(|w| *w == GUARD),
+                "{bits} bits: a write past the index"
+            );
+        }
+    }
 }
