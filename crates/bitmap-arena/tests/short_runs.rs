@@ -198,7 +198,7 @@ fn drive(blocks: usize, seed: u64, steps: usize, probe_every: usize) {
 
 #[test]
 fn tiny_arenas_first_fit_every_run_length() {
-    let (steps, seeds) = if cfg!(miri) { (20, 1) } else { (150, 3) };
+    let (steps, seeds) = if cfg!(miri) { (10, 1) } else { (150, 3) };
     let sizes: Vec<usize> = if cfg!(miri) {
         vec![1, 2, 63, 64, 65, 127, 128, 129, 200]
     } else {
@@ -242,7 +242,7 @@ fn arenas_around_word_group_and_leaf_multiples() {
             64 * 513 + 7,
         ]
     };
-    let steps = if cfg!(miri) { 40 } else { 600 };
+    let steps = if cfg!(miri) { 20 } else { 600 };
     for &blocks in sizes {
         drive(blocks, 0xDEAD_BEEF ^ blocks as u64, steps, 50);
     }
