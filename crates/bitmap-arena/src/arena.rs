@@ -123,7 +123,7 @@ unsafe impl Send for BitmapArena {}
 impl BitmapArena {
     /// Words of bitmap (`u64`) an arena of `blocks` blocks needs, for
     /// [`with_bitmap`](Self::with_bitmap): the free map and its summaries, the start map
-    /// under `checked`, and the run tree.
+    /// under `checked`, the run tree and the short-run index.
     pub fn bitmap_words(blocks: usize) -> usize {
         levels::storage_words(blocks) * BITSETS
             + tree::storage_words(blocks)

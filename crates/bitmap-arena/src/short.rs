@@ -14,8 +14,8 @@
 //! a search brings down was left high by an earlier change, so a search costs O(log n)
 //! amortized: a group per level, and a word.
 //!
-//! The bytes take 1/64 of a bit per block, an eighth of the free map; the levels above add
-//! an eighth of that again.
+//! The bytes take an eighth of a bit per block, an eighth of the free map; the levels above
+//! add an eighth of that again.
 
 use core::ptr::NonNull;
 
