@@ -785,4 +785,84 @@ mod tests {
             );
         }
     }
+
+    /// The cases the design names, one by one, each answer against the naive scan and a
+    /// value worked out by hand.
+    #[test]
+    fn review_named_cases() {
+        let fits = |owned: &mut Owned, count: usize, expected: Option<usize>| {
+            owned.index.check(&owned.map).unwrap();
+            assert_eq!(owned.naive(count), expected, "the case's own arithmetic");
+            assert_eq!(
+                owned.index.first_fit(&owned.map, count),
+                expected,
+                "run of {count}"
+            );
+            owned.index.check(&owned.map).unwrap();
+        };
+        // Word 0's top bit free, word 1's bottom bit used: word 1's run at bits 10..21 is its
+        // own, not the one from word 0.
+        let mut owned = Owned::new(64 * 3);
+        owned.assign(0, 64 * 3, false);
+        owned.assign(63, 64, true);
+        owned.assign(64 + 10, 64 + 21, true);
+        fits(&mut owned, 11, Some(74));
+        fits(&mut owned, 12, None);
+        // Word 0's top run goes on into word 1 (blocks 60..74: 14) and word 1 has one of 11
+        // at 84: the bottom run of word 1 is word 0's.
+        let mut owned = Owned::new(64 * 3);
+        owned.assign(0, 64 * 3, false);
+        owned.assign(60, 74, true);
+        owned.assign(84, 95, true);
+        fits(&mut owned, 14, Some(60));
+        fits(&mut owned, 11, Some(60));
+        fits(&mut owned, 15, None);
+        // Taking 60..64 ends at the word boundary: word 1's 10 blocks start there now.
+        owned.assign(60, 64, false);
+        fits(&mut owned, 10, Some(64));
+        fits(&mut owned, 11, Some(84));
+        // Taking the first 10 blocks from a free tail whose byte is at the cap: the run
+        // after them is counted by nobody, and is found.
+        let mut owned = Owned::new(1000);
+        owned.assign(0, 10, false);
+        fits(&mut owned, SHORT_RUN, Some(10));
+        owned.assign(10, 10 + SHORT_RUN, false);
+        fits(&mut owned, SHORT_RUN, Some(10 + SHORT_RUN));
+        // Freeing next to a free run of 127 or more: the merged run's start word holds the
+        // cap already. Blocks 200..400 free after 0..200 used, then 190..200 freed.
+        let mut owned = Owned::new(1000);
+        owned.assign(0, 1000, false);
+        owned.assign(200, 400, true);
+        owned.assign(400, 401, true);
+        fits(&mut owned, SHORT_RUN, Some(200));
+        owned.assign(190, 200, true);
+        fits(&mut owned, SHORT_RUN, Some(190));
+        // Runs of exactly 63, 64, 65, 126, 127 and 128 crossing words, the last reaching the
+        // last block of a map that is not a multiple of 64.
+        let bits = 64 * 40 + 37;
+        let mut owned = Owned::new(bits);
+        owned.assign(0, bits, false);
+        let runs = [(70, 63), (200, 64), (330, 65), (600, 126), (900, 127)];
+        for (start, length) in runs {
+            owned.assign(start, start + length, true);
+        }
+        owned.assign(bits - 128, bits, true);
+        for (start, length) in runs {
+            fits(&mut owned, length, Some(start));
+        }
+        fits(&mut owned, 66, Some(600));
+        fits(&mut owned, SHORT_RUN, Some(900));
+        // Take the 127 at 900: the next 127 is the one that ends at the last block.
+        owned.assign(900, 900 + SHORT_RUN, false);
+        fits(&mut owned, SHORT_RUN, Some(bits - 128));
+        fits(&mut owned, 126, Some(600));
+        // A word far past the top's group raised from a free: the top moves up.
+        let mut owned = Owned::new(64 * 80);
+        owned.assign(0, 64 * 80, false);
+        assert_eq!(owned.index.top, 0);
+        owned.assign(64 * 79 + 3, 64 * 79 + 50, true);
+        assert_eq!(owned.index.top, owned.index.depth - 1);
+        fits(&mut owned, 47, Some(64 * 79 + 3));
+        fits(&mut owned, 48, None);
+    }
 }
