@@ -268,21 +268,24 @@ impl ShortRuns {
     }
 
     /// The first byte that breaks the invariant: below its word's longest run at level 0,
-    /// below its group's largest above, over the cap, or not 0 past a level's end.
+    /// below its group's largest above, over the cap, or not 0 past a level's end, past
+    /// the top's first group or above the top.
     pub(crate) fn check(&self, map: &Levels) -> Result<(), Wrong> {
         let (counts, _) = level_groups(self.words);
         let mut entries = self.words;
-        for (level, &groups) in counts.iter().enumerate().take(self.top + 1) {
+        for (level, &groups) in counts.iter().enumerate().take(self.depth) {
             for index in 0..groups * FAN_OUT {
                 let byte = self.byte(level, index);
-                let least = if index >= entries {
+                // Above the top nothing is written until `cover` brings a level in.
+                let kept = level <= self.top;
+                let least = if index >= entries || !kept {
                     0
                 } else if level == 0 {
                     longest_start(map, self.bits, index)
                 } else {
                     group_max(self.group(level - 1, index))
                 };
-                let covered = index >> (3 * (self.top + 1 - level)) == 0;
+                let covered = kept && index >> (3 * (self.top + 1 - level)) == 0;
                 let most = if index >= entries || !covered {
                     0
                 } else {
@@ -321,7 +324,8 @@ pub(crate) fn fit_in_word(map: &Levels, bits: usize, word: usize, count: usize) 
     }
     let top = value.leading_ones() as usize;
     let start = word * 64 + 64 - top;
-    (top > 0 && top + free_above(map, bits, (word + 1) * 64, count - top) >= count).then_some(start)
+    (top > 0 && top + free_above(map, bits, (word + 1).saturating_mul(64), count - top) >= count)
+        .then_some(start)
 }
 
 /// The longest free run of `map` (of `bits` bits) that starts in word `word`, capped at
@@ -338,7 +342,7 @@ fn longest_start(map: &Levels, bits: usize, word: usize) -> u64 {
     }
     let top = value.leading_ones() as usize;
     let run = if top > 0 {
-        top + free_above(map, bits, (word + 1) * 64, SHORT_RUN)
+        top + free_above(map, bits, (word + 1).saturating_mul(64), SHORT_RUN)
     } else {
         0
     };
@@ -572,6 +576,20 @@ mod tests {
     }
 
     #[test]
+    fn check_finds_a_stray_byte_above_the_top() {
+        let mut owned = Owned::new(64 * 4096);
+        owned.assign(0, 64 * 8, false);
+        assert_eq!(owned.index.top, 1);
+        owned.index.check(&owned.map).unwrap();
+        // A search would follow it past the end of a level once `cover` took that level in.
+        owned.index.corrupt(3, 1, 5);
+        assert_eq!(
+            owned.index.check(&owned.map),
+            Err(Wrong { level: 3, index: 1 })
+        );
+    }
+
+    #[test]
     fn the_top_covers_every_word_raised_and_no_more() {
         let mut owned = Owned::new(64 * 4096);
         assert_eq!(owned.index.top, 0);
@@ -604,7 +622,7 @@ mod tests {
     /// used, or bit 0), capped, bit by bit.
     fn naive_longest_start(map: &Levels, bits: usize, word: usize) -> u64 {
         let mut best = 0;
-        for start in word * 64..((word + 1) * 64).min(bits) {
+        for start in word * 64..((word + 1).saturating_mul(64)).min(bits) {
             if !map.get(start) || (start > 0 && map.get(start - 1)) {
                 continue;
             }
