@@ -323,7 +323,7 @@ pub(crate) fn fit_in_word(map: &Levels, bits: usize, word: usize, count: usize) 
         }
     }
     let top = value.leading_ones() as usize;
-    let start = word * 64 + 64 - top;
+    let start = word * 64 + (64 - top);
     (top > 0 && top + free_above(map, bits, (word + 1).saturating_mul(64), count - top) >= count)
         .then_some(start)
 }
