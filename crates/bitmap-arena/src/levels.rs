@@ -337,6 +337,30 @@ impl Levels {
     }
 }
 
+/// Sets bits `start..end` of `map` to `value` as the arena changes its free map: a stretch
+/// of bits that all differ from `value` at a time, each then passed to `changed` (for the
+/// tests of the indexes kept beside the map).
+#[cfg(test)]
+pub(crate) fn assign_stretches(
+    map: &mut Levels,
+    start: usize,
+    end: usize,
+    value: bool,
+    mut changed: impl FnMut(&Levels, usize, usize),
+) {
+    let mut at = start;
+    while at < end {
+        if map.get(at) == value {
+            at += 1;
+            continue;
+        }
+        let stretch = (at..end).find(|&bit| map.get(bit) == value).unwrap_or(end);
+        map.assign(at, stretch, value);
+        changed(map, at, stretch);
+        at = stretch;
+    }
+}
+
 /// Length of the longest run of set bits in `word`, in a fixed number of steps whatever
 /// the run: the starts of runs of 2, 4, … 32 bits by doubling, then the longest length
 /// put together from those parts, the largest first.

@@ -452,25 +452,14 @@ mod tests {
         }
 
         fn assign(&mut self, start: usize, end: usize, free: bool) {
-            // As the arena does: a run of used blocks freed, or of free blocks taken, at a
-            // time.
-            let mut at = start;
-            while at < end {
-                let run_end = (at..end)
-                    .find(|&bit| self.map.get(bit) == free)
-                    .unwrap_or(end);
-                if run_end > at {
-                    self.map.assign(at, run_end, free);
-                    if free {
-                        self.index.freed(&self.map, at, run_end);
-                    } else {
-                        self.index.taken(&self.map, run_end);
-                    }
+            let index = &mut self.index;
+            levels::assign_stretches(&mut self.map, start, end, free, |map, from, to| {
+                if free {
+                    index.freed(map, from, to);
+                } else {
+                    index.taken(map, to);
                 }
-                at = (run_end..end)
-                    .find(|&bit| self.map.get(bit) != free)
-                    .unwrap_or(end);
-            }
+            });
         }
 
         fn naive(&self, count: usize) -> Option<usize> {

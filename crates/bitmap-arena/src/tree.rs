@@ -1006,17 +1006,10 @@ mod tests {
         /// Sets bits `start..end` to `free`, telling the tree of each stretch that changed
         /// (as the arena does: it frees only used blocks and takes only free ones).
         fn assign(&mut self, start: usize, end: usize, free: bool) {
-            let mut at = start;
-            while at < end {
-                if self.map.get(at) == free {
-                    at += 1;
-                    continue;
-                }
-                let stretch = (at..end).find(|&i| self.map.get(i) == free).unwrap_or(end);
-                self.map.assign(at, stretch, free);
-                self.tree.changed(&self.map, at, stretch, free);
-                at = stretch;
-            }
+            let tree = &mut self.tree;
+            levels::assign_stretches(&mut self.map, start, end, free, |map, from, to| {
+                tree.changed(map, from, to, free);
+            });
         }
 
         /// A leaf's run lengths, bit by bit; the tail's bits and those past the end are used.
