@@ -668,7 +668,7 @@ mod tests {
     }
 
     #[test]
-    fn review_first_fit_every_count_with_stale_bytes_small_maps() {
+    fn first_fit_every_count_with_stale_bytes_small_maps() {
         let (sizes, steps): (Vec<usize>, usize) = if cfg!(miri) {
             (std::vec![1, 65, 200], 4)
         } else {
@@ -680,7 +680,7 @@ mod tests {
     }
 
     #[test]
-    fn review_first_fit_every_count_with_stale_bytes_deep_maps() {
+    fn first_fit_every_count_with_stale_bytes_deep_maps() {
         // Three and four levels; counts of words not multiples of 8 or 64.
         let sizes: &[usize] = if cfg!(miri) {
             &[64 * 65 + 3]
@@ -695,7 +695,7 @@ mod tests {
     /// Every byte the check bounds from below, set one lower, is found; any value between
     /// its bound and the cap is not, and first fit stays right over it.
     #[test]
-    fn review_check_bounds_every_byte_exactly() {
+    fn check_bounds_every_byte_exactly() {
         let bits = if cfg!(miri) { 64 * 20 + 5 } else { 64 * 80 + 5 };
         let mut rng = Rng(0x5151);
         let mut owned = Owned::new(bits);
@@ -736,7 +736,7 @@ mod tests {
 
     /// The index writes nothing outside its `storage_words`: guard words on both sides.
     #[test]
-    fn review_index_stays_inside_its_storage() {
+    fn index_stays_inside_its_storage() {
         const GUARD: u64 = 0xA5A5_A5A5_A5A5_A5A5;
         let sizes: &[usize] = if cfg!(miri) {
             &[1, 65, 513, 64 * 65 * 8 + 1]
@@ -796,7 +796,7 @@ mod tests {
     /// The cases the design names, one by one, each answer against the naive scan and a
     /// value worked out by hand.
     #[test]
-    fn review_named_cases() {
+    fn named_edge_cases() {
         let fits = |owned: &mut Owned, count: usize, expected: Option<usize>| {
             owned.index.check(&owned.map).unwrap();
             assert_eq!(owned.naive(count), expected, "the case's own arithmetic");

@@ -1,4 +1,4 @@
-//! Review tests for the short-run index: first fit of 2 to 128 blocks against a naive
+//! The short-run index through `BitmapArena`: first fit of 2 to 128 blocks against a naive
 //! lowest-address scan, on tiny arenas (1 to 200 blocks) and on arenas whose block counts
 //! sit at and around multiples of 64, 512 and 4,096, with runs of exactly 63, 64, 65, 126,
 //! 127 and 128 blocks, runs crossing words and reaching the last block; `check` after every
