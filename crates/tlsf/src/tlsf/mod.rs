@@ -390,10 +390,8 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     }
 
     /// Usable bytes of the blocks in use, of the free blocks, and of the largest free
-    /// block, walked block by block over every region: O(blocks). No running count is
-    /// kept: two counters read, changed and written back on every call made each call
-    /// wait for the one before it (a chain through memory), which cost 15% of a call on
-    /// the lab's small-block churn. A damaged header ends its region's walk.
+    /// block, walked block by block over every region: O(blocks), as "Statistics" on
+    /// [`Tlsf`] says why. A damaged header ends its region's walk.
     fn totals(&self) -> (usize, usize, usize) {
         let (mut in_use, mut free, mut largest) = (0, 0, 0);
         for region in self.regions.iter() {
