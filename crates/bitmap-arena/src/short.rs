@@ -391,13 +391,28 @@ mod tests {
     use crate::levels;
     use std::vec::Vec;
 
+    /// Xorshift64, as `heapkit_trace::Rng` (not a dependency here: that crate does not
+    /// build under loom, which builds this crate's tests).
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
     #[test]
     fn max_bytes_and_group_max_match_bytewise() {
-        let mut state = 0x2545_F491_4F6C_DD1D_u64;
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
         for _ in 0..if cfg!(miri) { 500 } else { 10_000 } {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+            let state = rng.next();
             let a = state & !HIGH;
             let b = state.rotate_left(29) & !HIGH;
             let lanes = |x: u64| x.to_le_bytes();
@@ -471,13 +486,8 @@ mod tests {
 
     #[test]
     fn first_fit_matches_a_naive_scan() {
-        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
-        let mut next = move |below: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % below as u64) as usize
-        };
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut next = move |below: usize| rng.below(below);
         // Under miri (hours for all of them) fewer maps and steps.
         let (sizes, steps): (&[usize], usize) = if cfg!(miri) {
             (&[65, 64 * 9 + 5], 15)
@@ -592,19 +602,6 @@ mod tests {
         assert_eq!(owned.index.top, 3);
         owned.index.check(&owned.map).unwrap();
         assert_eq!(owned.index.first_fit(&owned.map, SHORT_RUN), Some(0));
-    }
-
-    // ----- Review tests -----
-
-    struct Rng(u64);
-
-    impl Rng {
-        fn below(&mut self, n: usize) -> usize {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 % n as u64) as usize
-        }
     }
 
     /// The longest free run starting in `word` (a start: a free bit whose bit before is
