@@ -1,6 +1,6 @@
-//! One lab workload replayed on `BitmapArena` (16-byte blocks, as the lab builds it) or
-//! `Tlsf` over a 32 MiB region, for instruction counts, which do not depend on what else
-//! the machine is doing:
+//! One lab workload replayed on `BitmapArena` (16-byte blocks, as the lab builds it),
+//! `Tlsf`, talc or rlsf over a 32 MiB region, for instruction counts, which do not depend
+//! on what else the machine is doing:
 //!
 //! ```text
 //! valgrind --tool=callgrind --toggle-collect='lab_ir::measured' \
@@ -9,7 +9,13 @@
 //!
 //! The region is warmed with one replay, then the replay inside `measured` is the one
 //! counted; the program prints the events, so `Ir / events` is instructions per call
-//! (replay bookkeeping included, the same for both). `lab_ir` alone lists the workloads.
+//! (replay bookkeeping included, the same for all). With `split` as a third argument the
+//! calls are not inlined into the replay, and callgrind's inclusive cost of `Split::alloc`,
+//! `Split::free` and `Split::realloc` is each kind of call's own. `lab_ir` alone lists the
+//! workloads.
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
 
 use heapkit_bitmap_arena::BitmapArena;
 use heapkit_trace::arena::{Arena, Heapkit};
@@ -24,18 +30,55 @@ fn measured<A: Arena>(arena: &mut A, trace: &Trace) {
     replay_whole(arena, trace).expect("the lab's region holds every workload");
 }
 
-fn run<A: Arena>(mut arena: A, trace: &Trace) {
-    replay_whole(&mut arena, trace).expect("the lab's region holds every workload");
-    measured(&mut arena, trace);
+fn run<A: Arena>(arena: A, trace: &Trace, split: bool) {
+    fn twice<A: Arena>(mut arena: A, trace: &Trace) {
+        replay_whole(&mut arena, trace).expect("the lab's region holds every workload");
+        measured(&mut arena, trace);
+    }
+    if split {
+        twice(Split(arena), trace);
+    } else {
+        twice(arena, trace);
+    }
+}
+
+/// An arena whose calls are not inlined into the replay, so that callgrind's inclusive
+/// cost of `Split::alloc`, `Split::free` and `Split::realloc` is each kind of call's own
+/// (plus one call and return, the same for every allocator).
+struct Split<A>(A);
+
+impl<A: Arena> Arena for Split<A> {
+    #[inline(never)]
+    fn alloc(&mut self, layout: Layout) -> Option<NonNull<u8>> {
+        self.0.alloc(layout)
+    }
+
+    #[inline(never)]
+    unsafe fn free(&mut self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { self.0.free(ptr, layout) }
+    }
+
+    #[inline(never)]
+    unsafe fn realloc(
+        &mut self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        new_size: usize,
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { self.0.realloc(ptr, layout, new_size) }
+    }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let workloads = heapkit_lab::builtin(heapkit_lab::Scale::Default, 0x5eed);
+    let split = args.get(2).is_some_and(|a| a == "split");
     let (Some(allocator), Some(name)) = (args.first(), args.get(1)) else {
         let names: Vec<&str> = workloads.iter().map(|w| w.name.as_str()).collect();
         println!(
-            "usage: lab_ir bitmap|tlsf WORKLOAD\nworkloads: {}",
+            "usage: lab_ir bitmap|tlsf|talc|rlsf WORKLOAD [split]\nworkloads: {}",
             names.join(" ")
         );
         return;
@@ -49,8 +92,23 @@ fn main() {
         "bitmap" => run(
             Heapkit(BitmapArena::with_region(region, 16).unwrap()),
             &workload.trace,
+            split,
         ),
-        "tlsf" => run(heapkit_lab::peers::tlsf_over(region), &workload.trace),
+        "tlsf" => run(
+            heapkit_lab::peers::tlsf_over(region),
+            &workload.trace,
+            split,
+        ),
+        "talc" => run(
+            heapkit_lab::peers::talc_over(region),
+            &workload.trace,
+            split,
+        ),
+        "rlsf" => run(
+            heapkit_lab::peers::rlsf_over(region),
+            &workload.trace,
+            split,
+        ),
         other => panic!("no allocator {other}"),
     }
     println!("events {}", workload.trace.events().len());
