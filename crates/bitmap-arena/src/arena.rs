@@ -30,9 +30,9 @@ const BITSETS: usize = if cfg!(feature = "checked") { 2 } else { 1 };
 ///   eight-byte group per level from the top (the first byte that holds the run, eight
 ///   compared at once), then one word — O(log8 n).
 /// - the **run tree**: for every 512 blocks and for each pair of nodes above, the free run
-///   at the start, the free run at the end and the longest free run inside, so the lowest
-///   run of any length is found in O(log n): a node per level from the top, then one
-///   512-block leaf's eight words.
+///   at the start, the free run at the end and the longest free run inside when that is 63
+///   blocks or more, so the lowest run of 63 blocks or more is found in O(log n): a node
+///   per level from the top, then one 512-block leaf's eight words.
 ///
 /// **Policy: address-ordered first fit**, the policy Wilson et al. found to fragment least.
 /// There is no roving pointer: a roving start (next fit) spreads allocations over the whole
@@ -41,7 +41,8 @@ const BITSETS: usize = if cfg!(feature = "checked") { 2 } else { 1 };
 /// ended. A single block is the lowest free block. A run of up to 127 blocks is a run in
 /// the lowest free block's word, if that holds one, and otherwise the short-run index's.
 /// Longer runs are the run tree's. An over-aligned run is the lowest run of its length at
-/// or after a position, from the tree, looked for again past the used block that cuts it
+/// or after a position (from the tree for 63 blocks and more, the short-run index below,
+/// the summary levels for one block), looked for again past the used block that cuts it
 /// short when its first aligned start leaves too little room.
 ///
 /// **Cost.** Freeing or taking a run writes its bits and their summaries. The short-run
@@ -49,8 +50,11 @@ const BITSETS: usize = if cfg!(feature = "checked") { 2 } else { 1 };
 /// after the blocks taken, and the bytes above it while they are lower. Taking blocks
 /// lowers nothing: a search that reaches a byte left too high finds out from the word's
 /// bits (or from a group with no byte that large), brings it down and goes on, so each
-/// change costs O(log8 n) and each search O(log8 n) amortized. The run tree's leaves over
-/// the change are brought up to date from the free run around it (a word or two on either
+/// change costs O(log8 n) and each search O(log8 n) amortized. The run tree sees of each
+/// word only its lowest and highest free bits (a run of 63 blocks or more reaches one of
+/// them), so a change inside one word that leaves both as they were touches no leaf.
+/// Otherwise its leaves over the change are brought up to date from the free run around
+/// it (a word or two on either
 /// side; all eight words when blocks were taken from the leaf's longest run, or when the
 /// leaf changed already since the last tree search); the nodes above wait for the next
 /// search that needs the tree, each once, a level at a time — so a heap of short runs
@@ -104,10 +108,11 @@ pub struct BitmapArena {
     blocks: usize,
     /// Set bit: free block.
     free: Levels,
-    /// Free run lengths over `free`'s words, for first fit of long and aligned runs.
+    /// Free run lengths over `free`'s words, for first fit of runs of `tree::MIN_LONG` blocks
+    /// and more.
     runs: RunTree,
     /// At least the longest short run starting in each of `free`'s words, for first fit of
-    /// short runs.
+    /// shorter runs.
     short: ShortRuns,
     /// Set bit: an allocation starts at this block.
     #[cfg(feature = "checked")]
@@ -352,13 +357,13 @@ impl BitmapArena {
     }
 
     /// First fit for over-aligned runs: the lowest run of `count` free blocks at or after a
-    /// position (from the run tree), then the first aligned start in it; if the run is too
-    /// short past that start, look again past the used block that cut it off.
+    /// position, then the first aligned start in it; if the run is too short past that
+    /// start, look again past the used block that cut it off.
     fn find_aligned_run(&mut self, count: usize, step: usize) -> Option<usize> {
         let base_index = self.base.as_ptr().addr() >> self.block_shift;
         let mut from = 0;
         loop {
-            let free = self.runs.first_fit_from(&self.free, count, from)?;
+            let free = self.first_fit_from(count, from)?;
             // Past the top of the address space there is no aligned start.
             let start = (base_index + free).checked_next_multiple_of(step)? - base_index;
             let end = start.checked_add(count).filter(|end| *end <= self.blocks)?;
@@ -369,6 +374,17 @@ impl BitmapArena {
                 None => return Some(start),
                 Some(used) => from = used + 1,
             }
+        }
+    }
+
+    /// The lowest start at or after `from` of `count` free blocks: the free map's own search
+    /// for one block, the short-run index below [`tree::MIN_LONG`] blocks (the run tree
+    /// knows only runs that long), the run tree from there.
+    fn first_fit_from(&mut self, count: usize, from: usize) -> Option<usize> {
+        match count {
+            1 => self.free.next_set(from),
+            2..tree::MIN_LONG => self.short.first_fit_from(&self.free, count, from),
+            _ => self.runs.first_fit_from(&self.free, count, from),
         }
     }
 

@@ -104,6 +104,8 @@ pub(crate) struct ShortRuns {
     bits: usize,
     /// Words of the free map.
     words: usize,
+    /// Groups of each level, bottom first.
+    counts: [usize; MAX_DEPTH],
 }
 
 /// A byte [`ShortRuns::check`] found wrong: its level and index.
@@ -137,6 +139,7 @@ impl ShortRuns {
             top: 0,
             bits,
             words,
+            counts,
         };
         // One free run, from block 0.
         index.raise(0, bits.min(SHORT_RUN) as u64);
@@ -264,6 +267,87 @@ impl ShortRuns {
             }
             // No run of `count` starts in the word: its byte drops below `count`.
             self.set_byte(0, index, longest_start(map, self.bits, index));
+        }
+    }
+
+    /// The lowest start at or after `from` of `count` (2 to [`SHORT_RUN`]) free bits of
+    /// `map`: in `from`'s word from `from` on (a run through `from` counted from there),
+    /// then [`first_fit_after`](Self::first_fit_after) the word.
+    pub(crate) fn first_fit_from(
+        &mut self,
+        map: &Levels,
+        count: usize,
+        from: usize,
+    ) -> Option<usize> {
+        debug_assert!((2..=SHORT_RUN).contains(&count));
+        if from >= self.bits {
+            return None;
+        }
+        let word = from / 64;
+        let value = map.leaf(word) & (u64::MAX << (from % 64));
+        if count <= 64 {
+            let inside = run_starts(value, count);
+            if inside != 0 {
+                return Some(word * 64 + inside.trailing_zeros() as usize);
+            }
+        }
+        let top = value.leading_ones() as usize;
+        if top > 0
+            && top + free_above(map, self.bits, (word + 1).saturating_mul(64), count - top) >= count
+        {
+            return Some(word * 64 + (64 - top));
+        }
+        self.first_fit_after(map, count, word)
+    }
+
+    /// The lowest start of `count` free bits among the runs that start in the words after
+    /// `word`: up the levels from `word`'s byte to the first byte after the path that holds
+    /// the run, then down as [`first_fit`](Self::first_fit) goes, bringing down what is too
+    /// high on the way and going on after it.
+    fn first_fit_after(&mut self, map: &Levels, count: usize, word: usize) -> Option<usize> {
+        let wanted = count as u64 * ONES;
+        let top = self.top.min(MAX_DEPTH - 1);
+        // The bytes to look at: `index` and after, in its group, at `level`.
+        let (mut level, mut index) = (0, word + 1);
+        loop {
+            let group_index = index / FAN_OUT;
+            // Nothing is raised past the top's first group.
+            let past = if level == top {
+                group_index > 0
+            } else {
+                group_index >= self.counts[level]
+            };
+            let holds = if past {
+                0
+            } else {
+                let group = self.group(level, group_index);
+                ((group | HIGH) - wanted) & HIGH & (u64::MAX << (8 * (index % FAN_OUT)))
+            };
+            if holds == 0 {
+                if level == top {
+                    return None;
+                }
+                if index % FAN_OUT == 0 && !past && (level + 1 < top || group_index < FAN_OUT) {
+                    // A whole group with no byte that large: the byte above comes down (not
+                    // past the top's first group, where nothing is kept).
+                    let largest = group_max(self.group(level, group_index));
+                    self.set_byte(level + 1, group_index, largest);
+                }
+                level += 1;
+                index = group_index + 1;
+                continue;
+            }
+            let found = group_index * FAN_OUT + holds.trailing_zeros() as usize / 8;
+            if level > 0 {
+                level -= 1;
+                index = found * FAN_OUT;
+                continue;
+            }
+            if let Some(start) = fit_in_word(map, self.bits, found, count) {
+                return Some(start);
+            }
+            self.set_byte(0, found, longest_start(map, self.bits, found));
+            index = found + 1;
         }
     }
 
@@ -478,9 +562,19 @@ mod tests {
         }
 
         fn naive(&self, count: usize) -> Option<usize> {
-            (0..self.bits).find(|&start| {
-                start + count <= self.bits && (start..start + count).all(|bit| self.map.get(bit))
-            })
+            self.naive_from(count, 0)
+        }
+
+        /// The lowest start at or after `from` of `count` free bits, bit by bit.
+        fn naive_from(&self, count: usize, from: usize) -> Option<usize> {
+            let mut run = 0;
+            for bit in from..self.bits {
+                run = if self.map.get(bit) { run + 1 } else { 0 };
+                if run == count {
+                    return Some(bit + 1 - count);
+                }
+            }
+            None
         }
     }
 
@@ -653,11 +747,28 @@ mod tests {
             for i in (1..counts.len()).rev() {
                 counts.swap(i, rng.below(i + 1));
             }
-            for count in counts {
+            for &count in &counts {
                 assert_eq!(
                     owned.index.first_fit(&owned.map, count),
                     owned.naive(count),
                     "{bits} bits, run of {count}"
+                );
+            }
+            owned.index.check(&owned.map).unwrap();
+            // From anywhere, with more bytes left high: runs through the start, later in its
+            // word, and after it (up the levels and down again).
+            for _ in 0..rng.below(3) {
+                owned
+                    .index
+                    .raise(rng.below(words), 1 + rng.below(SHORT_RUN) as u64);
+            }
+            let every = if cfg!(miri) { 9 } else { 1 };
+            for &count in counts.iter().step_by(every) {
+                let from = rng.below(bits + 2);
+                assert_eq!(
+                    owned.index.first_fit_from(&owned.map, count, from),
+                    owned.naive_from(count, from),
+                    "{bits} bits, run of {count} from {from}"
                 );
             }
             owned.index.check(&owned.map).unwrap();

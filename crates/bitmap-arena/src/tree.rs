@@ -1,12 +1,19 @@
 //! A summary tree over the free map's level-0 words, for address-ordered first fit of a run
-//! of any length in O(log n).
+//! of [`MIN_LONG`] blocks or more in O(log n) (shorter runs have the short-run index).
 //!
 //! A leaf summarises [`LEAF_WORDS`] words of the free map (512 blocks, one 64-byte cache
 //! line of bitmap); each node above summarises its two children. A node keeps three run
 //! lengths over the bits it spans: the free run at its start (`prefix`), the free run at its
-//! end (`suffix`) and the longest free run inside (`max`). Bits past the last block, and the
-//! node that pads a level to an even count, count as used, so every node at a level spans
-//! the same number of bits and the last ones need no special case.
+//! end (`suffix`) and the longest free run inside (`max`), that last one only when it is
+//! [`MIN_LONG`] long or more (0 otherwise). Bits past the last block, and the node that
+//! pads a level to an even count, count as used, so every node at a level spans the same
+//! number of bits and the last ones need no special case.
+//!
+//! A free run of [`MIN_LONG`] (63) blocks or more reaches the first or the last bit of a
+//! word, so a leaf is worked out from each word's two edge runs (its trailing and leading
+//! free bits), never from the runs inside a word; and a change inside one word that leaves
+//! both edge runs as they were (most small allocations and frees in a fragmented heap)
+//! changes no leaf, and is not even marked pending.
 //!
 //! The free run that reaches the end of the map (the tail: the whole map when it is empty)
 //! is kept apart, as the position where it starts. The tree sees it as used, so allocating
@@ -47,6 +54,23 @@ const MAX_PENDING: usize = if cfg!(test) { 8 } else { 512 };
 /// Pending leaves [`RunTree::flush`] works through with their indices on the stack. (Few in
 /// unit tests, so the path for more runs often.)
 const BATCH: usize = if cfg!(test) { 3 } else { 16 };
+
+/// The shortest run a node's `max` counts: a free run this long always reaches the first
+/// or last bit of a word, so nodes need not know the runs inside words.
+pub(crate) const MIN_LONG: usize = 63;
+
+// Runs below `MIN_LONG` are the short-run index's to find.
+const _: () = assert!(MIN_LONG <= crate::short::SHORT_RUN + 1);
+
+/// `max` as nodes keep it: runs shorter than [`MIN_LONG`] count as none.
+#[inline]
+const fn long_only(run: usize) -> usize {
+    if run >= MIN_LONG {
+        run
+    } else {
+        0
+    }
+}
 
 /// A leaf's prefix while it is stale (no leaf's run is this long).
 const STALE: u16 = u16::MAX;
@@ -124,7 +148,10 @@ fn combine(left: Node, right: Node, half: usize) -> Node {
         } else {
             right.suffix
         },
-        max: left.max.max(right.max).max(left.suffix + right.prefix),
+        max: left
+            .max
+            .max(right.max)
+            .max(long_only(left.suffix + right.prefix)),
     }
 }
 
@@ -365,23 +392,13 @@ impl RunTree {
             }
             max = max.max(run + low);
             run = word.leading_ones() as usize;
-            // The runs inside the word, between its lowest and highest (each below 64 long):
-            // only one longer than `max` matters.
-            let inner = word & !((1 << low) - 1) & (u64::MAX >> run);
-            if 64 - low - run > max {
-                let mut longer = run_starts(inner, max + 1);
-                while longer != 0 {
-                    max += 1;
-                    longer &= longer >> 1;
-                }
-            }
         }
         // Words past the last count as used: a leaf short of words ends with a used bit.
         let suffix = if end - first == LEAF_WORDS { run } else { 0 };
         Node {
             prefix,
             suffix,
-            max: max.max(run),
+            max: long_only(max.max(run)),
         }
     }
 
@@ -455,6 +472,19 @@ impl RunTree {
             if (end - 1) / LEAF_BITS == leaf && self.pending.get(leaf) {
                 self.set_stale(leaf);
                 return;
+            }
+            let word = start / 64;
+            if (end - 1) / 64 == word && (word + 1) * 64 <= tail {
+                // Inside one word: nodes see only the free runs reaching its first and last
+                // bits, and this one may have left them as they were.
+                let now = map.leaf(word);
+                let changed = (u64::MAX >> (64 - (end - start))) << (start % 64);
+                let before = now ^ changed;
+                if now.trailing_ones() == before.trailing_ones()
+                    && now.leading_ones() == before.leading_ones()
+                {
+                    return;
+                }
             }
         } else if !free && start == tail {
             // Taken at the tail's start: the tree saw those blocks as used, and still does.
@@ -540,11 +570,12 @@ impl RunTree {
                 } else {
                     old.suffix
                 },
-                max: old.max.max(end - start),
+                max: old.max.max(long_only(end - start)),
             });
         }
         // The bits taken split the run they lay in.
-        let max = if end - start < old.max
+        let max = if old.max == 0
+            || end - start < old.max
             || (old.prefix == old.max && start > 0)
             || (old.suffix == old.max && end < LEAF_BITS)
         {
@@ -710,10 +741,12 @@ impl RunTree {
         }
     }
 
-    /// Length of the longest free run, when no leaf is pending.
+    /// Length of the longest free run, when no leaf is pending and it is [`MIN_LONG`] long or
+    /// more (the tree knows no shorter one).
     #[inline]
     pub(crate) fn longest(&self) -> Option<usize> {
-        (self.waiting == 0).then(|| self.node(self.depth - 1, 0).max.max(self.bits - self.tail))
+        let longest = self.node(self.depth - 1, 0).max.max(self.bits - self.tail);
+        (self.waiting == 0 && longest >= MIN_LONG).then_some(longest)
     }
 
     /// The tail, if it holds `count` bits.
@@ -722,11 +755,12 @@ impl RunTree {
         (self.bits - self.tail >= count).then_some(self.tail)
     }
 
-    /// Address-ordered first fit: the lowest start of `count` (at least 1) consecutive free
-    /// bits of `map`. After the tree is brought up to date, one node per level
+    /// Address-ordered first fit: the lowest start of `count` (at least [`MIN_LONG`])
+    /// consecutive free bits of `map`. After the tree is brought up to date, one node per level
     /// from the root down, then one leaf's words; the tail if the tree has no such run.
     #[inline]
     pub(crate) fn first_fit(&mut self, map: &Levels, count: usize) -> Option<usize> {
+        debug_assert!(count >= MIN_LONG);
         self.flush(map);
         let top = self.depth - 1;
         if self.node(top, 0).max < count {
@@ -735,15 +769,17 @@ impl RunTree {
         self.descend(map, top, 0, 0, count)
     }
 
-    /// The lowest start at or after `from` of `count` (at least 1) consecutive free bits:
-    /// the rest of `from`'s leaf, then the nodes that cover the bits after it in address
-    /// order (at most two per level), descending into the first that can hold the run.
+    /// The lowest start at or after `from` of `count` (at least [`MIN_LONG`]) consecutive
+    /// free bits: the rest of `from`'s leaf, then the nodes that cover the bits after it in
+    /// address order (at most two per level), descending into the first that can hold the
+    /// run.
     pub(crate) fn first_fit_from(
         &mut self,
         map: &Levels,
         count: usize,
         from: usize,
     ) -> Option<usize> {
+        debug_assert!(count >= MIN_LONG);
         if from == 0 {
             return self.first_fit(map, count);
         }
@@ -945,6 +981,10 @@ impl RunTree {
         };
         let fresh = combine(left, right, span(level - 1));
         let stored = self.node(level, index);
+        if (1..MIN_LONG).contains(&stored.max) {
+            // No node counts a run that short, whatever its children.
+            return Err(Fault::Node { level, index });
+        }
         if left_moves || right_moves {
             Ok((fresh, fresh != stored))
         } else if stored == fresh {
@@ -1026,7 +1066,7 @@ mod tests {
             Node {
                 prefix,
                 suffix,
-                max,
+                max: long_only(max),
             }
         }
 
@@ -1091,13 +1131,15 @@ mod tests {
                     continue;
                 }
                 set.tree.flush(&set.map);
-                assert_eq!(set.tree.longest(), Some(set.map.longest_run()));
+                let longest = set.map.longest_run();
+                assert_eq!(set.tree.longest(), (longest >= MIN_LONG).then_some(longest));
                 for leaf in 0..set.tree.leaves {
                     assert_eq!(set.tree.node(0, leaf), set.naive_leaf(leaf), "leaf {leaf}");
                 }
-                for count in [1, 2, 3, 63, 64, 65, 130, 511, 512, 513, 2000]
+                // The tree answers for runs of `MIN_LONG` and more.
+                for count in [63, 64, 65, 130, 511, 512, 513, 2000]
                     .into_iter()
-                    .chain([(state >> 44) as usize % bits + 1])
+                    .chain([MIN_LONG + (state >> 44) as usize % bits])
                 {
                     assert_eq!(
                         set.tree.first_fit(&set.map, count),
@@ -1115,6 +1157,45 @@ mod tests {
         }
     }
 
+    /// Nodes count no run shorter than `MIN_LONG`, at a leaf or above (a run across two
+    /// leaves included), and `check` reports a node that does; a run of `MIN_LONG` counts.
+    #[test]
+    fn nodes_count_only_long_runs() {
+        let mut set = Owned::new(2048);
+        set.assign(0, 2048, false);
+        // Short runs inside words, at word edges, and one across the first two leaves.
+        for (start, end) in [(3, 9), (60, 64), (128, 140), (505, 520), (700, 761)] {
+            set.assign(start, end, true);
+        }
+        set.tree.flush(&set.map);
+        assert_eq!(set.tree.check(&set.map), Ok(()));
+        for level in 0..set.tree.depth {
+            for index in 0..nodes_at(set.tree.leaves, level) {
+                assert_eq!(
+                    set.tree.node(level, index).max,
+                    0,
+                    "level {level} node {index}"
+                );
+            }
+        }
+        assert_eq!(set.tree.longest(), None);
+        // Grown across the leaves to 63 blocks: 479..542.
+        set.assign(479, 505, true);
+        set.assign(520, 542, true);
+        set.tree.flush(&set.map);
+        assert_eq!(set.tree.node(1, 0).max, MIN_LONG);
+        assert_eq!(set.tree.longest(), Some(MIN_LONG));
+        assert_eq!(set.tree.first_fit(&set.map, MIN_LONG), Some(479));
+        assert_eq!(set.tree.check(&set.map), Ok(()));
+        let mut short = set.tree.node(1, 0);
+        short.max = MIN_LONG - 1;
+        set.tree.set_node(1, 0, short);
+        assert_eq!(
+            set.tree.check(&set.map),
+            Err(Fault::Node { level: 1, index: 0 })
+        );
+    }
+
     /// A stray write into the padding node (level 0 of a three-leaf tree stores a fourth,
     /// all used) is reported, and never folded into its parent. (Found by review: `check`
     /// skipped the padding, and the next search built the bad value into the tree.)
@@ -1122,7 +1203,7 @@ mod tests {
     fn check_reports_a_written_padding_node() {
         let mut set = Owned::new(1536);
         set.assign(0, 1536, false);
-        set.assign(10, 40, true);
+        set.assign(10, 110, true);
         set.tree.flush(&set.map);
         assert_eq!(set.tree.check(&set.map), Ok(()));
         let corrupt = Node {
@@ -1138,7 +1219,7 @@ mod tests {
         // The parent is worked out as if the padding were all used.
         set.assign(1200, 1201, true);
         set.tree.flush(&set.map);
-        assert_eq!(set.tree.longest(), Some(30));
+        assert_eq!(set.tree.longest(), Some(100));
     }
 
     /// A wrong node above a pending leaf is reported: the search would keep it, since it
