@@ -51,8 +51,9 @@ const BITSETS: usize = if cfg!(feature = "checked") { 2 } else { 1 };
 /// lowers nothing: a search that reaches a byte left too high finds out from the word's
 /// bits (or from a group with no byte that large), brings it down and goes on, so each
 /// change costs O(log8 n) and each search O(log8 n) amortized. The run tree sees of each
-/// word only its lowest and highest free bits (a run of 63 blocks or more reaches one of
-/// them), so a change inside one word that leaves both as they were touches no leaf.
+/// word only its two edge runs, the free bits reaching its first and its last bit (a run
+/// of 63 blocks or more reaches one of them), so a change inside one word that leaves both
+/// as they were marks no leaf.
 /// Otherwise its leaves over the change are brought up to date from the free run around
 /// it (a word or two on either
 /// side; all eight words when blocks were taken from the leaf's longest run, or when the
@@ -559,6 +560,9 @@ unsafe impl Backend for BitmapArena {
         offset < self.blocks << self.block_shift
     }
 
+    /// O(1), except `largest_free` when the run tree cannot tell it (a leaf changed since
+    /// the last tree search, or no free run of 63 blocks): then a walk over the bitmap's
+    /// words, O(n / 64).
     fn stats(&self) -> Stats {
         let block = self.block_size();
         Stats {

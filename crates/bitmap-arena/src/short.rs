@@ -565,6 +565,33 @@ mod tests {
             self.naive_from(count, 0)
         }
 
+        /// Raises `n` random bytes at any level up to the top, inside the words the top
+        /// covers, to any value up to the cap, and the bytes above them to match: bytes too
+        /// high, which the invariant allows and searches must bring down.
+        fn raise_stale(&mut self, rng: &mut Rng, n: usize) {
+            let (counts, _) = level_groups(self.index.words);
+            // Bytes of each level: the words, then the groups of the level below.
+            let mut entries = [self.index.words; MAX_DEPTH];
+            entries[1..].copy_from_slice(&counts[..MAX_DEPTH - 1]);
+            for _ in 0..n {
+                let level = rng.below(self.index.top + 1);
+                let covered = 1usize << (3 * (self.index.top + 1 - level)).min(60);
+                let index = rng.below(entries[level].min(covered));
+                let was = self.index.byte(level, index);
+                let value = was + rng.below(SHORT_RUN + 1 - was as usize) as u64;
+                let (mut level, mut index) = (level, index);
+                self.index.corrupt(level, index, value);
+                while level < self.index.top {
+                    level += 1;
+                    index /= FAN_OUT;
+                    if self.index.byte(level, index) < value {
+                        self.index.corrupt(level, index, value);
+                    }
+                }
+            }
+            self.index.check(&self.map).unwrap();
+        }
+
         /// The lowest start at or after `from` of `count` free bits, bit by bit.
         fn naive_from(&self, count: usize, from: usize) -> Option<usize> {
             let mut run = 0;
@@ -802,6 +829,104 @@ mod tests {
 
     /// Every byte the check bounds from below, set one lower, is found; any value between
     /// its bound and the cap is not, and first fit stays right over it.
+    /// Searches from anywhere (around word, group and level boundaries too) with bytes
+    /// left high at every level, against a naive scan. (From the review of the search.)
+    #[test]
+    fn first_fit_from_with_bytes_too_high_at_any_level() {
+        let sizes: &[usize] = if cfg!(miri) {
+            &[65, 64 * 9 + 1]
+        } else {
+            &[
+                1,
+                2,
+                63,
+                64,
+                65,
+                127,
+                128,
+                129,
+                511,
+                512,
+                513,
+                575,
+                576,
+                577,
+                4095,
+                4096,
+                4097,
+                64 * 600 + 17,
+            ]
+        };
+        let (steps, searches) = if cfg!(miri) { (3, 6) } else { (100, 20) };
+        for &bits in sizes {
+            let mut rng = Rng(0xDEAD_BEEF ^ bits as u64);
+            let mut owned = Owned::new(bits);
+            for step in 0..steps {
+                let start = rng.below(bits);
+                let longest = [600, 130, 40, 40][rng.below(4)];
+                let end = (start + 1 + rng.below(longest)).min(bits);
+                owned.assign(start, end, rng.below(2) == 0);
+                let stale = rng.below(6);
+                owned.raise_stale(&mut rng, stale);
+                for _ in 0..searches {
+                    let count = 2 + rng.below(SHORT_RUN - 1);
+                    let from = match rng.below(5) {
+                        0 => rng.below(bits + 3),
+                        1 => (rng.below(bits / 64 + 2) * 64).saturating_sub(rng.below(2)),
+                        2 => (rng.below(bits / 512 + 2) * 512).saturating_sub(rng.below(2)),
+                        3 => (rng.below(bits / 4096 + 2) * 4096).saturating_sub(rng.below(2)),
+                        _ => rng.below(bits),
+                    };
+                    assert_eq!(
+                        owned.index.first_fit_from(&owned.map, count, from),
+                        owned.naive_from(count, from),
+                        "{bits} bits, step {step}: run of {count} from {from}"
+                    );
+                    owned.index.check(&owned.map).unwrap();
+                }
+            }
+        }
+    }
+
+    /// Runs only in the first words of a large map, so the top stays below the last level:
+    /// searches from past the words it covers find nothing, or a run from before them.
+    #[test]
+    fn first_fit_from_past_a_partial_top() {
+        let (sizes, covers, searches): (&[usize], &[usize], usize) = if cfg!(miri) {
+            (&[64 * 80 + 17], &[9], 10)
+        } else {
+            (
+                &[64 * 4096 + 7, 64 * 600 + 17],
+                &[8, 9, 64, 65, 512, 513],
+                100,
+            )
+        };
+        for &bits in sizes {
+            for &covered in covers {
+                let mut owned = Owned::new(bits);
+                owned.assign(0, bits, false);
+                let mut rng = Rng(covered as u64 * 31 + bits as u64);
+                for _ in 0..40 {
+                    let start = rng.below(covered * 64);
+                    let end = (start + 1 + rng.below(140)).min(covered * 64);
+                    owned.assign(start, end, rng.below(3) != 0);
+                }
+                owned.raise_stale(&mut rng, 10);
+                assert!(owned.index.top + 1 < owned.index.depth || covered >= 512);
+                for _ in 0..searches {
+                    let count = 2 + rng.below(SHORT_RUN - 1);
+                    let from = rng.below((covered + 70) * 64).min(bits + 1);
+                    assert_eq!(
+                        owned.index.first_fit_from(&owned.map, count, from),
+                        owned.naive_from(count, from),
+                        "{bits} bits, {covered} words used: run of {count} from {from}"
+                    );
+                    owned.index.check(&owned.map).unwrap();
+                }
+            }
+        }
+    }
+
     #[test]
     fn check_bounds_every_byte_exactly() {
         let bits = if cfg!(miri) { 64 * 20 + 5 } else { 64 * 80 + 5 };
@@ -889,6 +1014,7 @@ mod tests {
                 }
                 for count in [2, 64, 65, SHORT_RUN] {
                     index.first_fit(&map, count);
+                    index.first_fit_from(&map, count, rng.below(bits + 1));
                 }
                 // Raising the last word moves the top to the last level.
                 index.raise(bits.div_ceil(64) - 1, 1);

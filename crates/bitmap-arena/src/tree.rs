@@ -467,7 +467,11 @@ impl RunTree {
         // The common cases first, which change no leaf or one already stale.
         let tail = self.tail;
         if end < tail {
-            // Below the tail, in a leaf that changed already since the last search.
+            // Below the tail, in a leaf that changed already since the last search. (Tested
+            // before the edge runs below, although a change that leaves them as they were
+            // needs no stale mark: one bit read here is cheaper than the edge test on every
+            // change. The other order took 2–4% more instructions on the lab's small-block
+            // workloads and saved 1% on mixed.)
             let leaf = start / LEAF_BITS;
             if (end - 1) / LEAF_BITS == leaf && self.pending.get(leaf) {
                 self.set_stale(leaf);
@@ -1153,6 +1157,63 @@ mod tests {
                         "{bits} {count} from {from}"
                     );
                 }
+            }
+        }
+    }
+
+    /// Mostly changes inside one word, which often leave its edge runs as they were (and
+    /// then mark nothing), among longer ones: leaves, `check` and searches from anywhere
+    /// against a naive scan. (From the review of the edge-run test.)
+    #[test]
+    fn changes_inside_words_then_long_searches() {
+        let (sizes, steps): (&[usize], usize) = if cfg!(miri) {
+            (&[1100], 40)
+        } else {
+            (
+                &[
+                    63, 64, 65, 127, 128, 511, 512, 513, 1024, 1535, 1536, 4095, 4096, 4097, 9000,
+                ],
+                1500,
+            )
+        };
+        for &bits in sizes {
+            let mut set = Owned::new(bits);
+            let mut state = 0x1234_5678_9ABC_DEF1_u64 ^ (bits as u64) << 7;
+            let mut next = move || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            };
+            for step in 0..steps {
+                let r = next();
+                let start = (r % bits as u64) as usize;
+                let length = 1
+                    + (r >> 20) as usize
+                        % [300, 70, 12, 12, 12, 12, 12, 12][(r >> 50) as usize % 8];
+                set.assign(start, (start + length).min(bits), (r >> 40) % 2 == 0);
+                assert_eq!(set.tree.check(&set.map), Ok(()), "{bits} bits, step {step}");
+                if (r >> 42) % 4 != 0 {
+                    continue;
+                }
+                let r = next();
+                let count = MIN_LONG + (r % 140) as usize;
+                let from = ((r >> 20) % (bits as u64 + 1)) as usize;
+                assert_eq!(
+                    set.tree.first_fit_from(&set.map, count, from),
+                    set.naive(count, from),
+                    "{bits} bits, step {step}: run of {count} from {from}"
+                );
+                assert_eq!(set.tree.first_fit(&set.map, count), set.naive(count, 0));
+                for leaf in 0..set.tree.leaves {
+                    assert_eq!(
+                        set.tree.node(0, leaf),
+                        set.naive_leaf(leaf),
+                        "{bits} bits, leaf {leaf}"
+                    );
+                }
+                let longest = set.map.longest_run();
+                assert_eq!(set.tree.longest(), (longest >= MIN_LONG).then_some(longest));
             }
         }
     }

@@ -1,8 +1,9 @@
 //! First fit against a model, by behaviour (where each run lands), for every run length:
 //! random operation sequences over arenas whose block counts are not multiples of 64 or of
 //! the run tree's 512-block leaves, runs of 1 to 127 blocks (the short-run index's) and
-//! runs spanning many words and leaves (the run tree's), aligned runs, runs that end at the
-//! last block, growing and shrinking in place; `check` (which recomputes the run tree and
+//! runs spanning many words and leaves (the run tree's), aligned runs (up to 8 KiB, over
+//! arenas starting off any large alignment), runs that end at the last block, growing and
+//! shrinking in place; `check` (which recomputes the run tree and
 //! holds the short-run index to the words) after every step.
 
 use std::ptr::NonNull;
@@ -18,17 +19,19 @@ fn layout(blocks: usize, align: usize) -> Layout {
     Layout::from_size_align(blocks * BLOCK, align).unwrap()
 }
 
-/// An arena of exactly `blocks` blocks (bitmap apart), with the index of block 0's address
-/// in blocks (alignment is of addresses).
-fn exact(regions: &mut Regions, blocks: usize) -> (BitmapArena, usize) {
+/// An arena of exactly `blocks` blocks (bitmap apart) starting `skew` blocks past a 64 KiB
+/// boundary, with the index of block 0's address in blocks (alignment is of addresses, so
+/// the skew moves every aligned start).
+fn exact(regions: &mut Regions, blocks: usize, skew: usize) -> (BitmapArena, usize) {
     let words = BitmapArena::bitmap_words(blocks);
-    let region = regions.take(blocks * BLOCK, 4096);
+    let region = regions.take((blocks + skew) * BLOCK, 1 << 16).cast::<u8>();
+    // SAFETY: `skew` blocks into a buffer of `blocks + skew` blocks.
+    let region = unsafe { region.add(skew * BLOCK) };
     let bitmap = regions.take_side_buffer(words * 8, 8);
     // SAFETY: `regions` keeps both buffers alive past the arena; they are disjoint.
-    let mut arena = unsafe {
-        BitmapArena::from_raw_parts(region.cast(), blocks * BLOCK, bitmap.cast(), words, BLOCK)
-    }
-    .unwrap();
+    let mut arena =
+        unsafe { BitmapArena::from_raw_parts(region, blocks * BLOCK, bitmap.cast(), words, BLOCK) }
+            .unwrap();
     assert_eq!(arena.total_blocks(), blocks);
     let first = arena.allocate(layout(1, 1)).unwrap();
     // SAFETY: just allocated.
@@ -80,10 +83,11 @@ fn agrees(arena: &BitmapArena, model: &Model) {
     assert_eq!(stats.largest_free, model.longest() * BLOCK);
 }
 
-/// Runs `ops` (kind, value, alignment byte) on an arena of `blocks` blocks.
-fn run(blocks: usize, ops: &[(u8, u32, u8)]) {
+/// Runs `ops` (kind, value, alignment byte) on an arena of `blocks` blocks, `skew` blocks
+/// past a 64 KiB boundary.
+fn run(blocks: usize, skew: usize, ops: &[(u8, u32, u8)]) {
     let mut regions = Regions::new();
-    let (mut arena, base) = exact(&mut regions, blocks);
+    let (mut arena, base) = exact(&mut regions, blocks, skew);
     let mut model = Model {
         used: vec![false; blocks],
         base,
@@ -100,8 +104,10 @@ fn run(blocks: usize, ops: &[(u8, u32, u8)]) {
                     2 => 128 + value / 4 % 1100,
                     _ => 1 + value / 4 % blocks,
                 };
+                // Up to 8 KiB: steps of up to 1,024 blocks, past a word, a group of the
+                // short-run index and a leaf of the run tree.
                 let align = if align % 4 == 0 {
-                    BLOCK << (align / 4 % 7)
+                    BLOCK << (align / 4 % 11)
                 } else {
                     1
                 };
@@ -192,9 +198,10 @@ proptest! {
     #[test]
     fn every_run_lands_where_first_fit_says(
         blocks in block_counts(),
+        skew in prop::sample::select(&[0usize, 1, 3, 63, 64, 65, 511][..]),
         ops in prop::collection::vec(any::<(u8, u32, u8)>(), 0..if cfg!(miri) { 30 } else { 400 }),
     ) {
-        run(blocks, &ops);
+        run(blocks, skew, &ops);
     }
 }
 
@@ -203,7 +210,7 @@ fn runs_at_the_very_end_and_across_leaves() {
     // 1,537 blocks: 24 words and a block, three 512-block leaves and a block.
     let blocks = 1537;
     let mut regions = Regions::new();
-    let (mut arena, base) = exact(&mut regions, blocks);
+    let (mut arena, base) = exact(&mut regions, blocks, 0);
     let start_of = |b: NonNull<[u8]>| b.cast::<u8>().as_ptr().addr() / BLOCK - base;
     let singles: Vec<_> = (0..blocks)
         .map(|_| arena.allocate(layout(1, 1)).unwrap())
