@@ -337,6 +337,25 @@ impl Levels {
     }
 }
 
+/// The lowest start at or after `from` of `count` set bits of `map`'s first `bits`, bit by
+/// bit (the oracle of the indexes' tests).
+#[cfg(test)]
+pub(crate) fn naive_first_fit(
+    map: &Levels,
+    bits: usize,
+    count: usize,
+    from: usize,
+) -> Option<usize> {
+    let mut run = 0;
+    for bit in from..bits {
+        run = if map.get(bit) { run + 1 } else { 0 };
+        if run == count {
+            return Some(bit + 1 - count);
+        }
+    }
+    None
+}
+
 /// Sets bits `start..end` of `map` to `value` as the arena changes its free map: a stretch
 /// of bits that all differ from `value` at a time, each then passed to `changed` (for the
 /// tests of the indexes kept beside the map).

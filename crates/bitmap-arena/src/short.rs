@@ -592,16 +592,8 @@ mod tests {
             self.index.check(&self.map).unwrap();
         }
 
-        /// The lowest start at or after `from` of `count` free bits, bit by bit.
         fn naive_from(&self, count: usize, from: usize) -> Option<usize> {
-            let mut run = 0;
-            for bit in from..self.bits {
-                run = if self.map.get(bit) { run + 1 } else { 0 };
-                if run == count {
-                    return Some(bit + 1 - count);
-                }
-            }
-            None
+            levels::naive_first_fit(&self.map, self.bits, count, from)
         }
     }
 

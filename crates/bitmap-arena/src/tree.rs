@@ -1074,16 +1074,8 @@ mod tests {
             }
         }
 
-        /// Naive first fit at or after `from`.
         fn naive(&self, count: usize, from: usize) -> Option<usize> {
-            let mut run = 0;
-            for i in from..self.bits {
-                run = if self.map.get(i) { run + 1 } else { 0 };
-                if run == count {
-                    return Some(i + 1 - count);
-                }
-            }
-            None
+            levels::naive_first_fit(&self.map, self.bits, count, from)
         }
     }
 
