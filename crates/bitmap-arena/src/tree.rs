@@ -21,14 +21,15 @@
 //! its top) change no leaf; a search that finds no run in the tree takes the tail. The bit
 //! before the tail is used, so no run straddles the two.
 //!
-//! Ancestors are brought up to date lazily. A change to the free map updates the leaves over
-//! it from the free run around the change (a word or two on either side), or marks a leaf
+//! Ancestors are brought up to date lazily. A change to the free map that leaves its words'
+//! edge runs as they were changes nothing; any other updates the leaves over it from the
+//! free run around the change (a word or two on either side), or marks a leaf
 //! [`STALE`] when that cannot tell its new longest run (blocks taken from the run that was
 //! its longest) or when it changed already since the last search; either way the leaf is
 //! marked pending (a bit each, in a [`Levels`] of its own). The next search first works out
 //! each stale leaf from its words, then each pending leaf's ancestors from their children,
 //! up to the first that does not change. Changes between searches to the same few leaves —
-//! or with no search at all, when the arena's word scan finds the run — cost one update, or
+//! or with no search at all, when the short-run index finds the run — cost one update, or
 //! none. At most [`MAX_PENDING`] leaves wait; more bring the tree up to date at once, so a
 //! change or search costs O(`MAX_PENDING` (log n + leaf)) at worst and O(log n + leaf)
 //! amortized (a leaf is [`LEAF_WORDS`] words).
@@ -93,7 +94,7 @@ struct Node {
     prefix: usize,
     /// Free bits at the node's end.
     suffix: usize,
-    /// The longest run of free bits in the node.
+    /// The longest run of free bits in the node if it is [`MIN_LONG`] long or more, else 0.
     max: usize,
 }
 
