@@ -11,8 +11,9 @@
 //! counted; the program prints the events, so `Ir / events` is instructions per call
 //! (replay bookkeeping included, the same for all). With `split` as a third argument the
 //! calls are not inlined into the replay, and callgrind's inclusive cost of `Split::alloc`,
-//! `Split::free` and `Split::realloc` is each kind of call's own. `lab_ir` alone lists the
-//! workloads.
+//! `Split::free` and `Split::realloc` is each kind of call's own. (Callgrind counts the
+//! calls of the warm-up replay too, whose cost it does not collect: a call's cost is the
+//! inclusive cost over half the calls it reports.) `lab_ir` alone lists the workloads.
 
 use core::alloc::Layout;
 use core::ptr::NonNull;

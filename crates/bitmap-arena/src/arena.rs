@@ -53,13 +53,11 @@ const BITSETS: usize = if cfg!(feature = "checked") { 2 } else { 1 };
 /// change costs O(log8 n) and each search O(log8 n) amortized. The run tree sees of each
 /// word only its two edge runs, the free bits reaching its first and its last bit (a run
 /// of 63 blocks or more reaches one of them), so a change inside one word that leaves both
-/// as they were marks no leaf.
-/// Otherwise its leaves over the change are brought up to date from the free run around
-/// it (a word or two on either
-/// side; all eight words when blocks were taken from the leaf's longest run, or when the
-/// leaf changed already since the last tree search); the nodes above wait for the next
-/// search that needs the tree, each once, a level at a time — so a heap of short runs
-/// does not pay for them. At most 512 leaves wait; the change that would make it more
+/// as they were marks no leaf. Otherwise its leaves over the change are brought up to date
+/// from the free run around it (a word or two on either side; all eight words when blocks
+/// were taken from the leaf's longest run, or when the leaf changed already since the last
+/// tree search); the nodes above wait for the next search that needs the tree, each once,
+/// a level at a time — so a heap of short runs does not pay for them. At most 512 leaves wait; the change that would make it more
 /// brings the tree up to date: O(log n) amortized, O(512 log n) at worst. The free run that
 /// reaches the end of the arena is kept apart from the tree, so a heap growing and
 /// shrinking at its top changes no node.

@@ -819,8 +819,6 @@ mod tests {
         }
     }
 
-    /// Every byte the check bounds from below, set one lower, is found; any value between
-    /// its bound and the cap is not, and first fit stays right over it.
     /// Searches from anywhere (around word, group and level boundaries too) with bytes
     /// left high at every level, against a naive scan. (From the review of the search.)
     #[test]
@@ -919,6 +917,8 @@ mod tests {
         }
     }
 
+    /// Every byte the check bounds from below, set one lower, is found; any value between
+    /// its bound and the cap is not, and first fit stays right over it.
     #[test]
     fn check_bounds_every_byte_exactly() {
         let bits = if cfg!(miri) { 64 * 20 + 5 } else { 64 * 80 + 5 };

@@ -13,7 +13,8 @@
 //! word, so a leaf is worked out from each word's two edge runs (its trailing and leading
 //! free bits), never from the runs inside a word; and a change inside one word that leaves
 //! both edge runs as they were (most small allocations and frees in a fragmented heap)
-//! changes no leaf, and is not even marked pending.
+//! changes no leaf and marks none pending (a leaf pending already is marked stale, as for
+//! any change to it).
 //!
 //! The free run that reaches the end of the map (the tail: the whole map when it is empty)
 //! is kept apart, as the position where it starts. The tree sees it as used, so allocating
@@ -761,8 +762,8 @@ impl RunTree {
     }
 
     /// Address-ordered first fit: the lowest start of `count` (at least [`MIN_LONG`])
-    /// consecutive free bits of `map`. After the tree is brought up to date, one node per level
-    /// from the root down, then one leaf's words; the tail if the tree has no such run.
+    /// consecutive free bits of `map`. After the tree is brought up to date, one node per
+    /// level from the root down, then one leaf's words; the tail if the tree has no such run.
     #[inline]
     pub(crate) fn first_fit(&mut self, map: &Levels, count: usize) -> Option<usize> {
         debug_assert!(count >= MIN_LONG);
