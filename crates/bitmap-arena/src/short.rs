@@ -104,8 +104,6 @@ pub(crate) struct ShortRuns {
     bits: usize,
     /// Words of the free map.
     words: usize,
-    /// Groups of each level, bottom first.
-    counts: [usize; MAX_DEPTH],
 }
 
 /// A byte [`ShortRuns::check`] found wrong: its level and index.
@@ -139,7 +137,6 @@ impl ShortRuns {
             top: 0,
             bits,
             words,
-            counts,
         };
         // One free run, from block 0.
         index.raise(0, bits.min(SHORT_RUN) as u64);
@@ -284,20 +281,9 @@ impl ShortRuns {
             return None;
         }
         let word = from / 64;
-        let value = map.leaf(word) & (u64::MAX << (from % 64));
-        if count <= 64 {
-            let inside = run_starts(value, count);
-            if inside != 0 {
-                return Some(word * 64 + inside.trailing_zeros() as usize);
-            }
-        }
-        let top = value.leading_ones() as usize;
-        if top > 0
-            && top + free_above(map, self.bits, (word + 1).saturating_mul(64), count - top) >= count
-        {
-            return Some(word * 64 + (64 - top));
-        }
-        self.first_fit_after(map, count, word)
+        let from_on = map.leaf(word) & (u64::MAX << (from % 64));
+        fit_in_bits(map, self.bits, word, from_on, count)
+            .or_else(|| self.first_fit_after(map, count, word))
     }
 
     /// The lowest start of `count` free bits among the runs that start in the words after
@@ -315,7 +301,8 @@ impl ShortRuns {
             let past = if level == top {
                 group_index > 0
             } else {
-                group_index >= self.counts[level]
+                // Below the top, the level's groups end where the next level's start.
+                group_index >= self.starts[level + 1] - self.starts[level]
             };
             let holds = if past {
                 0
@@ -396,7 +383,13 @@ impl ShortRuns {
 /// the words after.
 #[inline]
 pub(crate) fn fit_in_word(map: &Levels, bits: usize, word: usize, count: usize) -> Option<usize> {
-    let value = map.leaf(word);
+    fit_in_bits(map, bits, word, map.leaf(word), count)
+}
+
+/// [`fit_in_word`] over `value`, word `word`'s bits or some of them (those from a position
+/// on, for a search from there).
+#[inline]
+fn fit_in_bits(map: &Levels, bits: usize, word: usize, value: u64, count: usize) -> Option<usize> {
     if count <= 64 {
         // Inside the word (the run at its top included, when that long): the lowest start
         // is the answer, since a run reaching into this word from the one before would
