@@ -57,10 +57,10 @@ const BITSETS: usize = if cfg!(feature = "checked") { 2 } else { 1 };
 /// from the free run around it (a word or two on either side; all eight words when blocks
 /// were taken from the leaf's longest run, or when the leaf changed already since the last
 /// tree search); the nodes above wait for the next search that needs the tree, each once,
-/// a level at a time — so a heap of short runs does not pay for them. At most 512 leaves wait; the change that would make it more
-/// brings the tree up to date: O(log n) amortized, O(512 log n) at worst. The free run that
-/// reaches the end of the arena is kept apart from the tree, so a heap growing and
-/// shrinking at its top changes no node.
+/// a level at a time — so a heap of short runs does not pay for them. At most 512 leaves
+/// wait; the change that would make it more brings the tree up to date: O(log n)
+/// amortized, O(512 log n) at worst. The free run that reaches the end of the arena is
+/// kept apart from the tree, so a heap growing and shrinking at its top changes no node.
 ///
 /// **Run length.** `deallocate` recovers a run's length from the layout: `ceil(size /
 /// block_size)` blocks. Any size the "fits" rule allows (from the size requested up to the
