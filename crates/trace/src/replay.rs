@@ -231,10 +231,12 @@ pub fn replay_span<A: Arena>(
     let start = span.start.min(end);
     let mut blocks = Blocks::new(arena, trace);
     let run = |blocks: &mut Blocks<'_, A>, from: usize, to: usize| {
-        for (index, &event) in events.iter().enumerate().take(to).skip(from) {
+        for (offset, &event) in events[from..to].iter().enumerate() {
             blocks
                 .run(event, &mut |call| call())
-                .map_err(|()| OutOfMemory { event: index })?;
+                .map_err(|()| OutOfMemory {
+                    event: from + offset,
+                })?;
         }
         Ok(())
     };
