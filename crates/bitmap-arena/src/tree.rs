@@ -124,6 +124,9 @@ const fn levels_within(limit: u64) -> usize {
 const U16_LEVELS: usize = levels_within(u16::MAX as u64);
 const U32_LEVELS: usize = levels_within(u32::MAX as u64);
 
+// A level of `u16` fields has `u16` or `u32` fields above it, never `u64`.
+const _: () = assert!(U16_LEVELS < U32_LEVELS);
+
 /// Bytes of each of a node's three fields at `level`: the narrowest that holds its span.
 #[inline]
 const fn width(level: usize) -> usize {
@@ -133,6 +136,65 @@ const fn width(level: usize) -> usize {
         4
     } else {
         8
+    }
+}
+
+/// An unsigned type a level's node fields are stored in (see [`width`]).
+trait Field: Copy {
+    fn widen(self) -> usize;
+    /// `value` fits: run lengths never exceed the node's span.
+    fn narrow(value: usize) -> Self;
+}
+
+macro_rules! field {
+    ($($type:ty),*) => {$(
+        impl Field for $type {
+            #[inline(always)]
+            fn widen(self) -> usize {
+                self as usize
+            }
+            #[inline(always)]
+            fn narrow(value: usize) -> Self {
+                value as $type
+            }
+        }
+    )*};
+}
+
+field!(u16, u32, u64);
+
+/// Node `index` of a level stored as `F` fields from `level_start`.
+///
+/// # Safety
+///
+/// The level's fields are `F`s from `level_start` (a word, so each is aligned), and node
+/// `index` is one it stores.
+#[inline(always)]
+unsafe fn read_node<F: Field>(level_start: *const u64, index: usize) -> Node {
+    // SAFETY: per the caller, the node's three fields lie in the level's storage.
+    unsafe {
+        let fields = level_start.cast::<F>().add(3 * index);
+        Node {
+            prefix: fields.read().widen(),
+            suffix: fields.add(1).read().widen(),
+            max: fields.add(2).read().widen(),
+        }
+    }
+}
+
+/// Stores node `index` of a level stored as `F` fields from `level_start`.
+///
+/// # Safety
+///
+/// As for [`read_node`], and nothing else reads or writes the level meanwhile.
+#[inline(always)]
+unsafe fn write_node<F: Field>(level_start: *mut u64, index: usize, node: Node) {
+    // SAFETY: per the caller.
+    unsafe {
+        let fields = level_start.cast::<F>().add(3 * index);
+        fields.write(F::narrow(node.prefix));
+        fields.add(1).write(F::narrow(node.suffix));
+        fields.add(2).write(F::narrow(node.max));
     }
 }
 
@@ -227,6 +289,9 @@ pub(crate) struct RunTree {
     pending: Levels,
     /// Set bits in `pending`.
     waiting: usize,
+    /// The pending leaves in the order they were marked, while there are at most [`BATCH`]:
+    /// a search reads them here rather than searching the pending bits.
+    recent: [usize; BATCH],
 }
 
 /// A disagreement [`RunTree::check`] found.
@@ -236,8 +301,8 @@ pub(crate) enum Fault {
     Node { level: usize, index: usize },
     /// The tail kept (`found`) is not where the free run reaching the end starts.
     Tail { expected: usize, found: usize },
-    /// The pending-leaf bits disagree with their summary or their count, or a leaf not
-    /// pending is marked stale.
+    /// The pending-leaf bits disagree with their summary, their count or the list of them
+    /// (`found` is then the leaf listed wrongly), or a leaf not pending is marked stale.
     Pending { expected: usize, found: usize },
 }
 
@@ -273,6 +338,7 @@ impl RunTree {
             tail: 0,
             pending,
             waiting: 0,
+            recent: [0; BATCH],
         }
     }
 
@@ -295,38 +361,24 @@ impl RunTree {
     #[inline]
     fn node(&self, level: usize, index: usize) -> Node {
         debug_assert!(index < stored_at(self.leaves, level));
+        let level_start = self.level_start(level);
         // SAFETY: `index` is below the level's stored node count (callers pass a node or the
         // sibling of one), so the node's three fields of `width(level)` bytes lie in the
         // level's storage (`new`), which starts at a word: each field is aligned.
         unsafe {
-            let level_start = self.nodes.as_ptr().add(self.starts[level]);
             match width(level) {
-                2 => {
-                    let fields = level_start.cast::<u16>().add(3 * index);
-                    Node {
-                        prefix: usize::from(fields.read()),
-                        suffix: usize::from(fields.add(1).read()),
-                        max: usize::from(fields.add(2).read()),
-                    }
-                }
-                4 => {
-                    let fields = level_start.cast::<u32>().add(3 * index);
-                    Node {
-                        prefix: fields.read() as usize,
-                        suffix: fields.add(1).read() as usize,
-                        max: fields.add(2).read() as usize,
-                    }
-                }
-                _ => {
-                    let fields = level_start.add(3 * index);
-                    Node {
-                        prefix: fields.read() as usize,
-                        suffix: fields.add(1).read() as usize,
-                        max: fields.add(2).read() as usize,
-                    }
-                }
+                2 => read_node::<u16>(level_start, index),
+                4 => read_node::<u32>(level_start, index),
+                _ => read_node::<u64>(level_start, index),
             }
         }
+    }
+
+    /// Where `level`'s nodes start.
+    #[inline]
+    fn level_start(&self, level: usize) -> *mut u64 {
+        // SAFETY: each level's offset lies inside the storage `new` was given.
+        unsafe { self.nodes.as_ptr().add(self.starts[level]) }
     }
 
     /// Stores node `index` at `level` (one of the level's nodes). Every field fits its
@@ -343,28 +395,13 @@ impl RunTree {
     fn write_node(&mut self, level: usize, index: usize, node: Node) {
         debug_assert!(index < stored_at(self.leaves, level));
         debug_assert!(node.prefix.max(node.suffix).max(node.max) <= span(level));
+        let level_start = self.level_start(level);
         // SAFETY: as in `node`; `&mut self` makes the write exclusive.
         unsafe {
-            let level_start = self.nodes.as_ptr().add(self.starts[level]);
             match width(level) {
-                2 => {
-                    let fields = level_start.cast::<u16>().add(3 * index);
-                    fields.write(node.prefix as u16);
-                    fields.add(1).write(node.suffix as u16);
-                    fields.add(2).write(node.max as u16);
-                }
-                4 => {
-                    let fields = level_start.cast::<u32>().add(3 * index);
-                    fields.write(node.prefix as u32);
-                    fields.add(1).write(node.suffix as u32);
-                    fields.add(2).write(node.max as u32);
-                }
-                _ => {
-                    let fields = level_start.add(3 * index);
-                    fields.write(node.prefix as u64);
-                    fields.add(1).write(node.suffix as u64);
-                    fields.add(2).write(node.max as u64);
-                }
+                2 => write_node::<u16>(level_start, index, node),
+                4 => write_node::<u32>(level_start, index, node),
+                _ => write_node::<u64>(level_start, index, node),
             }
         }
     }
@@ -540,6 +577,9 @@ impl RunTree {
                 None => self.set_stale(leaf),
             }
             self.pending.assign_one(leaf, true);
+            if self.waiting < BATCH {
+                self.recent[self.waiting] = leaf;
+            }
             self.waiting += 1;
         }
         if self.waiting > MAX_PENDING {
@@ -638,37 +678,76 @@ impl RunTree {
             return;
         }
         // Few leaves: their indices in order, then their ancestors' a level at a time.
+        let mut len = self.waiting;
         let mut batch = [0; BATCH];
-        let mut len = 0;
-        let mut next = self.pending.first_set();
-        while let Some(leaf) = next {
+        batch[..len].copy_from_slice(&self.recent[..len]);
+        batch[..len].sort_unstable();
+        for &leaf in &batch[..len] {
             self.pending.assign_one(leaf, false);
             self.work_out(map, leaf);
-            batch[len] = leaf;
-            len += 1;
-            next = self.pending.next_set(leaf + 1);
         }
         self.waiting = 0;
         for level in 1..self.depth {
-            // The parents of the nodes that changed at the level below, each once; keep
-            // those that change.
-            let mut kept = 0;
-            let mut at = 0;
-            while at < len {
-                let parent = batch[at] / 2;
-                while at < len && batch[at] / 2 == parent {
-                    at += 1;
-                }
-                if self.update(level, parent) {
-                    batch[kept] = parent;
+            // The field types of the level below and of this one, told apart once a level.
+            // (Widths grow a step at a time, as asserted beside `width`.)
+            len = match (width(level - 1), width(level)) {
+                (2, 2) => self.update_parents::<u16, u16>(level, &mut batch[..len]),
+                (2, _) => self.update_parents::<u16, u32>(level, &mut batch[..len]),
+                (4, 4) => self.update_parents::<u32, u32>(level, &mut batch[..len]),
+                (4, _) => self.update_parents::<u32, u64>(level, &mut batch[..len]),
+                _ => self.update_parents::<u64, u64>(level, &mut batch[..len]),
+            };
+            if len == 0 {
+                return;
+            }
+        }
+    }
+
+    /// Works out the parents (at `level`) of the nodes at the level below listed in
+    /// `changed` (distinct, in order), each once, the level below stored as `Below` fields and this
+    /// one as `Here`. Leaves in `changed` the parents that changed, in order; returns how
+    /// many.
+    #[inline(always)]
+    fn update_parents<Below: Field, Here: Field>(
+        &mut self,
+        level: usize,
+        changed: &mut [usize],
+    ) -> usize {
+        debug_assert!(width(level - 1) == size_of::<Below>() && width(level) == size_of::<Here>());
+        let below = self.level_start(level - 1);
+        let here = self.level_start(level);
+        let children = nodes_at(self.leaves, level - 1);
+        let half = span(level - 1);
+        let mut kept = 0;
+        let mut at = 0;
+        while at < changed.len() {
+            // Distinct and in order, so a parent has at most its two children listed.
+            let parent = changed[at] / 2;
+            at += 1;
+            if at < changed.len() && changed[at] / 2 == parent {
+                at += 1;
+            }
+            // SAFETY: `parent` is a node of `level` over a changed node of the level below;
+            // its left child is stored, and its right child too where it is one of the
+            // level's nodes (past them lies the padding, all used whatever is stored).
+            // Each level's fields are the types told apart by `width`.
+            unsafe {
+                let left = read_node::<Below>(below, 2 * parent);
+                let right = if 2 * parent + 1 < children {
+                    read_node::<Below>(below, 2 * parent + 1)
+                } else {
+                    Node::default()
+                };
+                let node = combine(left, right, half);
+                if node != read_node::<Here>(here, parent) {
+                    debug_assert!(node.prefix.max(node.suffix).max(node.max) <= span(level));
+                    write_node::<Here>(here, parent, node);
+                    changed[kept] = parent;
                     kept += 1;
                 }
             }
-            if kept == 0 {
-                return;
-            }
-            len = kept;
         }
+        kept
     }
 
     /// [`flush`](Self::flush) for more than [`BATCH`] pending leaves: the pending bits hold,
@@ -933,6 +1012,19 @@ impl RunTree {
                 expected: self.waiting,
                 found: pending,
             });
+        }
+        if self.waiting <= BATCH {
+            // The list a search reads must name every pending leaf: as many as are pending,
+            // each pending, none twice.
+            let listed = &self.recent[..self.waiting];
+            for (at, &leaf) in listed.iter().enumerate() {
+                if leaf >= self.leaves || !self.pending.get(leaf) || listed[..at].contains(&leaf) {
+                    return Err(Fault::Pending {
+                        expected: self.waiting,
+                        found: leaf,
+                    });
+                }
+            }
         }
         for leaf in 0..self.leaves {
             if self.is_stale(leaf) {
@@ -1362,5 +1454,39 @@ mod tests {
                 found: 1991
             })
         );
+    }
+
+    #[test]
+    fn check_reports_a_pending_leaf_the_list_leaves_out() {
+        let mut set = Owned::new(2000);
+        set.assign(1990, 1991, false);
+        set.tree.flush(&set.map);
+        // Blocks taken in leaves 0 and 2: two leaves pending, listed in the order marked.
+        set.assign(100, 200, false);
+        set.assign(1100, 1200, false);
+        assert_eq!(set.tree.waiting, 2);
+        assert_eq!(set.tree.check(&set.map), Ok(()));
+        // Leaf 0 listed twice, leaf 2 not: a search would leave leaf 2's ancestors behind.
+        set.tree.recent[1] = 0;
+        assert_eq!(
+            set.tree.check(&set.map),
+            Err(Fault::Pending {
+                expected: 2,
+                found: 0
+            })
+        );
+        // A leaf listed that is not pending.
+        set.tree.recent[1] = 1;
+        assert_eq!(
+            set.tree.check(&set.map),
+            Err(Fault::Pending {
+                expected: 2,
+                found: 1
+            })
+        );
+        set.tree.recent[1] = 2;
+        assert_eq!(set.tree.check(&set.map), Ok(()));
+        set.tree.flush(&set.map);
+        assert_eq!(set.tree.check(&set.map), Ok(()));
     }
 }
