@@ -466,28 +466,12 @@ fn free_below(map: &Levels, mut at: usize, most: usize) -> usize {
 mod tests {
     use super::*;
     use crate::levels;
+    use heapkit_trace::Rng;
     use std::vec::Vec;
-
-    /// Xorshift64, as `heapkit_trace::Rng` (not a dependency here: that crate does not
-    /// build under loom, which builds this crate's tests).
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
 
     #[test]
     fn max_bytes_and_group_max_match_bytewise() {
-        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        let mut rng = Rng::new(0x2545_F491_4F6C_DD1D);
         for _ in 0..if cfg!(miri) { 500 } else { 10_000 } {
             let state = rng.next();
             let a = state & !HIGH;
@@ -592,7 +576,7 @@ mod tests {
 
     #[test]
     fn first_fit_matches_a_naive_scan() {
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
         let mut next = move |below: usize| rng.below(below);
         // Under miri (hours for all of them) fewer maps and steps.
         let (sizes, steps): (&[usize], usize) = if cfg!(miri) {
@@ -728,7 +712,7 @@ mod tests {
     /// count checked against the naive scan after each change and after random stale-high
     /// raises anywhere (covered or not), which a search must bring down.
     fn stress(bits: usize, seed: u64, steps: usize) {
-        let mut rng = Rng(seed | 1);
+        let mut rng = Rng::new(seed | 1);
         let mut owned = Owned::new(bits);
         let words = bits.div_ceil(64);
         for _ in 0..steps {
@@ -842,7 +826,7 @@ mod tests {
         };
         let (steps, searches) = if cfg!(miri) { (3, 6) } else { (100, 20) };
         for &bits in sizes {
-            let mut rng = Rng(0xDEAD_BEEF ^ bits as u64);
+            let mut rng = Rng::new(0xDEAD_BEEF ^ bits as u64);
             let mut owned = Owned::new(bits);
             for step in 0..steps {
                 let start = rng.below(bits);
@@ -888,7 +872,7 @@ mod tests {
             for &covered in covers {
                 let mut owned = Owned::new(bits);
                 owned.assign(0, bits, false);
-                let mut rng = Rng(covered as u64 * 31 + bits as u64);
+                let mut rng = Rng::new(covered as u64 * 31 + bits as u64);
                 for _ in 0..40 {
                     let start = rng.below(covered * 64);
                     let end = (start + 1 + rng.below(140)).min(covered * 64);
@@ -915,7 +899,7 @@ mod tests {
     #[test]
     fn check_bounds_every_byte_exactly() {
         let bits = if cfg!(miri) { 64 * 20 + 5 } else { 64 * 80 + 5 };
-        let mut rng = Rng(0x5151);
+        let mut rng = Rng::new(0x5151);
         let mut owned = Owned::new(bits);
         for _ in 0..if cfg!(miri) { 5 } else { 40 } {
             let start = rng.below(bits);
@@ -984,7 +968,7 @@ mod tests {
                 map.assign(0, bits, true);
                 (map, ShortRuns::new(base.add(map_words), bits))
             };
-            let mut rng = Rng(bits as u64 * 7 + 1);
+            let mut rng = Rng::new(bits as u64 * 7 + 1);
             for _ in 0..if cfg!(miri) { 20 } else { 200 } {
                 let start = rng.below(bits);
                 let end = (start + 1 + rng.below(200)).min(bits);

@@ -2,32 +2,19 @@
 //! lowest-address scan, on tiny arenas (1 to 200 blocks) and on arenas whose block counts
 //! sit at and around multiples of 64, 512 and 4,096, with runs of exactly 63, 64, 65, 126,
 //! 127 and 128 blocks, runs crossing words and reaching the last block; `check` after every
-//! step. Deterministic (xorshift), no proptest: fast enough natively and under miri.
+//! step. Deterministic (`heapkit_trace::Rng`), no proptest: fast enough natively and under miri.
 
 use std::ptr::NonNull;
 
 use heapkit_bitmap_arena::BitmapArena;
 use heapkit_core::{Backend, Layout};
 use heapkit_testkit::Regions;
+use heapkit_trace::Rng;
 
 const BLOCK: usize = 8;
 
 fn layout(blocks: usize) -> Layout {
     Layout::from_size_align(blocks * BLOCK, 1).unwrap()
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 struct Harness {
@@ -152,7 +139,7 @@ fn count(rng: &mut Rng, blocks: usize) -> usize {
 }
 
 fn drive(blocks: usize, seed: u64, steps: usize, probe_every: usize) {
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed | 1);
     let mut h = Harness::new(blocks);
     h.check();
     for step in 0..steps {
@@ -290,7 +277,7 @@ fn nothing_is_written_past_bitmap_words() {
         }
         .unwrap();
         assert_eq!(arena.total_blocks(), blocks);
-        let mut rng = Rng(blocks as u64 | 1);
+        let mut rng = Rng::new(blocks as u64 | 1);
         let mut live = Vec::new();
         for _ in 0..if cfg!(miri) { 30 } else { 400 } {
             if rng.below(3) != 0 {

@@ -13,6 +13,7 @@ use heapkit_core::source::SystemSource;
 use heapkit_core::{Backend, Layout};
 use heapkit_sharded::geometry::SEGMENT;
 use heapkit_sharded::ShardedHeap;
+use heapkit_trace::Rng;
 
 /// Operations per configuration: 10^7 over the three thread counts in release.
 const OPS: u64 = if cfg!(debug_assertions) {
@@ -62,14 +63,6 @@ fn verify(live: &Live) {
     }
 }
 
-/// xorshift: each thread its own stream.
-fn next(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
-
 fn run(threads: u64) {
     let shared = ShardedHeap::new(SystemSource::new(SEGMENT));
     let per_thread = OPS / threads;
@@ -85,7 +78,8 @@ fn run(threads: u64) {
                 let shared = &shared;
                 scope.spawn(move || {
                     let mut heap = shared.thread_heap();
-                    let mut rng = 0x2545_F491_4F6C_DD1D ^ (t + 1);
+                    // Each thread its own stream.
+                    let mut rng = Rng::new(0x2545_F491_4F6C_DD1D ^ (t + 1));
                     let mut live: Vec<Live> = Vec::new();
                     let mut batch: Vec<Live> = Vec::new();
                     let (mut allocated, mut freed) = (0u64, 0u64);
@@ -96,7 +90,7 @@ fn run(threads: u64) {
                         unsafe { heap.deallocate(block.block, block.layout) };
                     };
                     for serial in 0..per_thread {
-                        let roll = next(&mut rng);
+                        let roll = rng.next();
                         match roll % 8 {
                             0..=3 => {
                                 let size = match roll >> 8 & 15 {
