@@ -27,9 +27,11 @@
 //! free run around the change (a word or two on either side), or marks a leaf
 //! [`STALE`] when that cannot tell its new longest run (blocks taken from the run that was
 //! its longest) or when it changed already since the last search; either way the leaf is
-//! marked pending (a bit each, in a [`Levels`] of its own). The next search first works out
-//! each stale leaf from its words, then each pending leaf's ancestors from their children,
-//! up to the first that does not change. Changes between searches to the same few leaves —
+//! marked pending (a bit each, in a [`Levels`] of its own, and while there are at most
+//! [`BATCH`] also in a list in the order marked). The next search first works out each
+//! stale leaf from its words, then each pending leaf's ancestors from their children, a
+//! level at a time (each level's field width told once), up to the first level where
+//! nothing changes. Changes between searches to the same few leaves —
 //! or with no search at all, when the short-run index finds the run — cost one update, or
 //! none. At most [`MAX_PENDING`] leaves wait; more bring the tree up to date at once, so a
 //! change or search costs O(`MAX_PENDING` (log n + leaf)) at worst and O(log n + leaf)
