@@ -56,10 +56,10 @@ const LEAF_BITS: usize = 64 * LEAF_WORDS;
 const MAX_PENDING: usize = if cfg!(test) { 8 } else { 512 };
 
 /// Pending leaves [`RunTree::flush`] works through from a list of them, with their indices
-/// on the stack (256 bytes each); more are found through the pending bits. 32 against 16
-/// took 7% fewer instructions on the lab's mixed workload, where a few dozen small
-/// changes come between two long searches; 64 took more on pages. (Few in unit tests, so
-/// the path for more runs often.)
+/// on the stack (a word each: 256 bytes on 64-bit targets); more are found through the
+/// pending bits. 32 against 16 took 5% fewer instructions on the lab's mixed workload,
+/// where a few dozen small changes come between two long searches; 64 took more on pages.
+/// (Few in unit tests, so the path for more runs often.)
 const BATCH: usize = if cfg!(test) { 3 } else { 32 };
 
 /// The shortest run a node's `max` counts: a free run this long always reaches the first
