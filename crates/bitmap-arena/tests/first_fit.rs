@@ -3,8 +3,9 @@
 //! the run tree's 512-block leaves, runs of 1 to 127 blocks (the short-run index's) and
 //! runs spanning many words and leaves (the run tree's), aligned runs (up to 8 KiB, over
 //! arenas starting off any large alignment), runs that end at the last block, growing and
-//! shrinking in place; `check` (which recomputes the run tree and
-//! holds the short-run index to the words) after every step.
+//! shrinking in place, and long searches after changes to 1 to 100 leaves (the library's
+//! list of 32 pending leaves filled and overflowed); `check` (which recomputes the run tree
+//! and holds the short-run index to the words) after every step.
 
 use std::ptr::NonNull;
 
@@ -244,4 +245,57 @@ fn runs_at_the_very_end_and_across_leaves() {
     let end = arena.allocate(layout(38, 1)).unwrap();
     assert_eq!(start_of(end), 1499);
     assert_eq!(arena.check(), Ok(()));
+}
+
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "150,000 blocks are minutes under miri; the unit tests run the same paths there"
+)]
+fn long_searches_after_changes_to_any_number_of_leaves() {
+    // 150,000 blocks: 293 leaves of 512, ten tree levels, the top three of wider fields than
+    // the rest. Integration tests see the library's own limits (not the unit tests' small
+    // ones), so this reaches a search after a list of pending leaves filled to its end and
+    // after more leaves than it holds.
+    let blocks = 150_000;
+    let mut regions = Regions::new();
+    let (mut arena, base) = exact(&mut regions, blocks, 0);
+    let start_of = |b: NonNull<[u8]>| b.cast::<u8>().as_ptr().addr() / BLOCK - base;
+    let mut model = Model {
+        used: vec![true; blocks],
+        base,
+    };
+    // Used in 64-block runs, a word each; the last 4,144 blocks stay free for the runs that
+    // fit in no word freed.
+    let words: Vec<_> = (0..(blocks - 4096) / 64)
+        .map(|_| arena.allocate(layout(64, 1)).unwrap())
+        .collect();
+    model.used[words.len() * 64..].fill(false);
+    let mut freed = 0;
+    for leaves in [1, 2, 31, 32, 33, 40, 100] {
+        // Free a word in each of `leaves` leaves not touched yet (eight words a leaf): each
+        // changes its leaf's edge runs, so each leaf waits for the next long search.
+        for leaf in freed..freed + leaves {
+            let word = leaf * 8 + 3;
+            // SAFETY: each word's run is live and freed once.
+            unsafe { arena.deallocate(words[word].cast(), layout(64, 1)) };
+            model.used[word * 64..word * 64 + 64].fill(false);
+        }
+        freed += leaves;
+        // As long as a word freed (the first of them), or longer (the free run at the end):
+        // the run tree's to find either way.
+        for count in [64, 65, 200] {
+            let expected = model.first_fit(count, 1);
+            let got = arena.allocate(layout(count, 1)).ok().map(start_of);
+            assert_eq!(got, expected, "{leaves} leaves changed, run of {count}");
+            let start = got.unwrap();
+            model.used[start..start + count].fill(true);
+            assert_eq!(
+                arena.check(),
+                Ok(()),
+                "{leaves} leaves changed, run of {count}"
+            );
+        }
+    }
+    agrees(&arena, &model);
 }
