@@ -31,9 +31,8 @@
 //! [`BATCH`] also in a list in the order marked). The next search first works out each
 //! stale leaf from its words, then each pending leaf's ancestors from their children, a
 //! level at a time (each level's field width told once), up to the first level where
-//! nothing changes. Changes between searches to the same few leaves —
-//! or with no search at all, when the short-run index finds the run — cost one update, or
-//! none. At most [`MAX_PENDING`] leaves wait; more bring the tree up to date at once, so a
+//! nothing changes. Changes between searches to the same few leaves — or with no search at
+//! all, when the short-run index finds the run — cost one update, or none. At most [`MAX_PENDING`] leaves wait; more bring the tree up to date at once, so a
 //! change or search costs O(`MAX_PENDING` (log n + leaf)) at worst and O(log n + leaf)
 //! amortized (a leaf is [`LEAF_WORDS`] words).
 //!
@@ -146,6 +145,7 @@ const fn width(level: usize) -> usize {
 
 /// An unsigned type a level's node fields are stored in (see [`width`]).
 trait Field: Copy {
+    /// The run length stored.
     fn widen(self) -> usize;
     /// `value` fits: run lengths never exceed the node's span.
     fn narrow(value: usize) -> Self;
@@ -709,9 +709,9 @@ impl RunTree {
     }
 
     /// Works out the parents (at `level`) of the nodes at the level below listed in
-    /// `changed` (distinct, in order), each once, the level below stored as `Below` fields and this
-    /// one as `Here`. Leaves in `changed` the parents that changed, in order; returns how
-    /// many.
+    /// `changed` (distinct, in order), each once, the level below stored as `Below` fields
+    /// and this one as `Here`. Leaves in `changed` the parents that changed, in order;
+    /// returns how many.
     #[inline(always)]
     fn update_parents<Below: Field, Here: Field>(
         &mut self,

@@ -2,7 +2,8 @@
 //! lowest-address scan, on tiny arenas (1 to 200 blocks) and on arenas whose block counts
 //! sit at and around multiples of 64, 512 and 4,096, with runs of exactly 63, 64, 65, 126,
 //! 127 and 128 blocks, runs crossing words and reaching the last block; `check` after every
-//! step. Deterministic (`heapkit_trace::Rng`), no proptest: fast enough natively and under miri.
+//! step. Deterministic (`heapkit_trace::Rng`), no proptest: fast enough natively and under
+//! miri.
 
 use std::ptr::NonNull;
 
