@@ -466,6 +466,7 @@ fn free_below(map: &Levels, mut at: usize, most: usize) -> usize {
 mod tests {
     use super::*;
     use crate::levels;
+    use core::fmt;
     use heapkit_trace::Rng;
     use std::vec::Vec;
 
@@ -571,6 +572,15 @@ mod tests {
 
         fn naive_from(&self, count: usize, from: usize) -> Option<usize> {
             levels::naive_first_fit(&self.map, self.bits, count, from)
+        }
+
+        /// `first_fit_from` agrees with the naive scan; `context` leads the failure message.
+        fn assert_first_fit_from(&mut self, count: usize, from: usize, context: fmt::Arguments) {
+            assert_eq!(
+                self.index.first_fit_from(&self.map, count, from),
+                self.naive_from(count, from),
+                "{context}: run of {count} from {from}"
+            );
         }
     }
 
@@ -761,11 +771,7 @@ mod tests {
             let every = if cfg!(miri) { 9 } else { 1 };
             for &count in counts.iter().step_by(every) {
                 let from = rng.below(bits + 2);
-                assert_eq!(
-                    owned.index.first_fit_from(&owned.map, count, from),
-                    owned.naive_from(count, from),
-                    "{bits} bits, run of {count} from {from}"
-                );
+                owned.assert_first_fit_from(count, from, format_args!("{bits} bits"));
             }
             owned.index.check(&owned.map).unwrap();
         }
@@ -844,10 +850,10 @@ mod tests {
                         3 => (rng.below(bits / 4096 + 2) * 4096).saturating_sub(rng.below(2)),
                         _ => rng.below(bits),
                     };
-                    assert_eq!(
-                        owned.index.first_fit_from(&owned.map, count, from),
-                        owned.naive_from(count, from),
-                        "{bits} bits, step {step}: run of {count} from {from}"
+                    owned.assert_first_fit_from(
+                        count,
+                        from,
+                        format_args!("{bits} bits, step {step}"),
                     );
                     owned.index.check(&owned.map).unwrap();
                 }
@@ -883,10 +889,10 @@ mod tests {
                 for _ in 0..searches {
                     let count = 2 + rng.below(SHORT_RUN - 1);
                     let from = rng.below((covered + 70) * 64).min(bits + 1);
-                    assert_eq!(
-                        owned.index.first_fit_from(&owned.map, count, from),
-                        owned.naive_from(count, from),
-                        "{bits} bits, {covered} words used: run of {count} from {from}"
+                    owned.assert_first_fit_from(
+                        count,
+                        from,
+                        format_args!("{bits} bits, {covered} words used"),
                     );
                     owned.index.check(&owned.map).unwrap();
                 }
