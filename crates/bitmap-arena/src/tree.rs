@@ -721,7 +721,6 @@ impl RunTree {
         debug_assert!(width(level - 1) == size_of::<Below>() && width(level) == size_of::<Here>());
         let below = self.level_start(level - 1);
         let here = self.level_start(level);
-        let children = nodes_at(self.leaves, level - 1);
         let half = span(level - 1);
         let mut kept = 0;
         let mut at = 0;
@@ -733,16 +732,15 @@ impl RunTree {
                 at += 1;
             }
             // SAFETY: `parent` is a node of `level` over a changed node of the level below;
-            // its left child is stored, and its right child too where it is one of the
-            // level's nodes (past them lies the padding, all used whatever is stored).
+            // its left child is stored, and `right_child` names its right child only where
+            // that is one of the level's nodes (past them lies the padding, all used
+            // whatever is stored).
             // Each level's fields are the types told apart by `width`.
             unsafe {
                 let left = read_node::<Below>(below, 2 * parent);
-                let right = if 2 * parent + 1 < children {
-                    read_node::<Below>(below, 2 * parent + 1)
-                } else {
-                    Node::default()
-                };
+                let right = self
+                    .right_child(level, parent)
+                    .map_or_else(Node::default, |right| read_node::<Below>(below, right));
                 let node = combine(left, right, half);
                 if node != read_node::<Here>(here, parent) {
                     debug_assert!(node.prefix.max(node.suffix).max(node.max) <= span(level));
