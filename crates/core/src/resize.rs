@@ -175,10 +175,7 @@ pub unsafe fn realloc<B: Backend + ?Sized>(
     layout: Layout,
     new_size: usize,
 ) -> *mut u8 {
-    let (Some(ptr), Ok(new_layout)) = (
-        NonNull::new(ptr),
-        Layout::from_size_align(new_size, layout.align()),
-    ) else {
+    let (Some(ptr), Some(new_layout)) = (NonNull::new(ptr), resized(layout, new_size)) else {
         return ptr::null_mut();
     };
     // SAFETY: `ptr` is live with `layout` (the caller), and the size comparison picks the
@@ -191,6 +188,21 @@ pub unsafe fn realloc<B: Backend + ?Sized>(
         }
     };
     block.map_or(ptr::null_mut(), |block| block.cast::<u8>().as_ptr())
+}
+
+/// `layout` with its size changed to `new_size`, `None` when that size rounded up to the
+/// alignment would pass `isize::MAX`. What `Layout::from_size_align(new_size,
+/// layout.align())` gives, without testing again on every resize that the alignment is a
+/// power of two.
+#[inline(always)]
+#[must_use]
+pub fn resized(layout: Layout, new_size: usize) -> Option<Layout> {
+    if new_size > isize::MAX as usize - (layout.align() - 1) {
+        return None;
+    }
+    // SAFETY: the alignment is a `Layout`'s, and the size rounded up to it stays within
+    // `isize::MAX` (checked above).
+    Some(unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) })
 }
 
 /// Moves a block: allocate `new_layout`, copy `keep` bytes, free the old block.
@@ -245,5 +257,25 @@ fn check_owned<B: Backend + ?Sized>(backend: &B, ptr: NonNull<u8>, operation: &s
             ptr.as_ptr(),
             "pointer is not in memory this allocator manages",
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resized_agrees_with_from_size_align_at_the_size_limit() {
+        for align in [1, 2, 8, 16, 4096, 1 << 20] {
+            let layout = Layout::from_size_align(1, align).expect("valid");
+            let limit = isize::MAX as usize - (align - 1);
+            for new_size in [0, 1, align, limit - 1, limit, limit + 1, usize::MAX] {
+                assert_eq!(
+                    resized(layout, new_size),
+                    Layout::from_size_align(new_size, align).ok(),
+                    "size {new_size}, align {align}"
+                );
+            }
+        }
     }
 }

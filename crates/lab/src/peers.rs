@@ -57,7 +57,7 @@ impl Arena for RlsfTlsf {
         layout: Layout,
         new_size: usize,
     ) -> Option<NonNull<u8>> {
-        let new_layout = Layout::from_size_align(new_size, layout.align()).ok()?;
+        let new_layout = heapkit_core::resize::resized(layout, new_size)?;
         // SAFETY: per the caller.
         unsafe { self.reallocate(ptr, new_layout) }
     }

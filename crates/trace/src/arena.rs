@@ -83,7 +83,7 @@ pub unsafe fn realloc_by_moving<A: Arena + ?Sized>(
     layout: Layout,
     new_size: usize,
 ) -> Option<NonNull<u8>> {
-    let new_layout = Layout::from_size_align(new_size, layout.align()).ok()?;
+    let new_layout = resize::resized(layout, new_size)?;
     let moved = arena.alloc(new_layout)?;
     // SAFETY: per the caller `ptr` is live with `layout`; `moved` is a distinct new block
     // of `new_size` bytes; the old block is freed once.

@@ -75,7 +75,7 @@ impl<'a, A: Arena> Blocks<'a, A> {
                 // SAFETY: the block keeps its first byte across a resize.
                 let first = unsafe { moved.as_ptr().read() };
                 assert_eq!(first, slot as u8, "a realloc lost the block's contents");
-                let new_layout = Layout::from_size_align(size, layout.align()).map_err(drop)?;
+                let new_layout = heapkit_core::resize::resized(layout, size).ok_or(())?;
                 self.slots[slot as usize] = Some((moved, new_layout));
                 Ok(Change {
                     old: Some((block, layout.size())),
