@@ -10,6 +10,7 @@ mod adapters;
 mod backend;
 pub mod bits;
 mod error;
+pub mod hint;
 mod lent;
 pub mod region;
 pub mod resize;
