@@ -1,6 +1,6 @@
 //! One lab workload replayed on `BitmapArena` (16-byte blocks, as the lab builds it),
-//! `Tlsf`, talc or rlsf over a 32 MiB region, for instruction counts, which do not depend
-//! on what else the machine is doing:
+//! `Tlsf`, talc or rlsf over a 32 MiB region (larger for the scale study's points), for
+//! instruction counts, which do not depend on what else the machine is doing:
 //!
 //! ```text
 //! valgrind --tool=callgrind --toggle-collect='lab_ir::measured' \
@@ -19,9 +19,11 @@ use core::alloc::Layout;
 use core::ptr::NonNull;
 
 use heapkit_bitmap_arena::BitmapArena;
+use heapkit_lab::scale::{self, Pattern};
 use heapkit_trace::arena::{Arena, Heapkit};
 use heapkit_trace::replay::replay_whole;
 use heapkit_trace::trace::Trace;
+use heapkit_trace::workloads::SizeMix;
 use heapkit_trace::Region;
 
 const REGION: usize = 32 << 20;
@@ -72,6 +74,25 @@ impl<A: Arena> Arena for Split<A> {
     }
 }
 
+/// The scale study's churn at `live` blocks, for a name `scale-random-N` or
+/// `scale-hot-set-N`: the study's trace, with the uniform-small sizes.
+fn scale_point(name: &str) -> Option<Trace> {
+    let (pattern, live) = [Pattern::Random, Pattern::Hot]
+        .into_iter()
+        .find_map(|pattern| {
+            let live = name.strip_prefix(&format!("scale-{}-", pattern.name()))?;
+            Some((pattern, live.parse().ok()?))
+        })?;
+    let steps = scale::steps(heapkit_lab::Scale::Default, live);
+    Some(scale::churn(
+        live,
+        steps,
+        SizeMix::UniformSmall,
+        pattern,
+        0x5eed,
+    ))
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let workloads = heapkit_lab::builtin(heapkit_lab::Scale::Default, 0x5eed);
@@ -79,38 +100,36 @@ fn main() {
     let (Some(allocator), Some(name)) = (args.first(), args.get(1)) else {
         let names: Vec<&str> = workloads.iter().map(|w| w.name.as_str()).collect();
         println!(
-            "usage: lab_ir bitmap|tlsf|talc|rlsf WORKLOAD [split]\nworkloads: {}",
+            "usage: lab_ir bitmap|tlsf|talc|rlsf WORKLOAD [split]\nworkloads: {} \
+             scale-random-N scale-hot-set-N",
             names.join(" ")
         );
         return;
     };
-    let workload = workloads
-        .iter()
-        .find(|w| &w.name == name)
-        .unwrap_or_else(|| panic!("no workload {name}"));
-    let region = Region::new(REGION, REGION).leak();
+    let (trace, region_len) = match scale_point(name) {
+        Some(trace) => {
+            let live = trace.slots();
+            (trace, scale::region_for(live).max(REGION))
+        }
+        None => {
+            let workload = workloads
+                .into_iter()
+                .find(|w| &w.name == name)
+                .unwrap_or_else(|| panic!("no workload {name}"));
+            (workload.trace, REGION)
+        }
+    };
+    let region = Region::new(region_len, region_len).leak();
     match allocator.as_str() {
         "bitmap" => run(
             Heapkit(BitmapArena::with_region(region, 16).unwrap()),
-            &workload.trace,
+            &trace,
             split,
         ),
-        "tlsf" => run(
-            heapkit_lab::peers::tlsf_over(region),
-            &workload.trace,
-            split,
-        ),
-        "talc" => run(
-            heapkit_lab::peers::talc_over(region),
-            &workload.trace,
-            split,
-        ),
-        "rlsf" => run(
-            heapkit_lab::peers::rlsf_over(region),
-            &workload.trace,
-            split,
-        ),
+        "tlsf" => run(heapkit_lab::peers::tlsf_over(region), &trace, split),
+        "talc" => run(heapkit_lab::peers::talc_over(region), &trace, split),
+        "rlsf" => run(heapkit_lab::peers::rlsf_over(region), &trace, split),
         other => panic!("no allocator {other}"),
     }
-    println!("events {}", workload.trace.events().len());
+    println!("events {}", trace.events().len());
 }

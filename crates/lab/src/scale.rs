@@ -92,7 +92,7 @@ pub fn sizes(scale: Scale, alone: bool) -> Vec<usize> {
 
 /// Replacements per point: enough calls to time at the small sizes, one per block at the
 /// large ones.
-fn steps(scale: Scale, live: usize) -> usize {
+pub fn steps(scale: Scale, live: usize) -> usize {
     match scale {
         Scale::Tiny => 1_000,
         _ => live.max(200_000),
@@ -103,8 +103,9 @@ fn steps(scale: Scale, live: usize) -> usize {
 pub const HOT: usize = 1024;
 
 /// `live` blocks of `mix`, then `steps` replacements of a block `pattern` picks, then
-/// every block freed, newest first; deterministic for `seed`.
-fn churn(live: usize, steps: usize, mix: SizeMix, pattern: Pattern, seed: u64) -> Trace {
+/// every block freed, newest first; deterministic for `seed`. The steps are events
+/// `live..live + 2 * steps`.
+pub fn churn(live: usize, steps: usize, mix: SizeMix, pattern: Pattern, seed: u64) -> Trace {
     let mut fill = Rng::new(seed);
     let mut choose = Rng::new(seed ^ 0x9e37_79b9_7f4a_7c15);
     let mut trace = TraceBuilder::new();
