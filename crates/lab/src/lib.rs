@@ -258,32 +258,13 @@ pub fn builtin(scale: Scale, seed: u64) -> Vec<Workload> {
     for (name, description, text) in RECORDED {
         let trace = Trace::parse(text).unwrap_or_else(|error| panic!("{name}.trace: {error}"));
         let trace = if scale == Scale::Tiny {
-            truncated(&trace, n(trace.events().len()))
+            trace.truncated(n(trace.events().len()))
         } else {
             trace
         };
         workloads.push(Workload::new(name, description.into(), false, trace));
     }
     workloads
-}
-
-/// The first `events` events of `trace`, with what is then live freed.
-fn truncated(trace: &Trace, events: usize) -> Trace {
-    let mut builder = heapkit_trace::trace::TraceBuilder::new();
-    for &event in trace.events().iter().take(events) {
-        let result = match event {
-            heapkit_trace::trace::Event::Alloc { slot, size, align } => {
-                builder.alloc(slot.into(), size, align)
-            }
-            heapkit_trace::trace::Event::Realloc { slot, size } => {
-                builder.realloc(slot.into(), size)
-            }
-            heapkit_trace::trace::Event::Free { slot } => builder.free(slot.into()),
-        };
-        result.expect("a prefix of a valid trace is valid");
-    }
-    builder.free_all();
-    builder.finish()
 }
 
 /// Workloads read from trace files.
