@@ -1,6 +1,8 @@
 //! One lab workload replayed on `BitmapArena` (16-byte blocks, as the lab builds it),
-//! `Tlsf`, talc or rlsf over a 32 MiB region (larger for the scale study's points), for
-//! instruction counts, which do not depend on what else the machine is doing:
+//! `Tlsf`, talc or rlsf over a 32 MiB region, for instruction counts, which do not depend
+//! on what else the machine is doing. The scale study's points (`scale-random-N`,
+//! `scale-hot-set-N`) get a region sized as the study's, and run on `Pool` too (64-byte
+//! blocks), for callgrind's cache simulation:
 //!
 //! ```text
 //! valgrind --tool=callgrind --toggle-collect='lab_ir::measured' \
@@ -74,9 +76,9 @@ impl<A: Arena> Arena for Split<A> {
     }
 }
 
-/// The scale study's churn at `live` blocks, for a name `scale-random-N` or
-/// `scale-hot-set-N`: the study's trace, with the uniform-small sizes.
-fn scale_point(name: &str) -> Option<Trace> {
+/// The scale study's churn at `live` blocks of `mix`, for a name `scale-random-N` or
+/// `scale-hot-set-N`.
+fn scale_point(name: &str, mix: SizeMix) -> Option<Trace> {
     let (pattern, live) = [Pattern::Random, Pattern::Hot]
         .into_iter()
         .find_map(|pattern| {
@@ -84,13 +86,7 @@ fn scale_point(name: &str) -> Option<Trace> {
             Some((pattern, live.parse().ok()?))
         })?;
     let steps = scale::steps(heapkit_lab::Scale::Default, live);
-    Some(scale::churn(
-        live,
-        steps,
-        SizeMix::UniformSmall,
-        pattern,
-        0x5eed,
-    ))
+    Some(scale::churn(live, steps, mix, pattern, 0x5eed))
 }
 
 fn main() {
@@ -100,24 +96,27 @@ fn main() {
     let (Some(allocator), Some(name)) = (args.first(), args.get(1)) else {
         let names: Vec<&str> = workloads.iter().map(|w| w.name.as_str()).collect();
         println!(
-            "usage: lab_ir bitmap|tlsf|talc|rlsf WORKLOAD [split]\nworkloads: {} \
+            "usage: lab_ir bitmap|tlsf|talc|rlsf|pool WORKLOAD [split]\nworkloads: {} \
              scale-random-N scale-hot-set-N",
             names.join(" ")
         );
         return;
     };
-    let (trace, region_len) = match scale_point(name) {
-        Some(trace) => {
-            let live = trace.slots();
-            (trace, scale::region_for(live).max(REGION))
-        }
-        None => {
-            let workload = workloads
-                .into_iter()
-                .find(|w| &w.name == name)
-                .unwrap_or_else(|| panic!("no workload {name}"));
-            (workload.trace, REGION)
-        }
+    // The study's sizes: 64-byte blocks for the pool, as the study gives it.
+    let mix = if allocator == "pool" {
+        SizeMix::Fixed(64)
+    } else {
+        SizeMix::UniformSmall
+    };
+    let (trace, region_len) = if let Some(trace) = scale_point(name, mix) {
+        let live = trace.slots();
+        (trace, scale::region_for(live).max(REGION))
+    } else {
+        let workload = workloads
+            .into_iter()
+            .find(|w| &w.name == name)
+            .unwrap_or_else(|| panic!("no workload {name}"));
+        (workload.trace, REGION)
     };
     let region = Region::new(region_len, region_len).leak();
     match allocator.as_str() {
@@ -127,6 +126,19 @@ fn main() {
             split,
         ),
         "tlsf" => run(heapkit_lab::peers::tlsf_over(region), &trace, split),
+        "pool" => run(
+            {
+                let layout = trace
+                    .summary()
+                    .fixed_layout
+                    .expect("the pool serves one layout: the scale points, with 64-byte blocks");
+                Heapkit(
+                    heapkit_pool::Pool::with_region(region, layout.size(), layout.align()).unwrap(),
+                )
+            },
+            &trace,
+            split,
+        ),
         "talc" => run(heapkit_lab::peers::talc_over(region), &trace, split),
         "rlsf" => run(heapkit_lab::peers::rlsf_over(region), &trace, split),
         other => panic!("no allocator {other}"),
