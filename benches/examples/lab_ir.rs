@@ -1,8 +1,9 @@
 //! One lab workload replayed on `BitmapArena` (16-byte blocks, as the lab builds it),
 //! `Tlsf`, talc or rlsf over a 32 MiB region, for instruction counts, which do not depend
 //! on what else the machine is doing. The scale study's points (`scale-random-N`,
-//! `scale-hot-set-N`) get a region sized as the study's, and run on `Pool` too (64-byte
-//! blocks), for callgrind's cache simulation:
+//! `scale-hot-set-N`) get the study's region when that is larger, and run on `Pool` too
+//! (64-byte blocks), for callgrind's cache simulation; `measured` then counts the whole
+//! trace, filling and draining included, where the study times only the steps between:
 //!
 //! ```text
 //! valgrind --tool=callgrind --toggle-collect='lab_ir::measured' \

@@ -1,8 +1,9 @@
 //! Hints to the processor that change how fast code runs, never what it does.
 
 /// Starts loading the cache line holding `addr`, for a read soon after. Any address may be
-/// given: a prefetch reads nothing the program sees and never faults. A no-op where the
-/// target has no stable prefetch instruction, and under miri.
+/// given: a prefetch reads nothing the program sees and never faults. A no-op except on
+/// x86-64 targets with SSE enabled (not `x86_64-unknown-none`, whose soft-float build would
+/// make it a call), and under miri.
 ///
 /// An allocator whose next read depends on a load that may miss the cache (a block's
 /// header, then the header its size leads to) can start the second line from what it
@@ -15,12 +16,12 @@
 /// ```
 #[inline(always)]
 pub fn prefetch_read(addr: *const u8) {
-    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse", not(miri)))]
     // SAFETY: `prefetcht0` reads no memory the program sees and cannot fault, whatever the
-    // address; SSE, which it needs, is part of every x86-64 target.
+    // address; the target enables SSE, which the instruction belongs to.
     unsafe {
         core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(addr.cast());
     }
-    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse", not(miri))))]
     let _ = addr;
 }

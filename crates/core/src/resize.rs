@@ -266,10 +266,20 @@ mod tests {
 
     #[test]
     fn resized_agrees_with_from_size_align_at_the_size_limit() {
-        for align in [1, 2, 8, 16, 4096, 1 << 20] {
-            let layout = Layout::from_size_align(1, align).expect("valid");
+        // Up to the largest alignment, where only size 0 is left.
+        for align in [1, 2, 8, 16, 4096, 1 << 20, 1 << (usize::BITS - 1)] {
+            let layout = Layout::from_size_align(0, align).expect("valid");
             let limit = isize::MAX as usize - (align - 1);
-            for new_size in [0, 1, align, limit - 1, limit, limit + 1, usize::MAX] {
+            let sizes = [
+                0,
+                1,
+                align,
+                limit.saturating_sub(1),
+                limit,
+                limit + 1,
+                usize::MAX,
+            ];
+            for new_size in sizes {
                 assert_eq!(
                     resized(layout, new_size),
                     Layout::from_size_align(new_size, align).ok(),
