@@ -87,7 +87,7 @@ fn scale_point(name: &str, mix: SizeMix) -> Option<Trace> {
             Some((pattern, live.parse().ok()?))
         })?;
     let steps = scale::steps(heapkit_lab::Scale::Default, live);
-    Some(scale::churn(live, steps, mix, pattern, 0x5eed))
+    Some(scale::churn(live, steps, mix, pattern, 0x5eed).to_trace())
 }
 
 fn main() {

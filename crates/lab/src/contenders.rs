@@ -17,6 +17,7 @@ use heapkit_segregated::Heap;
 use crate::peers::{buddy_system_over, linked_list_over, rlsf_over, talc_over, tlsf_over};
 use heapkit_trace::arena::FromGlobal;
 use heapkit_trace::arena::{Arena, Heapkit};
+use heapkit_trace::churn::{replay_churn, Churn};
 use heapkit_trace::replay::{
     replay_measured, replay_span, replay_timed, replay_whole, usable_bytes, Footprint, OutOfMemory,
 };
@@ -94,6 +95,20 @@ pub trait Contender {
         len: usize,
         measure: Measure<'_>,
     ) -> Result<u64, OutOfMemory>;
+    /// Builds a fresh instance over `len` bytes and runs `churn` (whose summary is
+    /// `summary`) on it twice, the first to warm it as [`time`](Self::time) does; returns
+    /// the ticks of the second run's steps.
+    ///
+    /// # Errors
+    ///
+    /// The event it ran out of memory at.
+    fn time_churn(
+        &self,
+        churn: &Churn,
+        summary: &Summary,
+        scratch: &mut Scratch,
+        len: usize,
+    ) -> Result<u64, OutOfMemory>;
     /// Replays `trace` on a fresh instance over `len` bytes, measuring its footprint.
     fn memory(
         &self,
@@ -163,6 +178,16 @@ impl<A: Arena> Contender for InRegion<A> {
         self.with_fresh(summary, scratch, len, |arena| time(arena, trace, measure))
             .unwrap_or(Err(OutOfMemory { event: 0 }))
     }
+    fn time_churn(
+        &self,
+        churn: &Churn,
+        summary: &Summary,
+        scratch: &mut Scratch,
+        len: usize,
+    ) -> Result<u64, OutOfMemory> {
+        self.with_fresh(summary, scratch, len, |arena| time_churn(arena, churn))
+            .unwrap_or(Err(OutOfMemory { event: 0 }))
+    }
     fn memory(
         &self,
         trace: &Trace,
@@ -230,6 +255,15 @@ impl<G: std::alloc::GlobalAlloc> Contender for Global<G> {
     ) -> Result<u64, OutOfMemory> {
         time(&mut FromGlobal((self.allocator)()), trace, measure)
     }
+    fn time_churn(
+        &self,
+        churn: &Churn,
+        _: &Summary,
+        _: &mut Scratch,
+        _: usize,
+    ) -> Result<u64, OutOfMemory> {
+        time_churn(&mut FromGlobal((self.allocator)()), churn)
+    }
     fn memory(&self, _: &Trace, _: &Summary, _: &mut Scratch, _: usize) -> Option<Footprint> {
         None
     }
@@ -258,6 +292,11 @@ fn time<A: Arena>(arena: &mut A, trace: &Trace, measure: Measure<'_>) -> Result<
         }
         Measure::Span(span) => replay_span(arena, trace, span),
     }
+}
+
+fn time_churn<A: Arena>(arena: &mut A, churn: &Churn) -> Result<u64, OutOfMemory> {
+    replay_churn(arena, churn)?;
+    replay_churn(arena, churn)
 }
 
 /// The smallest block heapkit's buddy and bitmap arena are built with here.

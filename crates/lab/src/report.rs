@@ -377,8 +377,10 @@ impl crate::scale::ScaleResult {
             "\n## scale: {title}\n\nTime per call against live blocks: each point fills the \
              heap with that many blocks of 8–256 B (the pool: 64 B), replaces {which} per \
              step, and frees them all; ns per call is the steps' time, taken whole with no \
-             timer between the calls (the replay's own bookkeeping included, the same for \
-             all), over their number, median of 5 rounds. Growth is the time at the largest size reached over the time at the \
+             timer between the calls, over their number, median of 5 rounds. The steps are \
+             drawn as they run, not read from a stored trace (which stopped fitting in the \
+             cache); the drawing and the table of live blocks are included, the same for \
+             all. Growth is the time at the largest size reached over the time at the \
              smallest (1.00× is flat). Plot: `scale-{}.svg` (log-log).\n\n| allocator |",
             self.pattern.name()
         );

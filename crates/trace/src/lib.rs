@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod arena;
+pub mod churn;
 pub mod record;
 pub mod replay;
 pub mod trace;

@@ -149,12 +149,13 @@ impl Clock {
     /// The counter now.
     #[inline(always)]
     pub fn ticks() -> u64 {
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
         {
             // SAFETY: `rdtsc` exists on every x86-64 processor and has no preconditions.
             unsafe { core::arch::x86_64::_rdtsc() }
         }
-        #[cfg(not(target_arch = "x86_64"))]
+        // Miri has no `rdtsc`.
+        #[cfg(not(all(target_arch = "x86_64", not(miri))))]
         {
             use std::sync::OnceLock;
             static EPOCH: OnceLock<Instant> = OnceLock::new();
