@@ -70,7 +70,10 @@ peer_newtype!(TalcArena, talc::base::Talc<talc::source::Manual, talc::DefaultBin
 impl Arena for TalcArena {
     #[inline]
     fn alloc(&mut self, layout: Layout) -> Option<NonNull<u8>> {
-        // SAFETY: the workloads never request zero bytes.
+        if layout.size() == 0 {
+            return None;
+        }
+        // SAFETY: not zero bytes, which talc's `allocate` may not be asked for.
         unsafe { self.allocate(layout) }
     }
 

@@ -13,7 +13,8 @@ use heapkit_core::Backend;
 
 /// An allocator over a fixed region, as the workloads use it.
 pub trait Arena {
-    /// A block for `layout` (size non-zero), or `None` when out of memory.
+    /// A block for `layout`, or `None` when out of memory. The workloads never ask for
+    /// zero bytes; an implementation over an allocator that cannot take them refuses them.
     fn alloc(&mut self, layout: Layout) -> Option<NonNull<u8>>;
 
     /// Frees a block.
@@ -131,7 +132,10 @@ struct GlobalRef<'a, G>(&'a G);
 impl<G: GlobalAlloc> Arena for GlobalRef<'_, G> {
     #[inline]
     fn alloc(&mut self, layout: Layout) -> Option<NonNull<u8>> {
-        // SAFETY: the callers never request zero bytes.
+        if layout.size() == 0 {
+            return None;
+        }
+        // SAFETY: not zero bytes, which `GlobalAlloc::alloc` may not be asked for.
         NonNull::new(unsafe { self.0.alloc(layout) })
     }
 
@@ -260,7 +264,24 @@ allocator_over_arena!([A: Arena] LockedArena<A>);
 
 /// heapkit's TLSF over a fresh leaked region, for the crate's tests.
 #[cfg(test)]
+#[cfg_attr(miri, allow(dead_code))] // its tests are too slow for miri
 pub(crate) fn heapkit_tlsf(len: usize) -> Heapkit<heapkit_tlsf::Tlsf> {
     let region = crate::Region::new(len, 4096).leak();
     Heapkit(heapkit_tlsf::Tlsf::with_region(region).expect("region fits TLSF"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_global_allocator_is_never_asked_for_zero_bytes() {
+        let mut arena = FromGlobal(std::alloc::System);
+        let empty = Layout::from_size_align(0, 8).unwrap();
+        assert_eq!(arena.alloc(empty), None);
+        let byte = Layout::from_size_align(1, 8).unwrap();
+        let block = arena.alloc(byte).expect("one byte");
+        // SAFETY: allocated just above with `byte`.
+        unsafe { arena.free(block, byte) };
+    }
 }

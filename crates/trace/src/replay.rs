@@ -215,9 +215,9 @@ pub fn replay_whole<A: Arena>(arena: &mut A, trace: &Trace) -> Result<u64, OutOf
 }
 
 /// Replays all of `trace` on `arena` and returns the ticks the events of `span` took,
-/// with no timer between their calls: the throughput of one phase of a trace (the scale
-/// study times its churn this way, not its filling or draining). Blocks live at the end
-/// are freed untimed.
+/// with no timer between their calls: the throughput of one phase of a trace, such as a
+/// steady state without the filling and draining around it. Blocks live at the end are
+/// freed untimed.
 ///
 /// # Errors
 ///
