@@ -1,9 +1,10 @@
 //! One lab workload replayed on `BitmapArena` (16-byte blocks, as the lab builds it),
 //! `Tlsf`, talc or rlsf over a 32 MiB region, for instruction counts, which do not depend
 //! on what else the machine is doing. The scale study's points (`scale-random-N`,
-//! `scale-hot-set-N`) get the study's region when that is larger, and run on `Pool` too
-//! (64-byte blocks), for callgrind's cache simulation; `measured` then counts the whole
-//! trace, filling and draining included, where the study times only the steps between:
+//! `scale-hot-set-N`) are drawn as the study draws them, over the study's region when that
+//! is larger, and run on `Pool` too (64-byte blocks), for callgrind's cache simulation;
+//! `measured` then counts the filling and draining too, where the study times only the
+//! steps between:
 //!
 //! ```text
 //! valgrind --tool=callgrind --toggle-collect='lab_ir::measured' \
@@ -24,6 +25,7 @@ use core::ptr::NonNull;
 use heapkit_bitmap_arena::BitmapArena;
 use heapkit_lab::scale::{self, Pattern};
 use heapkit_trace::arena::{Arena, Heapkit};
+use heapkit_trace::churn::{replay_churn, Churn};
 use heapkit_trace::replay::replay_whole;
 use heapkit_trace::trace::Trace;
 use heapkit_trace::workloads::SizeMix;
@@ -31,20 +33,43 @@ use heapkit_trace::Region;
 
 const REGION: usize = 32 << 20;
 
-#[inline(never)]
-fn measured<A: Arena>(arena: &mut A, trace: &Trace) {
-    replay_whole(arena, trace).expect("the lab's region holds every workload");
+/// What is replayed: a lab workload's trace, or a scale point drawn as the study draws it.
+enum Calls {
+    Trace(Trace),
+    Churn(Churn),
 }
 
-fn run<A: Arena>(arena: A, trace: &Trace, split: bool) {
-    fn twice<A: Arena>(mut arena: A, trace: &Trace) {
-        replay_whole(&mut arena, trace).expect("the lab's region holds every workload");
-        measured(&mut arena, trace);
+impl Calls {
+    fn replay<A: Arena>(&self, arena: &mut A) {
+        let replayed = match self {
+            Self::Trace(trace) => replay_whole(arena, trace),
+            Self::Churn(churn) => replay_churn(arena, churn),
+        };
+        replayed.expect("the lab's region holds every workload");
+    }
+
+    fn events(&self) -> usize {
+        match self {
+            Self::Trace(trace) => trace.events().len(),
+            Self::Churn(churn) => churn.events(),
+        }
+    }
+}
+
+#[inline(never)]
+fn measured<A: Arena>(arena: &mut A, calls: &Calls) {
+    calls.replay(arena);
+}
+
+fn run<A: Arena>(arena: A, calls: &Calls, split: bool) {
+    fn twice<A: Arena>(mut arena: A, calls: &Calls) {
+        calls.replay(&mut arena);
+        measured(&mut arena, calls);
     }
     if split {
-        twice(Split(arena), trace);
+        twice(Split(arena), calls);
     } else {
-        twice(arena, trace);
+        twice(arena, calls);
     }
 }
 
@@ -79,7 +104,7 @@ impl<A: Arena> Arena for Split<A> {
 
 /// The scale study's churn at `live` blocks of `mix`, for a name `scale-random-N` or
 /// `scale-hot-set-N`.
-fn scale_point(name: &str, mix: SizeMix) -> Option<Trace> {
+fn scale_point(name: &str, mix: SizeMix) -> Option<Churn> {
     let (pattern, live) = [Pattern::Random, Pattern::Hot]
         .into_iter()
         .find_map(|pattern| {
@@ -87,7 +112,7 @@ fn scale_point(name: &str, mix: SizeMix) -> Option<Trace> {
             Some((pattern, live.parse().ok()?))
         })?;
     let steps = scale::steps(heapkit_lab::Scale::Default, live);
-    Some(scale::churn(live, steps, mix, pattern, 0x5eed).to_trace())
+    Some(scale::churn(live, steps, mix, pattern, 0x5eed))
 }
 
 fn main() {
@@ -109,40 +134,43 @@ fn main() {
     } else {
         SizeMix::UniformSmall
     };
-    let (trace, region_len) = if let Some(trace) = scale_point(name, mix) {
-        let live = trace.slots();
-        (trace, scale::region_for(live).max(REGION))
+    let (calls, region_len) = if let Some(churn) = scale_point(name, mix) {
+        let len = scale::region_for(churn.live).max(REGION);
+        (Calls::Churn(churn), len)
     } else {
         let workload = workloads
             .into_iter()
             .find(|w| &w.name == name)
             .unwrap_or_else(|| panic!("no workload {name}"));
-        (workload.trace, REGION)
+        (Calls::Trace(workload.trace), REGION)
     };
     let region = Region::new(region_len, region_len).leak();
     match allocator.as_str() {
         "bitmap" => run(
             Heapkit(BitmapArena::with_region(region, 16).unwrap()),
-            &trace,
+            &calls,
             split,
         ),
-        "tlsf" => run(heapkit_lab::peers::tlsf_over(region), &trace, split),
+        "tlsf" => run(heapkit_lab::peers::tlsf_over(region), &calls, split),
         "pool" => run(
             {
-                let layout = trace
-                    .summary()
+                let summary = match &calls {
+                    Calls::Trace(trace) => trace.summary(),
+                    Calls::Churn(churn) => churn.summary(),
+                };
+                let layout = summary
                     .fixed_layout
                     .expect("the pool serves one layout: the scale points, with 64-byte blocks");
                 Heapkit(
                     heapkit_pool::Pool::with_region(region, layout.size(), layout.align()).unwrap(),
                 )
             },
-            &trace,
+            &calls,
             split,
         ),
-        "talc" => run(heapkit_lab::peers::talc_over(region), &trace, split),
-        "rlsf" => run(heapkit_lab::peers::rlsf_over(region), &trace, split),
+        "talc" => run(heapkit_lab::peers::talc_over(region), &calls, split),
+        "rlsf" => run(heapkit_lab::peers::rlsf_over(region), &calls, split),
         other => panic!("no allocator {other}"),
     }
-    println!("events {}", trace.events().len());
+    println!("events {}", calls.events());
 }

@@ -379,8 +379,8 @@ impl crate::scale::ScaleResult {
              step, and frees them all; ns per call is the steps' time, taken whole with no \
              timer between the calls, over their number, median of 5 rounds. The steps are \
              drawn as they run, not read from a stored trace (which stopped fitting in the \
-             cache); the drawing and the table of live blocks are included, the same for \
-             all. Growth is the time at the largest size reached over the time at the \
+             cache beside the heap); the drawing and the table of live blocks are included \
+             (the pool's fixed size is one draw fewer per step). Growth is the time at the largest size reached over the time at the \
              smallest (1.00× is flat). Plot: `scale-{}.svg` (log-log).\n\n| allocator |",
             self.pattern.name()
         );

@@ -7,9 +7,10 @@
 //! of all, or a random one of the newest [`HOT`]. The time per replacement call is the
 //! steps' span, timed whole with no timer between the calls, over their number, so
 //! filling and draining do not count. The steps are drawn as they run
-//! ([`heapkit_trace::churn`]), not read from a stored trace: at 10^5 live blocks and more
-//! a trace no longer stayed in the cache, and reading it took the pool from 1.2 to 2.3 ns
-//! per call in the hot-set pattern. (Timing each call with the time-stamp counter and
+//! ([`heapkit_trace::churn`]), not read from a stored trace (24 bytes per event, 9.6 MB
+//! and more): from 10^5 live blocks on, the trace and the heap no longer stayed in the
+//! cache together, and reading the trace took the pool from 1.2 to 2.3 ns per call in the
+//! hot-set pattern. (Timing each call with the time-stamp counter and
 //! taking its overhead off, as the study did first, left a few nanoseconds of noise on
 //! calls that take a few nanoseconds: the same point read 2.6 and 11.2 ns in two runs.)
 //! An allocator whose next size would take more than half a minute skips it (the list
