@@ -22,7 +22,8 @@ commands:
   install                 the nightly miri + rust-src components, the thumbv7em target,
                           and cargo-fuzz (each only when missing)
   fmt                     rustfmt check of the workspace and the fuzz project
-  clippy                  clippy on all targets and features, warnings denied
+  clippy                  clippy on all targets and features, then rustdoc; warnings
+                          denied
   test                    cargo test --workspace --all-features (unit, integration, doc)
   miri                    unit and integration tests under miri, strict provenance
   miri-edges              every crates/*/tests/address_edges.rs under miri for
@@ -221,7 +222,10 @@ fn clippy(root: &Path) -> Step {
         command.args(["--", "-D", "warnings"]);
         run(&mut command)?;
     }
-    Ok(())
+    // Broken and private intra-doc links are what a reader of the docs meets first.
+    run(cargo(root)
+        .args(["doc", "--no-deps", "--workspace"])
+        .env("RUSTDOCFLAGS", "-D warnings"))
 }
 
 /// The programs behind the README's snippets, (package, example): `test` builds them with

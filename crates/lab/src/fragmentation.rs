@@ -6,10 +6,9 @@
 //!
 //! Fragmentation is theirs: the memory used over the most live bytes requested, as a
 //! percentage over 100%, at the peak of memory used (#4) and at the moment of peak live
-//! bytes (#3). Memory used is the span of the live blocks (see
-//! [`Footprint`](heapkit_trace::replay::Footprint)), so the headers, footers, alignment
-//! and rounding of the real allocators count ("with overhead") and the model's do not
-//! ("without overhead").
+//! bytes (#3). Memory used is the span of the live blocks (see [`Footprint`]), so the
+//! headers, footers, alignment and rounding of the real allocators count ("with
+//! overhead") and the model's do not ("without overhead").
 
 pub mod model;
 

@@ -35,8 +35,9 @@ const LOOM_UNWRITTEN: u32 = u32::MAX - 2;
 /// about to pop may read the link of a block that another thread has just popped and is
 /// writing to, and that read must not race with the owner's plain writes.
 ///
-/// `AtomicPool` is an [`Allocator`] and a [`GlobalAlloc`] by itself (`&AtomicPool` is
-/// shared freely), and a [`Backend`] for composition. It needs a 64-bit compare-exchange,
+/// `AtomicPool` is an [`Allocator`](heapkit_core::Allocator) and a
+/// [`GlobalAlloc`](core::alloc::GlobalAlloc) by itself (`&AtomicPool` is shared freely),
+/// and a [`Backend`](heapkit_core::Backend) for composition. It needs a 64-bit compare-exchange,
 /// so it exists only where the target has one.
 ///
 /// ```

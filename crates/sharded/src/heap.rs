@@ -1011,7 +1011,8 @@ impl LocalHeap<'_> {
         }
     }
 
-    /// Resizes a block where it is (see [`resize_in_place`]); any heap may do it.
+    /// Resizes a block where it is (the module's `resize_in_place` says when it can); any
+    /// heap may do it.
     ///
     /// # Safety
     ///
