@@ -5,9 +5,10 @@
 //! blocks (48 MB of them the steps'), and its replay reads them from memory between the
 //! calls it times: once the trace and the heap no longer fit in the cache together, that
 //! read is most of what grows with the heap for an allocator whose call takes a
-//! nanosecond or two (the pool's hot set went from 1.2 to 2.3 ns per call). [`replay_churn`] draws each step from the generators instead, so
-//! what it reads besides the allocator's own memory is the table of live blocks, as a
-//! program holds its pointers. [`Churn::to_trace`] writes the same calls as a trace.
+//! nanosecond or two (the pool's hot set went from 1.2 to 2.3 ns per call).
+//! [`replay_churn`] draws each step from the generators instead, so what it reads besides
+//! the allocator's own memory is the table of live blocks, as a program holds its
+//! pointers. [`Churn::to_trace`] writes the same calls as a trace.
 //!
 //! ```
 //! use heapkit_trace::arena::Heapkit;
