@@ -32,9 +32,10 @@
 //! stale leaf from its words, then each pending leaf's ancestors from their children, a
 //! level at a time (each level's field width told once), up to the first level where
 //! nothing changes. Changes between searches to the same few leaves — or with no search at
-//! all, when the short-run index finds the run — cost one update, or none. At most [`MAX_PENDING`] leaves wait; more bring the tree up to date at once, so a
-//! change or search costs O(`MAX_PENDING` (log n + leaf)) at worst and O(log n + leaf)
-//! amortized (a leaf is [`LEAF_WORDS`] words).
+//! all, when the short-run index finds the run — cost one update, or none. At most
+//! [`MAX_PENDING`] leaves wait; more bring the tree up to date at once, so a change or
+//! search costs O(`MAX_PENDING` (log n + leaf)) at worst and O(log n + leaf) amortized (a
+//! leaf is [`LEAF_WORDS`] words).
 //!
 //! Levels are stored bottom first, each as an array of `[prefix, suffix, max]` triples in the
 //! narrowest unsigned type that holds the level's span: `u16` up to 32,768 bits (leaves and
