@@ -380,15 +380,21 @@ impl crate::scale::ScaleResult {
              timer between the calls, over their number, median of 5 rounds. The steps are \
              drawn as they run, not read from a stored trace (which stopped fitting in the \
              cache beside the heap); the drawing and the table of live blocks are included \
-             (the pool's fixed size is one draw fewer per step). Growth is the time at the largest size reached over the time at the \
-             smallest (1.00× is flat). Plot: `scale-{}.svg` (log-log).\n\n| allocator |",
+             (the pool's fixed size is one draw fewer per step). The first line is that work \
+             alone: the same steps over a stand-in that hands back the block freed last and \
+             keeps no books, so it is the floor under every allocator's line. Growth is the \
+             time at the largest size reached over the time at the smallest (1.00× is \
+             flat). \"Above the workload alone\" is the allocator's ns per call less the \
+             floor's (in the same block sizes), at the smallest size and at the largest it \
+             reached: the part of its time that is its own. Plot: `scale-{}.svg` \
+             (log-log).\n\n| allocator |",
             self.pattern.name()
         );
         for live in &self.sizes {
             let _ = write!(out, " {live} live |");
         }
-        out.push_str(" growth | note |\n|---|");
-        out.push_str(&"---:|".repeat(self.sizes.len() + 1));
+        out.push_str(" growth | above the workload alone | note |\n|---|");
+        out.push_str(&"---:|".repeat(self.sizes.len() + 2));
         out.push_str("---|\n");
         for row in &self.rows {
             let _ = write!(out, "| {} |", row.allocator);
@@ -397,7 +403,14 @@ impl crate::scale::ScaleResult {
                 let _ = write!(out, " {cell} |");
             }
             let growth = Self::growth(row).map_or("—".into(), |g| format!("{g:.2}×"));
-            let _ = writeln!(out, " {growth} | {} |", row.note.as_deref().unwrap_or(""));
+            let above = self.above_floor(row).map_or("—".into(), |(first, last)| {
+                format!("{first:.1} → {last:.1}")
+            });
+            let _ = writeln!(
+                out,
+                " {growth} | {above} | {} |",
+                row.note.as_deref().unwrap_or("")
+            );
         }
         out
     }

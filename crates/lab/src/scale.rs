@@ -15,6 +15,13 @@
 //! calls that take a few nanoseconds: the same point read 2.6 and 11.2 ns in two runs.)
 //! An allocator whose next size would take more than half a minute skips it (the list
 //! allocators: their cost grows with the live blocks).
+//!
+//! The first line of each table is the workload alone: the same steps over a stand-in
+//! that hands back the block freed last and keeps no books
+//! ([`workload_alone`](crate::contenders::workload_alone)). It is the part of every
+//! allocator's time that is the study's own (drawing the steps, the table of live blocks,
+//! the first byte written to each new block), and it is not flat either: under random
+//! replacement, those reads and writes miss the cache once the live blocks outgrow it.
 
 use std::time::Instant;
 
@@ -36,6 +43,15 @@ pub struct ScaleRow {
     pub ns: Vec<Option<f64>>,
     /// Why a size did not run, when one did not.
     pub note: Option<String>,
+    /// The block sizes it ran with.
+    pub mix: SizeMix,
+}
+
+impl ScaleRow {
+    /// Whether this is the floor, the workload alone, rather than an allocator.
+    pub fn is_floor(&self) -> bool {
+        self.key == crate::contenders::WORKLOAD_ALONE
+    }
 }
 
 /// Which live block each step replaces.
@@ -80,6 +96,23 @@ impl ScaleResult {
         let first = row.ns.first().copied().flatten()?;
         let last = row.ns.iter().rev().find_map(|ns| *ns)?;
         Some(last / first)
+    }
+
+    /// ns per call above the workload alone's (in the same block sizes) at the smallest
+    /// size and at the largest one the allocator reached: the part of its time that is its
+    /// own. `None` for the floor itself, or where a figure is missing.
+    pub fn above_floor(&self, row: &ScaleRow) -> Option<(f64, f64)> {
+        if row.is_floor() {
+            return None;
+        }
+        let floor = self
+            .rows
+            .iter()
+            .find(|floor| floor.is_floor() && floor.mix == row.mix)?;
+        let first = row.ns.first().copied().flatten()? - floor.ns.first().copied().flatten()?;
+        let last = row.ns.len() - 1 - row.ns.iter().rev().position(Option::is_some)?;
+        let last = row.ns[last]? - floor.ns[last]?;
+        Some((first, last))
     }
 }
 
@@ -189,9 +222,13 @@ fn study(
         })
         .collect();
     let mut rows = Vec::new();
-    for contender in contenders {
-        // The mixed sizes where the allocator serves them, else one size (the pool).
-        let Some(mix) = (0..mixes.len()).find(|&m| contender.fits(&churns[m][0].1)) else {
+    // The floor in both mixes, then each allocator in the mixed sizes where it serves
+    // them, else in the one size (the pool).
+    let floor = crate::contenders::workload_alone();
+    let floors = (0..mixes.len()).map(|mix| (&floor, Some(mix)));
+    for (contender, mix) in floors.chain(contenders.iter().map(|contender| (contender, None))) {
+        let Some(mix) = mix.or_else(|| (0..mixes.len()).find(|&m| contender.fits(&churns[m][0].1)))
+        else {
             continue;
         };
         let mut row = ScaleRow {
@@ -199,6 +236,7 @@ fn study(
             key: contender.key(),
             ns: vec![None; sizes.len()],
             note: (mix == 1).then(|| "64-byte blocks".into()),
+            mix: mixes[mix],
         };
         for (at, &live) in sizes.iter().enumerate() {
             progress(&format!(

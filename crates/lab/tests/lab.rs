@@ -232,7 +232,9 @@ fn a_trace_file_is_replayed_instead_of_the_built_in_workloads() {
 }
 
 #[test]
+#[allow(clippy::float_cmp)] // the same subtraction on the same figures: the same bits
 fn the_scale_study_runs_alone_for_every_allocator_that_frees_at_random() {
+    use heapkit_lab::scale::ScaleRow;
     let mut config = tiny("scale");
     config.only = vec!["scale".into()];
     let report = run(&config).unwrap();
@@ -261,6 +263,25 @@ fn the_scale_study_runs_alone_for_every_allocator_that_frees_at_random() {
     }
     let pool = scale.rows.iter().find(|row| row.key == "pool").unwrap();
     assert_eq!(pool.note.as_deref(), Some("64-byte blocks"));
+    // The floor runs first, once in each mix; every allocator's own part is its time less
+    // the floor's in its own mix.
+    let floors: Vec<_> = scale.rows.iter().filter(|row| row.is_floor()).collect();
+    assert_eq!(floors.len(), 2);
+    assert_ne!(floors[0].mix, floors[1].mix);
+    assert!(scale.rows[..2].iter().all(ScaleRow::is_floor));
+    for row in &scale.rows {
+        let Some((first, last)) = scale.above_floor(row) else {
+            assert!(
+                row.is_floor(),
+                "{} has no part above the floor",
+                row.allocator
+            );
+            continue;
+        };
+        let floor = floors.iter().find(|floor| floor.mix == row.mix).unwrap();
+        assert_eq!(first, row.ns[0].unwrap() - floor.ns[0].unwrap());
+        assert_eq!(last, row.ns[1].unwrap() - floor.ns[1].unwrap());
+    }
     let markdown = std::fs::read_to_string(config.out_dir.join("report.md")).unwrap();
     assert!(markdown.contains("## scale: random block") && markdown.contains("## scale: hot set"));
     for plot in ["scale-random.svg", "scale-hot-set.svg"] {
@@ -336,4 +357,65 @@ fn the_fragmentation_study_measures_holes_with_and_without_overhead() {
     })
     .unwrap_err()
     .contains("no-such"));
+}
+
+#[test]
+#[allow(clippy::float_cmp)] // figures exact in binary, so their differences are too
+fn the_part_above_the_floor_is_taken_at_the_largest_size_an_allocator_reached() {
+    use heapkit_lab::scale::{Pattern, ScaleResult, ScaleRow};
+    use heapkit_trace::workloads::SizeMix;
+    let row = |key, ns: &[Option<f64>], mix| ScaleRow {
+        allocator: key,
+        key,
+        ns: ns.to_vec(),
+        note: None,
+        mix,
+    };
+    let study = ScaleResult {
+        pattern: Pattern::Random,
+        sizes: vec![10, 100, 1000],
+        steps: vec![20, 200, 2000],
+        rows: vec![
+            row(
+                "workload-alone",
+                &[Some(1.0), Some(2.0), Some(8.0)],
+                SizeMix::UniformSmall,
+            ),
+            row(
+                "workload-alone",
+                &[Some(0.5), Some(0.5), Some(4.0)],
+                SizeMix::Fixed(64),
+            ),
+            row(
+                "tlsf",
+                &[Some(3.0), Some(5.0), Some(20.0)],
+                SizeMix::UniformSmall,
+            ),
+            row(
+                "pool",
+                &[Some(1.5), Some(2.5), Some(4.5)],
+                SizeMix::Fixed(64),
+            ),
+            row(
+                "list",
+                &[Some(4.0), Some(40.0), None],
+                SizeMix::UniformSmall,
+            ),
+            row("nothing", &[None, None, None], SizeMix::UniformSmall),
+        ],
+    };
+    let above = |at: usize| study.above_floor(&study.rows[at]);
+    assert_eq!(above(0), None, "the floor itself");
+    assert_eq!(above(2), Some((2.0, 12.0)));
+    assert_eq!(
+        above(3),
+        Some((1.0, 0.5)),
+        "against the floor in its own sizes"
+    );
+    assert_eq!(
+        above(4),
+        Some((3.0, 38.0)),
+        "at 100, the largest it reached"
+    );
+    assert_eq!(above(5), None);
 }
