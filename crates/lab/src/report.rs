@@ -377,12 +377,13 @@ impl crate::scale::ScaleResult {
             "\n## scale: {title}\n\nTime per call against live blocks: each point fills the \
              heap with that many blocks of 8–256 B (the pool: 64 B), replaces {which} per \
              step, and frees them all; ns per call is the steps' time, taken whole with no \
-             timer between the calls, over their number, median of 5 rounds. The steps are \
-             drawn as they run, not read from a stored trace (which stopped fitting in the \
-             cache beside the heap); the drawing and the table of live blocks are included \
-             (the pool's fixed size is one draw fewer per step). The first line is that work \
-             alone: the same steps over a stand-in that hands back the block freed last and \
-             keeps no books, so it is the floor under every allocator's line. Growth is the \
+             timer between the calls, over their number, median of 5 rounds (3 at 10^7 \
+             live). The steps are drawn as they run, not read from a stored trace (which \
+             stopped fitting in the cache beside the heap); the drawing and the table of live \
+             blocks are included (the pool's fixed size is one draw fewer per step). The \
+             first line is that work alone: the same steps over a stand-in that hands back \
+             the block freed last and keeps no books, so it is the floor under every \
+             allocator's line. Growth is the \
              time at the largest size reached over the time at the smallest (1.00× is \
              flat). \"Above the workload alone\" is the allocator's ns per call less the \
              floor's (in the same block sizes), at the smallest size and at the largest it \
@@ -404,7 +405,9 @@ impl crate::scale::ScaleResult {
             }
             let growth = Self::growth(row).map_or("—".into(), |g| format!("{g:.2}×"));
             let above = self.above_floor(row).map_or("—".into(), |(first, last)| {
-                format!("{first:.1} → {last:.1}")
+                // A difference that rounds to nothing reads 0.0, not -0.0.
+                let tenth = |ns: f64| if ns.abs() < 0.05 { 0.0 } else { ns };
+                format!("{:.1} → {:.1}", tenth(first), tenth(last))
             });
             let _ = writeln!(
                 out,

@@ -127,13 +127,30 @@ pub fn sizes(scale: Scale, alone: bool) -> Vec<usize> {
     }
 }
 
-/// Replacements per point: enough calls to time at the small sizes, one per block at the
-/// large ones.
+/// Replacements per point: enough calls to time at the small sizes, one per block up to a
+/// million (ten million blocks would take a minute per allocator to replace once, and a
+/// million random steps sample them as well).
 pub fn steps(scale: Scale, live: usize) -> usize {
     match scale {
         Scale::Tiny => 1_000,
-        _ => live.max(200_000),
+        _ => live.clamp(200_000, 1_000_000),
     }
+}
+
+/// Timed rounds per point, whose median is the point's figure: fewer at ten million live
+/// blocks, where filling and draining the heap is most of a round's time.
+pub fn rounds(scale: Scale, live: usize) -> usize {
+    match scale {
+        Scale::Tiny => 1,
+        _ if live >= 10_000_000 => 3,
+        _ => 5,
+    }
+}
+
+/// Allocator calls one round of a point makes: a warming run and the timed one, each
+/// filling the heap, replacing blocks and draining it.
+fn calls_per_round(scale: Scale, live: usize) -> f64 {
+    (2 * (2 * live + 2 * steps(scale, live))) as f64
 }
 
 /// The newest blocks the steps replace at random.
@@ -161,10 +178,17 @@ pub fn region_for(live: usize) -> usize {
     (live * 512).next_power_of_two().max(8 << 20)
 }
 
-/// The next size would take longer than this (this point's time, ten times the calls,
-/// and the cost per call growing as it did from the size before): it is skipped, and so
-/// are the larger ones.
-const BUDGET_SECONDS: f64 = 30.0;
+/// The next size would take longer than this (this point's time, scaled by the calls the
+/// next one makes and by the cost per call growing as it did from the size before): it is
+/// skipped, and so are the larger ones. `--full` allows more, so that the allocators
+/// built not to grow reach ten million live blocks.
+fn budget_seconds(scale: Scale) -> f64 {
+    if scale == Scale::Full {
+        120.0
+    } else {
+        30.0
+    }
+}
 
 /// Runs the study in both patterns. `nanos` turns a span of ticks into nanoseconds.
 pub fn run(
@@ -206,7 +230,6 @@ fn study(
     nanos: &impl Fn(u64) -> f64,
     progress: &mut impl FnMut(&str),
 ) -> ScaleResult {
-    let rounds = if scale == Scale::Tiny { 1 } else { 5 };
     let mixes = [SizeMix::UniformSmall, SizeMix::Fixed(64)];
     let churns: Vec<Vec<(Churn, Summary)>> = mixes
         .iter()
@@ -249,7 +272,7 @@ fn study(
             let len = region_for(live);
             let calls = 2 * churn.steps;
             let mut per_round = Vec::new();
-            for _ in 0..rounds {
+            for _ in 0..rounds(scale, live) {
                 match contender.time_churn(churn, summary, scratch, len) {
                     Ok(ticks) => per_round.push(nanos(ticks) / calls as f64),
                     Err(error) => {
@@ -272,11 +295,14 @@ fn study(
                 Some(before) if before > 0.0 => (ns / before).max(1.0),
                 _ => 1.0,
             };
-            let projected = seconds * 10.0 * growth;
-            if projected > BUDGET_SECONDS && at + 1 < sizes.len() {
+            let Some(&next) = sizes.get(at + 1) else {
+                continue;
+            };
+            let work = |live| calls_per_round(scale, live) * rounds(scale, live) as f64;
+            let projected = seconds * work(next) / work(live) * growth;
+            if projected > budget_seconds(scale) {
                 row.note = Some(format!(
-                    "{live} live took {seconds:.1} s, {} would take about {projected:.0} s: skipped",
-                    sizes[at + 1]
+                    "{live} live took {seconds:.1} s, {next} would take about {projected:.0} s: skipped"
                 ));
                 break;
             }

@@ -9,7 +9,8 @@ const USAGE: &str = "\
 usage: lab [--full] [--only NAME]... [--trace FILE]... [--out DIR] [--update-readme]
        lab --study fragmentation [--only ALLOCATOR]... [--trace FILE]... [--out DIR] [--update-readme]
 
-  --full           twice the events and twice the rounds (about three minutes)
+  --full           twice the events and twice the rounds, the scale study up to 10^7
+                   live blocks (about eight minutes)
   --only NAME      keep only this workload or allocator (repeatable); `scale` is the
                    scale study (time per call against 10^3 to 10^6 live blocks, 10^7
                    with --full; the default run includes it up to 10^5)
