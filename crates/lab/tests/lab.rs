@@ -371,37 +371,18 @@ fn the_part_above_the_floor_is_taken_at_the_largest_size_an_allocator_reached() 
         note: None,
         mix,
     };
+    let (small, fixed) = (SizeMix::UniformSmall, SizeMix::Fixed(64));
     let study = ScaleResult {
         pattern: Pattern::Random,
         sizes: vec![10, 100, 1000],
         steps: vec![20, 200, 2000],
         rows: vec![
-            row(
-                "workload-alone",
-                &[Some(1.0), Some(2.0), Some(8.0)],
-                SizeMix::UniformSmall,
-            ),
-            row(
-                "workload-alone",
-                &[Some(0.5), Some(0.5), Some(4.0)],
-                SizeMix::Fixed(64),
-            ),
-            row(
-                "tlsf",
-                &[Some(3.0), Some(5.0), Some(20.0)],
-                SizeMix::UniformSmall,
-            ),
-            row(
-                "pool",
-                &[Some(1.5), Some(2.5), Some(4.5)],
-                SizeMix::Fixed(64),
-            ),
-            row(
-                "list",
-                &[Some(4.0), Some(40.0), None],
-                SizeMix::UniformSmall,
-            ),
-            row("nothing", &[None, None, None], SizeMix::UniformSmall),
+            row("workload-alone", &[Some(1.0), Some(2.0), Some(8.0)], small),
+            row("workload-alone", &[Some(0.5), Some(0.5), Some(4.0)], fixed),
+            row("tlsf", &[Some(3.0), Some(5.0), Some(20.0)], small),
+            row("pool", &[Some(1.5), Some(2.5), Some(4.5)], fixed),
+            row("list", &[Some(4.0), Some(40.0), None], small),
+            row("nothing", &[None, None, None], small),
         ],
     };
     let above = |at: usize| study.above_floor(&study.rows[at]);
