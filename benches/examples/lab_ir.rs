@@ -2,7 +2,8 @@
 //! `Tlsf`, talc or rlsf over a 32 MiB region, for instruction counts, which do not depend
 //! on what else the machine is doing. The scale study's points (`scale-random-N`,
 //! `scale-hot-set-N`) are drawn as the study draws them, over the study's region when that
-//! is larger, and run on `Pool` too (64-byte blocks), for callgrind's cache simulation;
+//! is larger, and run on `Pool` too (64-byte blocks) and on the study's floor (`floor`, the
+//! stand-in that keeps no books), for callgrind's cache simulation;
 //! `measured` then counts the filling and draining too, where the study times only the
 //! steps between:
 //!
@@ -23,11 +24,12 @@ use core::alloc::Layout;
 use core::ptr::NonNull;
 
 use heapkit_bitmap_arena::BitmapArena;
+use heapkit_lab::contenders::SlotReuse;
 use heapkit_lab::scale::{self, Pattern};
 use heapkit_trace::arena::{Arena, Heapkit};
 use heapkit_trace::churn::{replay_churn, Churn};
 use heapkit_trace::replay::replay_whole;
-use heapkit_trace::trace::Trace;
+use heapkit_trace::trace::{Summary, Trace};
 use heapkit_trace::workloads::SizeMix;
 use heapkit_trace::Region;
 
@@ -52,6 +54,13 @@ impl Calls {
         match self {
             Self::Trace(trace) => trace.events().len(),
             Self::Churn(churn) => churn.events(),
+        }
+    }
+
+    fn summary(&self) -> Summary {
+        match self {
+            Self::Trace(trace) => trace.summary(),
+            Self::Churn(churn) => churn.summary(),
         }
     }
 }
@@ -122,7 +131,7 @@ fn main() {
     let (Some(allocator), Some(name)) = (args.first(), args.get(1)) else {
         let names: Vec<&str> = workloads.iter().map(|w| w.name.as_str()).collect();
         println!(
-            "usage: lab_ir bitmap|tlsf|talc|rlsf|pool WORKLOAD [split]\nworkloads: {} \
+            "usage: lab_ir bitmap|tlsf|talc|rlsf|pool|floor WORKLOAD [split]\nworkloads: {} \
              scale-random-N scale-hot-set-N",
             names.join(" ")
         );
@@ -154,11 +163,8 @@ fn main() {
         "tlsf" => run(heapkit_lab::peers::tlsf_over(region), &calls, split),
         "pool" => run(
             {
-                let summary = match &calls {
-                    Calls::Trace(trace) => trace.summary(),
-                    Calls::Churn(churn) => churn.summary(),
-                };
-                let layout = summary
+                let layout = calls
+                    .summary()
                     .fixed_layout
                     .expect("the pool serves one layout: the scale points, with 64-byte blocks");
                 Heapkit(
@@ -169,6 +175,7 @@ fn main() {
             split,
         ),
         "talc" => run(heapkit_lab::peers::talc_over(region), &calls, split),
+        "floor" => run(SlotReuse::new(region, &calls.summary()), &calls, split),
         "rlsf" => run(heapkit_lab::peers::rlsf_over(region), &calls, split),
         other => panic!("no allocator {other}"),
     }

@@ -495,7 +495,8 @@ pub fn workload_alone() -> Box<dyn Contender> {
 /// study's own work: drawing each step, reading and writing the table of live blocks, and
 /// writing each new block's first byte, which misses the cache as soon as the live
 /// blocks stop fitting in it, whatever allocator serves them.
-struct SlotReuse {
+#[derive(Debug)]
+pub struct SlotReuse {
     region: NonNull<u8>,
     /// Bytes and alignment of every slot.
     slot: usize,
@@ -508,7 +509,8 @@ struct SlotReuse {
 }
 
 impl SlotReuse {
-    fn new(region: &'static mut [MaybeUninit<u8>], summary: &Summary) -> Self {
+    /// A stand-in over `region` for the calls `summary` describes.
+    pub fn new(region: &'static mut [MaybeUninit<u8>], summary: &Summary) -> Self {
         let slot = summary.max_size.max(summary.max_align).next_power_of_two();
         let skip = region.as_ptr().align_offset(slot).min(region.len());
         let region = &mut region[skip..];
