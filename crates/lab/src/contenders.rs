@@ -510,9 +510,13 @@ pub struct SlotReuse {
 
 impl SlotReuse {
     /// A stand-in over `region` for the calls `summary` describes.
+    /// A slot too large for the address space leaves it no slots.
     pub fn new(region: &'static mut [MaybeUninit<u8>], summary: &Summary) -> Self {
-        let slot = summary.max_size.max(summary.max_align).next_power_of_two();
-        let skip = region.as_ptr().align_offset(slot).min(region.len());
+        let largest = summary.max_size.max(summary.max_align);
+        let (slot, skip) = match largest.checked_next_power_of_two() {
+            Some(slot) => (slot, region.as_ptr().align_offset(slot).min(region.len())),
+            None => (usize::MAX, region.len()),
+        };
         let region = &mut region[skip..];
         Self {
             slot,
@@ -594,5 +598,19 @@ mod tests {
         assert_eq!(slots.alloc(layout), Some(blocks[6]));
         assert_eq!(slots.alloc(layout), Some(blocks[5]));
         assert_eq!(slots.alloc(layout), None);
+    }
+
+    #[test]
+    fn a_stand_in_whose_slot_cannot_be_had_hands_out_nothing() {
+        let one = Layout::from_size_align(1, 1).unwrap();
+        for (max_size, max_align) in [(usize::MAX, 1), (usize::MAX / 2 + 2, 8), (2000, 1)] {
+            let region = heapkit_trace::Region::new(1000, 64).leak();
+            let summary = Summary {
+                max_size,
+                max_align,
+                ..summary_of(1, 1)
+            };
+            assert_eq!(SlotReuse::new(region, &summary).alloc(one), None);
+        }
     }
 }
