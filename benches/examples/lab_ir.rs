@@ -2,8 +2,8 @@
 //! `Tlsf`, talc or rlsf over a 32 MiB region, for instruction counts, which do not depend
 //! on what else the machine is doing. The scale study's points (`scale-random-N`,
 //! `scale-hot-set-N`) are drawn as the study draws them, over the study's region when that
-//! is larger, and run on `Pool` too (64-byte blocks) and on the study's floor (`floor`, the
-//! stand-in that keeps no books), for callgrind's cache simulation;
+//! is larger, and run on `Pool` too (64-byte blocks) and on the study's floor (`floor`,
+//! `FreeStacks`), for callgrind's cache simulation;
 //! `measured` then counts the filling and draining too, where the study times only the
 //! steps between:
 //!
@@ -24,9 +24,8 @@ use core::alloc::Layout;
 use core::ptr::NonNull;
 
 use heapkit_bitmap_arena::BitmapArena;
-use heapkit_lab::contenders::SlotReuse;
 use heapkit_lab::scale::{self, Pattern};
-use heapkit_trace::arena::{Arena, Heapkit};
+use heapkit_trace::arena::{Arena, FreeStacks, Heapkit};
 use heapkit_trace::churn::{replay_churn, Churn};
 use heapkit_trace::replay::replay_whole;
 use heapkit_trace::trace::{Summary, Trace};
@@ -131,14 +130,14 @@ fn main() {
     let (Some(allocator), Some(name)) = (args.first(), args.get(1)) else {
         let names: Vec<&str> = workloads.iter().map(|w| w.name.as_str()).collect();
         println!(
-            "usage: lab_ir bitmap|tlsf|talc|rlsf|pool|floor WORKLOAD [split]\nworkloads: {} \
+            "usage: lab_ir bitmap|tlsf|talc|rlsf|pool|floor|floor-64 WORKLOAD [split]\nworkloads: {} \
              scale-random-N scale-hot-set-N",
             names.join(" ")
         );
         return;
     };
     // The study's sizes: 64-byte blocks for the pool, as the study gives it.
-    let mix = if allocator == "pool" {
+    let mix = if allocator == "pool" || allocator == "floor-64" {
         SizeMix::Fixed(64)
     } else {
         SizeMix::UniformSmall
@@ -175,7 +174,7 @@ fn main() {
             split,
         ),
         "talc" => run(heapkit_lab::peers::talc_over(region), &calls, split),
-        "floor" => run(SlotReuse::new(region, &calls.summary()), &calls, split),
+        "floor" | "floor-64" => run(FreeStacks::new(region), &calls, split),
         "rlsf" => run(heapkit_lab::peers::rlsf_over(region), &calls, split),
         other => panic!("no allocator {other}"),
     }

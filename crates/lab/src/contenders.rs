@@ -16,7 +16,7 @@ use heapkit_segregated::Heap;
 
 use crate::peers::{buddy_system_over, linked_list_over, rlsf_over, talc_over, tlsf_over};
 use heapkit_trace::arena::FromGlobal;
-use heapkit_trace::arena::{Arena, Heapkit};
+use heapkit_trace::arena::{Arena, FreeStacks, Heapkit};
 use heapkit_trace::churn::{replay_churn, Churn};
 use heapkit_trace::replay::{
     replay_measured, replay_span, replay_timed, replay_whole, usable_bytes, Footprint, OutOfMemory,
@@ -478,139 +478,13 @@ pub fn classic_fits() -> Vec<Box<dyn Contender>> {
 pub const WORKLOAD_ALONE: &str = "workload-alone";
 
 /// The scale study's floor: not an allocator but what is left of one when it keeps no
-/// books ([`SlotReuse`]), so its line is the cost of the study's own work.
+/// books beyond the block freed last and a stack of the others per size ([`FreeStacks`]),
+/// so its line is the cost of the study's own work.
 pub fn workload_alone() -> Box<dyn Contender> {
     Box::new(InRegion {
         key: WORKLOAD_ALONE,
         name: "the workload alone (no allocator)",
-        build: |region, summary| Some(SlotReuse::new(region, summary)),
-        fits: any,
+        build: |region, _| Some(FreeStacks::new(region)),
+        fits: |summary| summary.max_align <= FreeStacks::GRANULE,
     })
-}
-
-/// Hands back the block freed last, else the next unused slot of its region, every slot as
-/// large as the largest block asked for (rounded up to a power of two): no search, no
-/// header, and while the study replaces blocks no memory of its own touched but the one
-/// pointer to the block freed last. Timed on the study's churn, what remains is the
-/// study's own work: drawing each step, reading and writing the table of live blocks, and
-/// writing each new block's first byte, which misses the cache as soon as the live
-/// blocks stop fitting in it, whatever allocator serves them.
-#[derive(Debug)]
-pub struct SlotReuse {
-    region: NonNull<u8>,
-    /// Bytes and alignment of every slot.
-    slot: usize,
-    slots: usize,
-    used: usize,
-    /// The block freed last, if not handed back yet: all the steps need.
-    last_freed: Option<NonNull<u8>>,
-    /// Blocks freed before it (the drain at the end).
-    freed: Vec<NonNull<u8>>,
-}
-
-impl SlotReuse {
-    /// A stand-in over `region` for the calls `summary` describes.
-    /// A slot too large for the address space leaves it no slots.
-    pub fn new(region: &'static mut [MaybeUninit<u8>], summary: &Summary) -> Self {
-        let largest = summary.max_size.max(summary.max_align);
-        let (slot, skip) = match largest.checked_next_power_of_two() {
-            Some(slot) => (slot, region.as_ptr().align_offset(slot).min(region.len())),
-            None => (usize::MAX, region.len()),
-        };
-        let region = &mut region[skip..];
-        Self {
-            slot,
-            slots: region.len() / slot,
-            region: NonNull::from(region).cast(),
-            used: 0,
-            last_freed: None,
-            freed: Vec::new(),
-        }
-    }
-}
-
-impl Arena for SlotReuse {
-    fn alloc(&mut self, layout: Layout) -> Option<NonNull<u8>> {
-        if layout.size() == 0 || layout.size() > self.slot || layout.align() > self.slot {
-            return None;
-        }
-        if let Some(block) = self.last_freed.take().or_else(|| self.freed.pop()) {
-            return Some(block);
-        }
-        if self.used == self.slots {
-            return None;
-        }
-        // SAFETY: slot `used` lies inside the region (`used < slots`) and was never handed
-        // out; the region's start was aligned to a slot, so every slot is.
-        let block = unsafe { self.region.add(self.used * self.slot) };
-        self.used += 1;
-        Some(block)
-    }
-
-    unsafe fn free(&mut self, ptr: NonNull<u8>, _: Layout) {
-        if let Some(before) = self.last_freed.replace(ptr) {
-            self.freed.push(before);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn summary_of(size: usize, align: usize) -> Summary {
-        let mut trace = heapkit_trace::trace::TraceBuilder::new();
-        trace.alloc(0, size, align).unwrap();
-        trace.free_all();
-        trace.finish().summary()
-    }
-
-    #[test]
-    fn the_stand_in_hands_back_the_block_freed_last_and_otherwise_fresh_slots() {
-        let region = heapkit_trace::Region::new(1000, 64).leak();
-        // 33-byte blocks get 64-byte slots: 15 of them in 1,000 bytes.
-        let mut slots = SlotReuse::new(region, &summary_of(33, 8));
-        let layout = Layout::from_size_align(33, 8).unwrap();
-        let blocks: Vec<_> = std::iter::from_fn(|| slots.alloc(layout)).collect();
-        assert_eq!(blocks.len(), 15);
-        for (index, block) in blocks.iter().enumerate() {
-            assert_eq!(block.as_ptr().addr() % 64, 0);
-            assert_eq!(
-                block.as_ptr().addr() - blocks[0].as_ptr().addr(),
-                index * 64
-            );
-        }
-        assert!(slots
-            .alloc(Layout::from_size_align(65, 8).unwrap())
-            .is_none());
-        assert!(slots
-            .alloc(Layout::from_size_align(8, 128).unwrap())
-            .is_none());
-        // SAFETY: live blocks of `slots`, each freed once.
-        unsafe {
-            slots.free(blocks[3], layout);
-            assert_eq!(slots.alloc(layout), Some(blocks[3]));
-            for &block in &blocks[5..8] {
-                slots.free(block, layout);
-            }
-        }
-        assert_eq!(slots.alloc(layout), Some(blocks[7]));
-        assert_eq!(slots.alloc(layout), Some(blocks[6]));
-        assert_eq!(slots.alloc(layout), Some(blocks[5]));
-        assert_eq!(slots.alloc(layout), None);
-    }
-
-    #[test]
-    fn a_stand_in_whose_slot_cannot_be_had_hands_out_nothing() {
-        let one = Layout::from_size_align(1, 1).unwrap();
-        for (max_size, max_align) in [(usize::MAX, 1), (usize::MAX / 2 + 2, 8), (2000, 1)] {
-            let region = heapkit_trace::Region::new(1000, 64).leak();
-            let summary = Summary {
-                max_size,
-                max_align,
-                ..summary_of(1, 1)
-            };
-            assert_eq!(SlotReuse::new(region, &summary).alloc(one), None);
-        }
-    }
 }

@@ -42,7 +42,7 @@ pub enum Scale {
     /// About a minute in all.
     Default,
     /// Twice the events and twice the rounds, and the scale study up to 10^7 live blocks:
-    /// about seven and a half minutes (the workloads three, as the list-scanning
+    /// about eight minutes (the workloads three, as the list-scanning
     /// allocators slow down with the square of the live blocks; the scale study the
     /// rest). (Four times the events took 19 minutes and overflowed the 32 MiB region on
     /// the page workload.)

@@ -381,14 +381,18 @@ impl crate::scale::ScaleResult {
              live). The steps are drawn as they run, not read from a stored trace (which \
              stopped fitting in the cache beside the heap); the drawing and the table of live \
              blocks are included (the pool's fixed size is one draw fewer per step). The \
-             first line is that work alone: the same steps over a stand-in that hands back \
-             the block freed last and keeps no books, so it is the floor under every \
-             allocator's line. Growth is the \
+             first two lines are that work alone, in each block mix: the same steps over a \
+             stand-in that keeps the block freed last and a stack of the others per size, \
+             and nothing else (`heapkit_trace::arena::FreeStacks`, its blocks packed as a \
+             heap without headers packs them), the floor under every allocator's line. \
+             Growth is the \
              time at the largest size reached over the time at the smallest (1.00× is \
              flat). \"Above the workload alone\" is the allocator's ns per call less the \
-             floor's (in the same block sizes), at the smallest size and at the largest it \
-             reached: the part of its time that is its own. Plot: `scale-{}.svg` \
-             (log-log).\n\n| allocator |",
+             floor's (in the same block sizes), at the smallest size and at the largest \
+             both reached: the part of its time that is its own (below zero, an allocator \
+             does as little as the stand-in: the pool, whose one list head the compiler \
+             keeps in a register across the steps). Plot: \
+             `scale-{}.svg` (log-log).\n\n| allocator |",
             self.pattern.name()
         );
         for live in &self.sizes {

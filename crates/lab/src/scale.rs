@@ -13,15 +13,18 @@
 //! hot-set pattern. (Timing each call with the time-stamp counter and
 //! taking its overhead off, as the study did first, left a few nanoseconds of noise on
 //! calls that take a few nanoseconds: the same point read 2.6 and 11.2 ns in two runs.)
-//! An allocator whose next size would take more than half a minute skips it (the list
-//! allocators: their cost grows with the live blocks).
+//! An allocator whose next size would take longer than half a minute (two under `--full`)
+//! skips it (the list allocators: their cost grows with the live blocks).
 //!
-//! The first line of each table is the workload alone: the same steps over a stand-in
-//! that hands back the block freed last and keeps no books
-//! ([`workload_alone`](crate::contenders::workload_alone)). It is the part of every
-//! allocator's time that is the study's own (drawing the steps, the table of live blocks,
-//! the first byte written to each new block), and it is not flat either: under random
-//! replacement, those reads and writes miss the cache once the live blocks outgrow it.
+//! The first two lines of each table are the workload alone, in each block mix: the same
+//! steps over a stand-in that keeps the block freed last and a stack of the others per
+//! size, and nothing else ([`FreeStacks`](heapkit_trace::arena::FreeStacks), through
+//! [`workload_alone`](crate::contenders::workload_alone)), its blocks packed as a heap
+//! without headers packs them. It is the part of every allocator's time that is the
+//! study's own (drawing the steps, the table of live blocks, the first byte written to
+//! each new block), about a nanosecond of the stand-in's own besides, and it is not flat
+//! either: under random replacement, those reads and writes miss the cache once the live
+//! blocks outgrow it.
 
 use std::time::Instant;
 
@@ -99,8 +102,8 @@ impl ScaleResult {
     }
 
     /// ns per call above the workload alone's (in the same block sizes) at the smallest
-    /// size and at the largest one the allocator reached: the part of its time that is its
-    /// own. `None` for the floor itself, or where a figure is missing.
+    /// size and at the largest one both reached: the part of its time that is its own.
+    /// `None` for the floor itself, or where the smallest size's figures are missing.
     pub fn above_floor(&self, row: &ScaleRow) -> Option<(f64, f64)> {
         if row.is_floor() {
             return None;
@@ -109,9 +112,10 @@ impl ScaleResult {
             .rows
             .iter()
             .find(|floor| floor.is_floor() && floor.mix == row.mix)?;
-        let first = row.ns.first().copied().flatten()? - floor.ns.first().copied().flatten()?;
-        let last = row.ns.len() - 1 - row.ns.iter().rev().position(Option::is_some)?;
-        let last = row.ns[last]? - floor.ns[last]?;
+        let both = |at: usize| Some(row.ns.get(at).copied()?? - floor.ns.get(at).copied()??);
+        let first = both(0)?;
+        // The largest size both reached (the floor, the cheapest line, reaches the most).
+        let last = (0..row.ns.len()).rev().find_map(both)?;
         Some((first, last))
     }
 }
@@ -153,6 +157,18 @@ fn calls_per_round(scale: Scale, live: usize) -> f64 {
     (2 * (2 * live + 2 * steps(scale, live))) as f64
 }
 
+/// The seconds the point at `next` live blocks would take, from the `seconds` the point at
+/// `live` took: scaled by the calls each makes in all its rounds, and by `growth`, the
+/// cost per call growing again as it did into this point.
+pub fn projected_seconds(scale: Scale, live: usize, next: usize, seconds: f64, growth: f64) -> f64 {
+    let work = |live| calls_per_round(scale, live) * rounds(scale, live) as f64;
+    seconds * work(next) / work(live) * growth
+}
+
+/// The floor's name in each of the study's block mixes, so the plots tell its two lines
+/// apart.
+const FLOOR_NAMES: [&str; 2] = ["the workload alone (8–256 B)", "the workload alone (64 B)"];
+
 /// The newest blocks the steps replace at random.
 pub const HOT: usize = 1024;
 
@@ -178,11 +194,10 @@ pub fn region_for(live: usize) -> usize {
     (live * 512).next_power_of_two().max(8 << 20)
 }
 
-/// The next size would take longer than this (this point's time, scaled by the calls the
-/// next one makes and by the cost per call growing as it did from the size before): it is
-/// skipped, and so are the larger ones. `--full` allows more, so that the allocators
-/// built not to grow reach ten million live blocks.
-fn budget_seconds(scale: Scale) -> f64 {
+/// The next size would take longer than this ([`projected_seconds`]): it is skipped, and
+/// so are the larger ones. `--full` allows more, so that the allocators built not to grow
+/// reach ten million live blocks.
+pub fn budget_seconds(scale: Scale) -> f64 {
     if scale == Scale::Full {
         120.0
     } else {
@@ -255,7 +270,11 @@ fn study(
             continue;
         };
         let mut row = ScaleRow {
-            allocator: contender.name(),
+            allocator: if contender.key() == crate::contenders::WORKLOAD_ALONE {
+                FLOOR_NAMES[mix]
+            } else {
+                contender.name()
+            },
             key: contender.key(),
             ns: vec![None; sizes.len()],
             note: (mix == 1).then(|| "64-byte blocks".into()),
@@ -298,8 +317,7 @@ fn study(
             let Some(&next) = sizes.get(at + 1) else {
                 continue;
             };
-            let work = |live| calls_per_round(scale, live) * rounds(scale, live) as f64;
-            let projected = seconds * work(next) / work(live) * growth;
+            let projected = projected_seconds(scale, live, next, seconds, growth);
             if projected > budget_seconds(scale) {
                 row.note = Some(format!(
                     "{live} live took {seconds:.1} s, {next} would take about {projected:.0} s: skipped"

@@ -385,6 +385,9 @@ fn the_part_above_the_floor_is_taken_at_the_largest_size_an_allocator_reached() 
             row("nothing", &[None, None, None], small),
         ],
     };
+    // A floor that stopped before the allocator did: the largest size both reached.
+    let mut stopped = study.clone();
+    stopped.rows[1].ns[2] = None;
     let above = |at: usize| study.above_floor(&study.rows[at]);
     assert_eq!(above(0), None, "the floor itself");
     assert_eq!(above(2), Some((2.0, 12.0)));
@@ -399,4 +402,29 @@ fn the_part_above_the_floor_is_taken_at_the_largest_size_an_allocator_reached() 
         "at 100, the largest it reached"
     );
     assert_eq!(above(5), None);
+    assert_eq!(stopped.above_floor(&stopped.rows[3]), Some((1.0, 2.0)));
+}
+
+#[test]
+fn the_scale_schedule_reaches_ten_million_live_blocks_only_for_allocators_that_stay_cheap() {
+    use heapkit_lab::scale::{budget_seconds, projected_seconds, rounds, steps};
+    assert_eq!(steps(Scale::Tiny, 100), 1_000);
+    assert_eq!(steps(Scale::Default, 1_000), 200_000);
+    assert_eq!(steps(Scale::Default, 1_000_000), 1_000_000);
+    assert_eq!(steps(Scale::Full, 10_000_000), 1_000_000);
+    assert_eq!(rounds(Scale::Tiny, 100), 1);
+    assert_eq!(rounds(Scale::Full, 1_000_000), 5);
+    assert_eq!(rounds(Scale::Full, 10_000_000), 3);
+    assert!(budget_seconds(Scale::Full) > budget_seconds(Scale::Default));
+    // TLSF's 10^6 point under --full took 2.8 s, its cost per call having grown 4.7 times
+    // from 10^5: 10^7 makes 3.3 times the calls (a capped million steps, 3 rounds), about
+    // 43 s, inside the budget. With ten times the calls it would be 132 s.
+    let tlsf = projected_seconds(Scale::Full, 1_000_000, 10_000_000, 2.8, 4.7);
+    assert!((tlsf - 43.4).abs() < 0.1, "{tlsf}");
+    assert!(tlsf < budget_seconds(Scale::Full));
+    // linked_list_allocator's 10^4 point took 13.6 s, 22 times the cost per call of 10^3:
+    // 10^5 would take about 430 s, skipped.
+    let list = projected_seconds(Scale::Full, 10_000, 100_000, 13.6, 22.0);
+    assert!((list - 427.4).abs() < 0.1, "{list}");
+    assert!(list > budget_seconds(Scale::Full));
 }

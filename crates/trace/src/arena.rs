@@ -4,6 +4,8 @@
 //! workload of real collections runs on each.
 
 use std::alloc::{GlobalAlloc, Layout};
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 
 use allocator_api2::alloc::{AllocError, Allocator};
@@ -262,6 +264,129 @@ macro_rules! allocator_over_arena {
 allocator_over_arena!([G: GlobalAlloc] FromGlobal<G>);
 allocator_over_arena!([A: Arena] LockedArena<A>);
 
+/// The least an allocator can do for the same calls: the block freed last kept at hand, a
+/// stack of the others per size (in steps of [`FreeStacks::GRANULE`] bytes), new blocks
+/// cut from the front of the region; no header, no search, no coalescing, and no memory
+/// touched but its own few words. Timed on a workload, what remains is the workload's own
+/// work (drawing or reading its calls, its table of live blocks, the bytes it writes to its
+/// blocks), with the blocks packed as densely as a heap without headers packs them: the
+/// floor under an allocator's time on the same calls. Not a usable allocator: memory
+/// freed in one size is never reused for another, and the stacks grow with the blocks
+/// freed (a vector per size up to the largest freed).
+///
+/// ```
+/// use std::alloc::Layout;
+/// use std::mem::MaybeUninit;
+/// use heapkit_trace::arena::{Arena, FreeStacks};
+///
+/// let mut memory = [MaybeUninit::<u8>::uninit(); 256];
+/// let mut floor = FreeStacks::new(&mut memory);
+/// let layout = Layout::from_size_align(24, 8).unwrap();
+/// let block = floor.alloc(layout).unwrap();
+/// // SAFETY: allocated just above with `layout`.
+/// unsafe { floor.free(block, layout) };
+/// assert_eq!(floor.alloc(layout), Some(block)); // its size's block freed last
+/// ```
+#[derive(Debug)]
+pub struct FreeStacks<'a> {
+    base: NonNull<u8>,
+    len: usize,
+    /// Bytes cut from the front so far.
+    used: usize,
+    /// The block freed last and its size class, until it is handed out again or another
+    /// block is freed: a workload that frees a block and asks for one of its size (a pool's
+    /// whole life) touches no stack.
+    last: Option<(NonNull<u8>, usize)>,
+    /// The other freed blocks of `(class + 1) * GRANULE` bytes at index `class`, the last
+    /// freed last.
+    stacks: Vec<Vec<NonNull<u8>>>,
+    region: PhantomData<&'a mut [MaybeUninit<u8>]>,
+}
+
+impl<'a> FreeStacks<'a> {
+    /// Sizes are rounded up to a multiple of this, and blocks aligned to it.
+    pub const GRANULE: usize = 16;
+
+    /// A stand-in over `region`.
+    pub fn new(region: &'a mut [MaybeUninit<u8>]) -> Self {
+        let skip = region
+            .as_ptr()
+            .align_offset(Self::GRANULE)
+            .min(region.len());
+        let region = &mut region[skip..];
+        Self {
+            len: region.len(),
+            base: NonNull::from(region).cast(),
+            used: 0,
+            last: None,
+            stacks: Vec::new(),
+            region: PhantomData,
+        }
+    }
+
+    /// The stack of blocks for `size` bytes (not zero): sizes `16k - 15..=16k` share one.
+    #[inline]
+    fn class(size: usize) -> usize {
+        size.saturating_sub(1) / Self::GRANULE
+    }
+
+    /// Puts a freed block on its size's stack.
+    #[inline]
+    fn push(&mut self, block: NonNull<u8>, class: usize) {
+        match self.stacks.get_mut(class) {
+            Some(stack) => stack.push(block),
+            None => self.push_to_new_stack(block, class),
+        }
+    }
+
+    /// The first block stacked of a size larger than any before.
+    #[cold]
+    #[inline(never)]
+    fn push_to_new_stack(&mut self, block: NonNull<u8>, class: usize) {
+        self.stacks.resize_with(class + 1, Vec::new);
+        self.stacks[class].push(block);
+    }
+}
+
+impl Arena for FreeStacks<'_> {
+    #[inline]
+    fn alloc(&mut self, layout: Layout) -> Option<NonNull<u8>> {
+        if layout.size() == 0 || layout.align() > Self::GRANULE {
+            return None;
+        }
+        let class = Self::class(layout.size());
+        if let Some((block, last_class)) = self.last {
+            if last_class == class {
+                self.last = None;
+                return Some(block);
+            }
+        }
+        if let Some(block) = self.stacks.get_mut(class).and_then(Vec::pop) {
+            return Some(block);
+        }
+        // At most `isize::MAX + GRANULE`: no overflow.
+        let bytes = (class + 1) * Self::GRANULE;
+        if bytes > self.len - self.used {
+            return None;
+        }
+        // SAFETY: `used + bytes <= len`: the block lies inside the region, after every block
+        // cut before it; `base` and `used` are multiples of the granule, so it is aligned.
+        let block = unsafe { self.base.add(self.used) };
+        self.used += bytes;
+        Some(block)
+    }
+
+    #[inline]
+    unsafe fn free(&mut self, ptr: NonNull<u8>, layout: Layout) {
+        // Per the caller, a block allocated here: its class was cut, so the vector of stacks
+        // stays as small as the region.
+        let class = Self::class(layout.size());
+        if let Some((before, before_class)) = self.last.replace((ptr, class)) {
+            self.push(before, before_class);
+        }
+    }
+}
+
 /// heapkit's TLSF over a fresh leaked region, for the crate's tests.
 #[cfg(test)]
 #[cfg_attr(miri, allow(dead_code))] // its tests are too slow for miri
@@ -283,5 +408,40 @@ mod tests {
         let block = arena.alloc(byte).expect("one byte");
         // SAFETY: allocated just above with `byte`.
         unsafe { arena.free(block, byte) };
+    }
+
+    #[test]
+    fn free_stacks_reuse_the_last_block_freed_of_a_size_before_cutting_new_ones() {
+        #[repr(align(16))]
+        struct Memory([MaybeUninit<u8>; 1000]);
+        let mut memory = Memory([MaybeUninit::uninit(); 1000]);
+        let mut floor = FreeStacks::new(&mut memory.0);
+        let layout = |size| Layout::from_size_align(size, 8).unwrap();
+        // Packed: 24 and 32 bytes take 32, 33 takes 48, 1 takes 16, each after the last.
+        let a = floor.alloc(layout(24)).unwrap();
+        let b = floor.alloc(layout(32)).unwrap();
+        let c = floor.alloc(layout(33)).unwrap();
+        let d = floor.alloc(layout(1)).unwrap();
+        let offset = |block: NonNull<u8>| block.as_ptr().addr() - a.as_ptr().addr();
+        assert_eq!([offset(b), offset(c), offset(d)], [32, 64, 112]);
+        // SAFETY: each block is live, allocated above with the layout it is freed with.
+        unsafe {
+            floor.free(a, layout(24));
+            floor.free(b, layout(32));
+            floor.free(c, layout(33));
+        }
+        // A freed block of the size comes back, the last freed first, while fresh memory
+        // remains; a size with none freed gets fresh memory.
+        assert_eq!(floor.alloc(layout(17)), Some(b));
+        assert_eq!(floor.alloc(layout(48)), Some(c));
+        assert_eq!(offset(floor.alloc(layout(40)).unwrap()), 128);
+        assert_eq!(floor.alloc(layout(32)), Some(a));
+        assert_eq!(offset(floor.alloc(layout(32)).unwrap()), 176);
+        // Refused: zero bytes, an alignment past the granule, more than the 792 bytes left.
+        assert_eq!(floor.alloc(layout(0)), None);
+        assert_eq!(floor.alloc(Layout::from_size_align(16, 32).unwrap()), None);
+        assert_eq!(floor.alloc(layout(793)), None);
+        assert_eq!(offset(floor.alloc(layout(777)).unwrap()), 208);
+        assert_eq!(floor.alloc(layout(1)), None);
     }
 }
