@@ -174,7 +174,14 @@ fn main() {
             split,
         ),
         "talc" => run(heapkit_lab::peers::talc_over(region), &calls, split),
-        "floor" | "floor-64" => run(FreeStacks::new(region), &calls, split),
+        "floor" | "floor-64" => {
+            assert!(
+                matches!(calls, Calls::Churn(_)),
+                "the floor runs the scale points only: FreeStacks refuses the alignments above \
+                 16 bytes that some workloads ask for"
+            );
+            run(FreeStacks::new(region), &calls, split);
+        }
         "rlsf" => run(heapkit_lab::peers::rlsf_over(region), &calls, split),
         other => panic!("no allocator {other}"),
     }

@@ -19,8 +19,8 @@
 //! The first two lines of each table are the workload alone, in each block mix: the same
 //! steps over a stand-in that keeps the block freed last and a stack of the others per
 //! size, and nothing else ([`FreeStacks`](heapkit_trace::arena::FreeStacks), through
-//! [`workload_alone`](crate::contenders::workload_alone)), its blocks packed as a heap
-//! without headers packs them. It is the part of every allocator's time that is the
+//! [`workload_alone`](crate::contenders::workload_alone)), its blocks cut at their size
+//! rounded up to 16 bytes. It is the part of every allocator's time that is the
 //! study's own (drawing the steps, the table of live blocks, the first byte written to
 //! each new block), about a nanosecond of the stand-in's own besides, and it is not flat
 //! either: under random replacement, those reads and writes miss the cache once the live

@@ -266,13 +266,15 @@ allocator_over_arena!([A: Arena] LockedArena<A>);
 
 /// The least an allocator can do for the same calls: the block freed last kept at hand, a
 /// stack of the others per size (in steps of [`FreeStacks::GRANULE`] bytes), new blocks
-/// cut from the front of the region; no header, no search, no coalescing, and no memory
-/// touched but its own few words. Timed on a workload, what remains is the workload's own
-/// work (drawing or reading its calls, its table of live blocks, the bytes it writes to its
-/// blocks), with the blocks packed as densely as a heap without headers packs them: the
-/// floor under an allocator's time on the same calls. Not a usable allocator: memory
-/// freed in one size is never reused for another, and the stacks grow with the blocks
-/// freed (a vector per size up to the largest freed).
+/// cut from the front of the region at their size rounded up to the granule; no header,
+/// no search, no coalescing, and no memory of the region touched. Its books are the
+/// pointer to the block freed last and, on the heap, one pointer per other freed block
+/// (a vector per size up to the largest freed). Timed on a workload, what remains is the
+/// workload's own work (drawing or reading its calls, its table of live blocks, the bytes
+/// it writes to its blocks): the floor under an allocator's time on the same calls. Not a
+/// usable allocator: memory freed in one size is never reused for another, so each size
+/// drifts on its own (replacing random 8–256-byte blocks, it spans about 140 bytes per live
+/// block at 10^5 and 10^6 live, 200 at 10^3).
 ///
 /// ```
 /// use std::alloc::Layout;
@@ -370,7 +372,8 @@ impl Arena for FreeStacks<'_> {
             return None;
         }
         // SAFETY: `used + bytes <= len`: the block lies inside the region, after every block
-        // cut before it; `base` and `used` are multiples of the granule, so it is aligned.
+        // cut before it; `base` (the region being non-empty) and `used` are multiples of the
+        // granule, so it is aligned.
         let block = unsafe { self.base.add(self.used) };
         self.used += bytes;
         Some(block)
@@ -378,8 +381,8 @@ impl Arena for FreeStacks<'_> {
 
     #[inline]
     unsafe fn free(&mut self, ptr: NonNull<u8>, layout: Layout) {
-        // Per the caller, a block allocated here: its class was cut, so the vector of stacks
-        // stays as small as the region.
+        // Per the caller, a block allocated here: its class was cut from the region, so the
+        // vector of stacks has at most one entry per granule of the region.
         let class = Self::class(layout.size());
         if let Some((before, before_class)) = self.last.replace((ptr, class)) {
             self.push(before, before_class);
