@@ -130,8 +130,8 @@ fn main() {
     let (Some(allocator), Some(name)) = (args.first(), args.get(1)) else {
         let names: Vec<&str> = workloads.iter().map(|w| w.name.as_str()).collect();
         println!(
-            "usage: lab_ir bitmap|tlsf|talc|rlsf|pool|floor|floor-64 WORKLOAD [split]\nworkloads: {} \
-             scale-random-N scale-hot-set-N",
+            "usage: lab_ir bitmap|tlsf|talc|rlsf|pool|floor|floor-64 WORKLOAD [split]\n\
+             workloads: {} scale-random-N scale-hot-set-N",
             names.join(" ")
         );
         return;

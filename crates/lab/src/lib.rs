@@ -42,10 +42,9 @@ pub enum Scale {
     /// About a minute in all.
     Default,
     /// Twice the events and twice the rounds, and the scale study up to 10^7 live blocks:
-    /// about eight minutes (the workloads three, as the list-scanning
-    /// allocators slow down with the square of the live blocks; the scale study the
-    /// rest). (Four times the events took 19 minutes and overflowed the 32 MiB region on
-    /// the page workload.)
+    /// about eight minutes (the workloads three, as the list-scanning allocators slow down
+    /// with the square of the live blocks; the scale study the rest). (Four times the
+    /// events took 19 minutes and overflowed the 32 MiB region on the page workload.)
     Full,
 }
 

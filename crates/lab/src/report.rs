@@ -384,16 +384,14 @@ impl crate::scale::ScaleResult {
              first two lines are that work alone, in each block mix: the same steps over a \
              stand-in that keeps the block freed last and a stack of the others per size, \
              and nothing else (`heapkit_trace::arena::FreeStacks`, its blocks cut at their \
-             size rounded up to 16 bytes), the floor under every allocator's line. \
-             Growth is the \
-             time at the largest size reached over the time at the smallest (1.00× is \
-             flat). \"Above the workload alone\" is the allocator's ns per call less the \
-             floor's (in the same block sizes), at the smallest size and at the largest \
+             size rounded up to 16 bytes), the floor under every allocator's line. Growth \
+             is the time at the largest size reached over the time at the smallest (1.00× \
+             is flat). \"Above the workload alone\" is the allocator's ns per call less \
+             the floor's (in the same block sizes), at the smallest size and at the largest \
              both reached: the part of its time that is its own (below zero, an allocator \
              does as little as the stand-in: the pool, one size, whose free and allocation \
              the compiler fuses, in `lab_ir`'s build keeping its list head in a register \
-             across the steps). Plot: \
-             `scale-{}.svg` (log-log).\n\n| allocator |",
+             across the steps). Plot: `scale-{}.svg` (log-log).\n\n| allocator |",
             self.pattern.name()
         );
         for live in &self.sizes {
