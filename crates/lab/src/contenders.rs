@@ -479,11 +479,11 @@ pub const WORKLOAD_ALONE: &str = "workload-alone";
 
 /// The scale study's floor: not an allocator but what is left of one when it keeps no
 /// books beyond the block freed last and a stack of the others per size ([`FreeStacks`]),
-/// so its line is the cost of the study's own work.
-pub fn workload_alone() -> Box<dyn Contender> {
+/// so its line is the cost of the study's own work. `name` tells the study's lines apart.
+pub fn workload_alone(name: &'static str) -> Box<dyn Contender> {
     Box::new(InRegion {
         key: WORKLOAD_ALONE,
-        name: "the workload alone (no allocator)",
+        name,
         build: |region, _| Some(FreeStacks::new(region)),
         fits: |summary| summary.max_align <= FreeStacks::GRANULE,
     })

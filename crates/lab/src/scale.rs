@@ -165,8 +165,8 @@ pub fn projected_seconds(scale: Scale, live: usize, next: usize, seconds: f64, g
     seconds * work(next) / work(live) * growth
 }
 
-/// The floor's name in each of the study's block mixes, so the plots tell its two lines
-/// apart.
+/// The floor's name in each of the study's block mixes (in the order of `study`'s mixes),
+/// so the plots tell its two lines apart.
 const FLOOR_NAMES: [&str; 2] = ["the workload alone (8–256 B)", "the workload alone (64 B)"];
 
 /// The newest blocks the steps replace at random.
@@ -262,19 +262,21 @@ fn study(
     let mut rows = Vec::new();
     // The floor in both mixes, then each allocator in the mixed sizes where it serves
     // them, else in the one size (the pool).
-    let floor = crate::contenders::workload_alone();
-    let floors = (0..mixes.len()).map(|mix| (&floor, Some(mix)));
+    let floors: Vec<_> = FLOOR_NAMES
+        .iter()
+        .map(|&name| crate::contenders::workload_alone(name))
+        .collect();
+    let floors = floors
+        .iter()
+        .enumerate()
+        .map(|(mix, floor)| (floor, Some(mix)));
     for (contender, mix) in floors.chain(contenders.iter().map(|contender| (contender, None))) {
         let Some(mix) = mix.or_else(|| (0..mixes.len()).find(|&m| contender.fits(&churns[m][0].1)))
         else {
             continue;
         };
         let mut row = ScaleRow {
-            allocator: if contender.key() == crate::contenders::WORKLOAD_ALONE {
-                FLOOR_NAMES[mix]
-            } else {
-                contender.name()
-            },
+            allocator: contender.name(),
             key: contender.key(),
             ns: vec![None; sizes.len()],
             note: (mix == 1).then(|| "64-byte blocks".into()),
