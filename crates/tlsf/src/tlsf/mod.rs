@@ -292,6 +292,43 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         }
     }
 
+    /// Grows used block `block` (`size` bytes) to `needed` bytes over the free block `next`
+    /// that follows it (`next_size` bytes, enough): what is left of `next` stays a free block
+    /// in its place, or joins the block when too small to stand alone. Returns the block's
+    /// new size. Out of line, so that `grow_in_place`'s quick answers (the block is large
+    /// enough already; the next block is in use or too small), inlined into the resize
+    /// around them, keep no registers for this path.
+    ///
+    /// # Safety
+    ///
+    /// `block` is in use and `next`, right after it, is free, with `size + next_size >=
+    /// needed > size`.
+    #[inline(never)]
+    unsafe fn absorb_next(
+        &mut self,
+        block: Block,
+        size: usize,
+        next: Block,
+        next_size: usize,
+        needed: usize,
+    ) -> usize {
+        // SAFETY: per the caller; what is left of `next` stays a free block in its place, or
+        // is absorbed and the block after it told so.
+        unsafe {
+            let rest = size + next_size - needed;
+            let grown = if rest >= MIN_BLOCK {
+                self.replace_free(next, next_size, block.add(needed), rest);
+                needed
+            } else {
+                self.unlink(next);
+                next.add(next_size).set_prev_free(false);
+                size + next_size
+            };
+            block.set_used(grown);
+            grown
+        }
+    }
+
     /// `allocate` for alignments above the granule: over-allocate, give back the gap.
     ///
     /// The good-fit search asks for `size + align` (plus room for a leading free block), so
@@ -550,16 +587,7 @@ unsafe impl<const FL: usize, const SL: usize> Backend for Tlsf<FL, SL> {
             if next_header & FREE == 0 || size + next_size < needed {
                 return Err(AllocError);
             }
-            let rest = size + next_size - needed;
-            let grown = if rest >= MIN_BLOCK {
-                self.replace_free(next, next_size, block.add(needed), rest);
-                needed
-            } else {
-                self.unlink(next);
-                next.add(next_size).set_prev_free(false);
-                size + next_size
-            };
-            block.set_used(grown);
+            let grown = self.absorb_next(block, size, next, next_size, needed);
             Ok(NonNull::slice_from_raw_parts(ptr, grown - WORD))
         }
     }
