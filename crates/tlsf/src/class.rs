@@ -59,6 +59,22 @@ impl<const FL: usize, const SL: usize> Classes<FL, SL> {
     }
 
     /// [`list_index`](Self::list_index) as `(fl, sl)`, for tests that name lists so.
+    /// [`list_index`](Self::list_index) of `size`, and whether `other` is on the same list:
+    /// from the bits they share, without working out `other`'s list. Above the first
+    /// class, two sizes share a list when they agree on every bit from `size`'s
+    /// second-level step up (a higher top bit in `other` differs there too).
+    #[inline(always)]
+    pub(crate) fn list_index_sharing(size: usize, other: usize) -> (usize, bool) {
+        let (units, other_units) = (size >> GRANULE_SHIFT, other >> GRANULE_SHIFT);
+        if units < SL {
+            (units, other_units == units)
+        } else {
+            let shift = units.ilog2() - Self::SL_SHIFT;
+            let index = ((shift as usize) << Self::SL_SHIFT) + (units >> shift);
+            (index, (units ^ other_units) >> shift == 0)
+        }
+    }
+
     #[cfg(test)]
     pub(crate) fn list_of(size: usize) -> (usize, usize) {
         Self::split(Self::list_index(size))
@@ -141,6 +157,25 @@ mod tests {
         assert_eq!(Default::list_of(31 * g), (0, 31));
         assert_eq!(Default::list_of(32 * g), (1, 0));
         assert_eq!(Default::list_of(64 * g + 2 * g), (2, 1));
+    }
+
+    #[test]
+    fn sharing_a_list_agrees_with_the_lists() {
+        fn check<const FL: usize, const SL: usize>(most: usize) {
+            for a in 1..most {
+                for b in (1..most).step_by(3) {
+                    let (size, other) = (a * GRANULE, b * GRANULE);
+                    let (index, same) = Classes::<FL, SL>::list_index_sharing(size, other);
+                    assert_eq!(index, Classes::<FL, SL>::list_index(size));
+                    let expected = index == Classes::<FL, SL>::list_index(other);
+                    assert_eq!(same, expected, "sizes {size} and {other}");
+                }
+            }
+        }
+        // Every size of the small classes; under miri, the first classes and the lowest
+        // second-level steps of the default ones.
+        check::<8, 4>(if cfg!(miri) { 80 } else { 512 });
+        check::<28, 32>(if cfg!(miri) { 130 } else { 1100 });
     }
 
     #[test]

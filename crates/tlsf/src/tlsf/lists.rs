@@ -238,10 +238,10 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         to: Block,
         to_size: usize,
     ) {
-        let list = Classes::<FL, SL>::list_index(to_size);
+        let (list, same) = Classes::<FL, SL>::list_index_sharing(to_size, from_size);
         // SAFETY: per the caller.
         unsafe {
-            if list == Classes::<FL, SL>::list_index(from_size) {
+            if same {
                 self.relocate(from, to, to_size);
             } else {
                 self.unlink(from);
@@ -260,11 +260,11 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     /// its region, and the block after them knows it follows a free block.
     #[inline(always)]
     pub(super) unsafe fn resize_free(&mut self, block: Block, old_size: usize, new_size: usize) {
-        let list = Classes::<FL, SL>::list_index(new_size);
+        let (list, same) = Classes::<FL, SL>::list_index_sharing(new_size, old_size);
         // SAFETY: per the caller; the header and footer written are the block's first and
         // last words, inside the free memory it now spans.
         unsafe {
-            if list == Classes::<FL, SL>::list_index(old_size) {
+            if same {
                 block.set_free(new_size);
             } else {
                 self.unlink(block);
