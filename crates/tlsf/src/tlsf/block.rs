@@ -3,7 +3,7 @@
 
 use core::ptr;
 
-use super::{FLAGS, FREE, PREV_FREE, WORD};
+use super::{FLAGS, FREE, PREV_FREE, TOP, WORD};
 
 /// A block, addressed by its header word; the payload starts one word later.
 ///
@@ -187,6 +187,19 @@ impl Block {
         // SAFETY: per the caller, the block's first and last words are inside it.
         unsafe {
             self.set_header(size | FREE);
+            self.add(size - WORD).word(0).write(size);
+        }
+    }
+
+    /// [`set_free`](Self::set_free) for the top block: its header says so too.
+    ///
+    /// # Safety
+    /// As for `set_free`.
+    #[inline(always)]
+    pub(super) unsafe fn set_top(self, size: usize) {
+        // SAFETY: per the caller.
+        unsafe {
+            self.set_header(size | FREE | TOP);
             self.add(size - WORD).word(0).write(size);
         }
     }

@@ -3,7 +3,7 @@
 use heapkit_core::Corruption;
 
 use super::block::Block;
-use super::{Classes, Region, Tlsf, CRATE_NAME, FLAGS, FREE, GRANULE, MIN_BLOCK, PREV_FREE};
+use super::{Classes, Region, Tlsf, CRATE_NAME, FLAGS, FREE, GRANULE, MIN_BLOCK, PREV_FREE, TOP};
 
 impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     /// The region holding address `addr` in its blocks, if any.
@@ -44,6 +44,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     pub(super) fn check_heap(&self) -> Result<(), Corruption> {
         let corrupt = |at: Block, what| Corruption::new(CRATE_NAME, at.addr().addr(), what);
         let mut free_blocks = 0usize;
+        let mut top_met = false;
         for r in self.regions.iter() {
             let (mut block, end) = (Block::at(r.first), Block::at(r.sentinel));
             let mut prev_free = false;
@@ -71,6 +72,16 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
                     }
                     free_blocks += 1;
                 }
+                if (block == self.top) != (h & TOP != 0) {
+                    return Err(corrupt(block, "the top bit disagrees with the top block")
+                        .expected(usize::from(block == self.top), usize::from(h & TOP != 0)));
+                }
+                if block == self.top {
+                    if !free {
+                        return Err(corrupt(block, "the top block is not free"));
+                    }
+                    top_met = true;
+                }
                 prev_free = free;
                 // SAFETY: `size <= room`: at most the sentinel.
                 block = unsafe { block.add(size) };
@@ -82,10 +93,18 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
                     .expected(usize::from(prev_free) * PREV_FREE, sentinel));
             }
         }
-        let listed = self.check_lists(free_blocks)?;
-        if listed != free_blocks {
+        if !self.top.is_none() && !top_met {
+            return Err(corrupt(
+                self.top,
+                "the top block is not a block of any region",
+            ));
+        }
+        // Every free block but the top block is on a list.
+        let on_lists = free_blocks - usize::from(top_met);
+        let listed = self.check_lists(on_lists)?;
+        if listed != on_lists {
             return Err(corrupt(Block::NONE, "free blocks missing from the lists")
-                .expected(free_blocks, listed));
+                .expected(on_lists, listed));
         }
         Ok(())
     }

@@ -95,6 +95,26 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         }
     }
 
+    /// Makes `block` (`size` bytes, off the lists) the top block; the old top block, if
+    /// any, goes on its list.
+    ///
+    /// # Safety
+    ///
+    /// As for [`insert`](Self::insert).
+    #[inline(always)]
+    pub(super) unsafe fn make_top(&mut self, block: Block, size: usize) {
+        // SAFETY: per the caller; the old top block is a free block off the lists.
+        unsafe {
+            let old = self.top;
+            if !old.is_none() {
+                self.link_free(old, old.size());
+            }
+            block.set_top(size);
+            block.add(size).set_prev_free(true);
+            self.top = block;
+        }
+    }
+
     /// Takes a free block off its list, whichever it is: the back link names the block
     /// before it or, for a list's first block, the list. Its header and the next block's
     /// `PREV_FREE` bit are left for the caller to rewrite.

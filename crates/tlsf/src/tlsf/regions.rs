@@ -186,7 +186,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         unsafe {
             header.write(region);
             Block::at(sentinel).set_header(0);
-            self.insert(Block::at(first), plan.sentinel - plan.first);
+            self.make_top(Block::at(first), plan.sentinel - plan.first);
         }
         // SAFETY: the header was just written inside the region, with `next` the old head.
         unsafe { self.regions.push(header) };
@@ -225,8 +225,13 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
                 self.capacity -= region.span.len();
                 // SAFETY: the region's one block is free, on its list; the
                 // region leaves the list here, `prev`'s link (or the head) skipping it.
+                // (The region's one block is the top block, or on its list.)
                 unsafe {
-                    self.unlink(Block::at(first));
+                    if Block::at(first) == self.top {
+                        self.top = Block::NONE;
+                    } else {
+                        self.unlink(Block::at(first));
+                    }
                     if prev.is_null() {
                         self.regions.remove(next, |_, _| {});
                     } else {

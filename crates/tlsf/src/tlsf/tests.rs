@@ -20,8 +20,9 @@ fn layout(size: usize, align: usize) -> Layout {
     Layout::from_size_align(size, align).unwrap()
 }
 
+/// Free blocks: those on the lists and the top block.
 fn free_blocks<const FL: usize, const SL: usize>(heap: &Tlsf<FL, SL>) -> usize {
-    heap.free_blocks_per_list().iter().flatten().sum()
+    heap.free_blocks_per_list().iter().flatten().sum::<usize>() + usize::from(!heap.top.is_none())
 }
 
 /// A heap full of small free fragments of many sizes, where a first-fit or best-fit
@@ -72,12 +73,12 @@ fn allocation_examines_one_block_however_fragmented() {
         );
         taken.push((block.cast::<u8>(), size, align));
     }
-    // A request nothing can serve looks at the bitmaps only; an aligned one also at
-    // the head of the largest list, which may hold an aligned fit.
+    // A request nothing can serve looks at the bitmaps and the top block; an aligned one
+    // also at the head of the largest list, which may hold an aligned fit.
     assert!(heap.allocate(layout(count * 600, 8)).is_err());
-    assert_eq!(heap.probes, requests.len());
-    assert!(heap.allocate(layout(count * 600, 64)).is_err());
     assert_eq!(heap.probes, requests.len() + 1);
+    assert!(heap.allocate(layout(count * 600, 64)).is_err());
+    assert_eq!(heap.probes, requests.len() + 3);
     for (block, size, align) in taken.into_iter().chain(
         blocks
             .into_iter()
@@ -169,9 +170,24 @@ fn check_reports_each_broken_invariant() {
         assert_eq!(what(&heap), "second-level bit disagrees with its list");
 
         let (heap, [_, b, _]) = fresh(&mut regions);
-        // A cycle back to the head: its back link (its list's tag) cannot match.
+        // A cycle: b, the one block on a list, comes round again.
         b.set_next_in_list(b);
+        assert_eq!(
+            what(&heap),
+            "a list holds more blocks than are free (a cycle?)"
+        );
+
+        let (heap, [a, b, _]) = fresh(&mut regions);
+        b.set_prev_in_list(a);
         assert_eq!(what(&heap), "list node's back link is wrong");
+
+        let (heap, _) = fresh(&mut regions);
+        heap.top.set_header(heap.top.header() & !TOP);
+        assert_eq!(what(&heap), "the top bit disagrees with the top block");
+
+        let (heap, [_, b, _]) = fresh(&mut regions);
+        b.set_header(b.header() | TOP);
+        assert_eq!(what(&heap), "the top bit disagrees with the top block");
     }
 }
 
@@ -238,6 +254,76 @@ fn grow_and_shrink_stay_in_place() {
         heap.deallocate(c, small);
     }
     assert_eq!(free_blocks(&heap), 1);
+}
+
+#[test]
+fn fresh_memory_comes_from_the_top_block_and_frees_beside_it_merge_back() {
+    let mut regions = Regions::new();
+    let mut heap: Tlsf = heap_over(&mut regions, 64 * 1024);
+    let region_top = heap.top;
+    assert!(!region_top.is_none(), "a region starts as the top block");
+    assert_eq!(
+        heap.free_blocks_per_list().iter().flatten().sum::<usize>(),
+        0
+    );
+    let l = layout(100, 8);
+    let blocks: Vec<_> = (0..3)
+        .map(|_| heap.allocate(l).unwrap().cast::<u8>())
+        .collect();
+    // Cut one after another from the top block's front, which moves up behind them.
+    assert_eq!(Block::of_payload(blocks[0].as_ptr()), region_top);
+    // SAFETY: `heap.top` is the top block, a free block of the region.
+    let top_at = unsafe { heap.top.addr().offset_from(region_top.addr()) };
+    assert_eq!(top_at, 3 * block_size_for(100) as isize);
+    // SAFETY: live blocks freed once each.
+    unsafe {
+        // Not beside the top block: onto a list.
+        heap.deallocate(blocks[0], l);
+        assert_eq!(
+            heap.free_blocks_per_list().iter().flatten().sum::<usize>(),
+            1
+        );
+        // Beside it: the top block moves down over the freed block.
+        heap.deallocate(blocks[2], l);
+        assert_eq!(heap.top, Block::of_payload(blocks[2].as_ptr()));
+        // Between a listed block and the top block: all three are the top block again.
+        heap.deallocate(blocks[1], l);
+    }
+    assert_eq!(heap.top, region_top);
+    assert_eq!(
+        heap.free_blocks_per_list().iter().flatten().sum::<usize>(),
+        0
+    );
+    assert_eq!(heap.check(), Ok(()));
+}
+
+#[test]
+fn a_new_region_becomes_the_top_block_and_the_old_one_goes_on_its_list() {
+    let mut regions = Regions::new();
+    let mut heap: Tlsf = heap_over(&mut regions, 16 * 1024);
+    let first_top = heap.top;
+    let second = regions.take(64 * 1024, 4096);
+    // SAFETY: `regions` outlives the heap.
+    unsafe { heap.add_region(second.cast(), 64 * 1024) }.unwrap();
+    assert_ne!(heap.top, first_top);
+    assert_eq!(
+        heap.free_blocks_per_list().iter().flatten().sum::<usize>(),
+        1
+    );
+    assert_eq!(heap.check(), Ok(()));
+    // The old top block, on its list, serves what fits in it; the rest comes from the new.
+    let small = heap.allocate(layout(100, 8)).unwrap().cast::<u8>();
+    assert_eq!(Block::of_payload(small.as_ptr()), first_top);
+    let large = heap.allocate(layout(40 * 1024, 8)).unwrap().cast::<u8>();
+    assert!(heap.region_of(large.as_ptr().addr()).is_some());
+    assert_eq!(heap.check(), Ok(()));
+    // SAFETY: live blocks freed once each.
+    unsafe {
+        heap.deallocate(small, layout(100, 8));
+        heap.deallocate(large, layout(40 * 1024, 8));
+    }
+    assert_eq!(free_blocks(&heap), 2);
+    assert_eq!(heap.check(), Ok(()));
 }
 
 #[test]
