@@ -58,7 +58,6 @@ impl<const FL: usize, const SL: usize> Classes<FL, SL> {
         }
     }
 
-    /// [`list_index`](Self::list_index) as `(fl, sl)`, for tests that name lists so.
     /// [`list_index`](Self::list_index) of `size`, and whether `other` is on the same list:
     /// from the bits they share, without working out `other`'s list. Above the first
     /// class, two sizes share a list when they agree on every bit from `size`'s
@@ -75,6 +74,7 @@ impl<const FL: usize, const SL: usize> Classes<FL, SL> {
         }
     }
 
+    /// [`list_index`](Self::list_index) as `(fl, sl)`, for tests that name lists so.
     #[cfg(test)]
     pub(crate) fn list_of(size: usize) -> (usize, usize) {
         Self::split(Self::list_index(size))

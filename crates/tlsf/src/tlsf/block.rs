@@ -1,4 +1,4 @@
-//! A block: its header (size and two flags), its list links and its footer.
+//! A block: its header (size and three flags), its list links and its footer.
 //! Every read and write of them goes through [`Block`]'s accessors.
 
 use core::ptr;

@@ -80,6 +80,10 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
                     if !free {
                         return Err(corrupt(block, "the top block is not free"));
                     }
+                    // SAFETY: `size <= room`: at most the sentinel.
+                    if unsafe { block.add(size) } != end {
+                        return Err(corrupt(block, "the top block does not end its region"));
+                    }
                     top_met = true;
                 }
                 prev_free = free;

@@ -188,6 +188,13 @@ fn check_reports_each_broken_invariant() {
         let (heap, [_, b, _]) = fresh(&mut regions);
         b.set_header(b.header() | TOP);
         assert_eq!(what(&heap), "the top bit disagrees with the top block");
+
+        // A free block in the middle taken for the top block.
+        let (mut heap, [_, b, _]) = fresh(&mut regions);
+        heap.top.set_header(heap.top.header() & !TOP);
+        b.set_header(b.header() | TOP);
+        heap.top = b;
+        assert_eq!(what(&heap), "the top block does not end its region");
     }
 }
 
