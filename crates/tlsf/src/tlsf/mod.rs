@@ -405,6 +405,44 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         }
     }
 
+    /// Shrinks used block `block` (`size` bytes) to `needed` bytes, handing the tail back:
+    /// joined to the free block after it (the top block or a listed one) or, when that is
+    /// in use, a free block of its own. Out of line, as [`absorb_next`](Self::absorb_next)
+    /// is, so that a resize with nothing to do here keeps no registers for it.
+    ///
+    /// # Safety
+    ///
+    /// `block` is in use, `next_header` is the header after it, and the tail `size - needed`
+    /// is at least `MIN_BLOCK`, or non-zero with a free block after it.
+    #[inline(never)]
+    unsafe fn give_back_tail(
+        &mut self,
+        block: Block,
+        size: usize,
+        needed: usize,
+        next_header: usize,
+    ) {
+        // SAFETY: per the caller; the tail lies inside the block, and joins the next block
+        // only when that one is free.
+        unsafe {
+            let tail = size - needed;
+            let next = block.add(size);
+            let freed = block.add(needed);
+            if next_header & FREE != 0 {
+                let next_size = next_header & !FLAGS;
+                if next_header & TOP != 0 {
+                    freed.set_top(tail + next_size);
+                    self.top = freed;
+                } else {
+                    self.replace_free(next, next_size, freed, tail + next_size);
+                }
+            } else {
+                self.insert(freed, tail);
+            }
+            block.set_used(needed);
+        }
+    }
+
     /// `allocate` for alignments above the granule: over-allocate, give back the gap.
     ///
     /// The good-fit search asks for `size + align` (plus room for a leading free block), so
@@ -735,29 +773,19 @@ unsafe impl<const FL: usize, const SL: usize> Backend for Tlsf<FL, SL> {
         self.validate(ptr, old_layout, "shrink");
         let _ = old_layout;
         let needed = block_size_for(new_layout.size());
-        // SAFETY: as in `deallocate`; the tail handed back lies inside the block, merged
-        // with the next block when that one is free.
+        // SAFETY: as in `deallocate`: the block's header, and the header after it (a block
+        // or the sentinel).
         unsafe {
             let block = Block::of_payload(ptr.as_ptr());
             let size = block.size();
             let tail = size - needed;
-            let next = block.add(size);
-            let next_header = next.header();
-            let freed = block.add(needed);
-            if next_header & FREE != 0 && tail > 0 {
-                let next_size = next_header & !FLAGS;
-                if next_header & TOP != 0 {
-                    freed.set_top(tail + next_size);
-                    self.top = freed;
-                } else {
-                    self.replace_free(next, next_size, freed, tail + next_size);
-                }
-            } else if tail >= MIN_BLOCK {
-                self.insert(freed, tail);
-            } else {
+            let next_header = block.add(size).header();
+            if tail < MIN_BLOCK && (tail == 0 || next_header & FREE == 0) {
+                // Nothing to give back: too little to stand alone, and no free block to
+                // join.
                 return Ok(NonNull::slice_from_raw_parts(ptr, size - WORD));
             }
-            block.set_used(needed);
+            self.give_back_tail(block, size, needed, next_header);
             Ok(NonNull::slice_from_raw_parts(ptr, needed - WORD))
         }
     }
