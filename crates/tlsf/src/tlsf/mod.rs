@@ -405,6 +405,29 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         }
     }
 
+    /// Makes free memory `block..block + size` and the free block `next` right after it
+    /// (header `next_header`) one free block: the top block if `next` was, else on the list
+    /// of its size (keeping `next`'s place when that is `next`'s list).
+    ///
+    /// # Safety
+    ///
+    /// `block..block + size` is unused memory of the region, the block before it is in use,
+    /// and `next` is a free block whose header is `next_header`.
+    #[inline(always)]
+    unsafe fn join_next(&mut self, block: Block, size: usize, next: Block, next_header: usize) {
+        let next_size = next_header & !FLAGS;
+        // SAFETY: per the caller; the joined block spans both, and the block after `next`
+        // already says "free before me".
+        unsafe {
+            if next_header & TOP != 0 {
+                block.set_top(size + next_size);
+                self.top = block;
+            } else {
+                self.replace_free(next, next_size, block, size + next_size);
+            }
+        }
+    }
+
     /// Shrinks used block `block` (`size` bytes) to `needed` bytes, handing the tail back:
     /// joined to the free block after it (the top block or a listed one) or, when that is
     /// in use, a free block of its own. Out of line, as [`absorb_next`](Self::absorb_next)
@@ -429,13 +452,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
             let next = block.add(size);
             let freed = block.add(needed);
             if next_header & FREE != 0 {
-                let next_size = next_header & !FLAGS;
-                if next_header & TOP != 0 {
-                    freed.set_top(tail + next_size);
-                    self.top = freed;
-                } else {
-                    self.replace_free(next, next_size, freed, tail + next_size);
-                }
+                self.join_next(freed, tail, next, next_header);
             } else {
                 self.insert(freed, tail);
             }
@@ -718,13 +735,7 @@ unsafe impl<const FL: usize, const SL: usize> Backend for Tlsf<FL, SL> {
                 debug_assert_ne!(prev, self.top);
                 self.resize_free(prev, prev_size, merged);
             } else if next_header & FREE != 0 {
-                let next_size = next_header & !FLAGS;
-                if next_header & TOP != 0 {
-                    block.set_top(size + next_size);
-                    self.top = block;
-                } else {
-                    self.replace_free(next, next_size, block, size + next_size);
-                }
+                self.join_next(block, size, next, next_header);
             } else {
                 next.set_header(next_header | PREV_FREE);
                 self.link_free(block, size);
