@@ -109,10 +109,22 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
             if !old.is_none() {
                 self.link_free(old, old.size());
             }
-            block.set_top(size);
+            self.set_top(block, size);
             block.add(size).set_prev_free(true);
-            self.top = block;
         }
+    }
+
+    /// Makes free memory `block..block + size` the top block: its header (with the top
+    /// bit) and footer, and `self.top`, written together so that they never disagree.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Block::set_top`]; the block is off the lists and ends its region.
+    #[inline(always)]
+    pub(super) unsafe fn set_top(&mut self, block: Block, size: usize) {
+        // SAFETY: per the caller.
+        unsafe { block.set_top(size) };
+        self.top = block;
     }
 
     /// Takes a free block off its list, whichever it is: the back link names the block

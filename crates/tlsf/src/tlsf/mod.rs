@@ -352,8 +352,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
             let rest = available - size;
             if rest >= MIN_BLOCK {
                 let top = block.add(size);
-                top.set_top(rest);
-                self.top = top;
+                self.set_top(top, rest);
                 size
             } else {
                 self.top = Block::NONE;
@@ -420,8 +419,7 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
         // already says "free before me".
         unsafe {
             if next_header & TOP != 0 {
-                block.set_top(size + next_size);
-                self.top = block;
+                self.set_top(block, size + next_size);
             } else {
                 self.replace_free(next, next_size, block, size + next_size);
             }
@@ -723,8 +721,7 @@ unsafe impl<const FL: usize, const SL: usize> Backend for Tlsf<FL, SL> {
                     if next_header & TOP != 0 {
                         // The merged block is the top block now, off the lists.
                         self.unlink(prev);
-                        prev.set_top(merged);
-                        self.top = prev;
+                        self.set_top(prev, merged);
                         return;
                     }
                     self.unlink(next);
