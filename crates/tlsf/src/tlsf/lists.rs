@@ -115,7 +115,10 @@ impl<const FL: usize, const SL: usize> Tlsf<FL, SL> {
     }
 
     /// Makes free memory `block..block + size` the top block: its header (with the top
-    /// bit) and footer, and `self.top`, written together so that they never disagree.
+    /// bit) and footer, and `self.top`, written together so that the new top block's bit
+    /// and the pointer never disagree. The old top block's header keeps its bit: every
+    /// caller rewrites that header or makes it part of this block (the old top block is
+    /// listed, merged into this one, or handed out).
     ///
     /// # Safety
     ///

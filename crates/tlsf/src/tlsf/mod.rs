@@ -789,8 +789,8 @@ unsafe impl<const FL: usize, const SL: usize> Backend for Tlsf<FL, SL> {
             let tail = size - needed;
             let next_header = block.add(size).header();
             if tail < MIN_BLOCK && (tail == 0 || next_header & FREE == 0) {
-                // Nothing to give back: too little to stand alone, and no free block to
-                // join.
+                // Nothing to give back: no tail at all, or one too small to stand alone
+                // with no free block after it to join.
                 return Ok(NonNull::slice_from_raw_parts(ptr, size - WORD));
             }
             self.give_back_tail(block, size, needed, next_header);
