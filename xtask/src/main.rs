@@ -26,8 +26,9 @@ commands:
                           denied
   test                    cargo test --workspace --all-features (unit, integration, doc)
   miri                    unit and integration tests under miri, strict provenance
-  miri-edges              every crates/*/tests/address_edges.rs under miri for
-                          i686-unknown-linux-gnu: regions straddling 2 GiB and near the top
+  miri-edges              every crates/*/tests/address_edges.rs, then every unit-test
+                          module `address_edges`, under miri for i686-unknown-linux-gnu:
+                          regions straddling 2 GiB and near the top
   miri-threads            the tests that share allocators between threads, under miri's
                           Stacked Borrows model with several scheduler seeds
   loom [--mutants [NAME...]]
@@ -367,15 +368,29 @@ fn miri_flags() -> String {
 /// The 32-bit target the address-edge tests run on under miri (no libc needed).
 const EDGE_TARGET: &str = "i686-unknown-linux-gnu";
 
+/// The integration tests `tests/address_edges.rs` with every feature, then the unit tests
+/// in modules named `address_edges` (for what only a crate's own tests can reach, such as
+/// a region plan over made-up addresses near the top) with every feature and with none:
+/// `checked` changes the bookkeeping a region needs, and so where its edges are.
 fn miri_edges(root: &Path) -> Step {
-    run(&mut miri_edges_command(root)?)
-}
-
-fn miri_edges_command(root: &Path) -> Result<Command, String> {
     let packages = packages_with_test(root, "address_edges")?;
     if packages.is_empty() {
         return Err("no crates/*/tests/address_edges.rs found".into());
     }
+    run(miri_edges_command(root, &packages, "--all-features").args(["--test", "address_edges"]))?;
+    let packages = packages_with_unit_module(root, "address_edges")?;
+    if packages.is_empty() {
+        return Err("no unit-test module `address_edges` found under crates/*/src".into());
+    }
+    for features in ["--all-features", "--no-default-features"] {
+        run(miri_edges_command(root, &packages, features).args(["--lib", "--", "address_edges"]))?;
+    }
+    Ok(())
+}
+
+/// `cargo miri test` for the edge target over `packages` with `features` (a cargo flag);
+/// the caller names the targets.
+fn miri_edges_command(root: &Path, packages: &[String], features: &str) -> Command {
     let mut command = cargo(root);
     command.args([
         "+nightly",
@@ -383,24 +398,25 @@ fn miri_edges_command(root: &Path) -> Result<Command, String> {
         "test",
         "--target",
         EDGE_TARGET,
-        "--all-features",
+        features,
     ]);
-    for package in &packages {
+    for package in packages {
         command.args(["-p", package]);
     }
+    command.env("MIRIFLAGS", miri_flags());
     command
-        .args(["--test", "address_edges"])
-        .env("MIRIFLAGS", miri_flags());
-    Ok(command)
 }
 
-/// The address edges and the threaded tests at once, one per core: the edges in their
-/// own target directory (cargo locks one for a whole run), the threaded tests through
-/// this program's own `miri-threads`.
+/// The address edges and the threaded tests at once, one per core, each through this
+/// program's own step: the edges in their own target directory (cargo locks one for a
+/// whole run).
 fn miri_edges_and_threads(root: &Path) -> Step {
-    let mut edges = miri_edges_command(root)?;
-    edges.env("CARGO_TARGET_DIR", root.join("target/miri-edges"));
     let program = env::current_exe().map_err(|e| format!("cannot find xtask itself: {e}"))?;
+    let mut edges = Command::new(&program);
+    edges
+        .arg("miri-edges")
+        .current_dir(root)
+        .env("CARGO_TARGET_DIR", root.join("target/miri-edges"));
     let mut threads = Command::new(program);
     threads.arg("miri-threads").current_dir(root);
     run_together(root, [("miri-edges", edges), ("miri-threads", threads)])
@@ -438,6 +454,37 @@ fn miri_threads(root: &Path) -> Step {
         run(&mut command)?;
     }
     Ok(())
+}
+
+/// Packages with a `mod <name>` in a source file under `crates/*/src`.
+fn packages_with_unit_module(root: &Path, name: &str) -> Result<Vec<String>, String> {
+    fn declares(dir: &Path, module: &str) -> Result<bool, String> {
+        let entries = fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for entry in entries {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            let found = if path.is_dir() {
+                declares(&path, module)?
+            } else if path.extension().is_some_and(|ext| ext == "rs") {
+                let text = fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                text.lines().any(|line| line.trim_start() == module)
+            } else {
+                false
+            };
+            if found {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+    let module = format!("mod {name} {{");
+    let mut packages = Vec::new();
+    for dir in crate_dirs(root)? {
+        if declares(&dir.join("src"), &module)? {
+            packages.push(package_name(&dir)?);
+        }
+    }
+    Ok(packages)
 }
 
 /// Packages with a `tests/<name>.rs` file under `crates/`.

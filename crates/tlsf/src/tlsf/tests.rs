@@ -376,94 +376,101 @@ fn bad_regions_are_refused_and_change_nothing() {
     assert_eq!(heap.stats(), before);
 }
 
-/// Checks a plan against its span: everything inside, blocks whole granules, the first
-/// block at most the largest.
-fn assert_plan_inside<const FL: usize, const SL: usize>(span: Span) -> RegionPlan {
-    let plan = Tlsf::<FL, SL>::plan(span).unwrap();
-    assert!(plan.span.len() <= span.len() && plan.span.start() == span.start());
-    assert!(plan.header + size_of::<Region>() <= plan.first);
-    assert_eq!(
-        (span.start() + plan.first + WORD) % GRANULE,
-        0,
-        "payload aligned"
-    );
-    assert!(plan.first + MIN_BLOCK <= plan.sentinel);
-    assert!(plan.sentinel + WORD <= plan.span.len(), "sentinel inside");
-    assert_eq!((plan.sentinel - plan.first) % GRANULE, 0);
-    assert!(plan.sentinel - plan.first <= Tlsf::<FL, SL>::MAX_BLOCK);
-    plan
-}
+/// Region plans at the edges of the address space: run under miri for a 32-bit target
+/// too (`cargo xtask miri-edges`), where the largest block is half the address space.
+mod address_edges {
+    use super::*;
 
-#[test]
-fn plans_near_the_top_of_the_address_space_stay_inside() {
-    type Small = Tlsf<8, 4>;
-    let top = usize::MAX;
-    for len in [
-        128,
-        200,
-        4096,
-        Small::MAX_BLOCK - 1,
-        Small::MAX_BLOCK + 4096,
-    ] {
-        for gap in [0, 1, 7, 15, 4095] {
-            let span = Span::new(top - gap - len, len).unwrap();
-            let plan = assert_plan_inside::<8, 4>(span);
-            if len < Small::MAX_BLOCK {
-                assert_eq!(
-                    plan.span.len(),
-                    len,
-                    "a region below the largest block is whole"
-                );
+    /// Checks a plan against its span: everything inside, blocks whole granules, the first
+    /// block at most the largest.
+    fn assert_plan_inside<const FL: usize, const SL: usize>(span: Span) -> RegionPlan {
+        let plan = Tlsf::<FL, SL>::plan(span).unwrap();
+        assert!(plan.span.len() <= span.len() && plan.span.start() == span.start());
+        assert!(plan.header + size_of::<Region>() <= plan.first);
+        assert_eq!(
+            (span.start() + plan.first + WORD) % GRANULE,
+            0,
+            "payload aligned"
+        );
+        assert!(plan.first + MIN_BLOCK <= plan.sentinel);
+        assert!(plan.sentinel + WORD <= plan.span.len(), "sentinel inside");
+        assert_eq!((plan.sentinel - plan.first) % GRANULE, 0);
+        assert!(plan.sentinel - plan.first <= Tlsf::<FL, SL>::MAX_BLOCK);
+        plan
+    }
+
+    #[test]
+    fn plans_near_the_top_of_the_address_space_stay_inside() {
+        type Small = Tlsf<8, 4>;
+        let top = usize::MAX;
+        for len in [
+            128,
+            200,
+            4096,
+            Small::MAX_BLOCK - 1,
+            Small::MAX_BLOCK + 4096,
+        ] {
+            for gap in [0, 1, 7, 15, 4095] {
+                let span = Span::new(top - gap - len, len).unwrap();
+                let plan = assert_plan_inside::<8, 4>(span);
+                if len < Small::MAX_BLOCK {
+                    assert_eq!(
+                        plan.span.len(),
+                        len,
+                        "a region below the largest block is whole"
+                    );
+                }
             }
         }
+        // The default parameters' largest block is half the 32-bit address space or more:
+        // a region whose start is within that distance of the top (SDRAM at 0xC000_0000, a
+        // higher-half heap) once placed its sentinel at `first + MAX_BLOCK`, wrapped.
+        let len = (Tlsf::<DEFAULT_FL, DEFAULT_SL>::MAX_BLOCK / 2).min(1usize << (usize::BITS - 24));
+        for gap in [0, 1, 4096] {
+            let plan = assert_plan_inside::<DEFAULT_FL, DEFAULT_SL>(
+                Span::new(top - gap - len, len).unwrap(),
+            );
+            assert_eq!(plan.span.len(), len);
+        }
+        // Straddling the middle of the address space.
+        let middle = usize::MAX / 2 + 1;
+        assert_plan_inside::<DEFAULT_FL, DEFAULT_SL>(Span::new(middle - 4099, 1 << 20).unwrap());
     }
-    // The default parameters' largest block is half the 32-bit address space or more:
-    // a region whose start is within that distance of the top (SDRAM at 0xC000_0000, a
-    // higher-half heap) once placed its sentinel at `first + MAX_BLOCK`, wrapped.
-    let len = (Tlsf::<DEFAULT_FL, DEFAULT_SL>::MAX_BLOCK / 2).min(1usize << (usize::BITS - 24));
-    for gap in [0, 1, 4096] {
-        let plan =
-            assert_plan_inside::<DEFAULT_FL, DEFAULT_SL>(Span::new(top - gap - len, len).unwrap());
-        assert_eq!(plan.span.len(), len);
-    }
-    // Straddling the middle of the address space.
-    let middle = usize::MAX / 2 + 1;
-    assert_plan_inside::<DEFAULT_FL, DEFAULT_SL>(Span::new(middle - 4099, 1 << 20).unwrap());
-}
 
-#[test]
-fn too_small_regions_at_the_top_are_refused() {
-    // Up to one byte short of the smallest region that could work: its header, one block
-    // and the sentinel, which is smaller on 32-bit targets than on 64-bit ones.
-    let least = size_of::<Region>() + MIN_BLOCK + 2 * WORD;
-    for len in [0, 1, WORD, MIN_BLOCK - 1, least - 1] {
-        let span = Span::new(usize::MAX - len, len).unwrap();
-        assert!(
-            matches!(
-                Tlsf::<8, 4>::plan(span),
-                Err(ConfigError::RegionTooSmall { given, .. }) if given == len
-            ),
-            "{len} bytes"
-        );
+    #[test]
+    fn too_small_regions_at_the_top_are_refused() {
+        // Up to one byte short of the smallest region that could work: its header, one block
+        // and the sentinel, which is smaller on 32-bit targets than on 64-bit ones.
+        let least = size_of::<Region>() + MIN_BLOCK + 2 * WORD;
+        for len in [0, 1, WORD, MIN_BLOCK - 1, least - 1] {
+            let span = Span::new(usize::MAX - len, len).unwrap();
+            assert!(
+                matches!(
+                    Tlsf::<8, 4>::plan(span),
+                    Err(ConfigError::RegionTooSmall { given, .. }) if given == len
+                ),
+                "{len} bytes"
+            );
+        }
     }
-}
 
-#[test]
-fn regions_past_the_largest_block_are_split() {
-    type Small = Tlsf<8, 4>;
-    let mut regions = Regions::new();
-    let len = 100 * 1024;
-    let mut heap: Small = heap_over(&mut regions, len);
-    let blocks = free_blocks(&heap);
-    assert!(blocks >= len / Small::MAX_BLOCK, "{blocks} pieces");
-    assert!(heap.stats().largest_free <= Small::MAX_BLOCK - WORD);
-    assert_eq!(heap.stats().capacity, len);
-    let largest = layout(Small::max_request(), 8);
-    let block = heap.allocate(largest).unwrap();
-    assert!(heap.allocate(layout(Small::max_request() + 1, 8)).is_err());
-    // SAFETY: live block, freed once.
-    unsafe { heap.deallocate(block.cast(), largest) };
-    assert_eq!(free_blocks(&heap), blocks);
+    #[test]
+    fn regions_past_the_largest_block_are_split() {
+        type Small = Tlsf<8, 4>;
+        let mut regions = Regions::new();
+        let len = 100 * 1024;
+        let mut heap: Small = heap_over(&mut regions, len);
+        let blocks = free_blocks(&heap);
+        assert!(blocks >= len / Small::MAX_BLOCK, "{blocks} pieces");
+        assert!(heap.stats().largest_free <= Small::MAX_BLOCK - WORD);
+        assert_eq!(heap.stats().capacity, len);
+        let largest = layout(Small::max_request(), 8);
+        let block = heap.allocate(largest).unwrap();
+        assert!(heap.allocate(layout(Small::max_request() + 1, 8)).is_err());
+        // SAFETY: live block, freed once.
+        unsafe { heap.deallocate(block.cast(), largest) };
+        assert_eq!(free_blocks(&heap), blocks);
+    }
 }
 
 #[test]
