@@ -328,8 +328,10 @@ impl<H> core::fmt::Debug for RegionList<H> {
     }
 }
 
+/// Spans at the edges of the address space: run under miri for a 32-bit target too
+/// (`cargo xtask miri-edges`).
 #[cfg(test)]
-mod tests {
+mod address_edges {
     use super::*;
 
     const TOP: usize = usize::MAX;
