@@ -456,7 +456,8 @@ fn miri_threads(root: &Path) -> Step {
     Ok(())
 }
 
-/// Packages with a `mod <name>` in a source file under `crates/*/src`.
+/// Packages with an inline `mod <name> {` (a line of its own) in a source file under
+/// `crates/*/src`.
 fn packages_with_unit_module(root: &Path, name: &str) -> Result<Vec<String>, String> {
     fn declares(dir: &Path, module: &str) -> Result<bool, String> {
         let entries = fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
