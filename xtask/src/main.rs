@@ -459,30 +459,18 @@ fn miri_threads(root: &Path) -> Step {
 /// Packages with an inline `mod <name> {` (a line of its own) in a source file under
 /// `crates/*/src`.
 fn packages_with_unit_module(root: &Path, name: &str) -> Result<Vec<String>, String> {
-    fn declares(dir: &Path, module: &str) -> Result<bool, String> {
-        let entries = fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        for entry in entries {
-            let path = entry.map_err(|e| e.to_string())?.path();
-            let found = if path.is_dir() {
-                declares(&path, module)?
-            } else if path.extension().is_some_and(|ext| ext == "rs") {
-                let text = fs::read_to_string(&path)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                text.lines().any(|line| line.trim_start() == module)
-            } else {
-                false
-            };
-            if found {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
     let module = format!("mod {name} {{");
     let mut packages = Vec::new();
     for dir in crate_dirs(root)? {
-        if declares(&dir.join("src"), &module)? {
-            packages.push(package_name(&dir)?);
+        let mut files = Vec::new();
+        mutants::rust_files(&dir.join("src"), &mut files)?;
+        for file in files {
+            let text = fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            if text.lines().any(|line| line.trim_start() == module) {
+                packages.push(package_name(&dir)?);
+                break;
+            }
         }
     }
     Ok(packages)
