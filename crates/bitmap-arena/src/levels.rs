@@ -114,11 +114,16 @@ impl Levels {
     /// Sets or clears one bit, keeping the summaries exact.
     #[inline]
     pub(crate) fn assign_one(&mut self, index: usize, value: bool) {
-        let word_index = index / 64;
-        let bit = 1 << (index % 64);
+        self.assign_in_word(index / 64, 1 << (index % 64), value);
+    }
+
+    /// Sets or clears the bits of `mask` in word `word_index` of level 0, keeping the
+    /// summaries exact.
+    #[inline]
+    fn assign_in_word(&mut self, word_index: usize, mask: u64, value: bool) {
         let word = self.word_mut(0, word_index);
         let before = *word;
-        *word = if value { before | bit } else { before & !bit };
+        *word = if value { before | mask } else { before & !mask };
         if (before == 0) != (*word == 0) {
             self.propagate(0, word_index, value);
         }
@@ -213,9 +218,12 @@ impl Levels {
     #[inline]
     pub(crate) fn assign(&mut self, start: usize, end: usize, value: bool) {
         debug_assert!(start <= end && end <= self.bits);
-        if end - start <= 64 - start % 64 {
-            // Within one word (or empty).
-            self.assign_partial(0, start, end, value);
+        let offset = start % 64;
+        if end - start <= 64 - offset {
+            // Within one word (or empty): one masked store, not the loop over words.
+            if end > start {
+                self.assign_in_word(start / 64, span_mask(offset, end - start), value);
+            }
         } else {
             // Across words: out of line.
             self.assign_at(0, start, end, value);
