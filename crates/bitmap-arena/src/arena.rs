@@ -347,7 +347,13 @@ impl BitmapArena {
                 // A run starting in the lowest free block's word is the first fit. Where most
                 // blocks are taken, it is the run a block just freed left: no search needed.
                 let lowest = self.free.first_set()?;
-                short::fit_in_word(&self.free, self.blocks, lowest / 64, count)
+                // The run the lowest free block starts, if long enough inside its word, is
+                // the first fit: where most blocks are taken, the hole a free just left.
+                let word = lowest / 64;
+                if (self.free.leaf(word) >> (lowest % 64)).trailing_ones() as usize >= count {
+                    return Some(lowest);
+                }
+                short::fit_in_word(&self.free, self.blocks, word, count)
                     .or_else(|| self.short.first_fit(&self.free, count))
             }
             (_, 1) => self.runs.first_fit(&self.free, count),
