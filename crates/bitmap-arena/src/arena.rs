@@ -344,11 +344,11 @@ impl BitmapArena {
         match (count, step) {
             (1, 1) => self.free.first_set(),
             (2..=SHORT_RUN, 1) => {
-                // A run starting in the lowest free block's word is the first fit. Where most
-                // blocks are taken, it is the run a block just freed left: no search needed.
+                // A run starting in the lowest free block's word is the first fit: the run
+                // the lowest free block starts, if long enough inside its word (where most
+                // blocks are taken, the hole a free just left), else the word's first run
+                // that long. No search needed.
                 let lowest = self.free.first_set()?;
-                // The run the lowest free block starts, if long enough inside its word, is
-                // the first fit: where most blocks are taken, the hole a free just left.
                 let word = lowest / 64;
                 if (self.free.leaf(word) >> (lowest % 64)).trailing_ones() as usize >= count {
                     return Some(lowest);
