@@ -347,7 +347,7 @@ impl BitmapArena {
                 // A run starting in the lowest free block's word is the first fit: the run
                 // the lowest free block starts, if long enough inside its word (where most
                 // blocks are taken, the hole a free just left), else the word's first run
-                // that long. No search needed.
+                // that long. Only a word with none sends the search to the short-run index.
                 let lowest = self.free.first_set()?;
                 let word = lowest / 64;
                 if (self.free.leaf(word) >> (lowest % 64)).trailing_ones() as usize >= count {
